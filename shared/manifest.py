@@ -1,0 +1,499 @@
+"""Service manifests: the pydantic models of ``kind: Service`` and the load/validate entry points.
+
+``parse_manifests`` validates every document of every source and raises one ``ManifestError`` listing all
+problems (``FILE[doc N] spec.ports[0].container: must be an integer 1-65535``), so nothing is applied when
+anything is wrong. In the models durations are float seconds, memory int bytes and cpu float cores; the
+user may write ``2s``, ``64Mi`` or ``250m``. ``ServiceSpec.model_validate(manifest.spec_dict())``
+round-trips, which is how agents rebuild a spec received over the bus.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal, NamedTuple, Self
+
+import yaml
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import ValidationError as PydanticValidationError
+from pydantic_core import PydanticCustomError
+
+from drover.shared import units
+from drover.shared.manifest_errors import (
+    CROSS_CHECK_ERROR,
+    ManifestError,
+    display_name,
+    problems_from_pydantic,
+)
+
+__all__ = [
+    "AutoscalePolicy",
+    "Constraint",
+    "ExecProbe",
+    "HealthSpec",
+    "HttpProbe",
+    "ManifestError",
+    "Metadata",
+    "PlacementSpec",
+    "PortSpec",
+    "ResourceSpec",
+    "ServiceManifest",
+    "ServiceSpec",
+    "TcpProbe",
+    "UpdatePolicy",
+    "describe_change",
+    "load_documents",
+    "parse_constraint",
+    "parse_manifests",
+    "revision_view",
+    "spec_hash",
+]
+
+DEFAULT_MEMORY = 64 * 1024 * 1024
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_LABEL_KEY = re.compile(r"([A-Za-z0-9.-]+/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
+_ATTRIBUTE = r"node\.name|node\.labels\.[A-Za-z0-9][-A-Za-z0-9_./]*"
+_CONSTRAINT = re.compile(rf"\s*({_ATTRIBUTE})\s*(==|!=)\s*(.*?)\s*")
+_PERCENT = re.compile(r"(\d{1,3})%")
+
+
+# -- field types ---------------------------------------------------------------------------------------
+
+
+def _port(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
+        raise ValueError("must be an integer 1-65535")
+    return value
+
+
+def _string_list(value: Any) -> Any:
+    if not isinstance(value, list):
+        raise ValueError("must be a list of strings")
+    return value
+
+
+def _scalar_text(value: Any) -> Any:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    if not isinstance(value, str):
+        raise ValueError("must be a string, number or boolean")
+    return value
+
+
+def _env_name(value: str) -> str:
+    if not _ENV_NAME.fullmatch(value):
+        raise ValueError(
+            "must be a valid environment variable name: letters, digits and _, not starting with a digit"
+        )
+    return value
+
+
+def _label_key(value: str) -> str:
+    if len(value) > 253 or not _LABEL_KEY.fullmatch(value):
+        raise ValueError("must be a valid label key ([prefix/]name of letters, digits, -, _ and .)")
+    return value
+
+
+def _dns_label(value: str) -> str:
+    if len(value) > 63 or not _DNS_LABEL.fullmatch(value):
+        raise ValueError(
+            "must be a DNS label: lowercase letters, digits and '-', starting and ending with a letter "
+            "or digit, at most 63 characters"
+        )
+    return value
+
+
+def _port_name(value: str) -> str:
+    if len(value) > 15 or not _DNS_LABEL.fullmatch(value):
+        raise ValueError("must be lowercase letters, digits and '-', at most 15 characters")
+    return value
+
+
+def _rollout_amount(value: Any) -> int | str:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    if isinstance(value, str):
+        match = _PERCENT.fullmatch(value.strip())
+        if match and int(match.group(1)) <= 100:
+            return f"{int(match.group(1))}%"
+    raise ValueError("must be an integer >= 0 or a percentage like 25%")
+
+
+def _constraint(value: str) -> str:
+    parse_constraint(value)
+    return value
+
+
+def _spread(value: str) -> str:
+    if not re.fullmatch(_ATTRIBUTE, value.strip()):
+        raise ValueError("must be node.name or node.labels.<key>")
+    return value.strip()
+
+
+Duration = Annotated[float, BeforeValidator(units.parse_duration)]
+PositiveDuration = Annotated[float, BeforeValidator(units.parse_duration), Field(gt=0)]
+Memory = Annotated[int, BeforeValidator(units.parse_memory)]
+Cpu = Annotated[float, BeforeValidator(units.parse_cpu)]
+Port = Annotated[int, BeforeValidator(_port)]
+StringList = Annotated[list[str], BeforeValidator(_string_list)]
+Text = Annotated[str, BeforeValidator(_scalar_text)]
+RolloutAmount = Annotated[int | str, BeforeValidator(_rollout_amount)]
+
+
+class Constraint(NamedTuple):
+    """A parsed placement constraint: ``attribute`` is ``node.name`` or ``node.labels.<key>``."""
+
+    attribute: str
+    op: str  # "==" or "!="
+    value: str
+
+    @property
+    def label(self) -> str | None:
+        """The label key for ``node.labels.<key>``, None for ``node.name``."""
+        return self.attribute.removeprefix("node.labels.") if self.attribute != "node.name" else None
+
+    def matches(self, node_name: str, labels: Mapping[str, str]) -> bool:
+        """Whether a node satisfies the constraint (a missing label never equals a value)."""
+        actual = node_name if self.label is None else labels.get(self.label)
+        return (actual == self.value) if self.op == "==" else (actual != self.value)
+
+
+def parse_constraint(text: str) -> Constraint:
+    """``"node.labels.zone == a"`` → ``Constraint("node.labels.zone", "==", "a")``; ValueError if bad."""
+    match = _CONSTRAINT.fullmatch(text)
+    value = match.group(3) if match else ""
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+        value = value[1:-1]
+    if match is None or not value:
+        raise ValueError("must be like 'node.labels.<key> == value' or 'node.name != value'")
+    return Constraint(match.group(1), match.group(2), value)
+
+
+def _cross_check(problems: list[tuple[tuple[int | str, ...], str]]) -> None:
+    if problems:
+        summary = "; ".join(f"{'.'.join(map(str, p))}: {m}" for p, m in problems)
+        raise PydanticCustomError(CROSS_CHECK_ERROR, "{summary}", {"summary": summary, "problems": problems})
+
+
+# -- models --------------------------------------------------------------------------------------------
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class PortSpec(_Model):
+    name: Annotated[str, AfterValidator(_port_name)] | None = None
+    container: Port
+    expose: Port | None = None
+    protocol: Literal["tcp"] = "tcp"
+
+
+class ResourceSpec(_Model):
+    cpu: Cpu = 0.1
+    memory: Memory = DEFAULT_MEMORY
+
+
+class HttpProbe(_Model):
+    path: str = "/"
+    port: Port
+
+    @model_validator(mode="after")
+    def _path(self) -> Self:
+        if not self.path.startswith("/"):
+            _cross_check([(("path",), "must start with /")])
+        return self
+
+
+class TcpProbe(_Model):
+    port: Port
+
+
+class ExecProbe(_Model):
+    command: Annotated[StringList, Field(min_length=1)]
+
+
+class HealthSpec(_Model):
+    http: HttpProbe | None = None
+    tcp: TcpProbe | None = None
+    exec: ExecProbe | None = None
+    interval: PositiveDuration = 2.0
+    timeout: PositiveDuration = 1.0
+    failure_threshold: int = Field(default=3, ge=1)
+    initial_delay: Duration = 0.0
+
+    @model_validator(mode="after")
+    def _one_probe(self) -> Self:
+        count = sum(p is not None for p in (self.http, self.tcp, self.exec))
+        if count != 1:
+            _cross_check([((), "exactly one of http, tcp, exec is required")])
+        return self
+
+    def probe_port(self) -> int | None:
+        """The container port the probe targets (None for exec)."""
+        return self.http.port if self.http else self.tcp.port if self.tcp else None
+
+
+class UpdatePolicy(_Model):
+    max_surge: RolloutAmount = 1
+    max_unavailable: RolloutAmount = 0
+    min_ready: Duration = 5.0
+    progress_deadline: PositiveDuration = 120.0
+    auto_rollback: bool = True
+
+    @model_validator(mode="after")
+    def _can_progress(self) -> Self:
+        if self.max_surge in (0, "0%") and self.max_unavailable in (0, "0%"):
+            _cross_check([(("max_surge",), "max_surge and max_unavailable cannot both be 0")])
+        return self
+
+
+class AutoscalePolicy(_Model):
+    min: int = Field(default=1, ge=0)
+    max: int = Field(default=10, ge=1)
+    cpu_percent: float | None = Field(default=None, gt=0)
+    memory_percent: float | None = Field(default=None, gt=0)
+    rps_per_replica: float | None = Field(default=None, gt=0)
+    scale_up_window: Duration = 0.0
+    scale_down_window: Duration = 60.0
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Self:
+        if self.min > self.max:
+            _cross_check([(("min",), f"must be <= max ({self.max})")])
+        return self
+
+
+class PlacementSpec(_Model):
+    constraints: list[Annotated[str, AfterValidator(_constraint)]] = Field(default_factory=list)
+    spread: Annotated[str, AfterValidator(_spread)] | None = None
+
+    def parsed_constraints(self) -> list[Constraint]:
+        return [parse_constraint(c) for c in self.constraints]
+
+
+class ServiceSpec(_Model):
+    image: Annotated[str, Field(min_length=1)]
+    command: StringList | None = None
+    env: dict[Annotated[str, AfterValidator(_env_name)], Text] = Field(default_factory=dict)
+    replicas: int = Field(default=1, ge=0)
+    network: Literal["bridge", "host"] = "bridge"
+    ports: list[PortSpec] = Field(default_factory=list)
+    resources: ResourceSpec = Field(default_factory=ResourceSpec)
+    health: HealthSpec | None = None
+    restart: Literal["always", "on-failure", "never"] = "always"
+    stop_grace: Duration = 10.0
+    update: UpdatePolicy = Field(default_factory=UpdatePolicy)
+    autoscale: AutoscalePolicy | None = None
+    placement: PlacementSpec = Field(default_factory=PlacementSpec)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        problems: list[tuple[tuple[int | str, ...], str]] = []
+        if not self.image.strip() or any(c.isspace() for c in self.image):
+            problems.append((("image",), "must be an image reference without spaces"))
+        seen: dict[str, dict[Any, int]] = {"name": {}, "container": {}, "expose": {}}
+        for i, port in enumerate(self.ports):
+            for attr, firsts in seen.items():
+                value = getattr(port, attr)
+                if value is None:
+                    continue
+                if value in firsts:
+                    problems.append((("ports", i, attr), f"duplicates spec.ports[{firsts[value]}].{attr}"))
+                else:
+                    firsts[value] = i
+        if self.health is not None and self.network == "bridge":
+            probe = "http" if self.health.http else "tcp"
+            target = self.health.probe_port()
+            if target is not None and target not in seen["container"]:
+                problems.append(
+                    (("health", probe, "port"), f"port {target} is not among spec.ports[].container")
+                )
+        _cross_check(problems)
+        return self
+
+
+class Metadata(_Model):
+    name: Annotated[str, AfterValidator(_dns_label)]
+    labels: dict[Annotated[str, AfterValidator(_label_key)], Text] = Field(default_factory=dict)
+
+
+class ServiceManifest(_Model):
+    apiVersion: Literal["drover/v1"]
+    kind: Literal["Service"]
+    metadata: Metadata
+    spec: ServiceSpec
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+    def spec_dict(self) -> dict[str, Any]:
+        """The spec in its canonical JSON form (what the controller stores and agents receive)."""
+        return self.spec.model_dump(mode="json")
+
+
+# -- revisions -----------------------------------------------------------------------------------------
+
+
+def revision_view(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of a spec dict that defines a revision: everything but ``replicas``."""
+    return {k: v for k, v in spec.items() if k != "replicas"}
+
+
+def spec_hash(spec: Mapping[str, Any]) -> str:
+    """sha256 hex of the canonical JSON of ``revision_view(spec)``: equal iff the same revision.
+
+    A valid spec is first normalised through ``ServiceSpec`` so that defaults written out or left out,
+    ``2s`` or ``2.0``, hash the same. ``replicas`` never affects the hash.
+    """
+    body: Mapping[str, Any] = spec
+    try:
+        body = ServiceSpec.model_validate(dict(spec)).model_dump(mode="json")
+    except PydanticValidationError:
+        pass
+    text = json.dumps(revision_view(body), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _short(value: Any, width: int) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def describe_change(old: Mapping[str, Any] | None, new: Mapping[str, Any], width: int = 60) -> str:
+    """A short summary of what changed between two spec dicts (``replicas`` ignored), ≤ ``width`` chars.
+
+    ``image=local/busybox:v2``, ``command, env.GREETING``; ``initial`` without an old spec, ``no change``
+    when the revisions are equal.
+    """
+    if not old:
+        return "initial"
+    items: list[str] = []
+    old_view, new_view = revision_view(old), revision_view(new)
+    for key in sorted(set(old_view) | set(new_view), key=lambda k: (k != "image", k)):
+        before, after = old_view.get(key), new_view.get(key)
+        if before == after:
+            continue
+        if key == "image":
+            items.append(f"image={_short(after, max(width - 20, 10))}")
+        elif key == "env" and isinstance(before or {}, dict) and isinstance(after or {}, dict):
+            b, a = before or {}, after or {}
+            items.extend(f"env.{k}" for k in sorted(set(b) | set(a)) if b.get(k) != a.get(k))
+        else:
+            items.append(key)
+    if not items:
+        return "no change"
+    out = items[0]
+    for i, item in enumerate(items[1:], start=1):
+        rest = len(items) - i - 1
+        tail = f", +{rest} more" if rest else ""
+        if len(out) + 2 + len(item) + len(tail) > width:
+            return _short(f"{out}, +{len(items) - i} more", width)
+        out = f"{out}, {item}"
+    return _short(out, width)
+
+
+# -- loading -------------------------------------------------------------------------------------------
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that rejects duplicate keys instead of keeping the last one."""
+
+
+def _construct_mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    loader.flatten_mapping(node)
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if not isinstance(key, (str, int, float, bool)):
+            continue
+        if key in seen:
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def load_documents(text: str, source: str) -> list[tuple[int, Any]]:
+    """The non-empty documents of a YAML (or JSON) text as ``(doc number, data)``; numbers are 1-based.
+
+    A file holding a single JSON/YAML list is a list of documents. Syntax errors raise ``ManifestError``
+    naming the line and column.
+    """
+    name = display_name(source)
+    try:
+        docs = list(yaml.load_all(text, Loader=_Loader))
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        what = exc.problem or exc.context or "syntax error"
+        raise ManifestError([(name, f"invalid YAML{where}: {what}")]) from exc
+    except yaml.YAMLError as exc:
+        raise ManifestError([(name, f"invalid YAML: {exc}")]) from exc
+    non_empty = [d for d in docs if d is not None]
+    if len(non_empty) == 1 and isinstance(non_empty[0], list):
+        docs = non_empty[0]
+    return [(i, doc) for i, doc in enumerate(docs, start=1) if doc is not None]
+
+
+def _document_problems(doc: Any) -> tuple[ServiceManifest | None, list[tuple[str, str]]]:
+    if not isinstance(doc, dict):
+        return None, [
+            ("", f"must be a mapping with apiVersion, kind, metadata and spec, not a {type(doc).__name__}")
+        ]
+    head = []
+    if doc.get("apiVersion") != "drover/v1":
+        head.append(("", "apiVersion must be drover/v1"))
+    if doc.get("kind") != "Service":
+        head.append(("", "kind must be Service"))
+    if head:
+        return None, head
+    try:
+        return ServiceManifest.model_validate(doc), []
+    except PydanticValidationError as exc:
+        return None, problems_from_pydantic(exc, ServiceManifest)
+
+
+def parse_manifests(sources: list[tuple[str, str]]) -> list[ServiceManifest]:
+    """Validate every document of every ``(name, text)`` source; all valid → the manifests in order.
+
+    Any problem anywhere raises one ``ManifestError`` with all of them (``FILE[doc N] path: message``);
+    service names must be unique across all documents.
+    """
+    problems: list[tuple[str, str]] = []
+    manifests: list[ServiceManifest] = []
+    first_seen: dict[str, str] = {}
+    for source, text in sources:
+        name = display_name(source)
+        try:
+            documents = load_documents(text, source)
+        except ManifestError as exc:
+            problems.extend(exc.problems)
+            continue
+        for number, doc in documents:
+            where = f"{name}[doc {number}]"
+            manifest, found = _document_problems(doc)
+            problems.extend((f"{where} {path}" if path else where, message) for path, message in found)
+            if manifest is None:
+                continue
+            if manifest.name in first_seen:
+                problems.append(
+                    (
+                        f"{where} metadata.name",
+                        f"duplicate service name '{manifest.name}' (also in {first_seen[manifest.name]})",
+                    )
+                )
+                continue
+            first_seen[manifest.name] = where
+            manifests.append(manifest)
+    if problems:
+        raise ManifestError(problems)
+    return manifests
