@@ -1,0 +1,297 @@
+"""Handlers of the controller's request/reply API (``drover.<cluster>.api.<verb>``; see docs/BUS.md).
+
+Reads are answered from the in-memory state; writes go to the KV store with compare-and-set and are
+retried from a fresh read when they lose a race.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+
+from drover.controller import views
+from drover.shared.errors import ConflictError, NotFoundError, ValidationError
+from drover.shared.manifest import ManifestError, describe_change, parse_manifests, revision_view, spec_hash
+from drover.shared.models import NodeControl, RevisionEntry, ServiceRecord
+
+if TYPE_CHECKING:
+    from drover.controller.main import Controller
+
+Handler = Callable[["Controller", dict[str, Any]], Awaitable[Any]]
+HISTORY_LIMIT = 20
+CAS_ATTEMPTS = 8
+
+
+class UnsupportedError(Exception):
+    pass
+
+
+async def _update_service(
+    ctl: Controller, name: str, change: Callable[[ServiceRecord | None], ServiceRecord | None]
+) -> tuple[ServiceRecord | None, ServiceRecord | None]:
+    """Read-modify-write one service with CAS; ``change`` returns the new record or None for no write."""
+    kv = ctl.store.services
+    for _ in range(CAS_ATTEMPTS):
+        try:
+            entry = await kv.get(name)
+            old: ServiceRecord | None = ServiceRecord.from_wire(entry.value) if entry.value else None
+            rev: int | None = entry.revision
+        except KeyNotFoundError:
+            old, rev = None, None
+        new = change(old)
+        if new is None:
+            return old, old
+        try:
+            if rev is None or old is None:
+                new_rev = await kv.create(name, new.to_wire())
+            else:
+                new_rev = await kv.update(name, new.to_wire(), last=rev)
+        except KeyWrongLastSequenceError:
+            continue
+        except Exception as exc:  # create() on an existing key
+            if "wrong last sequence" in str(exc).lower() or "key exists" in str(exc).lower():
+                continue
+            raise
+        ctl.state.set_service(name, new, new_rev)
+        ctl.kick()
+        return old, new
+    raise ConflictError(f"service {name}: too many concurrent writers, try again")
+
+
+async def apply(ctl: Controller, body: dict[str, Any]) -> Any:
+    docs = body.get("manifests")
+    if not isinstance(docs, list) or not docs:
+        raise ValidationError([("manifests", "must be a non-empty list of Service manifests")])
+    manifests = parse_manifests([("request", json.dumps(docs))])  # all or nothing: validate first
+    results = []
+    for m in manifests:
+        spec = revision_view(m.spec_dict())
+        replicas = m.spec.replicas
+        labels = dict(m.metadata.labels)
+        outcome: dict[str, str] = {}
+
+        def change(
+            old: ServiceRecord | None,
+            spec: dict[str, Any] = spec,
+            replicas: int = replicas,
+            labels: dict[str, str] = labels,
+            outcome: dict[str, str] = outcome,
+            name: str = m.name,
+        ) -> ServiceRecord | None:
+            now = time.time()
+            if old is None or old.deleted:
+                outcome["action"] = "created"
+                return ServiceRecord(
+                    name=name,
+                    labels=labels,
+                    spec=spec,
+                    revision=1,
+                    replicas=replicas,
+                    created=now,
+                    updated=now,
+                    history=[RevisionEntry(revision=1, spec=spec, time=now, change="created")],
+                )
+            if spec_hash(spec) != spec_hash(old.spec):
+                outcome["action"] = "configured"
+                rev = old.revision + 1
+                history = [*old.history, RevisionEntry(
+                    revision=rev, spec=spec, time=now, change=describe_change(old.spec, spec)
+                )][-HISTORY_LIMIT:]
+                return old.model_copy(
+                    update={
+                        "spec": spec, "revision": rev, "replicas": replicas, "labels": labels,
+                        "updated": now, "history": history, "autoscale_enabled": True,
+                    }
+                )
+            if replicas != old.replicas or labels != old.labels or not old.autoscale_enabled:
+                outcome["action"] = "configured"
+                return old.model_copy(
+                    update={"replicas": replicas, "labels": labels, "updated": now, "autoscale_enabled": True}
+                )
+            outcome["action"] = "unchanged"
+            return None
+
+        _, new = await _update_service(ctl, m.name, change)
+        action = outcome["action"]
+        if action != "unchanged" and new is not None:
+            detail = f"revision {new.revision}, {new.replicas} replica(s)"
+            await ctl.emit("service-" + action, service=m.name, message=f"service {action}: {detail}")
+        results.append(
+            {"kind": "service", "name": m.name, "action": action, "revision": new.revision if new else None}
+        )
+    return {"results": results}
+
+
+async def delete(ctl: Controller, body: dict[str, Any]) -> Any:
+    names = body.get("names")
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ValidationError([("names", "must be a list of service names")])
+    results = []
+    for name in names:
+        try:
+            await ctl.store.services.get(name)
+        except KeyNotFoundError:
+            results.append({"name": name, "action": "not-found"})
+            continue
+        await ctl.store.services.delete(name)
+        ctl.state.set_service(name, None, 1 << 62)
+        ctl.kick()
+        await ctl.emit("service-deleted", service=name, message="service deleted")
+        results.append({"name": name, "action": "deleted"})
+    if results and all(r["action"] == "not-found" for r in results):
+        raise NotFoundError("; ".join(f'service "{r["name"]}" not found' for r in results))
+    return {"results": results}
+
+
+async def scale(ctl: Controller, body: dict[str, Any]) -> Any:
+    name = body.get("name")
+    replicas = body.get("replicas")
+    if not isinstance(name, str) or isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 0:
+        raise ValidationError([("replicas", "must be an integer >= 0")])
+
+    def change(old: ServiceRecord | None) -> ServiceRecord | None:
+        if old is None or old.deleted:
+            raise NotFoundError(f'service "{name}" not found')
+        return old.model_copy(update={"replicas": replicas, "autoscale_enabled": False, "updated": time.time()})
+
+    await _update_service(ctl, name, change)
+    await ctl.emit("scaled", service=name, message=f"scaled to {replicas}")
+    return {"name": name, "replicas": replicas}
+
+
+def _node_name(ctl: Controller, body: dict[str, Any]) -> str:
+    node = body.get("node")
+    if not isinstance(node, str) or not node:
+        raise ValidationError([("node", "must be a node name")])
+    if node not in ctl.state.nodes:
+        raise NotFoundError(f'node "{node}" not found')
+    return node
+
+
+async def _set_control(ctl: Controller, node: str, control: NodeControl, kind: str) -> Any:
+    await ctl.store.nodectl.put(node, control.to_wire())
+    ctl.state.set_control(node, control)
+    ctl.kick()
+    await ctl.emit(kind, node=node, message=f"node {node} {kind}")
+    row = views.node_rows(ctl.snapshot(), name=node)
+    return {"node": node, "status": row[0]["status"] if row else ""}
+
+
+async def cordon(ctl: Controller, body: dict[str, Any]) -> Any:
+    node = _node_name(ctl, body)
+    cur = ctl.state.controls.get(node, NodeControl())
+    return await _set_control(ctl, node, NodeControl(cordoned=True, draining=cur.draining), "cordoned")
+
+
+async def uncordon(ctl: Controller, body: dict[str, Any]) -> Any:
+    node = _node_name(ctl, body)
+    return await _set_control(ctl, node, NodeControl(cordoned=False, draining=False), "uncordoned")
+
+
+async def drain(ctl: Controller, body: dict[str, Any]) -> Any:
+    node = _node_name(ctl, body)
+    return await _set_control(ctl, node, NodeControl(cordoned=True, draining=True), "draining")
+
+
+def _opt_name(body: dict[str, Any], key: str = "name") -> str | None:
+    v = body.get(key)
+    if v is not None and not isinstance(v, str):
+        raise ValidationError([(key, "must be a string")])
+    return v
+
+
+async def get_services(ctl: Controller, body: dict[str, Any]) -> Any:
+    name = _opt_name(body)
+    rows = views.service_rows(ctl.snapshot(), unplaced=ctl.unplaced, name=name)
+    if name is not None and not rows:
+        raise NotFoundError(f'service "{name}" not found')
+    return rows
+
+
+async def get_containers(ctl: Controller, body: dict[str, Any]) -> Any:
+    name = _opt_name(body)
+    service = _opt_name(body, "service")
+    rows = views.container_rows(ctl.snapshot(), service=service)
+    if name is not None:
+        rows = [r for r in rows if name in (r["id"], r["name"], r["container_id"])]
+        if not rows:
+            raise NotFoundError(f'container "{name}" not found')
+    return rows
+
+
+async def get_nodes(ctl: Controller, body: dict[str, Any]) -> Any:
+    name = _opt_name(body)
+    rows = views.node_rows(ctl.snapshot(), name=name)
+    if name is not None and not rows:
+        raise NotFoundError(f'node "{name}" not found')
+    return rows
+
+
+def _events(ctl: Controller, *, service: str | None = None, node: str | None = None, limit: int = 200) -> Any:
+    out = [
+        e.model_dump(mode="json")
+        for e in ctl.state.events
+        if (service is None or e.service == service) and (node is None or e.node == node)
+    ]
+    for e in out:
+        e["time"] = views.iso(e["time"])
+    return out[-limit:] if limit > 0 else out
+
+
+async def describe_service(ctl: Controller, body: dict[str, Any]) -> Any:
+    name = _opt_name(body)
+    snap = ctl.snapshot()
+    rec = snap.services.get(name or "")
+    if name is None or rec is None:
+        raise NotFoundError(f'service "{name}" not found')
+    history = [
+        {"revision": h.revision, "time": views.iso(h.time), "change": h.change, "result": h.result}
+        for h in rec.history
+    ]
+    return {
+        "service": views.service_rows(snap, unplaced=ctl.unplaced, name=name)[0],
+        "spec": {**rec.spec, "replicas": rec.replicas},
+        "labels": rec.labels,
+        "history": history,
+        "containers": views.container_rows(snap, service=name),
+        "events": _events(ctl, service=name, limit=30),
+    }
+
+
+async def describe_node(ctl: Controller, body: dict[str, Any]) -> Any:
+    name = _opt_name(body)
+    snap = ctl.snapshot()
+    rows = views.node_rows(snap, name=name)
+    if name is None or not rows:
+        raise NotFoundError(f'node "{name}" not found')
+    containers = [r for r in views.container_rows(snap) if r["node"] == name]
+    return {"node": rows[0], "containers": containers, "events": _events(ctl, node=name, limit=30)}
+
+
+async def events(ctl: Controller, body: dict[str, Any]) -> Any:
+    limit = body.get("limit", 200)
+    if not isinstance(limit, int) or isinstance(limit, bool):
+        raise ValidationError([("limit", "must be an integer")])
+    return _events(ctl, service=_opt_name(body, "service"), limit=limit)
+
+
+HANDLERS: dict[str, Handler] = {
+    "apply": apply,
+    "delete": delete,
+    "scale": scale,
+    "cordon": cordon,
+    "uncordon": uncordon,
+    "drain": drain,
+    "get_services": get_services,
+    "get_containers": get_containers,
+    "get_nodes": get_nodes,
+    "describe_service": describe_service,
+    "describe_node": describe_node,
+    "events": events,
+}
+
+__all__ = ["HANDLERS", "ManifestError", "UnsupportedError"]

@@ -1,0 +1,16 @@
+"""Controller settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class ControllerConfig:
+    nats_url: str
+    cluster: str = "default"
+    id: str | None = None
+    node_grace: float = 3.0  # seconds without a heartbeat before a node is lost
+    metrics_port: int | None = None
+    metrics_address: str = "127.0.0.1"
+    resync_interval: float = 1.0  # level-triggered re-evaluation even without changes

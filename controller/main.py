@@ -1,0 +1,302 @@
+"""The controller daemon: caches desired and observed state, runs the level-triggered reconcile loop, writes
+per-node assignments with compare-and-set, and answers the CLI's API requests."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import socket
+import time
+import uuid
+from typing import Any
+
+import structlog
+from nats.aio.msg import Msg
+from nats.js.api import DeliverPolicy
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.kv import KeyValue
+
+from drover.controller import api
+from drover.controller.config import ControllerConfig
+from drover.controller.metrics import ControllerMetrics
+from drover.controller.reconcile import plan
+from drover.controller.snapshot import Snapshot
+from drover.controller.state import ClusterState
+from drover.shared import bus
+from drover.shared.errors import NotFoundError, PermanentError, ValidationError, WireError
+from drover.shared.manifest import ManifestError
+from drover.shared.models import (
+    ApiReply,
+    Assignment,
+    Event,
+    Heartbeat,
+    NodeControl,
+    NodeRegistration,
+    ServiceRecord,
+)
+from drover.shared.subjects import Names
+from drover.shared.tasks import Supervisor
+
+log = structlog.get_logger("drover.controller")
+
+
+class Controller:
+    def __init__(self, cfg: ControllerConfig):
+        self.cfg = cfg
+        self.id = cfg.id or f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
+        self.names = Names(cfg.cluster)
+        self.state = ClusterState(started=time.time(), node_grace=cfg.node_grace)
+        self.unplaced: dict[str, str] = {}
+        self.rng = random.Random()
+        self.metrics = ControllerMetrics()
+        self._dirty = asyncio.Event()
+        self._loaded: dict[str, asyncio.Event] = {}
+        self._subs: list[Any] = []
+        self.sup: Supervisor | None = None
+        self.log = log.bind(controller=self.id, cluster=cfg.cluster)
+
+    # --- lifecycle ------------------------------------------------------------------------------------------
+    async def start(self) -> None:
+        self.sup = Supervisor(f"controller-{self.id}")
+        self.nc = await bus.connect(self.cfg.nats_url, name=f"drover-controller-{self.id}", retry_forever=True)
+        self.store = await bus.open_store(self.nc, self.cfg.cluster)
+        self.state.started = time.time()
+        buckets: list[tuple[str, KeyValue]] = [
+            ("services", self.store.services),
+            ("assignments", self.store.assignments),
+            ("nodes", self.store.nodes),
+            ("nodectl", self.store.nodectl),
+        ]
+        for name, kv in buckets:
+            self._loaded[name] = asyncio.Event()
+            self.sup.start(f"watch-{name}", lambda n=name, k=kv: self._watch(n, k))  # type: ignore[misc]
+        await asyncio.wait_for(asyncio.gather(*(e.wait() for e in self._loaded.values())), 30)
+        self._subs.append(await self.nc.subscribe(self.names.heartbeat_all, cb=self._on_heartbeat))
+        self._subs.append(
+            await self.nc.subscribe(f"{self.names.api_prefix}.*", queue="controllers", cb=self._on_api)
+        )
+        await self._follow_events()
+        if self.cfg.metrics_port is not None:
+            self.metrics.serve(self.cfg.metrics_address, self.cfg.metrics_port)
+        self.sup.start("reconcile", self._reconcile_loop)
+        self.sup.start("resync", self._resync_loop)
+        self.log.info("controller started", nats=self.cfg.nats_url)
+
+    async def stop(self) -> None:
+        if self.sup is not None:
+            await self.sup.stop()
+        for sub in self._subs:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+        with contextlib.suppress(Exception):
+            await self.nc.drain()
+        self.metrics.close()
+        self.log.info("controller stopped")
+
+    def kick(self) -> None:
+        self._dirty.set()
+
+    def snapshot(self) -> Snapshot:
+        return self.state.snapshot(time.time())
+
+    async def emit(
+        self, kind: str, *, service: str = "", node: str = "", container: str = "", message: str = ""
+    ) -> None:
+        ev = Event(time=time.time(), kind=kind, service=service, node=node, container=container, message=message)
+        try:
+            await self.nc.publish(self.names.event(kind), ev.to_wire())
+        except Exception as exc:  # NATS away: the event is lost, the state is not
+            self.log.warning("event not published", kind=kind, error=str(exc))
+
+    # --- desired state from KV -------------------------------------------------------------------------------
+    async def _watch(self, bucket: str, kv: KeyValue) -> None:
+        watcher = await kv.watchall()
+        try:
+            async for entry in watcher:
+                if entry is None:
+                    self._loaded[bucket].set()
+                    continue
+                self._apply_entry(bucket, entry.key, entry.value, entry.revision, entry.operation)
+                self.kick()
+        finally:
+            with contextlib.suppress(Exception):
+                await watcher.stop()  # type: ignore[no-untyped-call]
+
+    def _apply_entry(self, bucket: str, key: str, value: bytes | None, rev: int, op: str | None) -> None:
+        deleted = op in ("DEL", "PURGE") or not value
+        try:
+            if bucket == "services":
+                self.state.set_service(key, None if deleted else ServiceRecord.from_wire(value or b""), rev)
+            elif bucket == "assignments":
+                self.state.set_assignment(key, None if deleted else Assignment.from_wire(value or b""), rev)
+            elif bucket == "nodes":
+                reg = None if deleted else NodeRegistration.from_wire(value or b"")
+                self.state.set_registration(reg, key, time.time())
+            elif bucket == "nodectl":
+                self.state.set_control(key, None if deleted else NodeControl.from_wire(value or b""))
+        except WireError as exc:
+            self.metrics.bad_messages.inc()
+            self.log.warning("undecodable KV entry dropped", bucket=bucket, key=key, error=str(exc))
+
+    async def _resync_loop(self) -> None:
+        """Safety net for watches that silently stalled (e.g. across a NATS restart): re-read every key."""
+        while True:
+            await asyncio.sleep(10)
+            for bucket, kv in (
+                ("services", self.store.services),
+                ("assignments", self.store.assignments),
+                ("nodes", self.store.nodes),
+                ("nodectl", self.store.nodectl),
+            ):
+                try:
+                    keys = await kv.keys()
+                except Exception:
+                    continue
+                for key in keys:
+                    with contextlib.suppress(Exception):
+                        e = await kv.get(key)
+                        self._apply_entry(bucket, key, e.value, e.revision or 0, e.operation)
+            self.kick()
+
+    # --- observed state from agents --------------------------------------------------------------------------
+    async def _on_heartbeat(self, msg: Msg) -> None:
+        try:
+            hb = Heartbeat.from_wire(msg.data)
+        except WireError as exc:
+            self.metrics.bad_messages.inc()
+            self.log.warning("bad heartbeat dropped", subject=msg.subject, error=str(exc))
+            return
+        self.metrics.heartbeats.inc()
+        if self.state.on_heartbeat(hb, time.time()):
+            self.kick()
+
+    async def _follow_events(self) -> None:
+        info = await self.store.js.stream_info(self.names.events_stream)
+        last = info.state.last_seq or 0
+        start = max(1, last - 999)
+
+        async def on_event(msg: Msg) -> None:
+            try:
+                self.state.events.append(Event.from_wire(msg.data))
+            except WireError:
+                self.metrics.bad_messages.inc()
+
+        if last == 0:
+            sub = await self.store.js.subscribe(
+                self.names.events_all, cb=on_event, ordered_consumer=True, deliver_policy=DeliverPolicy.ALL
+            )
+        else:
+            from nats.js.api import ConsumerConfig
+
+            sub = await self.store.js.subscribe(
+                self.names.events_all,
+                cb=on_event,
+                ordered_consumer=True,
+                deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+                config=ConsumerConfig(opt_start_seq=start),
+            )
+        self._subs.append(sub)
+
+    # --- API -------------------------------------------------------------------------------------------------
+    async def _on_api(self, msg: Msg) -> None:
+        verb = msg.subject.rsplit(".", 1)[-1]
+        self.metrics.api_requests.labels(verb=verb).inc()
+        reply: ApiReply
+        try:
+            from drover.shared import wire
+
+            body = wire.decode(msg.data) if msg.data else {}
+            handler = api.HANDLERS.get(verb)
+            if handler is None:
+                reply = ApiReply(ok=False, code="unsupported", error=f"'{verb}' is not supported by this controller")
+            else:
+                reply = ApiReply(ok=True, data=await handler(self, body))
+        except ManifestError as exc:
+            problems = [{"where": w, "message": m} for w, m in exc.problems]
+            reply = ApiReply(ok=False, code="invalid", error="invalid manifest", problems=problems)
+        except ValidationError as exc:
+            problems = [{"where": w, "message": m} for w, m in exc.problems]
+            reply = ApiReply(ok=False, code="invalid", error=str(exc), problems=problems)
+        except WireError as exc:
+            reply = ApiReply(ok=False, code="invalid", error=str(exc))
+        except NotFoundError as exc:
+            reply = ApiReply(ok=False, code="not-found", error=str(exc))
+        except PermanentError as exc:
+            reply = ApiReply(ok=False, code="failed", error=str(exc))
+        except Exception as exc:
+            self.log.error("api request failed", verb=verb, error=repr(exc), exc_info=True)
+            reply = ApiReply(ok=False, code="failed", error=f"{verb} failed: {exc}")
+        if msg.reply:
+            with contextlib.suppress(Exception):
+                await msg.respond(reply.to_wire())
+
+    # --- reconcile -------------------------------------------------------------------------------------------
+    def _warm(self, now: float) -> bool:
+        """After a (re)start, wait until every known node has reported (or its grace ran out) before acting,
+        so that replicas whose status is simply not known yet are not replaced."""
+        if now - self.state.started >= self.cfg.node_grace:
+            return True
+        return all(n.last_heartbeat is not None for n in self.state.nodes.values())
+
+    async def _reconcile_loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._dirty.wait(), self.cfg.resync_interval)
+            self._dirty.clear()
+            now = time.time()
+            if not self._warm(now):
+                continue
+            t0 = time.perf_counter()
+            snap = self.state.snapshot(now)
+            p = plan(snap, self.rng)
+            self.metrics.reconcile_seconds.observe(time.perf_counter() - t0)
+            for service, why in p.unplaced.items():
+                if self.unplaced.get(service) != why:
+                    await self.emit("unschedulable", service=service, message=why)
+            self.unplaced = p.unplaced
+            if p.empty:
+                continue
+            for ev in p.events:
+                await self.emit(ev.kind, service=ev.service, node=ev.node, container=ev.container, message=ev.message)
+            await self._write_assignments(p.assignments)
+
+    async def _write_assignments(self, changes: dict[str, Any]) -> None:
+        kv = self.store.assignments
+        for node, containers in changes.items():
+            cur = self.state.assignments.get(node)
+            generation = (cur.value.generation if cur else 0) + 1
+            new = Assignment(node=node, generation=generation, term=self.state.term, containers=containers)
+            try:
+                if cur is None:
+                    rev = await kv.create(node, new.to_wire())
+                else:
+                    rev = await kv.update(node, new.to_wire(), last=cur.rev)
+                self.state.set_assignment(node, new, rev)
+                self.metrics.assignments_written.inc()
+            except KeyWrongLastSequenceError:
+                await self._reload_assignment(node)
+            except Exception as exc:
+                self.log.warning("assignment write failed", node=node, error=str(exc))
+                await self._reload_assignment(node)
+
+    async def _reload_assignment(self, node: str) -> None:
+        with contextlib.suppress(Exception):
+            try:
+                e = await self.store.assignments.get(node)
+                self._apply_entry("assignments", node, e.value, e.revision or 0, e.operation)
+            except KeyNotFoundError:
+                self.state.assignments.pop(node, None)
+        self.kick()
+
+
+async def run_controller(cfg: ControllerConfig) -> None:
+    """Run a controller until cancelled."""
+    ctl = Controller(cfg)
+    await ctl.start()
+    try:
+        assert ctl.sup is not None
+        failed = await ctl.sup.failed
+        raise PermanentError(f"controller task failed: {failed!r}")
+    finally:
+        await ctl.stop()

@@ -1,0 +1,210 @@
+"""Pure cluster reconciliation: from a Snapshot, decide the new per-node assignments.
+
+``plan(snapshot, rng)`` drops replicas of lost nodes and deleted services, asks ``service_step`` what each
+service needs, places new replicas with the scheduler and returns the node assignments that change plus the
+events worth telling. No I/O, no clock (``snapshot.now``), randomness only from ``rng``.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from drover.controller.rollout import ReplicaView, service_step
+from drover.controller.scheduler import NodeView, PlacementRequest, place
+from drover.controller.snapshot import Snapshot, node_status
+from drover.shared.models import AssignedContainer, NodeStatus, ServiceRecord
+
+
+@dataclass(frozen=True)
+class PlannedEvent:
+    kind: str
+    service: str = ""
+    node: str = ""
+    container: str = ""
+    message: str = ""
+
+
+@dataclass
+class ClusterPlan:
+    assignments: dict[str, list[AssignedContainer]] = field(default_factory=dict)  # only changed nodes
+    events: list[PlannedEvent] = field(default_factory=list)
+    unplaced: dict[str, str] = field(default_factory=dict)  # service -> why (level, not an event)
+
+    @property
+    def empty(self) -> bool:
+        return not self.assignments
+
+
+def new_replica_id(rng: random.Random) -> str:
+    return f"{rng.getrandbits(40):010x}"
+
+
+def _resources(spec: dict[str, object]) -> tuple[float, int]:
+    res = spec.get("resources") or {}
+    assert isinstance(res, dict)
+    return float(res.get("cpu", 0.0) or 0.0), int(res.get("memory", 0) or 0)
+
+
+def plan(snap: Snapshot, rng: random.Random) -> ClusterPlan:
+    out = ClusterPlan()
+    status = {name: node_status(n, snap.now, snap.node_grace) for name, n in snap.nodes.items()}
+    # Working copy of every node's containers; changed nodes are tracked.
+    work: dict[str, list[AssignedContainer]] = {n: list(a.containers) for n, a in snap.assignments.items()}
+    changed: set[str] = set()
+    carried_restarts: dict[str, list[int]] = defaultdict(list)  # service -> restarts of replaced replicas
+
+    def remove(node: str, rid: str) -> None:
+        work[node] = [c for c in work[node] if c.id != rid]
+        changed.add(node)
+
+    # 1. Replicas of deleted services go; replicas of lost (or unknown) nodes are replaced elsewhere.
+    for node, containers in list(work.items()):
+        st = status.get(node, NodeStatus.LOST)
+        for c in containers:
+            svc = snap.services.get(c.service)
+            if svc is None or svc.deleted:
+                remove(node, c.id)
+            elif st is NodeStatus.LOST:
+                observed = snap.nodes[node].observed.get(c.id) if node in snap.nodes else None
+                carried_restarts[c.service].append(c.restarts + (observed.restarts if observed else 0) + 1)
+                remove(node, c.id)
+                out.events.append(
+                    PlannedEvent("rescheduled", c.service, node, c.id, f"node {node} lost: replacing {c.id}")
+                )
+
+    # 2. What each service needs.
+    replicas_of: dict[str, list[tuple[str, AssignedContainer]]] = defaultdict(list)
+    for node, containers in work.items():
+        for c in containers:
+            replicas_of[c.service].append((node, c))
+
+    creates: list[tuple[ServiceRecord, int, frozenset[str]]] = []
+    evictable: dict[str, list[tuple[str, str]]] = {}
+    for name in sorted(snap.services):
+        svc = snap.services[name]
+        if svc.deleted:
+            continue
+        views = []
+        for node, c in replicas_of.get(name, []):
+            obs = snap.nodes[node].observed.get(c.id) if node in snap.nodes else None
+            ready = bool(obs and obs.ready and obs.revision == c.revision)
+            views.append(
+                ReplicaView(
+                    id=c.id,
+                    node=node,
+                    revision=c.revision,
+                    ready=ready,
+                    ready_since=snap.ready_since.get(c.id, obs.started_at or 0.0) if ready and obs else None,
+                    leaving=status.get(node) is NodeStatus.DRAINING,
+                )
+            )
+        update = svc.spec.get("update") or {}
+        step = service_step(
+            replicas=svc.replicas, revision=svc.revision, update=update, current=views, now=snap.now
+        )
+        where = {v.id: v.node for v in views}
+        for rid in step.remove:
+            remove(where[rid], rid)
+        if step.create:
+            draining = frozenset(v.node for v in views if v.leaving)
+            creates.append((svc, step.create, draining))
+        if step.evict_if_unplaced:
+            evictable[name] = [(rid, where[rid]) for rid in step.evict_if_unplaced]
+
+    # 3. Place what must be created, on a view of the nodes that includes this pass's removals.
+    if creates:
+        views_by_node = _node_views(snap, status, work)
+        order = {n.name: i for i, n in enumerate(views_by_node)}
+        for svc, count, avoid in creates:
+            cpu, mem = _resources(svc.spec)
+            placement = svc.spec.get("placement") or {}
+            req = PlacementRequest(
+                service=svc.name,
+                count=count,
+                cpu=cpu,
+                memory=mem,
+                constraints=tuple(placement.get("constraints") or ()),
+                spread=placement.get("spread"),
+                avoid_nodes=avoid,
+            )
+            result = place(views_by_node, req, rng=rng)
+            carried = carried_restarts.get(svc.name, [])
+            for p in result.placements:
+                rid = new_replica_id(rng)
+                restarts = carried.pop(0) if carried else 0
+                work.setdefault(p.node, []).append(
+                    AssignedContainer(
+                        id=rid, service=svc.name, revision=svc.revision, spec=svc.spec, restarts=restarts
+                    )
+                )
+                changed.add(p.node)
+                i = order[p.node]
+                views_by_node[i] = _with_added(views_by_node[i], svc.name, cpu, mem)
+                out.events.append(PlannedEvent("scheduled", svc.name, p.node, rid, f"placed on {p.node}"))
+            if result.unplaced:
+                why = ", ".join(f"{k}: {v}" for k, v in sorted(result.reasons.items())) or "no nodes"
+                out.unplaced[svc.name] = f"{result.unplaced} replica(s) cannot be placed ({why})"
+                for rid, node in evictable.get(svc.name, []):
+                    remove(node, rid)
+
+    for node in changed:
+        before = [c.id for c in snap.assignments[node].containers] if node in snap.assignments else []
+        if [c.id for c in work[node]] != before:
+            out.assignments[node] = work[node]
+    return out
+
+
+def _with_added(v: NodeView, service: str, cpu: float, mem: int) -> NodeView:
+    counts = dict(v.service_counts)
+    counts[service] = counts.get(service, 0) + 1
+    return NodeView(
+        name=v.name,
+        labels=v.labels,
+        cpu_capacity=v.cpu_capacity,
+        mem_capacity=v.mem_capacity,
+        cpu_allocated=v.cpu_allocated + cpu,
+        mem_allocated=v.mem_allocated + mem,
+        schedulable=v.schedulable,
+        service_counts=counts,
+    )
+
+
+def _node_views(
+    snap: Snapshot, status: dict[str, NodeStatus], work: dict[str, list[AssignedContainer]]
+) -> list[NodeView]:
+    views = []
+    for name in sorted(snap.nodes):
+        n = snap.nodes[name]
+        cpu = 0.0
+        mem = 0
+        counts: dict[str, int] = defaultdict(int)
+        for c in work.get(name, []):
+            c_cpu, c_mem = _resources(c.spec)
+            cpu += c_cpu
+            mem += c_mem
+            counts[c.service] += 1
+        views.append(
+            NodeView(
+                name=name,
+                labels=dict(n.reg.labels),
+                cpu_capacity=n.reg.capacity.cpu,
+                mem_capacity=n.reg.capacity.memory,
+                cpu_allocated=cpu,
+                mem_allocated=mem,
+                schedulable=status[name] is NodeStatus.READY,
+                service_counts=dict(counts),
+            )
+        )
+    return views
+
+
+def allocation(containers: list[AssignedContainer]) -> tuple[float, int]:
+    cpu = 0.0
+    mem = 0
+    for c in containers:
+        c_cpu, c_mem = _resources(c.spec)
+        cpu += c_cpu
+        mem += c_mem
+    return cpu, mem

@@ -1,0 +1,126 @@
+"""The controller's in-memory cache of desired state (from KV watches) and observed state (from heartbeats).
+
+Everything here is soft: a restarted controller rebuilds it from the KV buckets and the next heartbeats.
+"""
+
+from __future__ import annotations
+
+import collections
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from drover.controller.snapshot import NodeState, Snapshot
+from drover.shared.models import (
+    Assignment,
+    ContainerStatus,
+    Event,
+    Heartbeat,
+    NodeControl,
+    NodeRegistration,
+    ServiceRecord,
+)
+
+T = TypeVar("T")
+
+
+@dataclass
+class Versioned(Generic[T]):
+    value: T
+    rev: int
+
+
+@dataclass
+class ClusterState:
+    started: float
+    node_grace: float
+    services: dict[str, Versioned[ServiceRecord]] = field(default_factory=dict)
+    assignments: dict[str, Versioned[Assignment]] = field(default_factory=dict)
+    nodes: dict[str, NodeState] = field(default_factory=dict)
+    controls: dict[str, NodeControl] = field(default_factory=dict)
+    ready_since: dict[str, float] = field(default_factory=dict)
+    events: collections.deque[Event] = field(default_factory=lambda: collections.deque(maxlen=5000))
+    term: int = 1
+
+    # --- desired state, from KV -------------------------------------------------------------------------
+    def set_service(self, name: str, rec: ServiceRecord | None, rev: int) -> None:
+        cur = self.services.get(name)
+        if cur is not None and cur.rev > rev:
+            return
+        if rec is None:
+            self.services.pop(name, None)
+        else:
+            self.services[name] = Versioned(rec, rev)
+
+    def set_assignment(self, node: str, a: Assignment | None, rev: int) -> None:
+        cur = self.assignments.get(node)
+        if cur is not None and cur.rev > rev:
+            return
+        if a is None:
+            self.assignments.pop(node, None)
+        else:
+            self.assignments[node] = Versioned(a, rev)
+
+    def set_registration(self, reg: NodeRegistration | None, name: str, now: float) -> None:
+        if reg is None:
+            self.nodes.pop(name, None)
+            return
+        node = self.nodes.get(name)
+        if node is None:
+            self.nodes[name] = NodeState(
+                reg=reg, ctl=self.controls.get(name, NodeControl()), last_heartbeat=None, seen_since=now
+            )
+        else:
+            node.reg = reg
+
+    def set_control(self, name: str, ctl: NodeControl | None) -> None:
+        ctl = ctl or NodeControl()
+        self.controls[name] = ctl
+        if name in self.nodes:
+            self.nodes[name].ctl = ctl
+
+    # --- observed state, from heartbeats ----------------------------------------------------------------
+    def on_heartbeat(self, hb: Heartbeat, now: float) -> bool:
+        """Record a heartbeat; True when something that matters to reconciliation changed."""
+        node = self.nodes.get(hb.node)
+        if node is None:
+            # A heartbeat before its registration reached us: keep it with a minimal registration.
+            node = NodeState(
+                reg=NodeRegistration(name=hb.node),
+                ctl=self.controls.get(hb.node, NodeControl()),
+                last_heartbeat=None,
+                seen_since=now,
+            )
+            self.nodes[hb.node] = node
+        was_lost = node.last_heartbeat is None or now - node.last_heartbeat > self.node_grace
+        node.last_heartbeat = now
+        node.boot_id = hb.boot_id
+        node.generation_seen = hb.generation
+        new = {c.id: c for c in hb.containers}
+        changed = was_lost or _digest(node.observed) != _digest(new)
+        for rid, c in new.items():
+            if c.ready:
+                self.ready_since.setdefault(rid, now)
+            else:
+                self.ready_since.pop(rid, None)
+        for rid in set(node.observed) - set(new):
+            self.ready_since.pop(rid, None)
+        node.observed = new
+        return changed
+
+    def snapshot(self, now: float) -> Snapshot:
+        return Snapshot(
+            now=now,
+            node_grace=self.node_grace,
+            services={n: v.value for n, v in self.services.items()},
+            nodes=self.nodes,
+            assignments={n: v.value for n, v in self.assignments.items()},
+            term=self.term,
+            ready_since=self.ready_since,
+        )
+
+
+def _digest(observed: dict[str, ContainerStatus]) -> list[tuple[object, ...]]:
+    return [
+        (rid, c.state, c.ready, c.revision, c.restarts, c.host_port)
+        for rid, c in sorted(observed.items())
+    ]

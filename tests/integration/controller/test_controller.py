@@ -1,0 +1,209 @@
+"""The controller against a real nats-server, with the test playing the agents (registration + heartbeats),
+so that placement, scaling, node loss and the API are checked without Docker."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from drover.controller.config import ControllerConfig
+from drover.controller.main import Controller
+from drover.shared import bus, wire
+from drover.shared.models import (
+    ApiReply,
+    Assignment,
+    ContainerState,
+    ContainerStatus,
+    Heartbeat,
+    NodeRegistration,
+    Resources,
+)
+from drover.shared.subjects import Names
+from tests.fixtures import wait_for
+from tests.fixtures.nats import NatsServer
+
+GiB = 1 << 30
+
+
+def manifest(name: str = "web", replicas: int = 3, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "drover/v1",
+        "kind": "Service",
+        "metadata": {"name": name},
+        "spec": {"image": "local/busybox:latest", "replicas": replicas, "resources": {"cpu": 0.5, "memory": "64Mi"},
+                 **spec},
+    }
+
+
+class FakeAgents:
+    """Registers nodes and answers for them: every assigned replica is reported running and ready."""
+
+    def __init__(self, nc: Any, store: bus.ClusterStore, names: Names):
+        self.nc, self.store, self.names = nc, store, names
+        self.alive: set[str] = set()
+        self.tasks: list[asyncio.Task[None]] = []
+
+    async def add(self, node: str, cpu: float = 2.0, labels: dict[str, str] | None = None) -> None:
+        reg = NodeRegistration(name=node, address="127.0.0.1", labels=labels or {},
+                               capacity=Resources(cpu=cpu, memory=4 * GiB), driver="sim", boot_id="b")
+        await self.store.nodes.put(node, reg.to_wire())
+        self.alive.add(node)
+        self.tasks.append(asyncio.get_running_loop().create_task(self._beat(node)))
+
+    async def _beat(self, node: str) -> None:
+        seq = 0
+        while True:
+            if node in self.alive:
+                containers = []
+                with contextlib.suppress(Exception):
+                    a = Assignment.from_wire((await self.store.assignments.get(node)).value)
+                    containers = [ContainerStatus(id=c.id, service=c.service, revision=c.revision,
+                                                  state=ContainerState.RUNNING, ready=True, started_at=time.time())
+                                  for c in a.containers]
+                seq += 1
+                hb = Heartbeat(node=node, boot_id="b", seq=seq, time=time.time(), containers=containers)
+                await self.nc.publish(self.names.heartbeat(node), hb.to_wire())
+            await asyncio.sleep(0.2)
+
+    def stop(self) -> None:
+        for t in self.tasks:
+            t.cancel()
+
+
+@pytest.fixture
+async def env(nats_server: NatsServer, cluster_name: str) -> AsyncIterator[tuple[Controller, FakeAgents, Any]]:
+    ctl = Controller(ControllerConfig(nats_url=nats_server.url, cluster=cluster_name, node_grace=1.5))
+    await ctl.start()
+    nc = await bus.connect(nats_server.url, name="test")
+    store = await bus.open_store(nc, cluster_name)
+    agents = FakeAgents(nc, store, Names(cluster_name))
+
+    async def call(verb: str, **body: Any) -> ApiReply:
+        msg = await nc.request(Names(cluster_name).api(verb), wire.encode(body), timeout=5)
+        return ApiReply.from_wire(msg.data)
+
+    yield ctl, agents, call
+    agents.stop()
+    await nc.drain()
+    await ctl.stop()
+
+
+async def placed(call: Any, service: str) -> dict[str, int]:
+    rows = (await call("get_containers", service=service)).data
+    out: dict[str, int] = {}
+    for r in rows:
+        out[r["node"]] = out.get(r["node"], 0) + 1
+    return out
+
+
+async def _placed_is(call: Any, service: str, *wanted: dict[str, int]) -> bool:
+    return await placed(call, service) in wanted
+
+
+async def test_apply_places_spreads_and_reports(env: Any) -> None:
+    _, agents, call = env
+    for n in ("n1", "n2", "n3"):
+        await agents.add(n)
+    reply = await call("apply", manifests=[manifest(replicas=6)])
+    assert reply.ok, reply
+    assert reply.data["results"] == [{"kind": "service", "name": "web", "action": "created", "revision": 1}]
+    await wait_for(lambda: _ready(call, "web", 6), 10, message="6 replicas ready")
+    assert await placed(call, "web") == {"n1": 2, "n2": 2, "n3": 2}
+    again = await call("apply", manifests=[manifest(replicas=6)])
+    assert again.data["results"][0]["action"] == "unchanged"
+    nodes = (await call("get_nodes")).data
+    assert {n["name"]: n["allocated"]["cpu"] for n in nodes} == {"n1": 1.0, "n2": 1.0, "n3": 1.0}
+    assert all(n["status"] == "ready" for n in nodes)
+
+
+async def _ready(call: Any, name: str, n: int) -> bool:
+    rows = (await call("get_services", name=name)).data
+    return bool(rows) and rows[0]["ready"] == n and rows[0]["status"] == "available"
+
+
+async def test_scale_and_delete(env: Any) -> None:
+    _, agents, call = env
+    await agents.add("n1")
+    await agents.add("n2")
+    assert (await call("apply", manifests=[manifest(replicas=2)])).ok
+    await wait_for(lambda: _ready(call, "web", 2), 10)
+    assert (await call("scale", name="web", replicas=4)).ok
+    await wait_for(lambda: _ready(call, "web", 4), 10)
+    assert (await call("scale", name="web", replicas=1)).ok
+    await wait_for(lambda: _ready(call, "web", 1), 10)
+    assert (await call("delete", names=["web"])).ok
+    await wait_for(lambda: _placed_is(call, "web", {}), 10)
+    missing = await call("delete", names=["web"])
+    assert not missing.ok and missing.code == "not-found"
+
+
+async def test_invalid_apply_changes_nothing(env: Any) -> None:
+    _, agents, call = env
+    await agents.add("n1")
+    bad = manifest("bad", replicas=1, ports=[{"container": 70000}])
+    reply = await call("apply", manifests=[manifest("good", replicas=1), bad])
+    assert not reply.ok and reply.code == "invalid"
+    assert any("spec.ports[0].container" in p["where"] for p in reply.problems)
+    assert (await call("get_services")).data == []
+
+
+async def test_lost_node_replicas_move(env: Any) -> None:
+    _, agents, call = env
+    for n in ("n1", "n2", "n3"):
+        await agents.add(n)
+    assert (await call("apply", manifests=[manifest(replicas=3)])).ok
+    await wait_for(lambda: _ready(call, "web", 3), 10)
+    agents.alive.discard("n2")
+    await wait_for(lambda: _placed_is(call, "web", {"n1": 2, "n3": 1}, {"n1": 1, "n3": 2}),
+                   10, message="replica of n2 rescheduled")
+    await wait_for(lambda: _ready(call, "web", 3), 10)
+    rows = (await call("get_containers", service="web")).data
+    assert sum(r["restarts"] for r in rows) == 1  # the replacement counts as a restart of that replica
+    nodes = {n["name"]: n["status"] for n in (await call("get_nodes")).data}
+    assert nodes["n2"] == "lost"
+    kinds = [e["kind"] for e in (await call("events", service="web")).data]
+    assert "rescheduled" in kinds
+
+
+async def test_constraints_cordon_and_unschedulable(env: Any) -> None:
+    _, agents, call = env
+    await agents.add("a1", labels={"zone": "a"})
+    await agents.add("b1", labels={"zone": "b"})
+    m = manifest(replicas=2, placement={"constraints": ["node.labels.zone == a"]})
+    assert (await call("apply", manifests=[m])).ok
+    await wait_for(lambda: _ready(call, "web", 2), 10)
+    assert await placed(call, "web") == {"a1": 2}
+    assert (await call("cordon", node="a1")).data["status"] == "cordoned"
+    assert (await call("scale", name="web", replicas=3)).ok
+    await wait_for(lambda: _message(call, "web"), 10, message="unschedulable reported")
+    assert await placed(call, "web") == {"a1": 2}
+    assert (await call("uncordon", node="a1")).ok
+    await wait_for(lambda: _ready(call, "web", 3), 10)
+
+
+async def _message(call: Any, name: str) -> bool:
+    rows = (await call("get_services", name=name)).data
+    return "cannot be placed" in rows[0]["message"]
+
+
+async def test_controller_restart_keeps_placement(env: Any, nats_server: NatsServer, cluster_name: str) -> None:
+    ctl, agents, call = env
+    for n in ("n1", "n2"):
+        await agents.add(n)
+    assert (await call("apply", manifests=[manifest(replicas=4)])).ok
+    await wait_for(lambda: _ready(call, "web", 4), 10)
+    before = sorted(r["id"] for r in (await call("get_containers", service="web")).data)
+    await ctl.stop()
+    ctl2 = Controller(ControllerConfig(nats_url=nats_server.url, cluster=cluster_name, node_grace=1.5))
+    await ctl2.start()
+    try:
+        await wait_for(lambda: _ready(call, "web", 4), 10)
+        after = sorted(r["id"] for r in (await call("get_containers", service="web")).data)
+        assert after == before
+    finally:
+        await ctl2.stop()
