@@ -83,6 +83,7 @@ class NodeRegistration(Record):
     boot_id: str = ""  # new on every agent start
     started_at: float = 0.0
     version: str = ""
+    gossip_port: int = 0  # UDP port of the agent's gossip endpoint on ``address`` (0 = none yet)
 
 
 class NodeControl(Record):

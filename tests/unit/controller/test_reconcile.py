@@ -1,0 +1,90 @@
+"""The pure cluster plan: lost nodes, deleted services, placement within capacity."""
+
+from __future__ import annotations
+
+import random
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from drover.controller.reconcile import allocation, plan
+from drover.controller.snapshot import NodeState, Snapshot
+from drover.shared.models import (
+    AssignedContainer,
+    Assignment,
+    NodeControl,
+    NodeRegistration,
+    Resources,
+    ServiceRecord,
+)
+
+NOW = 1000.0
+SPEC = {"image": "x", "resources": {"cpu": 0.5, "memory": 1 << 20}}
+
+
+def node(name: str, cpu: float = 2.0, alive: bool = True, cordoned: bool = False) -> NodeState:
+    reg = NodeRegistration(name=name, capacity=Resources(cpu=cpu, memory=1 << 30))
+    return NodeState(reg=reg, ctl=NodeControl(cordoned=cordoned), last_heartbeat=NOW if alive else NOW - 60,
+                     seen_since=0.0)
+
+
+def svc(name: str, replicas: int, revision: int = 1) -> ServiceRecord:
+    return ServiceRecord(name=name, spec=SPEC, replicas=replicas, revision=revision, updated=NOW)
+
+
+def snap(nodes: list[NodeState], services: list[ServiceRecord], assignments: dict[str, list[AssignedContainer]]) -> Snapshot:
+    return Snapshot(
+        now=NOW, node_grace=3.0,
+        services={s.name: s for s in services},
+        nodes={n.reg.name: n for n in nodes},
+        assignments={k: Assignment(node=k, containers=v) for k, v in assignments.items()},
+    )
+
+
+def ac(rid: str, service: str = "web", revision: int = 1) -> AssignedContainer:
+    return AssignedContainer(id=rid, service=service, revision=revision, spec=SPEC)
+
+
+def test_creates_and_spreads() -> None:
+    p = plan(snap([node("a"), node("b")], [svc("web", 4)], {}), random.Random(1))
+    assert {n: len(c) for n, c in p.assignments.items()} == {"a": 2, "b": 2}
+    assert sum(e.kind == "scheduled" for e in p.events) == 4
+
+
+def test_lost_node_is_emptied_and_replaced() -> None:
+    s = snap([node("a"), node("b", alive=False)], [svc("web", 2)], {"a": [ac("x")], "b": [ac("y")]})
+    p = plan(s, random.Random(1))
+    assert p.assignments["b"] == []
+    assert len(p.assignments["a"]) == 2
+    replacement = next(c for c in p.assignments["a"] if c.id != "x")
+    assert replacement.restarts == 1
+
+
+def test_deleted_service_removed_and_cordoned_node_skipped() -> None:
+    s = snap([node("a", cordoned=True), node("b")], [svc("api", 1)], {"a": [ac("x", service="gone")]})
+    p = plan(s, random.Random(1))
+    assert p.assignments["a"] == []
+    assert [c.service for c in p.assignments["b"]] == ["api"]
+
+
+def test_unplaced_is_reported() -> None:
+    p = plan(snap([node("a", cpu=1.0)], [svc("web", 3)], {}), random.Random(1))
+    assert len(p.assignments["a"]) == 2
+    assert "1 replica(s) cannot be placed" in p.unplaced["web"]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    cpus=st.lists(st.sampled_from([0.5, 1.0, 2.0, 4.0]), min_size=1, max_size=6),
+    wants=st.lists(st.integers(0, 10), min_size=1, max_size=4),
+    seed=st.integers(0, 1000),
+)
+def test_never_overcommits(cpus: list[float], wants: list[int], seed: int) -> None:
+    nodes = [node(f"n{i}", cpu=c) for i, c in enumerate(cpus)]
+    services = [svc(f"s{i}", w) for i, w in enumerate(wants)]
+    p = plan(snap(nodes, services, {}), random.Random(seed))
+    for n in nodes:
+        cpu, _ = allocation(p.assignments.get(n.reg.name, []))
+        assert cpu <= n.reg.capacity.cpu + 1e-9
+    placed = sum(len(v) for v in p.assignments.values())
+    assert placed == min(sum(wants), sum(int(c / 0.5) for c in cpus))
