@@ -11,10 +11,11 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.errors import KeyNotFoundError
 
-from drover.controller import views
-from drover.shared.errors import ConflictError, NotFoundError, ValidationError
+from drover.controller import records, views
+from drover.controller.records import update_service
+from drover.shared.errors import NotFoundError, ValidationError
 from drover.shared.manifest import ManifestError, describe_change, parse_manifests, revision_view, spec_hash
 from drover.shared.models import NodeControl, RevisionEntry, ServiceRecord
 
@@ -22,44 +23,10 @@ if TYPE_CHECKING:
     from drover.controller.main import Controller
 
 Handler = Callable[["Controller", dict[str, Any]], Awaitable[Any]]
-HISTORY_LIMIT = 20
-CAS_ATTEMPTS = 8
 
 
 class UnsupportedError(Exception):
     pass
-
-
-async def _update_service(
-    ctl: Controller, name: str, change: Callable[[ServiceRecord | None], ServiceRecord | None]
-) -> tuple[ServiceRecord | None, ServiceRecord | None]:
-    """Read-modify-write one service with CAS; ``change`` returns the new record or None for no write."""
-    kv = ctl.store.services
-    for _ in range(CAS_ATTEMPTS):
-        try:
-            entry = await kv.get(name)
-            old: ServiceRecord | None = ServiceRecord.from_wire(entry.value) if entry.value else None
-            rev: int | None = entry.revision
-        except KeyNotFoundError:
-            old, rev = None, None
-        new = change(old)
-        if new is None:
-            return old, old
-        try:
-            if rev is None or old is None:
-                new_rev = await kv.create(name, new.to_wire())
-            else:
-                new_rev = await kv.update(name, new.to_wire(), last=rev)
-        except KeyWrongLastSequenceError:
-            continue
-        except Exception as exc:  # create() on an existing key
-            if "wrong last sequence" in str(exc).lower() or "key exists" in str(exc).lower():
-                continue
-            raise
-        ctl.state.set_service(name, new, new_rev)
-        ctl.kick()
-        return old, new
-    raise ConflictError(f"service {name}: too many concurrent writers, try again")
 
 
 async def apply(ctl: Controller, body: dict[str, Any]) -> Any:
@@ -94,19 +61,13 @@ async def apply(ctl: Controller, body: dict[str, Any]) -> Any:
                     created=now,
                     updated=now,
                     history=[RevisionEntry(revision=1, spec=spec, time=now, change="created")],
+                    rollout_started=now,
+                    rollout_progress_at=now,
                 )
             if spec_hash(spec) != spec_hash(old.spec):
                 outcome["action"] = "configured"
-                rev = old.revision + 1
-                history = [*old.history, RevisionEntry(
-                    revision=rev, spec=spec, time=now, change=describe_change(old.spec, spec)
-                )][-HISTORY_LIMIT:]
-                return old.model_copy(
-                    update={
-                        "spec": spec, "revision": rev, "replicas": replicas, "labels": labels,
-                        "updated": now, "history": history, "autoscale_enabled": True,
-                    }
-                )
+                rec = records.new_revision(old, spec, describe_change(old.spec, spec), now)
+                return rec.model_copy(update={"replicas": replicas, "labels": labels, "autoscale_enabled": True})
             if replicas != old.replicas or labels != old.labels or not old.autoscale_enabled:
                 outcome["action"] = "configured"
                 return old.model_copy(
@@ -115,7 +76,7 @@ async def apply(ctl: Controller, body: dict[str, Any]) -> Any:
             outcome["action"] = "unchanged"
             return None
 
-        _, new = await _update_service(ctl, m.name, change)
+        _, new = await update_service(ctl, m.name, change)
         action = outcome["action"]
         if action != "unchanged" and new is not None:
             detail = f"revision {new.revision}, {new.replicas} replica(s)"
@@ -158,7 +119,7 @@ async def scale(ctl: Controller, body: dict[str, Any]) -> Any:
             raise NotFoundError(f'service "{name}" not found')
         return old.model_copy(update={"replicas": replicas, "autoscale_enabled": False, "updated": time.time()})
 
-    await _update_service(ctl, name, change)
+    await update_service(ctl, name, change)
     await ctl.emit("scaled", service=name, message=f"scaled to {replicas}")
     return {"name": name, "replicas": replicas}
 
@@ -248,13 +209,11 @@ async def describe_service(ctl: Controller, body: dict[str, Any]) -> Any:
     rec = snap.services.get(name or "")
     if name is None or rec is None:
         raise NotFoundError(f'service "{name}" not found')
-    history = [
-        {"revision": h.revision, "time": views.iso(h.time), "change": h.change, "result": h.result}
-        for h in rec.history
-    ]
+    history = _history_rows(rec)
     return {
         "service": views.service_rows(snap, unplaced=ctl.unplaced, name=name)[0],
         "spec": {**rec.spec, "replicas": rec.replicas},
+        "rollout": {"state": rec.rollout_state, "reason": rec.rollout_reason, "paused": rec.paused},
         "labels": rec.labels,
         "history": history,
         "containers": views.container_rows(snap, service=name),
@@ -279,7 +238,79 @@ async def events(ctl: Controller, body: dict[str, Any]) -> Any:
     return _events(ctl, service=_opt_name(body, "service"), limit=limit)
 
 
+def _name(body: dict[str, Any]) -> str:
+    name = body.get("name")
+    if not isinstance(name, str) or not name:
+        raise ValidationError([("name", "must be a service name")])
+    return name
+
+
+def _history_rows(rec: ServiceRecord) -> list[dict[str, Any]]:
+    rows = []
+    for h in sorted(rec.history, key=lambda h: h.time):
+        result = h.result
+        if not result and h.revision == rec.revision:
+            result = "paused" if rec.paused else rec.rollout_state
+        rows.append({"revision": h.revision, "time": views.iso(h.time), "change": h.change, "result": result or ""})
+    return rows
+
+
+async def rollout_history(ctl: Controller, body: dict[str, Any]) -> Any:
+    name = _name(body)
+    rec = ctl.state.services.get(name)
+    if rec is None:
+        raise NotFoundError(f'service "{name}" not found')
+    return _history_rows(rec.value)
+
+
+async def rollout_status(ctl: Controller, body: dict[str, Any]) -> Any:
+    name = _name(body)
+    snap = ctl.snapshot()
+    rec = snap.services.get(name)
+    if rec is None:
+        raise NotFoundError(f'service "{name}" not found')
+    row = views.service_rows(snap, unplaced=ctl.unplaced, name=name)[0]
+    return {**row, "rollout": rec.rollout_state, "reason": rec.rollout_reason, "paused": rec.paused}
+
+
+async def rollout_undo(ctl: Controller, body: dict[str, Any]) -> Any:
+    name = _name(body)
+    to = body.get("to_revision")
+    if to is not None and (not isinstance(to, int) or isinstance(to, bool) or to < 1):
+        raise ValidationError([("to_revision", "must be a revision number >= 1")])
+    _, new = await update_service(ctl, name, lambda old: records.undo(old, name, to, time.time()))
+    assert new is not None
+    await ctl.emit("rollout-undo", service=name, message=f"undo: revision {new.revision} is desired again")
+    return {"name": name, "revision": new.revision}
+
+
+async def _pause(ctl: Controller, body: dict[str, Any], paused: bool) -> Any:
+    name = _name(body)
+
+    def change(old: ServiceRecord | None) -> ServiceRecord | None:
+        if old is None or old.deleted:
+            raise NotFoundError(f'service "{name}" not found')
+        return None if old.paused == paused else old.model_copy(update={"paused": paused})
+
+    await update_service(ctl, name, change)
+    await ctl.emit("rollout-paused" if paused else "rollout-resumed", service=name)
+    return {"name": name, "paused": paused}
+
+
+async def rollout_pause(ctl: Controller, body: dict[str, Any]) -> Any:
+    return await _pause(ctl, body, True)
+
+
+async def rollout_resume(ctl: Controller, body: dict[str, Any]) -> Any:
+    return await _pause(ctl, body, False)
+
+
 HANDLERS: dict[str, Handler] = {
+    "rollout_history": rollout_history,
+    "rollout_status": rollout_status,
+    "rollout_undo": rollout_undo,
+    "rollout_pause": rollout_pause,
+    "rollout_resume": rollout_resume,
     "apply": apply,
     "delete": delete,
     "scale": scale,

@@ -17,10 +17,11 @@ from nats.js.api import DeliverPolicy
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
-from drover.controller import api
+from drover.controller import api, records
 from drover.controller.config import ControllerConfig
 from drover.controller.metrics import ControllerMetrics
 from drover.controller.reconcile import plan
+from drover.controller.rollout import Verdict
 from drover.controller.snapshot import Snapshot
 from drover.controller.state import ClusterState
 from drover.shared import bus
@@ -257,9 +258,31 @@ class Controller:
             self.unplaced = p.unplaced
             if p.empty:
                 continue
+            await self._record_verdicts(p.verdicts)
             for ev in p.events:
                 await self.emit(ev.kind, service=ev.service, node=ev.node, container=ev.container, message=ev.message)
             await self._write_assignments(p.assignments)
+
+    async def _record_verdicts(self, verdicts: dict[str, Verdict]) -> None:
+        for name, verdict in verdicts.items():
+            rec = self.state.services.get(name)
+            if rec is None:
+                continue
+            new = records.apply_verdict(rec.value, verdict, time.time())
+            try:
+                rev = await self.store.services.update(name, new.to_wire(), last=rec.rev)
+            except Exception as exc:  # a concurrent apply: the next pass judges the fresh record
+                self.log.info("rollout verdict not recorded", service=name, error=str(exc))
+                continue
+            self.state.set_service(name, new, rev)
+            if verdict.state in ("complete", "failed", "rolled-back"):
+                msg = f"revision {rec.value.revision} {verdict.state}"
+                if verdict.reason:
+                    msg += f": {verdict.reason}"
+                if verdict.state == "rolled-back":
+                    msg += f"; returning to revision {verdict.rollback_to}"
+                await self.emit("rollout-" + verdict.state, service=name, message=msg)
+            self.kick()
 
     async def _write_assignments(self, changes: dict[str, Any]) -> None:
         kv = self.store.assignments

@@ -11,7 +11,7 @@ import random
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from drover.controller.rollout import ReplicaView, service_step
+from drover.controller.rollout import ReplicaView, Verdict, judge_rollout, service_step
 from drover.controller.scheduler import NodeView, PlacementRequest, place
 from drover.controller.snapshot import Snapshot, node_status
 from drover.shared.models import AssignedContainer, NodeStatus, ServiceRecord
@@ -31,10 +31,11 @@ class ClusterPlan:
     assignments: dict[str, list[AssignedContainer]] = field(default_factory=dict)  # only changed nodes
     events: list[PlannedEvent] = field(default_factory=list)
     unplaced: dict[str, str] = field(default_factory=dict)  # service -> why (level, not an event)
+    verdicts: dict[str, Verdict] = field(default_factory=dict)  # service -> rollout change to record
 
     @property
     def empty(self) -> bool:
-        return not self.assignments
+        return not self.assignments and not self.verdicts
 
 
 def new_replica_id(rng: random.Random) -> str:
@@ -98,8 +99,27 @@ def plan(snap: Snapshot, rng: random.Random) -> ClusterPlan:
                     ready=ready,
                     ready_since=snap.ready_since.get(c.id, obs.started_at or 0.0) if ready and obs else None,
                     leaving=status.get(node) is NodeStatus.DRAINING,
+                    state=str(obs.state) if obs else "pending",
+                    restarts=obs.restarts if obs else 0,
                 )
             )
+        verdict = judge_rollout(
+            revision=svc.revision,
+            replicas=svc.replicas,
+            spec=svc.spec,
+            state=svc.rollout_state,
+            paused=svc.paused,
+            last_good=svc.last_good,
+            progress=svc.rollout_progress,
+            progress_at=svc.rollout_progress_at or svc.rollout_started,
+            current=views,
+            now=snap.now,
+        )
+        if verdict is not None:
+            out.verdicts[name] = verdict
+        frozen = svc.paused or svc.rollout_state == "failed"
+        if frozen and any(v.revision != svc.revision for v in views):
+            continue  # a paused or failed rollout keeps its mix of revisions as it is
         update = svc.spec.get("update") or {}
         step = service_step(
             replicas=svc.replicas, revision=svc.revision, update=update, current=views, now=snap.now

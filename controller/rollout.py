@@ -21,6 +21,8 @@ class ReplicaView:
     ready: bool
     ready_since: float | None  # when it was last seen becoming ready (None = not ready)
     leaving: bool = False  # on a draining node: to be replaced, then removed
+    state: str = "running"
+    restarts: int = 0  # restarts observed on this placement (not carried from earlier placements)
 
 
 @dataclass(frozen=True)
@@ -107,3 +109,65 @@ def service_step(
         else:
             evict.append(r.id)
     return Step(create=create, remove=tuple(remove), evict_if_unplaced=tuple(evict))
+
+
+FAILING_RESTARTS = 2  # a new-revision replica restarted this often has failed the rollout
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What changed in a rollout: its new state, and the revision to return to when rolling back."""
+
+    state: str  # progressing | complete | failed | rolled-back
+    reason: str = ""
+    progress: int = 0
+    progress_at: float = 0.0
+    rollback_to: int | None = None
+
+
+def judge_rollout(
+    *,
+    revision: int,
+    replicas: int,
+    spec: Mapping[str, Any],
+    state: str,
+    paused: bool,
+    last_good: int,
+    progress: int,
+    progress_at: float,
+    current: Sequence[ReplicaView],
+    now: float,
+) -> Verdict | None:
+    """Judge a progressing rollout: complete, failed (or rolled back), progressed, or nothing new (None)."""
+    if state != "progressing" or paused:
+        return None
+    update = spec.get("update") or {}
+    _, _, min_ready = update_bounds(update, replicas)
+    deadline = float(update.get("progress_deadline", 120.0) or 120.0)
+    new = [r for r in current if r.revision == revision and not r.leaving]
+    old = [r for r in current if r.revision != revision]
+    available = sum(_available(r, now, min_ready) for r in new)
+    if not old and len(new) == replicas and available == replicas:
+        return Verdict("complete", progress=available, progress_at=now)
+    restart = spec.get("restart", "always")
+    failing = [
+        r
+        for r in new
+        if r.state == "crash-loop" or r.restarts >= FAILING_RESTARTS or (r.state == "exited" and restart == "never")
+    ]
+    progressed = available > progress
+    since = now if progressed else progress_at
+    reason = ""
+    if failing:
+        r = failing[0]
+        reason = f"revision {revision} failing: replica {r.id} on {r.node} is {r.state} after {r.restarts} restart(s)"
+    elif now - since > deadline:
+        reason = f"revision {revision} made no progress within progress_deadline ({deadline:g}s)"
+    if reason:
+        auto = bool(update.get("auto_rollback", True))
+        if auto and last_good and last_good != revision:
+            return Verdict("rolled-back", reason, rollback_to=last_good)
+        return Verdict("failed", reason)
+    if progressed:
+        return Verdict("progressing", progress=available, progress_at=now)
+    return None

@@ -61,6 +61,10 @@ def service_status(rec: ServiceRecord, rows: list[dict[str, Any]], now: float, u
     current = [r for r in rows if r["revision"] == rec.revision]
     ready = sum(1 for r in rows if r["ready"])
     settled = len(current) == len(rows) == rec.replicas and not unplaced
+    if rec.rollout_state == "failed":
+        return ServiceStatus.FAILED
+    if rec.rollout_state == "rolled-back":
+        return ServiceStatus.ROLLED_BACK if settled and ready == rec.replicas else ServiceStatus.ROLLING_BACK
     if settled and ready == rec.replicas:
         return ServiceStatus.AVAILABLE
     deadline = float((rec.spec.get("update") or {}).get("progress_deadline", 120.0) or 120.0)
@@ -96,7 +100,7 @@ def service_rows(
                 "updated": sum(1 for r in rows if r["revision"] == rec.revision),
                 "status": str(service_status(rec, rows, snap.now, svc_name in unplaced)),
                 "labels": dict(rec.labels),
-                "message": unplaced.get(svc_name, ""),
+                "message": unplaced.get(svc_name, "") or rec.rollout_reason,
                 "created": iso(rec.created),
                 "updated_at": iso(rec.updated),
             }

@@ -171,6 +171,23 @@ class ServiceRecord(Record):
     updated: float = 0.0
     history: list[RevisionEntry] = Field(default_factory=list)
     deleted: bool = False
+    # The rollout towards ``revision``: progressing | complete | failed | rolled-back.
+    rollout_state: str = "progressing"
+    rollout_reason: str = ""
+    rollout_started: float = 0.0
+    rollout_progress: int = 0  # available replicas of ``revision`` when progress was last seen
+    rollout_progress_at: float = 0.0
+    last_good: int = 0  # newest revision whose rollout completed (0 = none yet)
+    paused: bool = False
+
+    def revision_spec(self, revision: int) -> dict[str, Any] | None:
+        for h in self.history:
+            if h.revision == revision:
+                return h.spec
+        return None
+
+    def max_revision(self) -> int:
+        return max([self.revision, *(h.revision for h in self.history)])
 
 
 class ApiReply(Record):

@@ -47,6 +47,7 @@ class FakeAgents:
         self.nc, self.store, self.names = nc, store, names
         self.alive: set[str] = set()
         self.tasks: list[asyncio.Task[None]] = []
+        self.broken_images: set[str] = set()  # replicas of specs with these images crash-loop
 
     async def add(self, node: str, cpu: float = 2.0, labels: dict[str, str] | None = None) -> None:
         reg = NodeRegistration(name=node, address="127.0.0.1", labels=labels or {},
@@ -62,13 +63,18 @@ class FakeAgents:
                 containers = []
                 with contextlib.suppress(Exception):
                     a = Assignment.from_wire((await self.store.assignments.get(node)).value)
-                    containers = [ContainerStatus(id=c.id, service=c.service, revision=c.revision,
-                                                  state=ContainerState.RUNNING, ready=True, started_at=time.time())
-                                  for c in a.containers]
+                    containers = [self._status(c) for c in a.containers]
                 seq += 1
                 hb = Heartbeat(node=node, boot_id="b", seq=seq, time=time.time(), containers=containers)
                 await self.nc.publish(self.names.heartbeat(node), hb.to_wire())
             await asyncio.sleep(0.2)
+
+    def _status(self, c: Any) -> ContainerStatus:
+        if c.spec.get("image") in self.broken_images:
+            return ContainerStatus(id=c.id, service=c.service, revision=c.revision, state=ContainerState.CRASH_LOOP,
+                                   ready=False, restarts=3)
+        return ContainerStatus(id=c.id, service=c.service, revision=c.revision, state=ContainerState.RUNNING,
+                               ready=True, started_at=time.time())
 
     def stop(self) -> None:
         for t in self.tasks:
@@ -207,3 +213,53 @@ async def test_controller_restart_keeps_placement(env: Any, nats_server: NatsSer
         assert after == before
     finally:
         await ctl2.stop()
+
+
+FAST = {"max_surge": 1, "max_unavailable": 0, "min_ready": "0s", "progress_deadline": "30s"}
+
+
+async def _status_is(call: Any, name: str, status: str, revision: int) -> bool:
+    row = (await call("get_services", name=name)).data[0]
+    containers = (await call("get_containers", service=name)).data
+    return (row["status"] == status and row["revision"] == revision
+            and all(c["revision"] == revision for c in containers) and len(containers) == row["replicas"])
+
+
+async def test_rolling_update_then_auto_rollback_then_undo(env: Any) -> None:
+    _, agents, call = env
+    await agents.add("n1")
+    await agents.add("n2")
+    assert (await call("apply", manifests=[manifest(replicas=3, update=FAST)])).ok
+    await wait_for(lambda: _status_is(call, "web", "available", 1), 10)
+    v2 = manifest(replicas=3, update=FAST, env={"V": "2"})
+    assert (await call("apply", manifests=[v2])).data["results"][0]["revision"] == 2
+    await wait_for(lambda: _status_is(call, "web", "available", 2), 15, message="rolled to revision 2")
+
+    agents.broken_images.add("local/busybox:broken")
+    v3 = manifest(replicas=3, update=FAST, image="local/busybox:broken")
+    assert (await call("apply", manifests=[v3])).data["results"][0]["revision"] == 3
+    await wait_for(lambda: _status_is(call, "web", "rolled-back", 2), 15, message="rolled back to revision 2")
+    history = (await call("rollout_history", name="web")).data
+    assert [(h["revision"], h["result"]) for h in history] == [(1, "complete"), (2, "complete"), (3, "rolled-back")]
+    assert "failing" in (await call("rollout_status", name="web")).data["reason"]
+
+    undo = await call("rollout_undo", name="web")
+    assert undo.ok and undo.data["revision"] == 1
+    await wait_for(lambda: _status_is(call, "web", "available", 1), 15, message="undo to revision 1")
+
+
+async def test_failed_rollout_without_auto_rollback_stops(env: Any) -> None:
+    _, agents, call = env
+    await agents.add("n1")
+    upd = {**FAST, "auto_rollback": False}
+    assert (await call("apply", manifests=[manifest(replicas=2, update=upd)])).ok
+    await wait_for(lambda: _status_is(call, "web", "available", 1), 10)
+    agents.broken_images.add("local/busybox:broken")
+    assert (await call("apply", manifests=[manifest(replicas=2, update=upd, image="local/busybox:broken")])).ok
+    await wait_for(lambda: _service_status(call, "web", "failed"), 15)
+    revs = sorted(c["revision"] for c in (await call("get_containers", service="web")).data)
+    assert revs == [1, 1, 2]  # the old revision keeps serving; the rollout stopped
+
+
+async def _service_status(call: Any, name: str, status: str) -> bool:
+    return bool((await call("get_services", name=name)).data[0]["status"] == status)

@@ -1,0 +1,154 @@
+"""Service records in the KV store: compare-and-set read-modify-write, and the pure record transitions
+of a rollout (apply a verdict, undo, pause)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+
+from drover.controller.rollout import Verdict
+from drover.shared.errors import ConflictError, NotFoundError
+from drover.shared.models import RevisionEntry, ServiceRecord
+
+if TYPE_CHECKING:
+    from drover.controller.main import Controller
+
+CAS_ATTEMPTS = 8
+HISTORY_LIMIT = 20
+
+Change = Callable[[ServiceRecord | None], ServiceRecord | None]
+
+
+async def update_service(
+    ctl: Controller, name: str, change: Change
+) -> tuple[ServiceRecord | None, ServiceRecord | None]:
+    """Read-modify-write one service with CAS; ``change`` returns the new record, or None to write nothing.
+    A lost race re-reads and calls ``change`` again."""
+    kv = ctl.store.services
+    for _ in range(CAS_ATTEMPTS):
+        try:
+            entry = await kv.get(name)
+            old: ServiceRecord | None = ServiceRecord.from_wire(entry.value) if entry.value else None
+            rev: int | None = entry.revision
+        except KeyNotFoundError:
+            old, rev = None, None
+        new = change(old)
+        if new is None:
+            return old, old
+        try:
+            if rev is None or old is None:
+                new_rev = await kv.create(name, new.to_wire())
+            else:
+                new_rev = await kv.update(name, new.to_wire(), last=rev)
+        except KeyWrongLastSequenceError:
+            continue
+        except Exception as exc:  # create() on a key that appeared meanwhile
+            if "wrong last sequence" in str(exc).lower() or "key exists" in str(exc).lower():
+                continue
+            raise
+        ctl.state.set_service(name, new, new_rev)
+        ctl.kick()
+        return old, new
+    raise ConflictError(f"service {name}: too many concurrent writers, try again")
+
+
+def _set_result(history: list[RevisionEntry], revision: int, result: str) -> list[RevisionEntry]:
+    return [h.model_copy(update={"result": result}) if h.revision == revision else h for h in history]
+
+
+def apply_verdict(rec: ServiceRecord, v: Verdict, now: float) -> ServiceRecord:
+    """The record after a rollout verdict (pure)."""
+    if v.state == "complete":
+        return rec.model_copy(
+            update={
+                "rollout_state": "complete",
+                "rollout_reason": "",
+                "rollout_progress": v.progress,
+                "rollout_progress_at": v.progress_at,
+                "last_good": rec.revision,
+                "history": _set_result(rec.history, rec.revision, "complete"),
+            }
+        )
+    if v.state == "rolled-back" and v.rollback_to is not None:
+        spec = rec.revision_spec(v.rollback_to)
+        if spec is not None:
+            history = _set_result(rec.history, rec.revision, "rolled-back")
+            return rec.model_copy(
+                update={
+                    "revision": v.rollback_to,
+                    "spec": spec,
+                    "rollout_state": "rolled-back",
+                    "rollout_reason": v.reason,
+                    "rollout_started": now,
+                    "rollout_progress": 0,
+                    "rollout_progress_at": now,
+                    "history": history,
+                    "updated": now,
+                }
+            )
+        v = Verdict("failed", v.reason)
+    if v.state == "failed":
+        return rec.model_copy(
+            update={
+                "rollout_state": "failed",
+                "rollout_reason": v.reason,
+                "history": _set_result(rec.history, rec.revision, "failed"),
+            }
+        )
+    return rec.model_copy(update={"rollout_progress": v.progress, "rollout_progress_at": v.progress_at})
+
+
+def new_revision(rec: ServiceRecord, spec: dict[str, object], change: str, now: float) -> ServiceRecord:
+    rev = rec.max_revision() + 1
+    entry = RevisionEntry(revision=rev, spec=spec, time=now, change=change)
+    return rec.model_copy(
+        update={
+            "spec": spec,
+            "revision": rev,
+            "history": [*rec.history, entry][-HISTORY_LIMIT:],
+            "updated": now,
+            "rollout_state": "progressing",
+            "rollout_reason": "",
+            "rollout_started": now,
+            "rollout_progress": 0,
+            "rollout_progress_at": now,
+        }
+    )
+
+
+def undo(rec: ServiceRecord | None, name: str, to_revision: int | None, now: float) -> ServiceRecord:
+    """Make an earlier revision the desired one again (pure); its replicas, if any remain, are kept."""
+    if rec is None or rec.deleted:
+        raise NotFoundError(f'service "{name}" not found')
+    if to_revision is None:
+        earlier = sorted({h.revision for h in rec.history if h.revision != rec.revision})
+        if not earlier:
+            raise NotFoundError(f'service "{name}" has no earlier revision to return to')
+        below = [r for r in earlier if r < rec.revision]
+        to_revision = below[-1] if below else earlier[-1]
+    spec = rec.revision_spec(to_revision)
+    if spec is None:
+        known = ", ".join(str(h.revision) for h in rec.history)
+        raise NotFoundError(f'service "{name}" has no revision {to_revision} (known: {known})')
+    history = [h for h in rec.history if h.revision != to_revision]
+    entry = RevisionEntry(revision=to_revision, spec=spec, time=now, change=f"undo to revision {to_revision}")
+    return rec.model_copy(
+        update={
+            "spec": spec,
+            "revision": to_revision,
+            "history": [*history, entry][-HISTORY_LIMIT:],
+            "updated": now,
+            "rollout_state": "progressing",
+            "rollout_reason": "",
+            "rollout_started": now,
+            "rollout_progress": 0,
+            "rollout_progress_at": now,
+        }
+    )
+
+
+def stamp() -> float:
+    return time.time()
