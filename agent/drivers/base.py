@@ -1,0 +1,158 @@
+"""The driver interface: what the agent needs from a container runtime.
+
+A driver only sees the containers of its own cluster and node. Container ids (``container_id``) are the
+runtime's own; replica ids (``Observed.id``) are drover's (the ``drover.id`` label).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from drover.shared.errors import PermanentError, TemporaryError
+from drover.shared.models import AssignedContainer
+
+# Observed.state values (the runtime's view, not drover's ContainerState).
+CREATED = "created"
+RUNNING = "running"
+EXITED = "exited"
+
+
+@dataclass
+class Observed:
+    """One container as the runtime reports it."""
+
+    id: str  # replica id (drover.id)
+    container_id: str
+    name: str
+    service: str
+    revision: int
+    state: str  # created | running | exited
+    exit_code: int | None = None
+    started_at: float | None = None  # unix time of the last start
+    finished_at: float | None = None  # unix time of the last exit
+    oom: bool = False
+    port_map: dict[int, int] = field(default_factory=dict)  # container port -> host port
+    host_network: bool = False
+
+    @property
+    def running(self) -> bool:
+        return self.state == RUNNING
+
+
+@dataclass(frozen=True)
+class DriverEvent:
+    id: str  # replica id
+    kind: str  # start | die | oom | destroy
+    container_id: str
+    exit_code: int | None = None
+
+
+class ImageMissing(PermanentError):
+    """The image is not on the host (and could not be pulled)."""
+
+    def __init__(self, image: str):
+        self.image = image
+        super().__init__(f"image {image} not found")
+
+
+class DriverError(TemporaryError):
+    """The runtime refused or failed an operation; worth retrying later."""
+
+
+class Driver(Protocol):
+    name: str
+
+    async def list(self) -> list[Observed]:
+        """Every container of this cluster and node, running or not."""
+        ...
+
+    async def create_and_start(self, assigned: AssignedContainer, address: str) -> Observed: ...
+
+    async def restart(self, container_id: str) -> Observed:
+        """Start an exited container again, in place."""
+        ...
+
+    async def stop(self, container_id: str, grace: float) -> None: ...
+
+    async def remove(self, container_id: str) -> None: ...
+
+    def events(self) -> AsyncIterator[DriverEvent]:
+        """Container lifecycle events; ends (or raises) when the runtime connection drops."""
+        ...
+
+    def logs(self, container_id: str, tail: int | None, follow: bool) -> AsyncIterator[str]:
+        """Log lines (without the trailing newline)."""
+        ...
+
+    async def exec(self, container_id: str, command: Sequence[str], timeout: float) -> int:
+        """Run a command inside the container; its exit code."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+def spec_ports(spec: dict[str, Any]) -> list[tuple[str, int]]:
+    """(name, container port) of the spec's ports, in order; the name defaults to str(port)."""
+    out: list[tuple[str, int]] = []
+    for p in spec.get("ports") or []:
+        if not isinstance(p, dict):
+            continue
+        port = p.get("container")
+        if isinstance(port, int) and 0 < port < 65536:
+            name = p.get("name") or str(port)
+            out.append((str(name), port))
+    return out
+
+
+def health_port(spec: dict[str, Any]) -> int | None:
+    health = spec.get("health")
+    if not isinstance(health, dict):
+        return None
+    for kind in ("http", "tcp"):
+        h = health.get(kind)
+        if isinstance(h, dict) and isinstance(h.get("port"), int):
+            port: int = h["port"]
+            return port
+    return None
+
+
+def published_ports(spec: dict[str, Any]) -> list[int]:
+    """Container ports to publish: the spec's ports plus a health-check port not listed among them."""
+    ports = [p for _, p in spec_ports(spec)]
+    hp = health_port(spec)
+    if hp is not None and hp not in ports:
+        ports.append(hp)
+    return ports
+
+
+def host_network(spec: dict[str, Any]) -> bool:
+    return spec.get("network") == "host"
+
+
+def container_name(service: str, replica_id: str) -> str:
+    return f"drover-{service}-{replica_id}"
+
+
+def spec_env(spec: dict[str, Any]) -> dict[str, str]:
+    env = spec.get("env") or {}
+    if not isinstance(env, dict):
+        return {}
+    return {str(k): str(v) for k, v in env.items()}
+
+
+def spec_command(spec: dict[str, Any]) -> list[str] | None:
+    cmd = spec.get("command")
+    if isinstance(cmd, list) and cmd:
+        return [str(c) for c in cmd]
+    if isinstance(cmd, str) and cmd:
+        return ["sh", "-c", cmd]
+    return None
+
+
+def spec_float(spec: dict[str, Any], key: str, default: float) -> float:
+    v = spec.get(key)
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        return default
+    return float(v)

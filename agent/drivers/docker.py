@@ -1,0 +1,388 @@
+"""Docker driver (aiodocker): containers labelled with the cluster and node they belong to.
+
+Only containers carrying both ``drover.cluster=<cluster>`` and ``drover.node=<node>`` are ever listed,
+stopped or removed; everything else on the engine is left alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import math
+import re
+from collections.abc import AsyncIterator, Sequence
+from datetime import datetime
+from typing import Any
+
+import aiodocker
+import structlog
+from aiodocker.exceptions import DockerError
+
+from drover.agent.drivers.base import (
+    CREATED,
+    EXITED,
+    RUNNING,
+    DriverError,
+    DriverEvent,
+    ImageMissing,
+    Observed,
+    container_name,
+    host_network,
+    published_ports,
+    spec_command,
+    spec_env,
+)
+from drover.shared.models import AssignedContainer
+
+log = structlog.get_logger("drover.agent.docker")
+
+L_CLUSTER = "drover.cluster"
+L_SERVICE = "drover.service"
+L_NODE = "drover.node"
+L_REVISION = "drover.revision"
+L_ID = "drover.id"
+MIN_MEMORY = 6 * 1024 * 1024  # Docker refuses less
+
+_TS = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)?$")
+
+
+def parse_time(value: Any) -> float | None:
+    """Docker's RFC 3339 nano timestamps -> unix time; None for the zero time or garbage."""
+    if not isinstance(value, str) or value.startswith("0001-"):
+        return None
+    m = _TS.match(value)
+    if not m:
+        return None
+    frac = (m.group(2) or ".0")[:7]
+    tz = m.group(3) or "Z"
+    tz = "+00:00" if tz == "Z" else tz
+    try:
+        return datetime.fromisoformat(f"{m.group(1)}{frac}{tz}").timestamp()
+    except ValueError:
+        return None
+
+
+def _labels_ok(labels: dict[str, str], cluster: str, node: str) -> bool:
+    return labels.get(L_CLUSTER) == cluster and labels.get(L_NODE) == node and bool(labels.get(L_ID))
+
+
+def _revision(labels: dict[str, str]) -> int:
+    try:
+        return int(labels.get(L_REVISION, "0"))
+    except ValueError:
+        return 0
+
+
+def _port_map(info: dict[str, Any]) -> dict[int, int]:
+    out: dict[int, int] = {}
+    ports = ((info.get("NetworkSettings") or {}).get("Ports")) or {}
+    for key, bindings in ports.items():
+        if not bindings or not key.endswith("/tcp"):
+            continue
+        try:
+            cport = int(key.split("/")[0])
+            out[cport] = int(bindings[0]["HostPort"])
+        except (ValueError, KeyError, IndexError, TypeError):
+            continue
+    return out
+
+
+def observed_from_inspect(info: dict[str, Any]) -> Observed:
+    cfg = info.get("Config") or {}
+    labels: dict[str, str] = cfg.get("Labels") or {}
+    state = info.get("State") or {}
+    status = state.get("Status", "")
+    st = RUNNING if state.get("Running") else CREATED if status == "created" else EXITED
+    host = (info.get("HostConfig") or {}).get("NetworkMode") == "host"
+    port_map = _port_map(info)
+    if host:
+        for key in cfg.get("ExposedPorts") or {}:
+            with contextlib.suppress(ValueError):
+                p = int(key.split("/")[0])
+                port_map[p] = p
+    return Observed(
+        id=labels.get(L_ID, ""),
+        container_id=info.get("Id", ""),
+        name=str(info.get("Name", "")).lstrip("/"),
+        service=labels.get(L_SERVICE, ""),
+        revision=_revision(labels),
+        state=st,
+        exit_code=None if st != EXITED else int(state.get("ExitCode", 0)),
+        started_at=parse_time(state.get("StartedAt")),
+        finished_at=parse_time(state.get("FinishedAt")) if st == EXITED else None,
+        oom=bool(state.get("OOMKilled")),
+        port_map=port_map,
+        host_network=host,
+    )
+
+
+class DockerDriver:
+    name = "docker"
+
+    def __init__(self, cluster: str, node: str, *, pull: bool = True, docker: aiodocker.Docker | None = None):
+        self.cluster = cluster
+        self.node = node
+        self.pull = pull
+        self._docker = docker
+        self._inspect_cache: dict[str, tuple[str, Observed]] = {}  # container id -> (list state, observed)
+        self._pulled: set[str] = set()
+
+    @property
+    def docker(self) -> aiodocker.Docker:
+        if self._docker is None:
+            self._docker = aiodocker.Docker()
+        return self._docker
+
+    def _filters(self) -> str:
+        return json.dumps({"label": [f"{L_CLUSTER}={self.cluster}", f"{L_NODE}={self.node}"]})
+
+    async def close(self) -> None:
+        if self._docker is not None:
+            with contextlib.suppress(Exception):
+                await self._docker.close()
+            self._docker = None
+
+    # --- observation --------------------------------------------------------------------------
+
+    async def list(self) -> list[Observed]:
+        try:
+            rows = await self.docker.containers.list(all=True, filters=self._filters())
+        except DockerError as exc:
+            raise DriverError(f"docker list failed: {exc.message}") from exc
+        out: list[Observed] = []
+        seen: set[str] = set()
+        for row in rows:
+            data = row._container
+            labels = data.get("Labels") or {}
+            if not _labels_ok(labels, self.cluster, self.node):
+                continue
+            cid = row.id
+            seen.add(cid)
+            key = str(data.get("State", ""))
+            cached = self._inspect_cache.get(cid)
+            if cached is not None and cached[0] == key:
+                out.append(cached[1])
+                continue
+            obs = await self._inspect(cid)
+            if obs is None:
+                continue
+            self._inspect_cache[cid] = (key, obs)
+            out.append(obs)
+        for cid in list(self._inspect_cache):
+            if cid not in seen:
+                del self._inspect_cache[cid]
+        return out
+
+    async def _inspect(self, container_id: str) -> Observed | None:
+        try:
+            info = await self.docker.containers.container(container_id).show()
+        except DockerError as exc:
+            if exc.status == 404:
+                return None
+            raise DriverError(f"docker inspect failed: {exc.message}") from exc
+        return observed_from_inspect(info)
+
+    def forget(self, container_id: str) -> None:
+        self._inspect_cache.pop(container_id, None)
+
+    # --- actions ------------------------------------------------------------------------------
+
+    def container_config(self, a: AssignedContainer, address: str) -> dict[str, Any]:
+        spec = a.spec
+        name = container_name(a.service, a.id)
+        labels = {
+            L_CLUSTER: self.cluster,
+            L_SERVICE: a.service,
+            L_NODE: self.node,
+            L_REVISION: str(a.revision),
+            L_ID: a.id,
+        }
+        hostcfg: dict[str, Any] = {"Init": True, "RestartPolicy": {"Name": "no"}}
+        res = spec.get("resources") or {}
+        cpu = res.get("cpu") if isinstance(res, dict) else None
+        mem = res.get("memory") if isinstance(res, dict) else None
+        if isinstance(cpu, int | float) and not isinstance(cpu, bool) and cpu > 0:
+            hostcfg["NanoCpus"] = int(cpu * 1e9)
+        if isinstance(mem, int) and not isinstance(mem, bool) and mem > 0:
+            hostcfg["Memory"] = max(mem, MIN_MEMORY)
+        ports = published_ports(spec)
+        exposed: dict[str, dict[str, Any]] = {f"{p}/tcp": {} for p in ports}
+        if host_network(spec):
+            hostcfg["NetworkMode"] = "host"
+        else:
+            hostcfg["NetworkMode"] = "bridge"
+            hostcfg["PortBindings"] = {f"{p}/tcp": [{"HostIp": address, "HostPort": ""}] for p in ports}
+        config: dict[str, Any] = {
+            "Image": str(spec.get("image", "")),
+            "Env": [f"{k}={v}" for k, v in spec_env(spec).items()],
+            "Labels": labels,
+            "Hostname": name,
+            "ExposedPorts": exposed,
+            "HostConfig": hostcfg,
+        }
+        cmd = spec_command(spec)
+        if cmd is not None:
+            config["Cmd"] = cmd
+        grace = spec.get("stop_grace")
+        if isinstance(grace, int | float) and not isinstance(grace, bool) and grace >= 0:
+            config["StopTimeout"] = max(1, math.ceil(grace))
+        return config
+
+    async def _pull(self, image: str) -> bool:
+        if not self.pull or image in self._pulled:
+            return False
+        self._pulled.add(image)
+        log.info("pulling missing image", image=image)
+        try:
+            await asyncio.wait_for(self.docker.images.pull(image), timeout=120)
+            return True
+        except (DockerError, TimeoutError) as exc:
+            log.warning("pull failed", image=image, error=str(exc))
+            return False
+
+    async def create_and_start(self, assigned: AssignedContainer, address: str) -> Observed:
+        config = self.container_config(assigned, address)
+        name = container_name(assigned.service, assigned.id)
+        image = config["Image"]
+        if not image:
+            raise ImageMissing("(none)")
+        try:
+            container = await self.docker.containers.create(config, name=name)
+        except DockerError as exc:
+            if exc.status == 404 and "image" in exc.message.lower():
+                if not await self._pull(image):
+                    raise ImageMissing(image) from exc
+                try:
+                    container = await self.docker.containers.create(config, name=name)
+                except DockerError as exc2:
+                    raise ImageMissing(image) from exc2
+            elif exc.status == 409:
+                # The name is taken: ours from an earlier try (adopt it) or someone else's (fail).
+                container = await self._adopt_by_name(name)
+            else:
+                raise DriverError(f"docker create failed: {exc.message}") from exc
+        return await self._start(container.id)
+
+    async def _adopt_by_name(self, name: str) -> Any:
+        try:
+            c = await self.docker.containers.get(name)
+        except DockerError as exc:
+            raise DriverError(f"container name {name} is taken: {exc.message}") from exc
+        labels = (c._container.get("Config") or {}).get("Labels") or {}
+        if not _labels_ok(labels, self.cluster, self.node):
+            raise DriverError(f"container name {name} is taken by a container drover does not own")
+        return c
+
+    async def _start(self, container_id: str) -> Observed:
+        c = self.docker.containers.container(container_id)
+        try:
+            await c.start()
+        except DockerError as exc:
+            if exc.status != 304:  # 304: already running
+                raise DriverError(f"docker start failed: {exc.message}") from exc
+        self.forget(container_id)
+        obs = await self._inspect(container_id)
+        if obs is None:
+            raise DriverError(f"container {container_id[:12]} vanished after start")
+        return obs
+
+    async def restart(self, container_id: str) -> Observed:
+        return await self._start(container_id)
+
+    async def stop(self, container_id: str, grace: float) -> None:
+        self.forget(container_id)
+        c = self.docker.containers.container(container_id)
+        try:
+            await c.stop(t=max(0, math.ceil(grace)))
+        except DockerError as exc:
+            if exc.status not in (304, 404):
+                raise DriverError(f"docker stop failed: {exc.message}") from exc
+
+    async def kill(self, container_id: str) -> None:
+        self.forget(container_id)
+        try:
+            await self.docker.containers.container(container_id).kill()
+        except DockerError as exc:
+            if exc.status not in (404, 409):
+                raise DriverError(f"docker kill failed: {exc.message}") from exc
+
+    async def remove(self, container_id: str) -> None:
+        self.forget(container_id)
+        try:
+            await self.docker.containers.container(container_id).delete(force=True)
+        except DockerError as exc:
+            if exc.status != 404 and "already in progress" not in exc.message:
+                raise DriverError(f"docker remove failed: {exc.message}") from exc
+
+    # --- streams ------------------------------------------------------------------------------
+
+    async def events(self) -> AsyncIterator[DriverEvent]:
+        filters = json.dumps(
+            {
+                "type": ["container"],
+                "label": [f"{L_CLUSTER}={self.cluster}", f"{L_NODE}={self.node}"],
+                "event": ["start", "die", "oom", "destroy"],
+            }
+        )
+        docker = self.docker
+        timeout = docker._resolve_long_running_timeout(None)
+        async with docker._query("events", params={"filters": filters}, timeout=timeout) as resp:
+            while True:
+                line = await resp.content.readline()
+                if not line:
+                    return
+                try:
+                    ev = json.loads(line)
+                except ValueError:
+                    continue
+                actor = ev.get("Actor") or {}
+                attrs = actor.get("Attributes") or {}
+                if not _labels_ok(attrs, self.cluster, self.node):
+                    continue
+                cid = str(actor.get("ID") or ev.get("id") or "")
+                self.forget(cid)
+                code: int | None = None
+                if "exitCode" in attrs:
+                    with contextlib.suppress(ValueError):
+                        code = int(attrs["exitCode"])
+                yield DriverEvent(attrs[L_ID], str(ev.get("Action") or ev.get("status")), cid, code)
+
+    async def logs(self, container_id: str, tail: int | None, follow: bool) -> AsyncIterator[str]:
+        c = self.docker.containers.container(container_id)
+        params: dict[str, Any] = {"tail": str(tail) if tail is not None else "all"}
+        buf = ""
+        try:
+            if follow:
+                async for chunk in c.log(stdout=True, stderr=True, follow=True, **params):
+                    buf += chunk
+                    *lines, buf = buf.split("\n")
+                    for line in lines:
+                        yield line
+            else:
+                chunks = await c.log(stdout=True, stderr=True, follow=False, **params)
+                buf = "".join(chunks)
+                *lines, buf = buf.split("\n")
+                for line in lines:
+                    yield line
+        except DockerError as exc:
+            raise DriverError(f"docker logs failed: {exc.message}") from exc
+        if buf:
+            yield buf
+
+    async def exec(self, container_id: str, command: Sequence[str], timeout: float) -> int:
+        c = self.docker.containers.container(container_id)
+
+        async def run() -> int:
+            exe = await c.exec(list(command), stdout=True, stderr=True)
+            async with exe.start(detach=False) as stream:
+                while await stream.read_out() is not None:
+                    pass
+            info = await exe.inspect()
+            code = info.get("ExitCode")
+            return int(code) if code is not None else -1
+
+        try:
+            return await asyncio.wait_for(run(), timeout)
+        except DockerError as exc:
+            raise DriverError(f"docker exec failed: {exc.message}") from exc

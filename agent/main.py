@@ -1,0 +1,555 @@
+"""The agent daemon: registers its node, watches its assignment, converges its containers, reports status.
+
+Loops (all supervised): one reconcile worker (woken by the assignment watch, driver events, the periodic
+resync and restart back-off timers), the assignment watch, a resync every few seconds (level-triggered:
+re-reads the assignment and the registration, which survives a NATS restart), the heartbeat publisher and
+the driver event stream. Losing NATS never stops the agent: containers keep running and are still
+restarted; publishing resumes when NATS is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+
+import structlog
+from nats.aio.client import Client as NATS
+from nats.js.errors import KeyNotFoundError
+
+from drover.agent.config import AgentConfig
+from drover.agent.drivers.base import RUNNING, Driver, ImageMissing, Observed, container_name
+from drover.agent.logs_api import LogsApi
+from drover.agent.metrics import AgentMetrics
+from drover.agent.probes import ProbeManager
+from drover.agent.reconcile import (
+    Action,
+    Create,
+    Remove,
+    Restart,
+    RestartState,
+    Start,
+    Stop,
+    Wait,
+    after_create,
+    after_create_failure,
+    after_restart,
+    crash_looping,
+    next_wakeup,
+    plan,
+    stop_grace,
+)
+from drover.agent.status import container_status, observed_status
+from drover.shared import bus
+from drover.shared.bus import ClusterStore
+from drover.shared.errors import WireError
+from drover.shared.models import (
+    AssignedContainer,
+    Assignment,
+    ContainerStatus,
+    Event,
+    Heartbeat,
+    NodeRegistration,
+    Resources,
+)
+from drover.shared.subjects import Names
+from drover.shared.tasks import Supervisor
+
+VERSION = "0.1.0"
+
+
+def make_driver(cfg: AgentConfig) -> Driver:
+    if cfg.driver == "docker":
+        from drover.agent.drivers.docker import DockerDriver
+
+        return DockerDriver(cfg.cluster, cfg.node, pull=cfg.pull_images)
+    if cfg.driver == "sim":
+        from drover.agent.drivers.sim import SimDriver
+
+        return SimDriver(cfg.cluster, cfg.node)
+    if cfg.driver == "process":
+        from drover.agent.drivers.process import ProcessDriver
+
+        return ProcessDriver(cfg.cluster, cfg.node)
+    raise ValueError(f"unknown driver {cfg.driver!r} (docker, process or sim)")
+
+
+def _rank(o: Observed) -> tuple[int, float]:
+    return (1 if o.state == RUNNING else 0, o.started_at or 0.0)
+
+
+class Agent:
+    def __init__(self, cfg: AgentConfig, *, driver: Driver | None = None):
+        self.cfg = cfg
+        self.names = Names(cfg.cluster)
+        self.log = structlog.get_logger("drover.agent").bind(node=cfg.node)
+        self._driver = driver
+        self.boot_id = ""
+        self.nc: NATS | None = None
+        self.store: ClusterStore | None = None
+        self.sup: Supervisor | None = None
+        self.metrics = AgentMetrics(cfg.node)
+        self.metrics_port: int | None = None
+        self.assignment: Assignment | None = None  # None: never read one
+        self._max_term = -1
+        self._assign_rev = -1
+        self.observed: list[Observed] = []
+        self.statuses: list[ContainerStatus] = []
+        self.restart_state: dict[str, RestartState] = {}
+        self._graces: dict[tuple[str, int], float] = {}
+        self._busy: set[str] = set()  # replica ids being created
+        self._stopping: set[str] = set()  # container ids the agent itself is stopping
+        self._oom: set[str] = set()
+        self._wake = asyncio.Event()
+        self._hb_now = asyncio.Event()
+        self._next_wake: float | None = None
+        self._hb_seq = 0
+        self._reconnects = 0
+        self._registered = False
+        self._probes: ProbeManager | None = None
+        self._logs: LogsApi | None = None
+        self._passes = 0
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    @property
+    def driver(self) -> Driver:
+        if self._driver is None:
+            self._driver = make_driver(self.cfg)
+        return self._driver
+
+    @property
+    def node(self) -> str:
+        return self.cfg.node
+
+    async def start(self) -> None:
+        """Connect, register, read the assignment, converge once; then run the loops in the background."""
+        self.boot_id = uuid.uuid4().hex
+        self.sup = Supervisor(f"agent-{self.node}")
+        self._probes = ProbeManager(
+            self.driver,
+            self.cfg.address,
+            on_change=self._status_changed,
+            on_failure=self._probe_failed,
+            on_miss=lambda a, o, why: self.metrics.probe_failures.inc(),
+            spawn=self.sup.spawn,
+        )
+        if self.cfg.metrics_port is not None:
+            self.metrics_port = self.metrics.serve(self.cfg.metrics_address, self.cfg.metrics_port)
+        self.nc = await bus.connect(self.cfg.nats_url, name=f"drover-agent-{self.node}", retry_forever=True)
+        self._reconnects = self._reconnect_count()
+        self.store = await bus.open_store(self.nc, self.cfg.cluster)
+        await self._register()
+        await self._read_assignment()
+        await self._reconcile_pass()
+        self._logs = LogsApi(self)
+        await self._logs.start()
+        self.sup.start("reconcile", self._reconcile_loop)
+        self.sup.start("watch", self._watch_loop)
+        self.sup.start("resync", self._resync_loop)
+        self.sup.start("heartbeat", self._heartbeat_loop)
+        self.sup.start("driver-events", self._events_loop)
+        await self._publish_heartbeat()
+        self.log.info("agent started", address=self.cfg.address, driver=self.driver.name, boot_id=self.boot_id)
+
+    async def stop(self, remove_containers: bool = False) -> None:
+        """Stop every loop; with ``remove_containers`` also stop and remove this node's containers."""
+        if self.sup is not None:
+            await self.sup.stop()
+        if self._probes is not None:
+            await self._probes.stop()
+        if self._logs is not None:
+            await self._logs.stop()
+        if remove_containers:
+            with contextlib.suppress(Exception):
+                observed = await self.driver.list()
+                specs = {a.id: a.spec for a in (self.assignment.containers if self.assignment else [])}
+                await asyncio.gather(
+                    *(self._remove_container(o, stop_grace(specs.get(o.id, {}), 2.0)) for o in observed),
+                    return_exceptions=True,
+                )
+        if self.nc is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.nc.close(), 5)
+            self.nc = None
+        with contextlib.suppress(Exception):
+            await self.driver.close()
+        self.metrics.close()
+        self.log.info("agent stopped", removed=remove_containers)
+
+    async def _remove_container(self, o: Observed, grace: float) -> None:
+        self._stopping.add(o.container_id)
+        try:
+            if o.state != "exited":
+                await self.driver.stop(o.container_id, grace)
+            await self.driver.remove(o.container_id)
+        finally:
+            self._stopping.discard(o.container_id)
+
+    # --- registration & assignment --------------------------------------------------------------
+
+    def registration(self) -> NodeRegistration:
+        return NodeRegistration(
+            name=self.node,
+            address=self.cfg.address,
+            labels=dict(self.cfg.labels),
+            capacity=Resources(cpu=self.cfg.capacity_cpu, memory=self.cfg.capacity_memory),
+            driver=self.driver.name,
+            boot_id=self.boot_id,
+            started_at=time.time(),
+            version=VERSION,
+        )
+
+    async def _register(self) -> None:
+        assert self.store is not None
+        try:
+            await self.store.nodes.put(self.node, self.registration().to_wire())
+            self._registered = True
+        except Exception as exc:
+            self._registered = False
+            self.log.warning("registration failed; will retry", error=repr(exc))
+
+    async def _read_assignment(self) -> None:
+        assert self.store is not None
+        try:
+            entry = await self.store.assignments.get(self.node)
+        except KeyNotFoundError:
+            return  # nothing assigned yet: keep what runs
+        except Exception as exc:
+            self.log.warning("cannot read assignment", error=repr(exc))
+            return
+        self._offer(entry.value, entry.revision or 0, authoritative=True)
+
+    def _offer(self, value: bytes | None, revision: int, *, authoritative: bool) -> None:
+        """Take a new assignment unless it is older than the one we have or fenced by a lower term."""
+        if not authoritative and revision <= self._assign_rev:
+            return
+        if authoritative and revision == self._assign_rev:
+            return
+        if not value:
+            new = Assignment(node=self.node, term=self._max_term, containers=[])
+        else:
+            try:
+                new = Assignment.from_wire(value)
+            except WireError as exc:
+                self.log.warning("undecodable assignment dropped", error=str(exc))
+                return
+        if new.term < self._max_term:
+            self.log.warning("assignment from a stale term ignored", term=new.term, highest=self._max_term)
+            return
+        self._max_term = max(self._max_term, new.term)
+        self._assign_rev = revision
+        for c in new.containers:
+            self._graces[(c.id, c.revision)] = stop_grace(c.spec)
+        self.assignment = new
+        self.trigger()
+
+    def trigger(self) -> None:
+        self._wake.set()
+
+    async def _watch_loop(self) -> None:
+        assert self.store is not None
+        import nats.errors
+
+        while True:
+            watcher = await self.store.assignments.watch(self.node)
+            generation = self._reconnects
+            try:
+                while generation == self._reconnects:
+                    try:
+                        entry = await watcher.updates(timeout=2.0)  # type: ignore[no-untyped-call]
+                    except nats.errors.TimeoutError:
+                        continue
+                    if entry is None:
+                        continue
+                    deleted = entry.operation in ("DEL", "PURGE")
+                    self._offer(None if deleted else entry.value, entry.revision or 0, authoritative=False)
+            finally:
+                with contextlib.suppress(Exception):
+                    await watcher.stop()  # type: ignore[no-untyped-call]
+
+    async def _resync_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.cfg.resync_interval)
+            self._check_reconnect()
+            try:
+                await self._check_registration()
+                await self._read_assignment()
+            except Exception as exc:
+                self.log.warning("resync failed", error=repr(exc))
+            self.trigger()
+
+    async def _check_registration(self) -> None:
+        assert self.store is not None
+        if not self._registered:
+            await self._register()
+            return
+        try:
+            entry = await self.store.nodes.get(self.node)
+            if entry.value is None or NodeRegistration.from_wire(entry.value).boot_id != self.boot_id:
+                await self._register()
+        except KeyNotFoundError:
+            await self._register()
+
+    def _reconnect_count(self) -> int:
+        if self.nc is None:
+            return 0
+        return int(self.nc.stats.get("reconnects", 0))
+
+    def _check_reconnect(self) -> None:
+        n = self._reconnect_count()
+        if n != self._reconnects:
+            self._reconnects = n
+            self.log.info("NATS reconnected: re-registering and re-reading the assignment")
+            self._registered = False
+            if self.sup is not None:
+                self.sup.spawn("re-register", self._after_reconnect())
+
+    async def _after_reconnect(self) -> None:
+        await self._register()
+        await self._read_assignment()
+        self.trigger()
+
+    # --- reconcile ------------------------------------------------------------------------------
+
+    async def _reconcile_loop(self) -> None:
+        while True:
+            timeout = None if self._next_wake is None else max(0.0, self._next_wake - time.time())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+            self._wake.clear()
+            try:
+                await self._reconcile_pass()
+            except Exception as exc:
+                self.log.warning("reconcile pass failed; retrying", error=repr(exc))
+                self._next_wake = time.time() + 1.0
+
+    async def _reconcile_pass(self) -> None:
+        self._passes += 1
+        self.observed = await self.driver.list()
+        actions: list[Action] = []
+        if self.assignment is not None:
+            actions = plan(
+                self.assignment.containers, self.observed, time.time(), self.restart_state, graces=self._graces
+            )
+        self._next_wake = next_wakeup(actions)
+        work = [a for a in actions if not isinstance(a, Wait)]
+        if work:
+            await self._execute(work)
+            self.observed = await self.driver.list()
+        if self.assignment is not None:
+            keep = {c.id for c in self.assignment.containers}
+            for rid in list(self.restart_state):
+                if rid not in keep:
+                    del self.restart_state[rid]
+        self._refresh_status()
+
+    async def _execute(self, actions: Sequence[Action]) -> None:
+        groups: dict[str, list[Action]] = defaultdict(list)
+        for a in actions:
+            groups[a.id].append(a)
+        by_cid = {o.container_id: o for o in self.observed}
+        specs = {c.id: c for c in (self.assignment.containers if self.assignment else [])}
+
+        async def run_group(group: list[Action]) -> None:
+            for action in group:
+                try:
+                    await self._do(action, by_cid, specs)
+                except Exception as exc:
+                    self.log.warning("action failed", action=action.kind, container=action.id, error=repr(exc))
+                    return
+
+        await asyncio.gather(*(run_group(g) for g in groups.values()))
+
+    async def _do(self, action: Action, by_cid: dict[str, Observed], specs: dict[str, AssignedContainer]) -> None:
+        self.metrics.action(action.kind)
+        if isinstance(action, Create):
+            await self._create(action.assigned)
+        elif isinstance(action, Start):
+            await self.driver.restart(action.container_id)
+        elif isinstance(action, Restart):
+            await self._restart(action, by_cid[action.container_id], specs.get(action.id))
+        elif isinstance(action, Stop):
+            self._stopping.add(action.container_id)
+            await self.driver.stop(action.container_id, action.grace)
+        elif isinstance(action, Remove):
+            self._stopping.add(action.container_id)
+            try:
+                await self.driver.remove(action.container_id)
+            finally:
+                self._stopping.discard(action.container_id)
+            o = by_cid.get(action.container_id)
+            self.event("removed", o.service if o else "", action.id, action.reason or "removed")
+
+    async def _create(self, a: AssignedContainer) -> None:
+        blog = self.log.bind(service=a.service, container=a.id)
+        state = self.restart_state.get(a.id, RestartState())
+        self._busy.add(a.id)
+        self._refresh_status()
+        try:
+            obs = await self.driver.create_and_start(a, self.cfg.address)
+        except ImageMissing as exc:
+            self.restart_state[a.id] = after_create_failure(state, time.time(), str(exc))
+            if state.message != str(exc):
+                self.event("image-missing", a.service, a.id, str(exc))
+            blog.warning("image missing", image=exc.image)
+            return
+        except Exception as exc:
+            msg = f"create failed: {exc}"
+            self.restart_state[a.id] = after_create_failure(state, time.time(), msg)
+            if state.message != msg:
+                self.event("create-failed", a.service, a.id, msg)
+            blog.warning("create failed", error=str(exc))
+            return
+        finally:
+            self._busy.discard(a.id)
+        self.restart_state[a.id] = after_create(state)
+        self.event("started", a.service, a.id, f"container {obs.name} started (revision {a.revision})")
+        blog.info("container started", container_id=obs.container_id[:12], port_map=obs.port_map)
+
+    async def _restart(self, action: Restart, obs: Observed, a: AssignedContainer | None) -> None:
+        now = time.time()
+        state = self.restart_state.get(action.id, RestartState())
+        new = after_restart(state, obs, now)
+        self.restart_state[action.id] = new
+        await self.driver.restart(action.container_id)
+        self.metrics.restarts.inc()
+        service = a.service if a else obs.service
+        self.event("restarted", service, action.id, f"restarted after exit code {action.exit_code} (#{new.restarts})")
+        self.log.info("container restarted", service=service, container=action.id, restarts=new.restarts)
+        if crash_looping(new, None, now) and not crash_looping(state, None, now):
+            self.event("crash-loop", service, action.id, f"restarted {new.streak} times in a row")
+
+    # --- status & heartbeat ---------------------------------------------------------------------
+
+    def _status_changed(self) -> None:
+        self._refresh_status()
+
+    def _refresh_status(self) -> None:
+        now = time.time()
+        statuses: list[ContainerStatus] = []
+        if self.assignment is None:
+            statuses = [observed_status(o) for o in self.observed]
+        else:
+            by_id: dict[str, list[Observed]] = defaultdict(list)
+            for o in self.observed:
+                by_id[o.id].append(o)
+            probe_targets: list[tuple[AssignedContainer, Observed]] = []
+            for a in self.assignment.containers:
+                match = [o for o in by_id.get(a.id, []) if o.revision == a.revision and o.service == a.service]
+                obs = max(match, key=_rank) if match else None
+                probe_ok = None
+                if obs is not None and self._probes is not None:
+                    probe_ok = self._probes.result(obs.container_id)
+                    if obs.running:
+                        probe_targets.append((a, obs))
+                st = self.restart_state.get(a.id, RestartState())
+                statuses.append(container_status(a, obs, st, now, probe_ok=probe_ok, busy=a.id in self._busy))
+            if self._probes is not None:
+                self._probes.sync(probe_targets)
+        counts: dict[str, int] = defaultdict(int)
+        for s in statuses:
+            counts[str(s.state)] += 1
+        self.metrics.set_containers(dict(counts))
+        if [s.model_dump() for s in statuses] != [s.model_dump() for s in self.statuses]:
+            self.statuses = statuses
+            self._hb_now.set()
+
+    def heartbeat(self) -> Heartbeat:
+        self._hb_seq += 1
+        return Heartbeat(
+            node=self.node,
+            boot_id=self.boot_id,
+            seq=self._hb_seq,
+            time=time.time(),
+            generation=self.assignment.generation if self.assignment else 0,
+            containers=list(self.statuses),
+        )
+
+    async def _publish_heartbeat(self) -> None:
+        nc = self.nc
+        if nc is None or not nc.is_connected:
+            return
+        try:
+            await nc.publish(self.names.heartbeat(self.node), self.heartbeat().to_wire())
+        except Exception as exc:
+            self.log.debug("heartbeat not sent", error=repr(exc))
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._hb_now.wait(), self.cfg.heartbeat_interval)
+            self._hb_now.clear()
+            self._check_reconnect()
+            await self._publish_heartbeat()
+
+    # --- driver events, probes, cluster events -------------------------------------------------
+
+    async def _events_loop(self) -> None:
+        delay = 0.5
+        while True:
+            try:
+                async for ev in self.driver.events():
+                    delay = 0.5
+                    if ev.kind == "oom":
+                        self._oom.add(ev.container_id)
+                    elif ev.kind == "die" and ev.container_id not in self._stopping:
+                        service = next((o.service for o in self.observed if o.container_id == ev.container_id), "")
+                        oom = ev.container_id in self._oom
+                        self._oom.discard(ev.container_id)
+                        msg = f"{container_name(service, ev.id)} died with exit code {ev.exit_code}"
+                        self.event("died", service, ev.id, msg + (" (out of memory)" if oom else ""))
+                    self.trigger()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.log.warning("driver event stream failed; reconnecting", error=repr(exc))
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+            self.trigger()  # events may have been missed
+
+    async def _probe_failed(self, a: AssignedContainer, obs: Observed, why: str) -> None:
+        self.event("probe-failed", a.service, a.id, f"health check failed: {why}; killing the container")
+        self.log.warning("health check failed; killing", service=a.service, container=a.id, reason=why)
+        try:
+            await self.driver.stop(obs.container_id, 0)
+        except Exception as exc:
+            self.log.warning("kill after probe failure failed", error=repr(exc))
+        self.trigger()
+
+    def event(self, kind: str, service: str, container: str, message: str) -> None:
+        ev = Event(time=time.time(), kind=kind, service=service, node=self.node, container=container, message=message)
+        nc = self.nc
+        if nc is None or nc.is_closed:
+            return
+        if self.sup is not None:
+            self.sup.spawn(f"event-{kind}", self._publish(self.names.event(kind), ev.to_wire()))
+
+    async def _publish(self, subject: str, data: bytes) -> None:
+        nc = self.nc
+        if nc is None or not (nc.is_connected or nc.is_reconnecting):
+            return
+        with contextlib.suppress(Exception):
+            await nc.publish(subject, data)
+
+
+async def run_agent(cfg: AgentConfig) -> None:
+    """Run an agent until cancelled (the ``drover agent`` command). Containers keep running on exit."""
+    agent = Agent(cfg)
+    await agent.start()
+    assert agent.sup is not None
+    try:
+        await asyncio.shield(agent.sup.failed)
+    finally:
+        await asyncio.shield(agent.stop())
+
+
+def default_node_name() -> str:
+    return socket.gethostname().split(".")[0] or "node"
+
+
+__all__ = ["Agent", "AgentConfig", "default_node_name", "make_driver", "run_agent"]

@@ -1,0 +1,84 @@
+"""Pure: the ContainerStatus an agent reports for one replica."""
+
+from __future__ import annotations
+
+from drover.agent.drivers.base import CREATED, RUNNING, Observed, container_name, spec_ports
+from drover.agent.reconcile import RestartState, crash_looping
+from drover.shared.models import AssignedContainer, ContainerState, ContainerStatus
+
+
+def port_names(spec: dict[str, object], port_map: dict[int, int]) -> tuple[int | None, dict[str, int]]:
+    """(host port of the first spec port, {port name: host port})."""
+    ports: dict[str, int] = {}
+    first: int | None = None
+    for name, cport in spec_ports(spec):  # type: ignore[arg-type]
+        host = port_map.get(cport)
+        if host is None:
+            continue
+        ports[name] = host
+        if first is None:
+            first = host
+    return first, ports
+
+
+def has_health(spec: dict[str, object]) -> bool:
+    h = spec.get("health")
+    return isinstance(h, dict) and any(isinstance(h.get(k), dict) for k in ("http", "tcp", "exec"))
+
+
+def container_status(
+    a: AssignedContainer,
+    obs: Observed | None,
+    state: RestartState,
+    now: float,
+    *,
+    probe_ok: bool | None = None,
+    busy: bool = False,
+    message: str = "",
+) -> ContainerStatus:
+    """``probe_ok``: the health probe's verdict (None: not probed yet); ``busy``: the agent is creating it."""
+    st = ContainerStatus(
+        id=a.id,
+        name=container_name(a.service, a.id),
+        service=a.service,
+        revision=a.revision,
+        restarts=a.restarts + state.restarts,
+        message=message,
+    )
+    if obs is None:
+        st.state = ContainerState.STARTING if busy else ContainerState.PENDING
+        st.message = message or state.message
+        return st
+    st.container_id = obs.container_id
+    st.name = obs.name or st.name
+    st.host_port, st.ports = port_names(a.spec, obs.port_map)
+    st.started_at = obs.started_at
+    looping = crash_looping(state, obs, now)
+    if obs.state == RUNNING:
+        st.state = ContainerState.CRASH_LOOP if looping else ContainerState.RUNNING
+        st.ready = bool(probe_ok) if has_health(a.spec) else True
+        if looping:
+            st.message = message or f"restarted {state.streak} times in a row"
+    elif obs.state == CREATED:
+        st.state = ContainerState.STARTING
+    else:
+        st.state = ContainerState.CRASH_LOOP if looping else ContainerState.EXITED
+        st.exit_code = obs.exit_code
+        if not st.message:
+            st.message = f"exited with code {obs.exit_code}" + (" (out of memory)" if obs.oom else "")
+    return st
+
+
+def observed_status(obs: Observed) -> ContainerStatus:
+    """Status of a container the agent has no assignment for (yet)."""
+    return ContainerStatus(
+        id=obs.id,
+        container_id=obs.container_id,
+        name=obs.name,
+        service=obs.service,
+        revision=obs.revision,
+        state=ContainerState.RUNNING if obs.state == RUNNING else ContainerState.EXITED,
+        ready=False,
+        started_at=obs.started_at,
+        exit_code=None if obs.state == RUNNING else obs.exit_code,
+    )
