@@ -102,7 +102,7 @@ class Agent:
         self.restart_state: dict[str, RestartState] = {}
         self._graces: dict[tuple[str, int], float] = {}
         self._busy: set[str] = set()  # replica ids being created
-        self._stopping: set[str] = set()  # container ids the agent itself is stopping
+        self._stopping: dict[str, float] = {}  # container ids the agent itself stopped -> when
         self._oom: set[str] = set()
         self._wake = asyncio.Event()
         self._hb_now = asyncio.Event()
@@ -145,7 +145,11 @@ class Agent:
         self.store = await bus.open_store(self.nc, self.cfg.cluster)
         await self._register()
         await self._read_assignment()
-        await self._reconcile_pass()
+        try:
+            await self._reconcile_pass()
+        except Exception as exc:  # e.g. Docker briefly away: the reconcile loop keeps trying
+            self.log.warning("first reconcile failed; retrying in the background", error=repr(exc))
+            self._next_wake = time.time() + 1.0
         self._logs = LogsApi(self)
         await self._logs.start()
         self.sup.start("reconcile", self._reconcile_loop)
@@ -182,13 +186,10 @@ class Agent:
         self.log.info("agent stopped", removed=remove_containers)
 
     async def _remove_container(self, o: Observed, grace: float) -> None:
-        self._stopping.add(o.container_id)
-        try:
-            if o.state != "exited":
-                await self.driver.stop(o.container_id, grace)
-            await self.driver.remove(o.container_id)
-        finally:
-            self._stopping.discard(o.container_id)
+        self._stopping[o.container_id] = time.monotonic()
+        if o.state != "exited":
+            await self.driver.stop(o.container_id, grace)
+        await self.driver.remove(o.container_id)
 
     # --- registration & assignment --------------------------------------------------------------
 
@@ -330,6 +331,8 @@ class Agent:
 
     async def _reconcile_pass(self) -> None:
         self._passes += 1
+        cutoff = time.monotonic() - 60
+        self._stopping = {cid: t for cid, t in self._stopping.items() if t > cutoff}
         self.observed = await self.driver.list()
         actions: list[Action] = []
         if self.assignment is not None:
@@ -374,14 +377,11 @@ class Agent:
         elif isinstance(action, Restart):
             await self._restart(action, by_cid[action.container_id], specs.get(action.id))
         elif isinstance(action, Stop):
-            self._stopping.add(action.container_id)
+            self._stopping[action.container_id] = time.monotonic()
             await self.driver.stop(action.container_id, action.grace)
         elif isinstance(action, Remove):
-            self._stopping.add(action.container_id)
-            try:
-                await self.driver.remove(action.container_id)
-            finally:
-                self._stopping.discard(action.container_id)
+            self._stopping[action.container_id] = time.monotonic()
+            await self.driver.remove(action.container_id)
             o = by_cid.get(action.container_id)
             self.event("removed", o.service if o else "", action.id, action.reason or "removed")
 
