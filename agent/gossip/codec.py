@@ -1,0 +1,290 @@
+"""Gossip datagrams: msgpack bodies behind a versioned, HMAC-SHA256-authenticated header.
+
+Layout of one datagram (at most ``max_packet`` bytes, 1400 by default so it fits an Ethernet MTU)::
+
+    b"DG" | version (1 byte) | HMAC-SHA256(key, b"DG" + version + body) (32 bytes) | msgpack body
+
+The body is a map ``{"t": kind, "f": sender, "s": seq, "u": [update, ...]}`` plus ``"g"`` (the target
+``[name, address, port]`` of an indirect probe) and ``"r"`` (a full-state sync that wants one back).
+Updates are compact arrays (see ``encode_update``). Piggy-backed updates that do not fit one datagram
+are split across several (``pack_all``) or left for the next one (``pack``).
+
+Decoding checks, in order: size, magic and version, the MAC (constant-time), then msgpack and every
+field's type and range. Each failure raises a distinct ``PacketError`` subclass so the node can count
+it; nothing here raises anything else on bad input.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Any
+
+import msgpack
+
+from drover.agent.gossip.state import BY_RANK, RANK, Endpoint, EndpointEntry, Member, Update
+
+MAGIC = b"DG"
+VERSION = 1
+MAC_LEN = 32
+HEADER_LEN = len(MAGIC) + 1 + MAC_LEN
+DEFAULT_MAX_PACKET = 1400
+
+MAX_NAME = 253
+MAX_ADDRESS = 64
+MAX_META_PAIRS = 16
+MAX_META_STR = 128
+MAX_U64 = 2**64 - 1
+
+
+class Kind(IntEnum):
+    PING = 1
+    ACK = 2
+    PING_REQ = 3
+    GOSSIP = 4
+    SYNC = 5
+
+
+class PacketError(Exception):
+    """A datagram that is dropped; the subclass says why (for the stats)."""
+
+
+class OversizeError(PacketError):
+    pass
+
+
+class AuthError(PacketError):
+    pass
+
+
+class VersionError(PacketError):
+    pass
+
+
+class MalformedError(PacketError):
+    pass
+
+
+@dataclass
+class Message:
+    kind: Kind
+    sender: str
+    seq: int = 0
+    updates: list[Update] = field(default_factory=list)
+    target: tuple[str, str, int] | None = None
+    reply: bool = False
+
+
+# ---------------------------------------------------------------------- updates
+def encode_update(u: Update) -> bytes:
+    if isinstance(u, Member):
+        meta: list[str] = [s for pair in u.meta for s in pair]
+        row: list[Any] = [0, u.name, u.address, u.port, u.incarnation, RANK[u.status], u.epoch, meta]
+    else:
+        e = u.endpoint
+        row = [1, e.node, e.container, e.port, u.epoch, u.counter, u.present, e.service, e.address, e.revision, e.ready]
+    out: bytes = msgpack.packb(row, use_bin_type=True)
+    return out
+
+
+def _str(v: Any, limit: int, what: str) -> str:
+    if type(v) is not str or not v or len(v) > limit:
+        raise MalformedError(f"{what}: expected a string of 1-{limit} characters")
+    return v
+
+
+def _int(v: Any, lo: int, hi: int, what: str) -> int:
+    if type(v) is not int or not lo <= v <= hi:
+        raise MalformedError(f"{what}: expected an integer {lo}-{hi}")
+    return v
+
+
+def _bool(v: Any, what: str) -> bool:
+    if type(v) is not bool:
+        raise MalformedError(f"{what}: expected a boolean")
+    return v
+
+
+def decode_update(row: Any) -> Update:
+    if type(row) is not list or not row:
+        raise MalformedError("update: expected a non-empty array")
+    tag = row[0]
+    if tag == 0 and type(tag) is int:
+        if len(row) != 8:
+            raise MalformedError("member update: expected 8 fields")
+        meta = row[7]
+        if type(meta) is not list or len(meta) % 2 or len(meta) > 2 * MAX_META_PAIRS:
+            raise MalformedError("member meta: expected a flat array of string pairs")
+        strs = [_str(s, MAX_META_STR, "member meta") for s in meta]
+        return Member(
+            name=_str(row[1], MAX_NAME, "member name"),
+            address=_str(row[2], MAX_ADDRESS, "member address"),
+            port=_int(row[3], 1, 65535, "member port"),
+            incarnation=_int(row[4], 0, MAX_U64, "member incarnation"),
+            status=BY_RANK[_int(row[5], 0, len(BY_RANK) - 1, "member status")],
+            epoch=_int(row[6], 0, MAX_U64, "member epoch"),
+            meta=tuple(zip(strs[0::2], strs[1::2], strict=True)),
+        )
+    if tag == 1 and type(tag) is int:
+        if len(row) != 11:
+            raise MalformedError("endpoint update: expected 11 fields")
+        ep = Endpoint(
+            service=_str(row[7], MAX_NAME, "endpoint service"),
+            address=_str(row[8], MAX_ADDRESS, "endpoint address"),
+            port=_int(row[3], 1, 65535, "endpoint port"),
+            node=_str(row[1], MAX_NAME, "endpoint node"),
+            container=_str(row[2], MAX_NAME, "endpoint container"),
+            revision=_int(row[9], 0, MAX_U64, "endpoint revision"),
+            ready=_bool(row[10], "endpoint ready"),
+        )
+        return EndpointEntry(
+            endpoint=ep,
+            epoch=_int(row[4], 0, MAX_U64, "endpoint epoch"),
+            counter=_int(row[5], 0, MAX_U64, "endpoint counter"),
+            present=_bool(row[6], "endpoint present"),
+        )
+    raise MalformedError(f"update: unknown tag {tag!r}")
+
+
+# ---------------------------------------------------------------------- datagrams
+def _mac(key: bytes, data: bytes) -> bytes:
+    return hmac.new(key, data, hashlib.sha256).digest()
+
+
+def _array_header_len(n: int) -> int:
+    return 1 if n < 16 else 3 if n < 65536 else 5
+
+
+class _Frame:
+    """The fixed part of a message, packed once; updates are appended as pre-encoded bytes."""
+
+    def __init__(
+        self, kind: Kind, sender: str, seq: int, target: tuple[str, str, int] | None, reply: bool
+    ) -> None:
+        pk = msgpack.Packer(use_bin_type=True)
+        fields: dict[str, Any] = {"t": int(kind), "f": sender, "s": seq}
+        if target is not None:
+            fields["g"] = list(target)
+        if reply:
+            fields["r"] = True
+        head = [pk.pack_map_header(len(fields) + 1)]
+        for k, v in fields.items():
+            head.append(pk.pack(k))
+            head.append(pk.pack(v))
+        head.append(pk.pack("u"))
+        self.head = b"".join(head)
+        self.fixed = HEADER_LEN + len(self.head)
+
+    def size(self, n: int, payload: int) -> int:
+        return self.fixed + _array_header_len(n) + payload
+
+    def seal(self, parts: Sequence[bytes], key: bytes) -> bytes:
+        array_header: bytes = msgpack.Packer().pack_array_header(len(parts))
+        body = self.head + array_header + b"".join(parts)
+        prefix = MAGIC + bytes((VERSION,))
+        return prefix + _mac(key, prefix + body) + body
+
+
+def pack(
+    kind: Kind,
+    sender: str,
+    seq: int,
+    updates: Sequence[bytes],
+    key: bytes,
+    max_packet: int = DEFAULT_MAX_PACKET,
+    *,
+    target: tuple[str, str, int] | None = None,
+    reply: bool = False,
+) -> tuple[bytes, list[int]]:
+    """One datagram carrying as many of ``updates`` (pre-encoded, in order of preference) as fit.
+
+    Returns the datagram and the indexes of the updates it carries. Raises ``ValueError`` if even the
+    bare message does not fit ``max_packet``.
+    """
+    frame = _Frame(kind, sender, seq, target, reply)
+    if frame.size(0, 0) > max_packet:
+        raise ValueError(f"a bare {kind.name} message does not fit {max_packet} bytes")
+    chosen: list[int] = []
+    payload = 0
+    for i, u in enumerate(updates):
+        if frame.size(len(chosen) + 1, payload + len(u)) <= max_packet:
+            chosen.append(i)
+            payload += len(u)
+    return frame.seal([updates[i] for i in chosen], key), chosen
+
+
+def pack_all(
+    kind: Kind,
+    sender: str,
+    seq: int,
+    updates: Sequence[bytes],
+    key: bytes,
+    max_packet: int = DEFAULT_MAX_PACKET,
+    *,
+    reply: bool = False,
+) -> list[bytes]:
+    """Every update, split over as many datagrams as needed (``reply`` is set on the last one only).
+
+    An update too large for any datagram on its own is skipped (``encode_update`` of validated records
+    never produces one).
+    """
+    frame = _Frame(kind, sender, seq, None, False)
+    last = _Frame(kind, sender, seq, None, reply)
+    groups: list[list[bytes]] = [[]]
+    payload = 0
+    for u in updates:
+        if last.size(1, len(u)) > max_packet:
+            continue
+        if last.size(len(groups[-1]) + 1, payload + len(u)) > max_packet:
+            groups.append([])
+            payload = 0
+        groups[-1].append(u)
+        payload += len(u)
+    out = [frame.seal(g, key) for g in groups[:-1]]
+    out.append(last.seal(groups[-1], key))
+    return out
+
+
+def decode(data: bytes, key: bytes, max_packet: int = DEFAULT_MAX_PACKET) -> Message:
+    if len(data) > max_packet:
+        raise OversizeError(f"datagram of {len(data)} bytes is over {max_packet}")
+    if len(data) < HEADER_LEN or data[: len(MAGIC)] != MAGIC:
+        raise MalformedError("not a gossip datagram")
+    if data[len(MAGIC)] != VERSION:
+        raise VersionError(f"gossip version {data[len(MAGIC)]} is not supported (expected {VERSION})")
+    prefix, mac, body = data[: len(MAGIC) + 1], data[len(MAGIC) + 1 : HEADER_LEN], data[HEADER_LEN:]
+    if not hmac.compare_digest(mac, _mac(key, prefix + body)):
+        raise AuthError("bad MAC")
+    try:
+        raw = msgpack.unpackb(body, raw=False, strict_map_key=True, use_list=True)
+    except Exception as exc:  # msgpack raises several unrelated types
+        raise MalformedError(f"undecodable body: {exc}") from exc
+    if type(raw) is not dict:
+        raise MalformedError("body: expected a map")
+    try:
+        kind = Kind(_int(raw.get("t"), 1, max(Kind), "kind"))
+    except ValueError as exc:
+        raise MalformedError(str(exc)) from exc
+    rows = raw.get("u", [])
+    if type(rows) is not list:
+        raise MalformedError("updates: expected an array")
+    target: tuple[str, str, int] | None = None
+    g = raw.get("g")
+    if g is not None:
+        if type(g) is not list or len(g) != 3:
+            raise MalformedError("target: expected [name, address, port]")
+        target = (_str(g[0], MAX_NAME, "target name"), _str(g[1], MAX_ADDRESS, "target address"),
+                  _int(g[2], 1, 65535, "target port"))
+    elif kind is Kind.PING_REQ:
+        raise MalformedError("ping-req without a target")
+    return Message(
+        kind=kind,
+        sender=_str(raw.get("f"), MAX_NAME, "sender"),
+        seq=_int(raw.get("s", 0), 0, MAX_U64, "seq"),
+        updates=[decode_update(r) for r in rows],
+        target=target,
+        reply=_bool(raw.get("r", False), "reply"),
+    )

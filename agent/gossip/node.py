@@ -1,0 +1,594 @@
+"""``GossipNode``: SWIM membership and endpoint dissemination over UDP, one asyncio timer loop per node.
+
+Each node
+* probes one member per ``probe_interval`` (round-robin over a shuffled list): a ``PING`` answered by
+  an ``ACK`` within ``probe_timeout``, else ``PING_REQ`` through ``indirect_k`` other members, else the
+  member is suspected; a suspicion not refuted within ``suspicion_timeout`` becomes a death;
+* piggy-backs recent updates (member records, endpoint entries) on every ping and ack, and also pushes
+  them to ``fanout`` random members every ``gossip_interval`` and right away on a local change; each
+  update is sent ``retransmit_mult * ceil(log10(n + 1))`` times in all;
+* exchanges its full state with one random member every ``sync_interval`` (anti-entropy; this also
+  retries seeds that are not members yet, and heals partitions);
+* refutes suspicions and deaths about itself by raising its incarnation.
+
+The merge rules live in ``state.py`` (pure); the datagram format in ``codec.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import random
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from typing import Any
+
+import structlog
+
+from drover.agent.gossip import codec
+from drover.agent.gossip.codec import Kind, Message, PacketError
+from drover.agent.gossip.state import (
+    UP,
+    ClusterState,
+    Endpoint,
+    EndpointEntry,
+    EntryKey,
+    Member,
+    Status,
+    Update,
+    expired_suspects,
+    refute,
+    retransmit_limit,
+    scaled_suspicion_timeout,
+    suspect,
+    update_key,
+)
+from drover.shared.tasks import Supervisor
+
+log = structlog.get_logger("drover.gossip")
+
+Addr = tuple[str, int]
+
+STAT_KEYS = (
+    "packets_in",
+    "packets_out",
+    "bytes_in",
+    "bytes_out",
+    "dropped_malformed",
+    "dropped_auth",
+    "dropped_oversize",
+    "dropped_version",
+    "handler_errors",
+    "callback_errors",
+    "send_errors",
+    "probes",
+    "probe_failures",
+    "indirect_probes",
+    "suspected",
+    "declared_dead",
+    "refutations",
+    "syncs",
+)
+
+
+@dataclass
+class GossipConfig:
+    probe_interval: float = 0.2
+    probe_timeout: float = 0.1
+    indirect_k: int = 3
+    suspicion_timeout: float = 0.6
+    scale_suspicion: bool = False  # multiply suspicion_timeout by log10(cluster size)
+    fanout: int = 3
+    gossip_interval: float = 0.1
+    retransmit_mult: int = 4
+    max_packet: int = 1400
+    max_packets_per_push: int = 4  # datagrams per peer per gossip round when many updates are queued
+    sync_interval: float = 2.0
+    reap_after: float = 60.0  # forget dead/left members (and their entries) after this long
+    tombstone_ttl: float = 60.0  # forget endpoint tombstones after this long
+
+
+@dataclass
+class _Probe:
+    target: str
+    incarnation: int
+    seq: int
+    sent: float
+    indirect: bool = False
+
+
+@dataclass
+class _Broadcast:
+    data: bytes
+    sent: int = 0
+
+
+class _Protocol(asyncio.DatagramProtocol):
+    def __init__(self, node: GossipNode) -> None:
+        self.node = node
+
+    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
+        self.node._on_datagram(data, (str(addr[0]), int(addr[1])))
+
+    def error_received(self, exc: Exception) -> None:
+        self.node.stats["send_errors"] += 1
+
+
+class GossipNode:
+    def __init__(
+        self,
+        name: str,
+        address: str,
+        key: bytes,
+        *,
+        port: int = 0,
+        config: GossipConfig = GossipConfig(),
+        meta: dict[str, str] | None = None,
+        incarnation: int | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        if not key:
+            raise ValueError("the gossip cluster key must not be empty")
+        self.name = name
+        self.address = address
+        self.key = key
+        self.config = config
+        self._port = port
+        self._meta = tuple(sorted((meta or {}).items()))
+        # Incarnations (and the epoch of this life's endpoints) start from the wall clock in ms, so a
+        # restarted node outranks everything its previous life said.
+        self._epoch = incarnation if incarnation is not None else time.time_ns() // 1_000_000
+        self._incarnation = self._epoch
+        self._counter = 0
+        self._rng = rng or random.Random()
+        self._seq = itertools.count(self._rng.randrange(1 << 30))
+        self.state = ClusterState()
+        self.stats: dict[str, int] = dict.fromkeys(STAT_KEYS, 0)
+        self._me: Member | None = None
+        self._local: dict[tuple[str, int], EndpointEntry] = {}
+        self._queue: dict[tuple[Any, ...], _Broadcast] = {}
+        self._seeds: dict[str, Addr] = {}
+        self._suspected: dict[str, tuple[int, float]] = {}
+        self._down_since: dict[str, float] = {}
+        self._tomb_since: dict[EntryKey, float] = {}
+        self._probe: _Probe | None = None
+        self._probe_order: list[str] = []
+        self._relays: dict[int, tuple[Addr, int, float]] = {}
+        self._callbacks: list[Callable[[], None]] = []
+        self._transport: asyncio.DatagramTransport | None = None
+        self._supervisor: Supervisor | None = None
+        self._log = log.bind(node=name)
+        codec.encode_update(self._self_record(1))  # fail early on unencodable meta
+        if len(codec.encode_update(self._self_record(1))) > config.max_packet // 2:
+            raise ValueError("member meta is too large for a gossip datagram")
+
+    # ------------------------------------------------------------------ public API
+    @property
+    def port(self) -> int:
+        return self._port
+
+    @property
+    def incarnation(self) -> int:
+        return self._me.incarnation if self._me else self._incarnation
+
+    async def start(self) -> int:
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_datagram_endpoint(
+            lambda: _Protocol(self), local_addr=(self.address, self._port)
+        )
+        self._transport = transport
+        self._port = int(transport.get_extra_info("sockname")[1])
+        me = self._self_record(self._port)
+        self._me = me
+        self.state.merge_member(me)
+        self._enqueue(me)
+        for e in self._local.values():
+            self.state.merge_entry(e)
+        self._supervisor = Supervisor(f"gossip:{self.name}")
+        self._supervisor.start("loop", self._run)
+        self._sync_seeds()
+        self._log.debug("gossip started", address=self.address, port=self._port)
+        return self._port
+
+    async def stop(self, *, leave: bool = True) -> None:
+        """Stop; with ``leave`` (the default) first tell a few members that this node left."""
+        if self._transport is None:
+            return
+        if leave and self._me is not None:
+            left = replace(self._me, status=Status.LEFT)
+            self._me = left
+            self.state.merge_member(left)
+            data, _ = codec.pack(Kind.GOSSIP, self.name, 0, [codec.encode_update(left)], self.key,
+                                 self.config.max_packet)
+            peers = self._peers()
+            for m in self._rng.sample(peers, min(len(peers), max(2 * self.config.fanout, 6))):
+                self._send(data, (m.address, m.port))
+        if self._supervisor is not None:
+            await self._supervisor.stop()
+            self._supervisor = None
+        self._transport.close()
+        self._transport = None
+
+    def join(self, seeds: Iterable[tuple[str, str, int]]) -> None:
+        for name, address, port in seeds:
+            if name != self.name and port:
+                self._seeds[name] = (address, port)
+        if self._transport is not None:
+            self._sync_seeds()
+
+    def set_local_endpoints(self, endpoints: Iterable[Endpoint]) -> None:
+        wanted: dict[tuple[str, int], Endpoint] = {}
+        for ep in endpoints:
+            if ep.node != self.name:
+                ep = replace(ep, node=self.name)
+            wanted[(ep.container, ep.port)] = ep
+        changed: list[EndpointEntry] = []
+        for k, ep in wanted.items():
+            cur = self._local.get(k)
+            if cur is None or not cur.present or cur.endpoint != ep:
+                self._counter += 1
+                changed.append(EndpointEntry(ep, self._epoch, self._counter, True))
+        for k, cur in self._local.items():
+            if cur.present and k not in wanted:
+                self._counter += 1
+                changed.append(EndpointEntry(cur.endpoint, self._epoch, self._counter, False))
+        if not changed:
+            return
+        now = self._now()
+        for e in changed:
+            self._set_local(e, now)
+        if self._transport is not None:
+            self._gossip_round()
+        self._notify()
+
+    def endpoints(self, service: str | None = None, *, ready_only: bool = True) -> list[Endpoint]:
+        return self.state.endpoints(service, ready_only=ready_only)
+
+    def members(self) -> list[Member]:
+        return sorted(self.state.members.values(), key=lambda m: m.name)
+
+    def member(self, name: str) -> Member | None:
+        return self.state.members.get(name)
+
+    def on_change(self, cb: Callable[[], None]) -> None:
+        self._callbacks.append(cb)
+
+    # ------------------------------------------------------------------ local state
+    def _self_record(self, port: int) -> Member:
+        return Member(self.name, self.address, port, self._incarnation, Status.ALIVE, self._epoch, self._meta)
+
+    def _now(self) -> float:
+        try:
+            return asyncio.get_running_loop().time()
+        except RuntimeError:
+            return time.monotonic()
+
+    def _set_local(self, e: EndpointEntry, now: float) -> None:
+        k = (e.endpoint.container, e.endpoint.port)
+        self._local[k] = e
+        if self._me is not None:
+            self.state.merge_entry(e)
+        self._enqueue(e)
+        if e.present:
+            self._tomb_since.pop(e.key(), None)
+        else:
+            self._tomb_since[e.key()] = now
+
+    def _set_self(self, me: Member, now: float) -> None:
+        epoch_moved = me.epoch != self._epoch
+        self._me = me
+        self._incarnation = me.incarnation
+        self.state.merge_member(me)
+        self._enqueue(me)
+        if epoch_moved:
+            # an earlier life of this node used a later epoch: re-issue every local entry under ours
+            self._epoch = me.epoch
+            for e in list(self._local.values()):
+                self._counter += 1
+                self._set_local(replace(e, epoch=self._epoch, counter=self._counter), now)
+
+    def _refute(self, claim: Member, now: float) -> bool:
+        if self._me is None:
+            return False
+        new = refute(self._me, claim)
+        if new is None:
+            return False
+        self.stats["refutations"] += 1
+        self._log.info("refuting", claim=claim.status.value, incarnation=new.incarnation)
+        self._set_self(new, now)
+        return True
+
+    def _own_entry_seen(self, e: EndpointEntry, now: float) -> bool:
+        """Someone holds an entry of ours: keep our Lamport counter ahead, and correct stale ones."""
+        if self._me is None:
+            return False
+        if e.epoch > self._epoch:
+            inc = max(self._me.incarnation, e.epoch) + 1
+            self._set_self(replace(self._me, incarnation=inc, status=Status.ALIVE, epoch=inc), now)
+            return True
+        if e.epoch < self._epoch:
+            return False
+        self._counter = max(self._counter, e.counter)
+        k = (e.endpoint.container, e.endpoint.port)
+        cur = self._local.get(k)
+        if (cur is None and e.present) or (cur is not None and e.order() > cur.order()):
+            self._counter += 1
+            base = cur if cur is not None else replace(e, present=False)
+            self._set_local(replace(base, counter=self._counter), now)
+            return True
+        return False
+
+    # ------------------------------------------------------------------ merging remote updates
+    def _apply(self, updates: Iterable[Update], now: float) -> None:
+        changed = False
+        for u in updates:
+            if isinstance(u, Member):
+                if u.name == self.name:
+                    changed |= self._refute(u, now)
+                    continue
+                if self.state.merge_member(u):
+                    changed = True
+                    self._enqueue(u)
+                    self._track(u, now)
+            else:
+                if u.origin == self.name:
+                    changed |= self._own_entry_seen(u, now)
+                    continue
+                if self.state.merge_entry(u):
+                    changed = True
+                    self._enqueue(u)
+                    if u.present:
+                        self._tomb_since.pop(u.key(), None)
+                    else:
+                        self._tomb_since[u.key()] = now
+        if changed:
+            self._notify()
+
+    def _apply_local(self, m: Member, now: float) -> None:
+        """A verdict of this node about another member (suspect, dead)."""
+        if self.state.merge_member(m):
+            self._enqueue(m)
+            self._track(m, now)
+            self._notify()
+
+    def _track(self, m: Member, now: float) -> None:
+        if m.status is Status.SUSPECT:
+            self._suspected[m.name] = (m.incarnation, now)
+            self.stats["suspected"] += 1
+        else:
+            self._suspected.pop(m.name, None)
+        if m.status in UP:
+            self._down_since.pop(m.name, None)
+        else:
+            self._down_since.setdefault(m.name, now)
+            if m.status is Status.DEAD:
+                self.stats["declared_dead"] += 1
+
+    def _notify(self) -> None:
+        for cb in list(self._callbacks):
+            try:
+                cb()
+            except Exception as exc:
+                self.stats["callback_errors"] += 1
+                self._log.error("gossip change callback failed", error=repr(exc), exc_info=True)
+
+    # ------------------------------------------------------------------ broadcast queue
+    def _enqueue(self, u: Update) -> None:
+        self._queue[update_key(u)] = _Broadcast(codec.encode_update(u))
+
+    def _queued(self) -> list[tuple[tuple[Any, ...], bytes]]:
+        return [(k, b.data) for k, b in sorted(self._queue.items(), key=lambda kv: kv[1].sent)]
+
+    def _mark_sent(self, keys: Iterable[tuple[Any, ...]]) -> None:
+        limit = retransmit_limit(self.config.retransmit_mult, len(self.state.members))
+        for k in keys:
+            b = self._queue.get(k)
+            if b is None:
+                continue
+            b.sent += 1
+            if b.sent >= limit:
+                del self._queue[k]
+
+    # ------------------------------------------------------------------ sending
+    def _send(self, data: bytes, addr: Addr) -> None:
+        if self._transport is None:
+            return
+        self.stats["packets_out"] += 1
+        self.stats["bytes_out"] += len(data)
+        self._transport.sendto(data, addr)
+
+    def _send_piggyback(self, kind: Kind, seq: int, addr: Addr, *, target: tuple[str, str, int] | None = None) -> None:
+        items = self._queued()
+        data, chosen = codec.pack(kind, self.name, seq, [d for _, d in items], self.key, self.config.max_packet,
+                                  target=target)
+        self._mark_sent(items[i][0] for i in chosen)
+        self._send(data, addr)
+
+    def _send_state(self, addr: Addr, *, reply: bool) -> None:
+        self.stats["syncs"] += 1
+        parts = [codec.encode_update(u) for u in self.state.snapshot()]
+        for data in codec.pack_all(Kind.SYNC, self.name, 0, parts, self.key, self.config.max_packet, reply=reply):
+            self._send(data, addr)
+
+    def _peers(self) -> list[Member]:
+        return [m for m in self.state.members.values() if m.status in UP and m.name != self.name]
+
+    def _gossip_round(self) -> None:
+        if not self._queue:
+            return
+        peers = self._peers()
+        for m in self._rng.sample(peers, min(len(peers), self.config.fanout)):
+            items = self._queued()
+            for _ in range(self.config.max_packets_per_push):
+                if not items:
+                    break
+                data, chosen = codec.pack(Kind.GOSSIP, self.name, 0, [d for _, d in items], self.key,
+                                          self.config.max_packet)
+                if not chosen:
+                    break
+                self._mark_sent(items[i][0] for i in chosen)
+                self._send(data, (m.address, m.port))
+                taken = set(chosen)
+                items = [it for i, it in enumerate(items) if i not in taken]
+
+    def _sync_seeds(self) -> None:
+        for name, addr in self._seeds.items():
+            if not self.state.up(name):
+                self._send_state(addr, reply=True)
+
+    def _sync_tick(self) -> None:
+        peers = self._peers()
+        dead = [m for m in self.state.members.values() if m.status is Status.DEAD]
+        pool = dead if dead and (not peers or self._rng.random() < 0.25) else peers
+        if pool:
+            m = self._rng.choice(pool)
+            self._send_state((m.address, m.port), reply=True)
+        self._sync_seeds()
+
+    # ------------------------------------------------------------------ probing
+    def _next_probe_target(self) -> Member | None:
+        for _ in range(2):
+            while self._probe_order:
+                m = self.state.members.get(self._probe_order.pop())
+                if m is not None and m.status in UP and m.name != self.name:
+                    return m
+            self._probe_order = [m.name for m in self._peers()]
+            self._rng.shuffle(self._probe_order)
+        return None
+
+    def _probe_tick(self, now: float) -> None:
+        target = self._next_probe_target()
+        if target is None:
+            return
+        seq = next(self._seq)
+        self._probe = _Probe(target.name, target.incarnation, seq, now)
+        self.stats["probes"] += 1
+        self._send_piggyback(Kind.PING, seq, (target.address, target.port))
+
+    def _check_probe(self, now: float) -> None:
+        p = self._probe
+        if p is None:
+            return
+        m = self.state.members.get(p.target)
+        if m is None or m.status not in UP:
+            self._probe = None
+            return
+        if not p.indirect and now - p.sent >= self.config.probe_timeout:
+            p.indirect = True
+            helpers = [h for h in self._peers() if h.name != p.target]
+            for h in self._rng.sample(helpers, min(len(helpers), self.config.indirect_k)):
+                self.stats["indirect_probes"] += 1
+                self._send_piggyback(Kind.PING_REQ, p.seq, (h.address, h.port), target=(m.name, m.address, m.port))
+        if now - p.sent >= self.config.probe_interval:
+            self._probe = None
+            self.stats["probe_failures"] += 1
+            if m.status is Status.ALIVE and m.incarnation == p.incarnation:
+                self._log.debug("probe failed, suspecting", member=m.name)
+                self._apply_local(suspect(m), now)
+
+    def _check_suspects(self, now: float) -> None:
+        if not self._suspected:
+            return
+        n = sum(1 for m in self.state.members.values() if m.status in UP)
+        timeout = scaled_suspicion_timeout(self.config.suspicion_timeout, n, scale=self.config.scale_suspicion)
+        for dead in expired_suspects(self.state.members, self._suspected, now, timeout):
+            self._log.info("member declared dead", member=dead.name, incarnation=dead.incarnation)
+            self._apply_local(dead, now)
+
+    # ------------------------------------------------------------------ housekeeping
+    def _gc(self, now: float) -> None:
+        for name, since in list(self._down_since.items()):
+            if now - since >= self.config.reap_after:
+                del self._down_since[name]
+                self.state.forget_member(name)
+        for key, since in list(self._tomb_since.items()):
+            if now - since >= self.config.tombstone_ttl:
+                del self._tomb_since[key]
+                e = self.state.entries.get(key)
+                if e is not None and not e.present:
+                    self.state.forget_entry(key)
+                if key[0] == self.name:
+                    lk = (key[1], key[2])
+                    le = self._local.get(lk)
+                    if le is not None and not le.present:
+                        del self._local[lk]
+        for seq, (_, _, expires) in list(self._relays.items()):
+            if now >= expires:
+                del self._relays[seq]
+
+    async def _run(self) -> None:
+        cfg = self.config
+        loop = asyncio.get_running_loop()
+        tick = max(0.005, min(cfg.probe_timeout, cfg.gossip_interval, cfg.probe_interval) / 2)
+        now = loop.time()
+        j = self._rng.random()
+        next_probe, next_gossip = now + j * cfg.probe_interval, now + j * cfg.gossip_interval
+        next_sync, next_gc = now + j * cfg.sync_interval, now + 1.0
+
+        def advance(t: float, interval: float, now: float) -> float:
+            t += interval
+            return t if t > now else now + interval
+
+        while True:
+            now = loop.time()
+            self._check_probe(now)
+            if now >= next_probe:
+                self._probe_tick(now)
+                next_probe = advance(next_probe, cfg.probe_interval, now)
+            if now >= next_gossip:
+                self._gossip_round()
+                next_gossip = advance(next_gossip, cfg.gossip_interval, now)
+            self._check_suspects(now)
+            if now >= next_sync:
+                self._sync_tick()
+                next_sync = advance(next_sync, cfg.sync_interval, now)
+            if now >= next_gc:
+                self._gc(now)
+                next_gc = advance(next_gc, 1.0, now)
+            await asyncio.sleep(tick)
+
+    # ------------------------------------------------------------------ receiving
+    def _on_datagram(self, data: bytes, addr: Addr) -> None:
+        self.stats["packets_in"] += 1
+        self.stats["bytes_in"] += len(data)
+        try:
+            msg = codec.decode(data, self.key, self.config.max_packet)
+        except codec.OversizeError:
+            self.stats["dropped_oversize"] += 1
+            return
+        except codec.AuthError:
+            self.stats["dropped_auth"] += 1
+            return
+        except codec.VersionError:
+            self.stats["dropped_version"] += 1
+            return
+        except PacketError as exc:
+            self.stats["dropped_malformed"] += 1
+            self._log.debug("malformed gossip datagram dropped", peer=f"{addr[0]}:{addr[1]}", error=str(exc))
+            return
+        try:
+            self._handle(msg, addr)
+        except Exception as exc:
+            self.stats["handler_errors"] += 1
+            self._log.error("gossip message handling failed", error=repr(exc), exc_info=True)
+
+    def _handle(self, msg: Message, addr: Addr) -> None:
+        now = self._now()
+        if msg.updates:
+            self._apply(msg.updates, now)
+        if msg.kind is Kind.PING:
+            self._send_piggyback(Kind.ACK, msg.seq, addr)
+        elif msg.kind is Kind.ACK:
+            if self._probe is not None and self._probe.seq == msg.seq:
+                self._probe = None
+            relay = self._relays.pop(msg.seq, None)
+            if relay is not None:
+                self._send_piggyback(Kind.ACK, relay[1], relay[0])
+        elif msg.kind is Kind.PING_REQ and msg.target is not None:
+            seq = next(self._seq)
+            self._relays[seq] = (addr, msg.seq, now + self.config.probe_interval)
+            _, t_addr, t_port = msg.target
+            self._send_piggyback(Kind.PING, seq, (t_addr, t_port))
+        elif msg.kind is Kind.SYNC and msg.reply:
+            self._send_state(addr, reply=False)
