@@ -29,7 +29,8 @@ log = structlog.get_logger("drover.agent.logs")
 
 MAX_REPLY = 900_000  # NATS' default max payload is 1 MiB
 ALIVE_TIMEOUT = 5.0
-QUIET = 0.25  # the initial backlog is what arrives before this much silence
+QUIET = 0.2  # the reply's backlog is what arrives before this much silence …
+BACKLOG_WAIT = 0.5  # … or this long, or the ``tail`` lines; later lines go to the stream
 _DONE = object()
 
 
@@ -122,9 +123,13 @@ class LogsApi:
         done = False
         try:
             backlog: list[str] = []
-            while True:
+            deadline = time.monotonic() + BACKLOG_WAIT
+            while tail is None or len(backlog) < tail:
+                left = min(QUIET, deadline - time.monotonic())
+                if left <= 0:
+                    break
                 try:
-                    item = await asyncio.wait_for(queue.get(), QUIET)
+                    item = await asyncio.wait_for(queue.get(), left)
                 except TimeoutError:
                     break
                 if item is _DONE:
