@@ -349,6 +349,8 @@ class Agent:
             for rid in list(self.restart_state):
                 if rid not in keep:
                     del self.restart_state[rid]
+            present = keep | {o.id for o in self.observed}
+            self._graces = {k: g for k, g in self._graces.items() if k[0] in present}
         self._refresh_status()
 
     async def _execute(self, actions: Sequence[Action]) -> None:
