@@ -4,10 +4,10 @@ Nothing here does I/O, reads a clock or draws random numbers; the caller passes 
 matters. The state is a join semilattice, so merging the same updates in any order (and any number of
 times) ends in the same table:
 
-* A member record is ordered by ``(incarnation, status rank, epoch, address, port, meta)`` with the
+* A member record is ordered by ``(epoch, incarnation, status rank, address, port, meta)`` with the
   ranks ``alive < suspect < dead < left``: at one incarnation a suspicion beats "alive", a death beats
-  a suspicion, a graceful leave beats a death; any higher incarnation (a refutation, or a restart,
-  whose incarnation starts from the wall clock) beats them all.
+  a suspicion, a graceful leave beats a death; a higher incarnation (a refutation) beats them all, and
+  a later epoch (a restart: epoch and incarnation start from the wall clock) beats any earlier life.
 * An endpoint entry belongs to an origin node and a key ``(container, port)`` and is ordered by its
   version ``(epoch, counter)``: ``epoch`` is the origin's start incarnation, ``counter`` a Lamport
   counter bumped on every change of the origin's endpoints. Removal is a tombstone (``present=False``)
@@ -60,7 +60,7 @@ class Member:
     meta: tuple[tuple[str, str], ...] = field(default=())
 
     def key(self) -> tuple[int, int, int, str, int, tuple[tuple[str, str], ...]]:
-        return (self.incarnation, RANK[self.status], self.epoch, self.address, self.port, self.meta)
+        return (self.epoch, self.incarnation, RANK[self.status], self.address, self.port, self.meta)
 
     def meta_dict(self) -> dict[str, str]:
         return dict(self.meta)
@@ -227,7 +227,7 @@ def refute(local: Member, incoming: Member) -> Member | None:
     record with a higher incarnation. A claim from a later epoch (an earlier life that ran with a clock
     ahead of ours) also moves the epoch forward, so our endpoints outrank the old ones.
     """
-    if incoming == local or (incoming.key() < local.key() and incoming.epoch <= local.epoch):
+    if incoming == local or incoming.key() < local.key():
         return None
     if local.status is Status.LEFT:
         return None
