@@ -161,9 +161,7 @@ def _array_header_len(n: int) -> int:
 class _Frame:
     """The fixed part of a message, packed once; updates are appended as pre-encoded bytes."""
 
-    def __init__(
-        self, kind: Kind, sender: str, seq: int, target: tuple[str, str, int] | None, reply: bool
-    ) -> None:
+    def __init__(self, kind: Kind, sender: str, seq: int, target: tuple[str, str, int] | None, reply: bool) -> None:
         pk = msgpack.Packer(use_bin_type=True)
         fields: dict[str, Any] = {"t": int(kind), "f": sender, "s": seq}
         if target is not None:
@@ -276,8 +274,11 @@ def decode(data: bytes, key: bytes, max_packet: int = DEFAULT_MAX_PACKET) -> Mes
     if g is not None:
         if type(g) is not list or len(g) != 3:
             raise MalformedError("target: expected [name, address, port]")
-        target = (_str(g[0], MAX_NAME, "target name"), _str(g[1], MAX_ADDRESS, "target address"),
-                  _int(g[2], 1, 65535, "target port"))
+        target = (
+            _str(g[0], MAX_NAME, "target name"),
+            _str(g[1], MAX_ADDRESS, "target address"),
+            _int(g[2], 1, 65535, "target port"),
+        )
     elif kind is Kind.PING_REQ:
         raise MalformedError("ping-req without a target")
     return Message(

@@ -199,8 +199,9 @@ class GossipNode:
             left = replace(self._me, status=Status.LEFT)
             self._me = left
             self.state.merge_member(left)
-            data, _ = codec.pack(Kind.GOSSIP, self.name, 0, [codec.encode_update(left)], self.key,
-                                 self.config.max_packet)
+            data, _ = codec.pack(
+                Kind.GOSSIP, self.name, 0, [codec.encode_update(left)], self.key, self.config.max_packet
+            )
             peers = self._peers()
             for m in self._rng.sample(peers, min(len(peers), max(2 * self.config.fanout, 6))):
                 self._send(data, (m.address, m.port))
@@ -400,8 +401,9 @@ class GossipNode:
 
     def _send_piggyback(self, kind: Kind, seq: int, addr: Addr, *, target: tuple[str, str, int] | None = None) -> None:
         items = self._queued()
-        data, chosen = codec.pack(kind, self.name, seq, [d for _, d in items], self.key, self.config.max_packet,
-                                  target=target)
+        data, chosen = codec.pack(
+            kind, self.name, seq, [d for _, d in items], self.key, self.config.max_packet, target=target
+        )
         self._mark_sent(items[i][0] for i in chosen)
         self._send(data, addr)
 
@@ -423,8 +425,9 @@ class GossipNode:
             for _ in range(self.config.max_packets_per_push):
                 if not items:
                     break
-                data, chosen = codec.pack(Kind.GOSSIP, self.name, 0, [d for _, d in items], self.key,
-                                          self.config.max_packet)
+                data, chosen = codec.pack(
+                    Kind.GOSSIP, self.name, 0, [d for _, d in items], self.key, self.config.max_packet
+                )
                 if not chosen:
                     break
                 self._mark_sent(items[i][0] for i in chosen)

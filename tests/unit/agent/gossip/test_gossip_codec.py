@@ -40,8 +40,7 @@ def test_ping_req_carries_its_target() -> None:
 @given(n=st.integers(0, 200), max_packet=st.sampled_from([300, 512, 1400]))
 def test_pack_all_splits_within_the_bound_and_keeps_everything(n: int, max_packet: int) -> None:
     ups: list[Update] = [entry(i) if i % 4 else member(i) for i in range(n)]
-    packets = codec.pack_all(Kind.SYNC, "node-0", 0, [codec.encode_update(u) for u in ups], KEY, max_packet,
-                             reply=True)
+    packets = codec.pack_all(Kind.SYNC, "node-0", 0, [codec.encode_update(u) for u in ups], KEY, max_packet, reply=True)
     assert all(len(p) <= max_packet for p in packets)
     decoded = [codec.decode(p, KEY, max_packet) for p in packets]
     assert [u for m in decoded for u in m.updates] == ups
@@ -93,7 +92,9 @@ def sealed(body: object) -> bytes:
         b"",
         b"DG",
         b"hello world, not gossip at all, but long enough" * 2,
-        codec.MAGIC + bytes((codec.VERSION,)) + codec._mac(KEY, codec.MAGIC + bytes((codec.VERSION,)) + b"\xc1")
+        codec.MAGIC
+        + bytes((codec.VERSION,))
+        + codec._mac(KEY, codec.MAGIC + bytes((codec.VERSION,)) + b"\xc1")
         + b"\xc1",
         sealed([1, 2, 3]),
         sealed({"t": 99, "f": "a", "s": 1, "u": []}),
@@ -123,11 +124,13 @@ def test_random_bytes_only_ever_raise_packet_errors(noise: bytes) -> None:
 
 
 @settings(max_examples=300, deadline=None)
-@given(body=st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.text(max_size=8) | st.binary(max_size=8),
-    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=3), inner, max_size=5),
-    max_leaves=20,
-))
+@given(
+    body=st.recursive(
+        st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.text(max_size=8) | st.binary(max_size=8),
+        lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=3), inner, max_size=5),
+        max_leaves=20,
+    )
+)
 def test_authenticated_garbage_only_ever_raises_packet_errors(body: object) -> None:
     """A peer with the key sending nonsense (a bug, another version) cannot crash the decoder."""
     try:

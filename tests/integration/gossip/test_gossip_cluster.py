@@ -1,0 +1,222 @@
+"""Gossip nodes on loopback addresses (127.0.0.x only): endpoints spread, failures are detected, and
+forged, malformed or oversized datagrams are dropped and counted without disturbing anything."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
+
+import pytest
+
+from drover.agent.gossip import Endpoint, GossipConfig, GossipNode, Status, codec
+from drover.agent.gossip.codec import Kind
+from tests.fixtures import wait_for
+
+KEY = b"test-cluster-key"
+CFG = GossipConfig(sync_interval=0.5)
+
+
+def ep(node: str, container: str, port: int, *, ready: bool = True, service: str = "web") -> Endpoint:
+    return Endpoint(service, "127.0.0.1", port, node, container, 1, ready)
+
+
+def seeds(nodes: list[GossipNode]) -> list[tuple[str, str, int]]:
+    return [(n.name, n.address, n.port) for n in nodes]
+
+
+Make = Callable[..., Awaitable[list[GossipNode]]]
+
+
+def status(node: GossipNode, name: str) -> Status | None:
+    m = node.member(name)
+    return m.status if m is not None else None
+
+
+@pytest.fixture
+async def cluster() -> AsyncIterator[Make]:
+    started: list[GossipNode] = []
+
+    async def make(
+        n: int, *, first: int = 0, key: bytes = KEY, config: GossipConfig = CFG, incarnation: int | None = None
+    ) -> list[GossipNode]:
+        nodes = [
+            GossipNode(f"n{i}", f"127.0.0.{i + 1}", key, config=config, incarnation=incarnation)
+            for i in range(first, first + n)
+        ]
+        for node in nodes:
+            await node.start()
+            started.append(node)
+        return nodes
+
+    yield make
+    for node in started:
+        await node.stop(leave=False)
+
+
+async def joined(cluster: Make, n: int) -> list[GossipNode]:
+    nodes = await cluster(n)
+    for node in nodes[1:]:
+        node.join(seeds(nodes[:1]))
+    await wait_for(
+        lambda: all(len([m for m in x.members() if m.status is Status.ALIVE]) == n for x in nodes),
+        timeout=5,
+        message=f"{n} nodes see each other alive",
+    )
+    return nodes
+
+
+def send_raw(node: GossipNode, data: bytes, source: str = "127.0.0.1") -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind((source, 0))
+        s.sendto(data, (node.address, node.port))
+
+
+async def test_endpoint_added_and_removed_on_one_node_appears_and_disappears_on_all(cluster: Make) -> None:
+    nodes = await joined(cluster, 5)
+    changes = [0]
+    nodes[4].on_change(lambda: changes.__setitem__(0, changes[0] + 1))
+    a, b = ep("n2", "c1", 31001), ep("n2", "c2", 31002)
+    nodes[2].set_local_endpoints([a, b])
+    await wait_for(lambda: all(n.endpoints("web") == [a, b] for n in nodes), timeout=3, message="added everywhere")
+    assert changes[0] > 0
+    nodes[2].set_local_endpoints([b])
+    await wait_for(lambda: all(n.endpoints("web") == [b] for n in nodes), timeout=3, message="removed everywhere")
+    nodes[2].set_local_endpoints([replace(b, ready=False)])
+    await wait_for(lambda: all(n.endpoints("web") == [] for n in nodes), timeout=3, message="not ready everywhere")
+    assert all(n.endpoints("web", ready_only=False) == [replace(b, ready=False)] for n in nodes)
+
+
+async def test_many_endpoints_at_once_are_split_across_datagrams(cluster: Make) -> None:
+    nodes = await joined(cluster, 4)
+    many = [ep("n1", f"container-{i:03d}-0123456789", 32000 + i) for i in range(80)]
+    nodes[1].set_local_endpoints(many)
+    await wait_for(lambda: all(len(n.endpoints()) == 80 for n in nodes), timeout=5, message="80 endpoints everywhere")
+    assert all(n.stats["dropped_oversize"] == 0 for n in nodes)
+
+
+async def test_a_late_joiner_gets_the_full_table(cluster: Make) -> None:
+    nodes = await joined(cluster, 3)
+    nodes[0].set_local_endpoints([ep("n0", "c1", 31001)])
+    await wait_for(lambda: all(len(n.endpoints()) == 1 for n in nodes), timeout=3)
+    late = (await cluster(1, first=3))[0]
+    late.join(seeds(nodes[2:3]))
+    await wait_for(
+        lambda: late.endpoints() == nodes[0].endpoints() and len(late.members()) == 4,
+        timeout=3,
+        message="late joiner synced",
+    )
+
+
+async def test_killed_node_is_declared_dead_by_all_and_its_endpoints_dropped(cluster: Make) -> None:
+    nodes = await joined(cluster, 5)
+    nodes[3].set_local_endpoints([ep("n3", "c1", 31001)])
+    await wait_for(lambda: all(len(n.endpoints()) == 1 for n in nodes), timeout=3)
+    await nodes[3].stop(leave=False)
+    rest = nodes[:3] + nodes[4:]
+    await wait_for(lambda: all(status(n, "n3") is Status.DEAD for n in rest), timeout=4, message="n3 dead everywhere")
+    assert all(n.endpoints() == [] for n in rest)
+
+
+async def test_graceful_stop_announces_left(cluster: Make) -> None:
+    nodes = await joined(cluster, 4)
+    await nodes[1].stop()
+    rest = [nodes[0], *nodes[2:]]
+    await wait_for(lambda: all(status(n, "n1") is Status.LEFT for n in rest), timeout=2, message="n1 left everywhere")
+
+
+async def test_restarted_node_overrides_its_dead_state_and_old_endpoints(cluster: Make) -> None:
+    nodes = await joined(cluster, 4)
+    old = nodes[3]
+    old.set_local_endpoints([ep("n3", "old", 31001)])
+    await wait_for(lambda: all(len(n.endpoints()) == 1 for n in nodes), timeout=3)
+    await old.stop(leave=False)
+    await wait_for(lambda: all(status(n, "n3") is Status.DEAD for n in nodes[:3]), timeout=4)
+    new = GossipNode("n3", "127.0.0.4", KEY, config=CFG, incarnation=old.incarnation + 1000)
+    new.set_local_endpoints([ep("n3", "new", 31002)])
+    await new.start()
+    try:
+        new.join(seeds(nodes[:1]))
+        await wait_for(
+            lambda: all(
+                status(n, "n3") is Status.ALIVE and [e.container for e in n.endpoints()] == ["new"] for n in nodes[:3]
+            ),
+            timeout=3,
+            message="restart wins over the old life",
+        )
+    finally:
+        await new.stop(leave=False)
+
+
+async def test_a_node_refutes_a_false_death_claim(cluster: Make) -> None:
+    nodes = await joined(cluster, 3)
+    victim = nodes[2].member("n2")
+    assert victim is not None
+    lie = replace(victim, status=Status.DEAD)
+    data, _ = codec.pack(Kind.GOSSIP, "n9", 0, [codec.encode_update(lie)], KEY)
+    send_raw(nodes[0], data)
+    await wait_for(lambda: nodes[2].stats["refutations"] >= 1, timeout=3, message="n2 refuted")
+
+    def refuted(n: GossipNode) -> bool:
+        m = n.member("n2")
+        return m is not None and m.status is Status.ALIVE and m.incarnation > victim.incarnation
+
+    await wait_for(lambda: all(refuted(n) for n in nodes), timeout=3, message="n2 alive again everywhere")
+
+
+async def test_forged_malformed_and_oversized_packets_are_dropped_and_counted(cluster: Make) -> None:
+    nodes = await joined(cluster, 3)
+    target = nodes[0]
+    before = [(m.name, m.status) for m in target.members()]
+    victim = nodes[1].member("n1")
+    assert victim is not None
+    forged_updates = [
+        codec.encode_update(replace(victim, status=Status.DEAD)),
+        codec.encode_update(codec.decode_update([1, "n1", "evil", 31337, 2**40, 1, True, "web", "127.0.0.1", 1, True])),
+    ]
+    forged, _ = codec.pack(Kind.GOSSIP, "n1", 0, forged_updates, b"wrong-key")
+    good_ping, _ = codec.pack(Kind.PING, "n1", 5, [], KEY)
+    send_raw(target, forged)
+    send_raw(target, b"\x00garbage")
+    send_raw(target, good_ping[:-1] + bytes((good_ping[-1] ^ 0xFF,)))  # tampered: auth failure
+    send_raw(target, b"DG" + bytes((codec.VERSION,)) + codec._mac(KEY, b"DG\x01\xc1") + b"\xc1")  # keyed, not msgpack
+    send_raw(target, b"x" * 4000)
+    send_raw(target, b"DG\x09" + b"\x00" * 40)
+    await wait_for(
+        lambda: (
+            target.stats["dropped_auth"] >= 2
+            and target.stats["dropped_malformed"] >= 2
+            and target.stats["dropped_oversize"] >= 1
+            and target.stats["dropped_version"] >= 1
+        ),
+        timeout=2,
+        message=f"drops counted: {target.stats}",
+    )
+    assert target.stats["handler_errors"] == 0
+    assert [(m.name, m.status) for m in target.members()] == before
+    assert target.endpoints() == []
+    # and it still works
+    nodes[2].set_local_endpoints([ep("n2", "c1", 31001)])
+    await wait_for(lambda: len(target.endpoints()) == 1, timeout=3)
+
+
+async def test_a_foreign_cluster_never_mixes_in(cluster: Make) -> None:
+    ours = await joined(cluster, 2)
+    other = GossipNode("x0", "127.0.0.9", b"another-key", config=CFG)
+    await other.start()
+    try:
+        other.join(seeds(ours))
+        ours[0].join([("x0", other.address, other.port)])
+        await wait_for(lambda: ours[0].stats["dropped_auth"] >= 1 and other.stats["dropped_auth"] >= 1, timeout=3)
+        assert {m.name for m in ours[0].members()} == {"n0", "n1"}
+        assert {m.name for m in other.members()} == {"x0"}
+    finally:
+        await other.stop(leave=False)
+
+
+async def test_an_unreachable_seed_adds_no_member(cluster: Make) -> None:
+    nodes = await joined(cluster, 2)
+    nodes[0].join([("ghost", "127.0.0.77", 9)])  # nothing listens there
+    nodes[1].set_local_endpoints([ep("n1", "c1", 31001)])
+    await wait_for(lambda: len(nodes[0].endpoints()) == 1, timeout=3)
+    assert {m.name for m in nodes[0].members()} == {"n0", "n1"}
