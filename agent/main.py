@@ -15,14 +15,16 @@ import socket
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import structlog
 from nats.aio.client import Client as NATS
 from nats.js.errors import KeyNotFoundError
 
+from drover.agent.assignment import AssignmentGate
 from drover.agent.config import AgentConfig
 from drover.agent.drivers.base import RUNNING, Driver, ImageMissing, Observed, container_name
+from drover.agent.drivers.factory import make_driver as _make_driver
 from drover.agent.logs_api import LogsApi
 from drover.agent.metrics import AgentMetrics
 from drover.agent.probes import ProbeManager
@@ -63,19 +65,7 @@ VERSION = "0.1.0"
 
 
 def make_driver(cfg: AgentConfig) -> Driver:
-    if cfg.driver == "docker":
-        from drover.agent.drivers.docker import DockerDriver
-
-        return DockerDriver(cfg.cluster, cfg.node, pull=cfg.pull_images)
-    if cfg.driver == "sim":
-        from drover.agent.drivers.sim import SimDriver
-
-        return SimDriver(cfg.cluster, cfg.node)
-    if cfg.driver == "process":
-        from drover.agent.drivers.process import ProcessDriver
-
-        return ProcessDriver(cfg.cluster, cfg.node)
-    raise ValueError(f"unknown driver {cfg.driver!r} (docker, process or sim)")
+    return _make_driver(cfg.driver, cfg.cluster, cfg.node, pull=cfg.pull_images)
 
 
 def _rank(o: Observed) -> tuple[int, float]:
@@ -94,9 +84,7 @@ class Agent:
         self.sup: Supervisor | None = None
         self.metrics = AgentMetrics(cfg.node)
         self.metrics_port: int | None = None
-        self.assignment: Assignment | None = None  # None: never read one
-        self._max_term = -1
-        self._assign_rev = -1
+        self.gate = AssignmentGate(cfg.node)
         self.observed: list[Observed] = []
         self.statuses: list[ContainerStatus] = []
         self.restart_state: dict[str, RestartState] = {}
@@ -113,6 +101,8 @@ class Agent:
         self._probes: ProbeManager | None = None
         self._logs: LogsApi | None = None
         self._passes = 0
+        self.gossip_port = 0  # set by the gossip layer, published in the registration
+        self._status_listeners: list[Callable[[list[ContainerStatus]], None]] = []
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -203,7 +193,16 @@ class Agent:
             boot_id=self.boot_id,
             started_at=time.time(),
             version=VERSION,
+            gossip_port=self.gossip_port,
         )
+
+    def add_status_listener(self, callback: Callable[[list[ContainerStatus]], None]) -> None:
+        """Call ``callback(statuses)`` whenever this node's container statuses change (e.g. for gossip)."""
+        self._status_listeners.append(callback)
+
+    async def reregister(self) -> None:
+        """Put the registration again (after ``gossip_port`` or labels changed)."""
+        await self._register()
 
     async def _register(self) -> None:
         assert self.store is not None
@@ -225,28 +224,25 @@ class Agent:
             return
         self._offer(entry.value, entry.revision or 0, authoritative=True)
 
+    @property
+    def assignment(self) -> Assignment | None:
+        """The assignment in force (None until one was read)."""
+        return self.gate.current
+
     def _offer(self, value: bytes | None, revision: int, *, authoritative: bool) -> None:
-        """Take a new assignment unless it is older than the one we have or fenced by a lower term."""
-        if not authoritative and revision <= self._assign_rev:
+        rejected = self.gate.rejected
+        try:
+            new = self.gate.offer(value, revision, authoritative=authoritative)
+        except WireError as exc:
+            self.log.warning("undecodable assignment dropped", error=str(exc))
             return
-        if authoritative and revision == self._assign_rev:
+        if self.gate.rejected != rejected:
+            self.log.warning("assignment from a stale controller term ignored", highest=self.gate.max_term)
+        if new is None:
             return
-        if not value:
-            new = Assignment(node=self.node, term=self._max_term, containers=[])
-        else:
-            try:
-                new = Assignment.from_wire(value)
-            except WireError as exc:
-                self.log.warning("undecodable assignment dropped", error=str(exc))
-                return
-        if new.term < self._max_term:
-            self.log.warning("assignment from a stale term ignored", term=new.term, highest=self._max_term)
-            return
-        self._max_term = max(self._max_term, new.term)
-        self._assign_rev = revision
+        self.log.info("assignment", generation=new.generation, term=new.term, containers=len(new.containers))
         for c in new.containers:
             self._graces[(c.id, c.revision)] = stop_grace(c.spec)
-        self.assignment = new
         self.trigger()
 
     def trigger(self) -> None:
@@ -460,6 +456,11 @@ class Agent:
         if [s.model_dump() for s in statuses] != [s.model_dump() for s in self.statuses]:
             self.statuses = statuses
             self._hb_now.set()
+            for cb in self._status_listeners:
+                try:
+                    cb(list(statuses))
+                except Exception as exc:
+                    self.log.warning("status listener failed", error=repr(exc))
 
     def heartbeat(self) -> Heartbeat:
         self._hb_seq += 1

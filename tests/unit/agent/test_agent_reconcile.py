@@ -289,3 +289,25 @@ def test_plan_converges_in_one_step(
         if mine and not waiting and not never_restarted:
             assert mine[0].state == RUNNING and _matches(w, mine[0])
     assert {o.id for o in world} <= {w.id for w in desired}
+
+
+def test_assignment_gate_orders_by_revision_and_fences_by_term() -> None:
+    from drover.agent.assignment import AssignmentGate
+    from drover.shared.models import Assignment
+
+    def enc(term: int, gen: int, *ids: str) -> bytes:
+        return Assignment(node="n", term=term, generation=gen, containers=[want(i) for i in ids]).to_wire()
+
+    g = AssignmentGate("n")
+    assert g.current is None
+    first = g.offer(enc(2, 1, "a"), 10, authoritative=True)
+    assert first is not None and g.current is first
+    assert g.offer(enc(2, 1, "a"), 10, authoritative=False) is None  # the watch replays it
+    assert g.offer(enc(2, 0, "z"), 9, authoritative=False) is None  # older entry
+    assert g.offer(enc(1, 5, "b"), 11, authoritative=False) is None  # lower term: fenced
+    assert g.rejected == 1 and g.current is first
+    newer = g.offer(enc(3, 1, "c"), 12, authoritative=False)
+    assert newer is not None and [c.id for c in newer.containers] == ["c"]
+    deleted = g.offer(None, 13, authoritative=False)
+    assert deleted is not None and deleted.containers == []
+    assert g.offer(enc(3, 9, "d"), 2, authoritative=True) is not None  # a reset store: re-read wins
