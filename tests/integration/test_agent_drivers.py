@@ -77,3 +77,20 @@ async def test_process_driver(nats_server: NatsServer, cluster_name: str) -> Non
             assert await agent.driver.list() == []
         finally:
             await agent.stop()
+
+
+async def test_run_agent_runs_until_cancelled(nats_server: NatsServer, cluster_name: str) -> None:
+    import asyncio
+
+    from drover.agent.main import run_agent
+
+    cfg = AgentConfig(nats_url=nats_server.url, node="r1", cluster=cluster_name, driver="sim", heartbeat_interval=0.1)
+    async with tap(nats_server.url, cluster_name) as t:
+        await t.assign("r1", [replica("z1")])
+        task = asyncio.create_task(run_agent(cfg))
+        await wait_for(lambda: running(t.statuses("r1"), ["z1"]), 10, message="agent up")
+        reg = await t.store.nodes.get("r1")
+        assert reg.value is not None
+        task.cancel()
+        await wait_for(task.done, 10, message="run_agent returned after cancel")
+        assert task.exception() is None if not task.cancelled() else True
