@@ -1,0 +1,307 @@
+"""Gossip benchmark: 50 nodes on 127.0.0.1..127.0.0.50, spread over one or a few worker processes.
+
+1. Convergence: a random node changes its endpoint set (one endpoint added); the time until all
+   nodes show it in ``endpoints()`` is one sample. Prints median and p99 over ``--trials`` changes
+   (target: median ≤ 1 s), and the per-observer median.
+2. Failure detection: a node is killed (no leave message); the time until every other node holds
+   it as ``dead`` is one sample (target ≤ 2 s). Repeated ``--kills`` times on different nodes.
+Also prints false suspicions/deaths seen while nothing was failing (loop lag under load shows here).
+
+Times come from CLOCK_MONOTONIC, which is the same clock in every process on one Linux host.
+Only 127.x addresses are used.
+
+Run: .venv/bin/python bench/bench_gossip.py [--nodes 50] [--procs 1] [--trials 30] [--kills 3] [--uvloop]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from drover.agent.gossip import Endpoint, GossipConfig, GossipNode, Status
+
+KEY = b"bench-cluster-key"
+SELF = str(Path(__file__).resolve())
+
+
+def addr(i: int) -> str:
+    return f"127.0.{i // 250}.{i % 250 + 1}"
+
+
+def out(obj: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+# ---------------------------------------------------------------------- worker (hosts some nodes)
+async def worker(first: int, count: int) -> None:
+    nodes: dict[str, GossipNode] = {}
+    seen: dict[str, set[str]] = {}
+    dead_seen: dict[str, set[str]] = {}
+    local_eps: dict[str, list[Endpoint]] = {}
+
+    def watch(node: GossipNode) -> None:
+        seen[node.name] = set()
+        dead_seen[node.name] = set()
+
+        def changed() -> None:
+            now = time.monotonic()
+            for e in node.state.entries.values():
+                c = e.endpoint.container
+                if c.startswith("trial-") and c not in seen[node.name] and e.present and node.state.up(e.origin):
+                    seen[node.name].add(c)
+                    out({"ev": "seen", "trial": c, "at": node.name, "t": now})
+            for m in node.state.members.values():
+                if m.status in (Status.DEAD, Status.SUSPECT) and (m.name, m.status) not in dead_seen[node.name]:
+                    dead_seen[node.name].add((m.name, m.status))  # type: ignore[arg-type]
+                    out({"ev": m.status.value, "who": m.name, "at": node.name, "t": now})
+
+        node.on_change(changed)
+
+    for i in range(first, first + count):
+        n = GossipNode(f"n{i}", addr(i), KEY, config=GossipConfig())
+        watch(n)
+        await n.start()
+        nodes[n.name] = n
+        local_eps[n.name] = []
+        out({"ev": "ready", "name": n.name, "address": n.address, "port": n.port})
+
+    reader = asyncio.StreamReader()
+    await asyncio.get_running_loop().connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    while line := await reader.readline():
+        cmd = json.loads(line)
+        if cmd["cmd"] == "join":
+            for n in nodes.values():
+                n.join([tuple(s) for s in cmd["seeds"]])  # type: ignore[misc]
+        elif cmd["cmd"] == "count":
+            out(
+                {
+                    "ev": "count",
+                    "counts": {k: sum(m.status is Status.ALIVE for m in n.members()) for k, n in nodes.items()},
+                }
+            )
+        elif cmd["cmd"] == "change":
+            n = nodes[cmd["node"]]
+            local_eps[n.name].append(Endpoint("bench", n.address, 20000 + cmd["k"], n.name, cmd["trial"], 1, True))
+            out({"ev": "changed", "trial": cmd["trial"], "t": time.monotonic()})
+            n.set_local_endpoints(local_eps[n.name])
+        elif cmd["cmd"] == "kill":
+            n = nodes.pop(cmd["node"])
+            t = time.monotonic()
+            await n.stop(leave=False)
+            out({"ev": "killed", "who": n.name, "t": t})
+        elif cmd["cmd"] == "stats":
+            tot: dict[str, int] = {}
+            for n in nodes.values():
+                for k, v in n.stats.items():
+                    tot[k] = tot.get(k, 0) + v
+            out({"ev": "stats", "stats": tot})
+        elif cmd["cmd"] == "quit":
+            break
+    for n in nodes.values():
+        await n.stop(leave=False)
+
+
+# ---------------------------------------------------------------------- driver
+class Driver:
+    def __init__(self, procs: list[asyncio.subprocess.Process]) -> None:
+        self.procs = procs
+        self.events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.readers = [asyncio.get_running_loop().create_task(self._read(p)) for p in procs]
+
+    async def _read(self, p: asyncio.subprocess.Process) -> None:
+        assert p.stdout is not None
+        while line := await p.stdout.readline():
+            await self.events.put(json.loads(line))
+
+    def send(self, proc: int, cmd: dict[str, Any]) -> None:
+        stdin = self.procs[proc].stdin
+        assert stdin is not None
+        stdin.write((json.dumps(cmd) + "\n").encode())
+
+    def broadcast(self, cmd: dict[str, Any]) -> None:
+        for i in range(len(self.procs)):
+            self.send(i, cmd)
+
+    async def until(self, pred: Any, timeout: float) -> list[dict[str, Any]]:
+        """Collect events until ``pred(event)`` says done (or the timeout passes)."""
+        got: list[dict[str, Any]] = []
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return got
+            try:
+                ev = await asyncio.wait_for(self.events.get(), left)
+            except TimeoutError:
+                return got
+            got.append(ev)
+            if pred(ev, got):
+                return got
+
+
+def pct(xs: list[float], p: float) -> float:
+    s = sorted(xs)
+    return s[min(len(s) - 1, max(0, round(p / 100 * (len(s) - 1))))]
+
+
+async def drive(args: argparse.Namespace) -> None:
+    n, procs = args.nodes, args.procs
+    per = [n // procs + (1 if i < n % procs else 0) for i in range(procs)]
+    starts = [sum(per[:i]) for i in range(procs)]
+    host_of = {f"n{i}": p for p in range(procs) for i in range(starts[p], starts[p] + per[p])}
+    cmd = [sys.executable, SELF, "--worker", "--uvloop" if args.uvloop else "--no-uvloop"]
+    ps = [
+        await asyncio.create_subprocess_exec(
+            *cmd,
+            "--first",
+            str(starts[i]),
+            "--count",
+            str(per[i]),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        for i in range(procs)
+    ]
+    d = Driver(ps)
+    ready = await d.until(lambda e, got: sum(x["ev"] == "ready" for x in got) == n, 30)
+    seeds = [[e["name"], e["address"], e["port"]] for e in ready if e["ev"] == "ready"]
+    t0 = time.monotonic()
+    # like the agent: every node gets the node list (here, the first three) as seeds
+    d.broadcast({"cmd": "join", "seeds": seeds[:3]})
+    while True:
+        d.broadcast({"cmd": "count"})
+        got = await d.until(lambda e, got: sum(x["ev"] == "count" for x in got) == procs, 5)
+        counts = [c for e in got if e["ev"] == "count" for c in e["counts"].values()]
+        if len(counts) == n and min(counts) == n:
+            break
+        await asyncio.sleep(0.1)
+    print(
+        f"gossip bench: {n} nodes in {procs} process(es), uvloop={args.uvloop}, 2 cores shared, GossipConfig() defaults"
+    )
+    print(f"  full membership on all nodes {time.monotonic() - t0:.2f}s after join (seeds: 3 nodes)")
+    await asyncio.sleep(1.0)  # let the join traffic settle
+
+    rng = random.Random(args.seed)
+    conv: list[float] = []
+    per_observer: list[float] = []
+    suspects_before = 0
+    for k in range(args.trials):
+        node = f"n{rng.randrange(n)}"
+        trial = f"trial-{k}"
+        d.send(host_of[node], {"cmd": "change", "node": node, "trial": trial, "k": k})
+        evs = await d.until(lambda e, got, tr=trial: sum(x["ev"] == "seen" and x["trial"] == tr for x in got) == n, 10)
+        suspects_before += sum(e["ev"] in ("suspect", "dead") for e in evs)
+        changed = [e["t"] for e in evs if e["ev"] == "changed" and e["trial"] == trial]
+        seen = [e["t"] for e in evs if e["ev"] == "seen" and e["trial"] == trial]
+        if not changed or len(seen) < n:
+            print(f"  trial {k}: only {len(seen)}/{n} nodes saw the change within 10 s")
+            continue
+        conv.append(max(seen) - changed[0])
+        per_observer.extend(t - changed[0] for t in seen)
+        await asyncio.sleep(0.2 + rng.random() * 0.2)
+    if conv:
+        print(
+            f"  endpoint change -> visible on all {n}: median {statistics.median(conv) * 1000:.0f} ms, "
+            f"p99 {pct(conv, 99) * 1000:.0f} ms, max {max(conv) * 1000:.0f} ms ({len(conv)} changes); "
+            f"per observer median {statistics.median(per_observer) * 1000:.0f} ms"
+        )
+    print(f"  false suspicions/deaths during the convergence phase: {suspects_before}")
+
+    detect: list[float] = []
+    alive = set(host_of)
+    victims = rng.sample(sorted(set(host_of) - {"n0", "n1", "n2"}), args.kills)
+    for v in victims:
+        d.send(host_of[v], {"cmd": "kill", "node": v})
+        alive.discard(v)
+        need = len(alive)
+
+        def done(e: dict[str, Any], got: list[dict[str, Any]], v: str = v, need: int = need) -> bool:
+            return len({x["at"] for x in got if x["ev"] == "dead" and x["who"] == v}) >= need
+
+        evs = await d.until(done, 10)
+        killed = [e["t"] for e in evs if e["ev"] == "killed"]
+        deaths = {e["at"]: e["t"] for e in evs if e["ev"] == "dead" and e["who"] == v}
+        if not killed or len(deaths) < need:
+            print(f"  kill {v}: only {len(deaths)}/{need} nodes declared it dead within 10 s")
+            continue
+        detect.append(max(deaths.values()) - killed[0])
+        first = min(deaths.values()) - killed[0]
+        print(
+            f"  kill {v}: first node declares it dead after {first * 1000:.0f} ms, "
+            f"all {need} after {detect[-1] * 1000:.0f} ms"
+        )
+        await asyncio.sleep(1.0)
+    if detect:
+        print(
+            f"  failure detected by all: median {statistics.median(detect) * 1000:.0f} ms, "
+            f"max {max(detect) * 1000:.0f} ms ({len(detect)} kills)"
+        )
+    d.broadcast({"cmd": "stats"})
+    got = await d.until(lambda e, got: sum(x["ev"] == "stats" for x in got) == procs, 5)
+    tot: dict[str, int] = {}
+    for e in got:
+        if e["ev"] == "stats":
+            for k2, val in e["stats"].items():
+                tot[k2] = tot.get(k2, 0) + val
+    print(
+        "  totals: "
+        + ", ".join(
+            f"{k2}={tot.get(k2, 0)}"
+            for k2 in (
+                "packets_out",
+                "packets_in",
+                "probe_failures",
+                "suspected",
+                "declared_dead",
+                "refutations",
+                "dropped_malformed",
+                "dropped_auth",
+                "dropped_oversize",
+                "handler_errors",
+            )
+        )
+    )
+    d.broadcast({"cmd": "quit"})
+    for p in ps:
+        assert p.stdin is not None
+        p.stdin.close()
+        await p.wait()
+    for r in d.readers:
+        r.cancel()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--nodes", type=int, default=50)
+    ap.add_argument("--procs", type=int, default=1)
+    ap.add_argument("--trials", type=int, default=30)
+    ap.add_argument("--kills", type=int, default=3)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--uvloop", action=argparse.BooleanOptionalAction, default=True)
+    ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--first", type=int, default=0, help=argparse.SUPPRESS)
+    ap.add_argument("--count", type=int, default=0, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.uvloop:
+        import uvloop
+
+        uvloop.install()
+    if args.worker:
+        import structlog
+
+        structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(40))
+        asyncio.run(worker(args.first, args.count))
+    else:
+        asyncio.run(drive(args))
+
+
+if __name__ == "__main__":
+    main()
