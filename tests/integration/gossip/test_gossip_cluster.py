@@ -220,3 +220,36 @@ async def test_an_unreachable_seed_adds_no_member(cluster: Make) -> None:
     nodes[1].set_local_endpoints([ep("n1", "c1", 31001)])
     await wait_for(lambda: len(nodes[0].endpoints()) == 1, timeout=3)
     assert {m.name for m in nodes[0].members()} == {"n0", "n1"}
+
+
+async def test_a_briefly_unreachable_node_is_suspected_then_refutes(cluster: Make) -> None:
+    nodes = await joined(cluster, 4)
+    mute = nodes[3]
+    inc = mute.incarnation
+    mute._on_datagram = lambda data, addr: None  # type: ignore[method-assign]  # deaf: acks never go out
+    try:
+        await wait_for(
+            lambda: any(status(n, "n3") is Status.SUSPECT for n in nodes[:3]), timeout=5, message="n3 suspected"
+        )
+    finally:
+        del mute._on_datagram  # hears again: learns the suspicion and refutes it
+    await wait_for(lambda: mute.stats["refutations"] >= 1, timeout=3, message="n3 refuted")
+
+    def back(n: GossipNode) -> bool:
+        m = n.member("n3")
+        return m is not None and m.status is Status.ALIVE and m.incarnation > inc
+
+    await wait_for(lambda: all(back(n) for n in nodes[:3]), timeout=3, message="n3 alive again everywhere")
+
+
+async def test_a_failing_change_callback_is_counted_not_fatal(cluster: Make) -> None:
+    nodes = await joined(cluster, 2)
+
+    def boom() -> None:
+        raise RuntimeError("callback bug")
+
+    nodes[0].on_change(boom)
+    nodes[1].set_local_endpoints([ep("n1", "c1", 31001)])
+    await wait_for(lambda: len(nodes[0].endpoints()) == 1 and nodes[0].stats["callback_errors"] >= 1, timeout=3)
+    nodes[1].set_local_endpoints([])
+    await wait_for(lambda: nodes[0].endpoints() == [], timeout=3)
