@@ -316,8 +316,9 @@ class Agent:
     async def _reconcile_loop(self) -> None:
         while True:
             timeout = None if self._next_wake is None else max(0.0, self._next_wake - time.time())
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+            with contextlib.suppress(TimeoutError):  # asyncio.timeout: wait_for may swallow a cancel on 3.11
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
             self._wake.clear()
             try:
                 await self._reconcile_pass()
@@ -485,7 +486,8 @@ class Agent:
     async def _heartbeat_loop(self) -> None:
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._hb_now.wait(), self.cfg.heartbeat_interval)
+                async with asyncio.timeout(self.cfg.heartbeat_interval):
+                    await self._hb_now.wait()
             self._hb_now.clear()
             self._check_reconnect()
             await self._publish_heartbeat()

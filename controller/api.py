@@ -305,7 +305,17 @@ async def rollout_resume(ctl: Controller, body: dict[str, Any]) -> Any:
     return await _pause(ctl, body, False)
 
 
+async def leader(ctl: Controller, body: dict[str, Any]) -> Any:
+    from drover.controller.leader import read_lease
+
+    lease = await read_lease(ctl.leader_kv)
+    if lease is None:
+        raise NotFoundError("no controller holds the leader lease right now")
+    return {"id": lease.id, "term": lease.term, "since": views.iso(lease.since)}
+
+
 HANDLERS: dict[str, Handler] = {
+    "leader": leader,
     "rollout_history": rollout_history,
     "rollout_status": rollout_status,
     "rollout_undo": rollout_undo,

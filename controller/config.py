@@ -14,3 +14,4 @@ class ControllerConfig:
     metrics_port: int | None = None
     metrics_address: str = "127.0.0.1"
     resync_interval: float = 1.0  # level-triggered re-evaluation even without changes
+    lease_ttl: int = 2  # seconds; a new leader takes over about this long after the old one stops renewing

@@ -19,6 +19,7 @@ from nats.js.kv import KeyValue
 
 from drover.controller import api, records
 from drover.controller.config import ControllerConfig
+from drover.controller.leader import Elector, LeaderState, open_leader_bucket
 from drover.controller.metrics import ControllerMetrics
 from drover.controller.reconcile import plan
 from drover.controller.rollout import Verdict
@@ -55,6 +56,7 @@ class Controller:
         self._loaded: dict[str, asyncio.Event] = {}
         self._subs: list[Any] = []
         self.sup: Supervisor | None = None
+        self.elector: Elector | None = None
         self.log = log.bind(controller=self.id, cluster=cfg.cluster)
 
     # --- lifecycle ------------------------------------------------------------------------------------------
@@ -80,11 +82,28 @@ class Controller:
         await self._follow_events()
         if self.cfg.metrics_port is not None:
             self.metrics.serve(self.cfg.metrics_address, self.cfg.metrics_port)
+        leader_kv = await open_leader_bucket(self.store.js, self.names.leader_bucket)
+        self.leader_kv = leader_kv
+        self.elector = Elector(
+            self.store.js, leader_kv, self.names.leader_bucket, self.id, ttl=self.cfg.lease_ttl,
+            on_change=self._on_leadership,
+        )
+        self.sup.start("elect", self.elector.run)
         self.sup.start("reconcile", self._reconcile_loop)
         self.sup.start("resync", self._resync_loop)
         self.log.info("controller started", nats=self.cfg.nats_url)
 
+    def _on_leadership(self, st: LeaderState) -> None:
+        self.state.term = st.term
+        self.kick()
+
+    @property
+    def is_leader(self) -> bool:
+        return self.elector is not None and self.elector.state.is_leader
+
     async def stop(self) -> None:
+        if self.elector is not None:
+            await self.elector.resign()
         if self.sup is not None:
             await self.sup.stop()
         for sub in self._subs:
@@ -242,11 +261,13 @@ class Controller:
 
     async def _reconcile_loop(self) -> None:
         while True:
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that races a wake-up.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._dirty.wait(), self.cfg.resync_interval)
+                async with asyncio.timeout(self.cfg.resync_interval):
+                    await self._dirty.wait()
             self._dirty.clear()
             now = time.time()
-            if not self._warm(now):
+            if not self.is_leader or not self._warm(now):
                 continue
             t0 = time.perf_counter()
             snap = self.state.snapshot(now)

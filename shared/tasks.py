@@ -75,11 +75,21 @@ class Supervisor:
     def names(self) -> list[str]:
         return [n for n, t in self._tasks.items() if not t.done()]
 
-    async def stop(self) -> None:
-        tasks = list(self._tasks.values())
-        for t in tasks:
-            t.cancel()
-        for t in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
+    async def stop(self, timeout: float = 10.0) -> None:
+        """Cancel every task and wait for them; a task that swallowed its cancellation is cancelled again."""
+        tasks = [t for t in self._tasks.values() if not t.done()]
+        deadline = asyncio.get_running_loop().time() + timeout
+        while tasks:
+            for t in tasks:
+                t.cancel()
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                log.error("tasks did not stop", supervisor=self.name, tasks=[t.get_name() for t in tasks])
+                break
+            _, pending = await asyncio.wait(tasks, timeout=min(0.5, left))
+            tasks = list(pending)
+        for t in self._tasks.values():
+            if t.done() and not t.cancelled():
+                with contextlib.suppress(BaseException):
+                    t.exception()
         self._tasks.clear()

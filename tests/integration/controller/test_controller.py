@@ -263,3 +263,31 @@ async def test_failed_rollout_without_auto_rollback_stops(env: Any) -> None:
 
 async def _service_status(call: Any, name: str, status: str) -> bool:
     return bool((await call("get_services", name=name)).data[0]["status"] == status)
+
+
+async def test_standby_controller_takes_over(env: Any, nats_server: NatsServer, cluster_name: str) -> None:
+    ctl, agents, call = env
+    await agents.add("n1")
+    standby = Controller(ControllerConfig(nats_url=nats_server.url, cluster=cluster_name, node_grace=1.5,
+                                          id="standby"))
+    await standby.start()
+    try:
+        await wait_for(lambda: ctl.is_leader, 10, message="first controller leads")
+        first = (await call("leader")).data
+        assert first["id"] == ctl.id and not standby.is_leader
+        assert (await call("apply", manifests=[manifest(replicas=2)])).ok
+        await wait_for(lambda: _ready(call, "web", 2), 10)
+        ctl.elector.resign = _no_resign  # type: ignore[union-attr,method-assign]  # die without resigning
+        await ctl.stop()
+        t0 = time.monotonic()
+        await wait_for(lambda: standby.is_leader, 10, message="standby takes over")
+        assert time.monotonic() - t0 < 5
+        assert (await call("leader")).data["term"] == first["term"] + 1
+        assert (await call("scale", name="web", replicas=3)).ok
+        await wait_for(lambda: _ready(call, "web", 3), 10, message="new leader reconciles")
+    finally:
+        await standby.stop()
+
+
+async def _no_resign() -> None:
+    return None
