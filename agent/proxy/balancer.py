@@ -86,7 +86,12 @@ def pick_least_connections(
 
 
 class Balancer(Protocol):
-    """What the proxy needs: a choice per attempt, and the attempt's start and end reported back."""
+    """What the proxy needs: a choice per attempt, and the attempt's start and end reported back.
+
+    A retry (``exclude`` not empty) does not move the shared cursor: it takes the next backend
+    after the one that failed, and the next connection still starts where it would have. (Were
+    retries to move it, one dead backend in front of a live one would cost every connection a
+    failed attempt.)"""
 
     def pick(self, backends: Sequence[Backend], exclude: Collection[str] = ()) -> Backend | None: ...
 
@@ -104,7 +109,9 @@ class RoundRobin:
         self._cursor = 0
 
     def pick(self, backends: Sequence[Backend], exclude: Collection[str] = ()) -> Backend | None:
-        backend, self._cursor = pick_round_robin(backends, self._cursor, exclude)
+        backend, cursor = pick_round_robin(backends, self._cursor, exclude)
+        if not exclude:
+            self._cursor = cursor
         return backend
 
     def acquire(self, key: str) -> None:
@@ -128,7 +135,9 @@ class LeastConnections:
         return self._active
 
     def pick(self, backends: Sequence[Backend], exclude: Collection[str] = ()) -> Backend | None:
-        backend, self._cursor = pick_least_connections(backends, self._active, self._cursor, exclude)
+        backend, cursor = pick_least_connections(backends, self._active, self._cursor, exclude)
+        if not exclude:
+            self._cursor = cursor
         return backend
 
     def acquire(self, key: str) -> None:

@@ -66,9 +66,11 @@ class ServiceProxy:
         return bound
 
     async def start(self) -> None:
-        """Bind and listen; ``OSError`` when the port cannot be bound."""
+        """Bind and listen; ``OSError`` when the port cannot be bound, ``ValueError`` when it is not a port."""
         if self._server is not None:
             return
+        if not 0 <= self.port <= 65535:  # uvloop would silently wrap it
+            raise ValueError(f"port {self.port} out of range")
         loop = asyncio.get_running_loop()
         if self._route is None:
             self._route = Route(
@@ -171,7 +173,7 @@ class NodeProxy:
                     continue
                 try:
                     await proxy.start()
-                except (OSError, OverflowError) as exc:
+                except (OSError, OverflowError, ValueError) as exc:
                     self.bind_failures += 1
                     self._errors[service] = f"cannot listen on {self.address}:{port}: {exc}"
                     log.warning("proxy_bind_failed", service=service, address=self.address, port=port, error=str(exc))
