@@ -57,7 +57,7 @@ for arg in "$@"; do
 done
 step "pytest"
 rc=0
-"$VENV/bin/python" -m pytest -q -x --timeout=300 "${targets[@]}" "$@" || rc=$?
+"$VENV/bin/python" -m pytest -q --timeout=300 "${targets[@]}" "$@" || rc=$?
 if ((rc == 5)); then
     echo "pytest collected no tests: counted as a failure" >&2
     failed+=(pytest)
