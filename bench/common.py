@@ -1,0 +1,130 @@
+"""Helpers shared by the benchmarks: a throw-away nats-server, drover daemons as subprocesses, API calls."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+
+
+def nats_binary() -> str:
+    beside = VENV_BIN / "nats-server"
+    return str(beside) if beside.exists() else (shutil.which("nats-server") or "nats-server")
+
+
+class Nats:
+    def __init__(self) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="drover-bench-"))
+        self.proc = subprocess.Popen(
+            [nats_binary(), "-a", "127.0.0.1", "-p", "-1", "--ports_file_dir", str(self.dir), "-js",
+             "-sd", str(self.dir / "js")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            files = list(self.dir.glob("*.ports"))
+            if files:
+                try:
+                    ports = json.loads(files[0].read_text())
+                    self.url = ports["nats"][0]
+                    return
+                except (ValueError, KeyError):
+                    pass
+            time.sleep(0.02)
+        raise RuntimeError("nats-server did not start")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def daemon(*args: str) -> subprocess.Popen[bytes]:
+    """Start `drover <args>` (its logs to a file in /tmp)."""
+    log = open(f"/tmp/drover-bench-{args[0]}-{os.getpid()}-{time.monotonic_ns()}.log", "wb")
+    return subprocess.Popen([str(VENV_BIN / "drover"), *args], stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+
+
+def stop_daemon(p: subprocess.Popen[bytes]) -> None:
+    if p.poll() is None:
+        p.send_signal(signal.SIGTERM)
+        try:
+            p.wait(20)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+class Api:
+    def __init__(self, url: str, cluster: str):
+        self.url, self.cluster = url, cluster
+
+    async def __aenter__(self) -> Api:
+        from drover.shared import bus
+        from drover.shared.subjects import Names
+
+        self.nc = await bus.connect(self.url, name="bench")
+        self.names = Names(self.cluster)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.nc.drain()
+
+    async def call(self, verb: str, **body: Any) -> Any:
+        from drover.shared import wire
+        from drover.shared.models import ApiReply
+
+        msg = await self.nc.request(self.names.api(verb), wire.encode(body), timeout=10)
+        reply = ApiReply.from_wire(msg.data)
+        if not reply.ok:
+            raise RuntimeError(f"{verb}: {reply.error}")
+        return reply.data
+
+    async def wait(self, cond: Any, timeout: float, what: str, interval: float = 0.02) -> float:
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < timeout:
+            try:
+                if await cond():
+                    return time.monotonic() - t0
+            except Exception:
+                pass
+            await asyncio.sleep(interval)
+        raise TimeoutError(f"{what} not within {timeout}s")
+
+
+def service(name: str, replicas: int, command: list[str], **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "drover/v1",
+        "kind": "Service",
+        "metadata": {"name": name},
+        "spec": {"image": "local/busybox:latest", "command": command, "replicas": replicas,
+                 "resources": {"cpu": 0.01, "memory": "8Mi"}, "stop_grace": "1s", **spec},
+    }
+
+
+def docker(*args: str) -> str:
+    return subprocess.run(["docker", *args], check=True, capture_output=True, text=True).stdout
+
+
+def remove_labelled(label: str) -> None:
+    ids = docker("ps", "-aq", "--filter", f"label={label}").split()
+    if ids:
+        subprocess.run(["docker", "rm", "-f", *ids], check=False, capture_output=True)
