@@ -1,0 +1,217 @@
+"""Talking to a drover cluster from the CLI: connect to NATS, request a controller verb, map failures to
+``CliError`` with the right exit code."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+import nats
+from nats.aio.client import Client as NATS
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeoutError
+
+from drover.cli.context import Target
+from drover.shared import wire
+from drover.shared.errors import WireError
+from drover.shared.models import ApiReply
+from drover.shared.subjects import Names
+
+EXIT_FAILED = 1
+EXIT_INVALID = 2
+
+CONNECT_TIMEOUT = 3.0
+REQUEST_TIMEOUT = 10.0
+
+T = TypeVar("T")
+
+
+class CliError(Exception):
+    """A failure to report as ``error: <line>`` lines on stderr, then exit with ``code``."""
+
+    def __init__(self, *lines: str, code: int = EXIT_FAILED):
+        self.lines = [line for line in lines if line]
+        self.code = code
+        super().__init__("; ".join(self.lines))
+
+
+class Unsupported(CliError):
+    """The controller does not know the verb."""
+
+
+def _reason(exc: BaseException | None) -> str:
+    if exc is None:
+        return "no server answered"
+    if isinstance(exc, ConnectionRefusedError) or getattr(exc, "errno", None) == errno.ECONNREFUSED:
+        return "connection refused"
+    if isinstance(exc, socket.gaierror):
+        return f"unknown host ({exc.strerror or exc})"
+    if isinstance(exc, (asyncio.TimeoutError, TimeoutError, NatsTimeoutError)):
+        return "timed out"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.lower()
+    text = str(exc).strip()
+    return text or type(exc).__name__
+
+
+def unreachable(url: str, reason: str) -> CliError:
+    return CliError(
+        f"cannot reach the drover cluster at {url}: {reason} (is 'drover up' running? set --nats or DROVER_NATS)"
+    )
+
+
+async def connect(target: Target, *, name: str = "drover-cli", keep_reconnecting: bool = False) -> NATS:
+    """Connect once (two quick attempts); any failure is the 'cannot reach' error. ``keep_reconnecting``
+    lets long-running commands (``-f``) ride out a NATS restart afterwards."""
+    last: list[BaseException] = []
+
+    async def on_error(exc: Exception) -> None:
+        last.append(exc)
+
+    async def quiet(*_: Any) -> None:
+        return None
+
+    try:
+        nc = await asyncio.wait_for(
+            nats.connect(
+                servers=[target.nats],
+                name=name,
+                connect_timeout=CONNECT_TIMEOUT,
+                allow_reconnect=True,
+                max_reconnect_attempts=1,
+                reconnect_time_wait=0.1,
+                error_cb=on_error,
+                disconnected_cb=quiet,
+                reconnected_cb=quiet,
+                closed_cb=quiet,
+            ),
+            timeout=CONNECT_TIMEOUT * 2 + 1,
+        )
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # nats-py raises NoServersError after the attempts; the cause is in `last`
+        cause = last[-1] if last else exc
+        raise unreachable(target.nats, _reason(cause)) from exc
+    if keep_reconnecting:
+        nc.options["max_reconnect_attempts"] = -1
+        nc.options["reconnect_time_wait"] = 0.5
+    return nc
+
+
+class Client:
+    """One connection to one cluster; use as ``async with Client(target) as c: await c.call(...)``."""
+
+    def __init__(self, target: Target, *, keep_reconnecting: bool = False):
+        self.target = target
+        self.names = Names(target.cluster)
+        self.keep_reconnecting = keep_reconnecting
+        self._nc: NATS | None = None
+
+    @property
+    def nc(self) -> NATS:
+        assert self._nc is not None, "not connected"
+        return self._nc
+
+    async def __aenter__(self) -> Client:
+        self._nc = await connect(self.target, keep_reconnecting=self.keep_reconnecting)
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        if self._nc is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._nc.close(), 2.0)
+            self._nc = None
+
+    def no_controller(self, why: str) -> CliError:
+        return CliError(
+            f"no controller answered on cluster '{self.target.cluster}' at {self.target.nats} ({why}); "
+            "is 'drover controller' (or 'drover up') running for this cluster? set --cluster or DROVER_CLUSTER"
+        )
+
+    async def request_raw(self, verb: str, body: dict[str, Any], timeout: float = REQUEST_TIMEOUT) -> ApiReply:
+        """The controller's reply to ``verb``; no controller → ``CliError`` (exit 1)."""
+        try:
+            msg = await self.nc.request(self.names.api(verb), wire.encode(body), timeout=timeout)
+        except NoRespondersError:
+            raise self.no_controller("no responders") from None
+        except (NatsTimeoutError, asyncio.TimeoutError):
+            raise self.no_controller(f"timed out after {timeout:g}s") from None
+        except Exception as exc:
+            raise CliError(f"request {verb} to {self.target.nats} failed: {_reason(exc)}") from exc
+        try:
+            return ApiReply.from_wire(msg.data)
+        except WireError as exc:
+            raise CliError(f"bad reply from the controller to {verb}: {exc}") from exc
+
+    async def call(self, verb: str, body: dict[str, Any], timeout: float = REQUEST_TIMEOUT) -> Any:
+        """``data`` of a successful reply; a failed reply becomes ``CliError`` (exit 2 for ``invalid``)."""
+        reply = await self.request_raw(verb, body, timeout)
+        if reply.ok:
+            return reply.data
+        raise reply_error(verb, reply)
+
+    async def call_new_verb(self, verb: str, body: dict[str, Any], what: str, timeout: float = REQUEST_TIMEOUT) -> Any:
+        """Like ``call`` for verbs older controllers may not know: ``unsupported`` (or no responder while
+        another verb is answered) becomes ``Unsupported``."""
+        try:
+            reply = await self.request_raw(verb, body, timeout)
+        except CliError:
+            # Nobody answered this verb: is it the controller missing, or only the verb?
+            probe = await self.request_raw("get_nodes", {"name": None}, timeout=min(timeout, 5.0))
+            if probe is not None:
+                raise Unsupported(f"{what} is not supported by this controller yet") from None
+            raise
+        if reply.ok:
+            return reply.data
+        if reply.code == "unsupported":
+            raise Unsupported(f"{what} is not supported by this controller yet")
+        raise reply_error(verb, reply)
+
+    async def agent_request(self, node: str, verb: str, body: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:
+        try:
+            msg = await self.nc.request(self.names.agent_api(node, verb), wire.encode(body), timeout=timeout)
+        except NoRespondersError:
+            raise CliError(f"the agent of node {node} did not answer (no responders)") from None
+        except (NatsTimeoutError, asyncio.TimeoutError):
+            raise CliError(f"the agent of node {node} did not answer (timed out after {timeout:g}s)") from None
+        try:
+            return wire.decode(msg.data)
+        except WireError as exc:
+            raise CliError(f"bad reply from the agent of node {node}: {exc}") from exc
+
+    async def subscribe(self, subject: str) -> AsyncIterator[Any]:
+        sub = await self.nc.subscribe(subject)
+        try:
+            async for msg in sub.messages:
+                yield msg
+        finally:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+
+
+def reply_error(verb: str, reply: ApiReply) -> CliError:
+    lines: list[str] = []
+    for p in reply.problems:
+        where = str(p.get("where") or "")
+        message = str(p.get("message") or "")
+        lines.append(f"{where}: {message}" if where else message)
+    if not lines:
+        lines = [line for line in (reply.error or f"{verb} failed ({reply.code or 'no reason given'})").split("; ")]
+    code = EXIT_INVALID if reply.code == "invalid" else EXIT_FAILED
+    if reply.code == "unsupported":
+        return Unsupported(*lines, code=EXIT_FAILED)
+    return CliError(*lines, code=code)
+
+
+def run(target: Target, fn: Callable[[Client], Awaitable[T]], *, keep_reconnecting: bool = False) -> T:
+    """Run ``fn(client)`` in a fresh event loop with a connected client."""
+
+    async def main() -> T:
+        async with Client(target, keep_reconnecting=keep_reconnecting) as c:
+            return await fn(c)
+
+    return asyncio.run(main())

@@ -1,0 +1,151 @@
+"""``drover apply`` and ``drover delete``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from drover.cli import options, output
+from drover.cli.client import EXIT_FAILED, EXIT_INVALID, CliError, Client
+
+MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
+SERVICE_WORDS = ("service", "services", "svc")
+
+
+def read_sources(files: tuple[str, ...]) -> list[tuple[str, str]]:
+    """``(name, text)`` for each ``-f`` value: a file, ``-`` (stdin) or a directory (its manifests, sorted)."""
+    sources: list[tuple[str, str]] = []
+    problems: list[str] = []
+    stdin_used = False
+    for f in files:
+        if f == "-":
+            if stdin_used:
+                continue
+            stdin_used = True
+            sources.append(("-", sys.stdin.read()))
+            continue
+        path = Path(f)
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in MANIFEST_SUFFIXES)
+            if not found:
+                problems.append(f"{f}: no *.yaml, *.yml or *.json files in this directory")
+            for p in found:
+                _read(p, str(p), sources, problems)
+            continue
+        _read(path, f, sources, problems)
+    if problems:
+        raise CliError(*problems, code=EXIT_INVALID)
+    return sources
+
+
+def _read(path: Path, name: str, sources: list[tuple[str, str]], problems: list[str]) -> None:
+    try:
+        sources.append((name, path.read_text(encoding="utf-8")))
+    except FileNotFoundError:
+        problems.append(f"{name}: no such file")
+    except UnicodeDecodeError:
+        problems.append(f"{name}: not a UTF-8 text file")
+    except OSError as exc:
+        problems.append(f"{name}: {exc.strerror or exc}")
+
+
+def load_manifests(files: tuple[str, ...]) -> tuple[list[Any], list[str]]:
+    """Parse and validate every document locally; any problem → ``CliError`` exit 2 listing them all.
+    Returns the manifests and, for each, where it came from (``web.yaml[doc 1]``)."""
+    from drover.shared.manifest import ManifestError, display_name, load_documents, parse_manifests
+
+    sources = read_sources(files)
+    try:
+        manifests = parse_manifests(sources)
+    except ManifestError as exc:
+        raise CliError(*exc.lines(), code=EXIT_INVALID) from None
+    where: list[str] = []
+    for name, text in sources:
+        try:
+            where.extend(f"{display_name(name)}[doc {n}]" for n, _ in load_documents(text, name))
+        except ManifestError:  # cannot happen after a successful parse
+            pass
+    if len(where) != len(manifests):
+        where = [f"doc {i}" for i in range(1, len(manifests) + 1)]
+    if not manifests:
+        raise CliError("no manifests found in " + ", ".join(display_name(n) for n, _ in sources), code=EXIT_INVALID)
+    return manifests, where
+
+
+@click.command("apply")
+@click.option(
+    "-f",
+    "--filename",
+    "files",
+    multiple=True,
+    required=True,
+    metavar="FILE",
+    help="Manifest file, directory of manifests, or - for stdin (repeatable).",
+)
+@options.cluster_options
+def apply_cmd(files: tuple[str, ...]) -> None:
+    """Create or update services from manifests."""
+    manifests, where = load_manifests(files)
+    body = {"manifests": [m.model_dump(mode="json") for m in manifests], "sources": where}
+
+    async def go(c: Client) -> Any:
+        return await c.call("apply", body, timeout=30.0)
+
+    data = options.run(go)
+    for r in (data or {}).get("results", []):
+        output.echo(f"{r.get('kind') or 'service'}/{r.get('name')} {r.get('action')}")
+
+
+@click.command("delete")
+@click.option("-f", "--filename", "files", multiple=True, metavar="FILE", help="Delete the services of these manifests.")
+@click.argument("args", nargs=-1, metavar="[service NAME...]")
+@options.cluster_options
+def delete_cmd(files: tuple[str, ...], args: tuple[str, ...]) -> None:
+    """Delete services: `delete -f FILE` or `delete service NAME...`. Their containers stop."""
+    names: list[str] = []
+    if files:
+        if args:
+            raise click.UsageError("give either -f FILE or 'service NAME...', not both")
+        manifests, _ = load_manifests(files)
+        names = [m.name for m in manifests]
+    else:
+        if not args:
+            raise click.UsageError("nothing to delete: give -f FILE or 'service NAME...'")
+        kind, *rest = args
+        if kind.lower() not in SERVICE_WORDS:
+            if "/" in kind:  # kubectl style service/web
+                rest = list(args)
+            else:
+                raise click.UsageError(f"unknown resource type {kind!r}: only 'service' can be deleted")
+        for n in rest:
+            k, _, v = n.rpartition("/")
+            if k and k.lower() not in SERVICE_WORDS:
+                raise click.UsageError(f"unknown resource type {k!r}: only 'service' can be deleted")
+            names.append(v)
+        if not names:
+            raise click.UsageError("give the name of the service(s) to delete")
+    names = list(dict.fromkeys(names))
+
+    async def go(c: Client) -> Any:
+        reply = await c.request_raw("delete", {"names": names}, timeout=30.0)
+        if not reply.ok and reply.code != "not-found":
+            from drover.cli.client import reply_error
+
+            raise reply_error("delete", reply)
+        return reply
+
+    reply = options.run(go)
+    results = (reply.data or {}).get("results") if isinstance(reply.data, dict) else None
+    if not results:
+        results = [{"name": n, "action": "not-found" if not reply.ok else "deleted"} for n in names]
+    missing = []
+    for r in results:
+        if r.get("action") == "deleted":
+            output.echo(f"service/{r.get('name')} deleted")
+        else:
+            missing.append(f'service "{r.get("name")}" not found')
+    if missing:
+        raise CliError(*missing, code=EXIT_FAILED)

@@ -1,0 +1,226 @@
+"""``drover events`` and ``drover logs``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from typing import Any
+
+import click
+
+from drover.cli import options, output
+from drover.cli.client import EXIT_FAILED, CliError, Client
+from drover.cli.commands_get import fetch, not_found
+from drover.shared import wire
+from drover.shared.errors import WireError
+from drover.shared.models import Event
+
+EVENT_KEYS = ("time", "kind", "service", "node", "container", "message")
+EVENT_HEADERS = ["TIME", "KIND", "SERVICE", "NODE", "CONTAINER", "MESSAGE"]
+
+
+def event_row(e: dict[str, Any]) -> list[Any]:
+    return [output.clock(e.get("time")), e.get("kind"), e.get("service"), e.get("node"), e.get("container"),
+            e.get("message")]
+
+
+def event_dict(ev: Event) -> dict[str, Any]:
+    """A live event in the same shape as the controller's ``events`` rows (ISO time)."""
+    d = ev.model_dump(mode="json")
+    d["time"] = output.iso(ev.time)
+    return d
+
+
+def _key(e: dict[str, Any]) -> tuple[Any, ...]:
+    return (output.timestamp(e.get("time")), *(e.get(k) for k in EVENT_KEYS[1:]))
+
+
+@click.command("events")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new events until Ctrl-C.")
+@click.option("--service", metavar="NAME", help="Only events of this service.")
+@click.option("--node", metavar="NAME", help="Only events of this node.")
+@click.option("--limit", type=click.IntRange(min=0), default=200, show_default=True, help="How many past events.")
+@options.output_option(choices=("json",))
+@options.cluster_options
+def events_cmd(follow: bool, service: str | None, node: str | None, limit: int, fmt: str | None) -> None:
+    """Cluster events, newest last."""
+    as_json = fmt == "json"
+
+    def keep(e: dict[str, Any]) -> bool:
+        return (service is None or e.get("service") == service) and (node is None or e.get("node") == node)
+
+    async def go(c: Client) -> None:
+        sub = await c.nc.subscribe(c.names.events_all) if follow else None
+        past = await c.call("events", {"service": service, "limit": limit})
+        past = [e for e in past or [] if isinstance(e, dict) and keep(e)]
+        if not follow:
+            if as_json:
+                output.echo(output.to_json(past))
+            elif past:
+                output.echo(output.table(EVENT_HEADERS, [event_row(e) for e in past]))
+            else:
+                output.warn("No events found.")
+            return
+        assert sub is not None
+        widths = [19, 18, 12, 12, 24]
+        if as_json:
+            for e in past:
+                output.echo(json.dumps(e))
+        else:
+            output.echo(_line(EVENT_HEADERS, widths))
+            for e in past:
+                output.echo(_line(event_row(e), widths))
+        seen = {_key(e) for e in past}
+        async for msg in sub.messages:
+            try:
+                e = event_dict(Event.from_wire(msg.data))
+            except WireError:
+                continue
+            if not keep(e) or _key(e) in seen:
+                continue
+            seen.clear()  # only the backlog can repeat
+            output.echo(json.dumps(e) if as_json else _line(event_row(e), widths))
+
+    _run_following(go, follow)
+
+
+def _line(cells: list[Any], widths: list[int]) -> str:
+    texts = [output.cell(v) if not isinstance(v, str) else v for v in cells]
+    texts = [t if t else "-" for t in texts]
+    parts = [t.ljust(widths[i]) if i < len(widths) else t for i, t in enumerate(texts)]
+    return "   ".join(parts).rstrip()
+
+
+def _run_following(go: Any, follow: bool) -> None:
+    try:
+        options.run(go, keep_reconnecting=follow)
+    except KeyboardInterrupt:
+        if not follow:
+            raise
+        # Ctrl-C ends a follow normally.
+
+
+# --- logs ------------------------------------------------------------------------------------------------------
+
+
+class _Printer:
+    """Prints ``[container] line``; lines of one message stay together."""
+
+    def __init__(self) -> None:
+        self.errors = 0
+
+    def lines(self, name: str, lines: list[Any]) -> None:
+        for line in lines:
+            text = str(line).rstrip("\r\n")
+            click.echo(f"[{name}] {text}")
+
+    def error(self, text: str) -> None:
+        self.errors += 1
+        output.warn(f"error: {text}")
+
+
+async def _logs_once(c: Client, row: dict[str, Any], tail: int | None, p: _Printer) -> None:
+    name = str(row.get("name") or row.get("id"))
+    node = str(row.get("node") or "")
+    try:
+        reply = await c.agent_request(node, "logs", {"container": row.get("id") or name, "tail": tail, "follow": False})
+    except CliError as exc:
+        p.error(f"logs of {name}: {'; '.join(exc.lines)}")
+        return
+    if not reply.get("ok", False):
+        p.error(f"logs of {name}: {reply.get('error') or 'the agent refused'}")
+        return
+    p.lines(name, reply.get("lines") or [])
+
+
+async def _logs_follow(c: Client, row: dict[str, Any], tail: int | None, p: _Printer) -> None:
+    name = str(row.get("name") or row.get("id"))
+    node = str(row.get("node") or "")
+    stream = c.nc.new_inbox()
+    sub = await c.nc.subscribe(stream)
+
+    async def keepalive() -> None:
+        while True:
+            with contextlib.suppress(Exception):
+                await c.nc.publish(f"{stream}.alive", wire.encode({"alive": True}))
+            await asyncio.sleep(1.5)
+
+    ka = asyncio.create_task(keepalive())
+    try:
+        req = {"container": row.get("id") or name, "tail": tail, "follow": True, "stream": stream}
+        try:
+            reply = await c.agent_request(node, "logs", req)
+        except CliError as exc:
+            p.error(f"logs of {name}: {'; '.join(exc.lines)}")
+            return
+        if not reply.get("ok", False):
+            p.error(f"logs of {name}: {reply.get('error') or 'the agent refused'}")
+            return
+        p.lines(name, reply.get("lines") or [])
+        async for msg in sub.messages:
+            try:
+                body = wire.decode(msg.data)
+            except WireError:
+                continue
+            if body.get("lines"):
+                p.lines(name, body["lines"])
+            if body.get("eof"):
+                return
+    finally:
+        ka.cancel()
+        with contextlib.suppress(BaseException):
+            await ka
+        with contextlib.suppress(Exception):
+            await sub.unsubscribe()
+
+
+@click.command("logs")
+@click.argument("name")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new lines until Ctrl-C.")
+@click.option("--tail", type=click.IntRange(min=0), default=None, help="Only the last N lines of each container.")
+@options.cluster_options
+def logs_cmd(name: str, follow: bool, tail: int | None) -> None:
+    """Logs of a service's containers, each line prefixed by [container]."""
+    name = name.rpartition("/")[2]
+
+    async def go(c: Client) -> int:
+        p = _Printer()
+        rows = await fetch(c, "containers", None, name)
+        if not rows:
+            await fetch(c, "services", name)  # not-found → exit 1
+            # A container name or id instead of a service name?
+        rows = [r for r in rows if r.get("state") not in ("pending", "lost") or follow]
+        if not rows and not follow:
+            output.warn(f"service {name} has no containers")
+            return 0
+        if not follow:
+            for r in rows:
+                await _logs_once(c, r, tail, p)
+            return 1 if p.errors and p.errors == len(rows) else 0
+        tasks: dict[str, asyncio.Task[None]] = {}
+        try:
+            while True:
+                for r in rows:
+                    rid = str(r.get("id"))
+                    if rid not in tasks and r.get("state") not in ("pending", "lost"):
+                        tasks[rid] = asyncio.create_task(_logs_follow(c, r, tail, p))
+                await asyncio.sleep(2.0)
+                with contextlib.suppress(CliError):
+                    rows = await fetch(c, "containers", None, name)
+        finally:
+            for t in tasks.values():
+                t.cancel()
+            await asyncio.gather(*tasks.values(), return_exceptions=True)
+
+    code = 0
+    try:
+        code = options.run(go, keep_reconnecting=follow)
+    except KeyboardInterrupt:
+        if not follow:
+            raise
+    if code:
+        raise click.exceptions.Exit(EXIT_FAILED)
+
+
+__all__ = ["events_cmd", "logs_cmd", "not_found"]

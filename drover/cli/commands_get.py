@@ -1,0 +1,320 @@
+"""``drover get`` and ``drover describe``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from drover.cli import options, output
+from drover.cli.client import EXIT_FAILED, CliError, Client
+
+RESOURCES = {
+    "services": "services",
+    "service": "services",
+    "svc": "services",
+    "containers": "containers",
+    "container": "containers",
+    "ctr": "containers",
+    "pods": "containers",
+    "pod": "containers",
+    "po": "containers",
+    "nodes": "nodes",
+    "node": "nodes",
+    "no": "nodes",
+}
+SINGULAR = {"services": "service", "containers": "container", "nodes": "node"}
+
+
+def resource_kind(word: str, allowed: tuple[str, ...] = ("services", "containers", "nodes")) -> str:
+    kind = RESOURCES.get(word.lower())
+    if kind is None or kind not in allowed:
+        raise click.UsageError(f"unknown resource type {word!r}: use one of " + ", ".join(allowed))
+    return kind
+
+
+def _ready(v: Any) -> str:
+    return "yes" if v else "no"
+
+
+def _ports(ports: Any) -> str:
+    if isinstance(ports, dict) and ports:
+        return ",".join(f"{k}:{v}" for k, v in ports.items())
+    return "-"
+
+
+def services_table(rows: list[dict[str, Any]], wide: bool) -> str:
+    headers = ["NAME", "IMAGE", "REVISION", "READY", "STATUS"]
+    if wide:
+        headers += ["RUNNING", "UPDATED", "MESSAGE"]
+    body = []
+    for r in rows:
+        line = [r.get("name"), r.get("image"), r.get("revision"), f"{r.get('ready', 0)}/{r.get('replicas', 0)}"]
+        line.append(r.get("status"))
+        if wide:
+            line += [r.get("running"), f"{r.get('updated', 0)}/{r.get('replicas', 0)}", r.get("message")]
+        body.append(line)
+    return output.table(headers, body)
+
+
+def containers_table(rows: list[dict[str, Any]], wide: bool) -> str:
+    headers = ["NAME", "SERVICE", "NODE", "REVISION", "STATE", "READY", "RESTARTS", "PORT"]
+    if wide:
+        headers = ["ID", *headers, "PORTS", "MESSAGE"]
+    body = []
+    for r in rows:
+        line = [
+            r.get("name"),
+            r.get("service"),
+            r.get("node"),
+            r.get("revision"),
+            r.get("state"),
+            _ready(r.get("ready")),
+            r.get("restarts", 0),
+            r.get("host_port"),
+        ]
+        if wide:
+            line = [r.get("id"), *line, _ports(r.get("ports")), r.get("message")]
+        body.append(line)
+    return output.table(headers, body)
+
+
+def _count(v: Any) -> Any:
+    return len(v) if isinstance(v, (list, dict)) else (v if v is not None else 0)
+
+
+def nodes_table(rows: list[dict[str, Any]], wide: bool) -> str:
+    headers = ["NAME", "STATUS", "ADDRESS", "CPU", "MEMORY", "CONTAINERS", "HEARTBEAT"]
+    if wide:
+        headers += ["DRIVER", "LABELS"]
+    body = []
+    for r in rows:
+        cap = r.get("capacity") or {}
+        alloc = r.get("allocated") or {}
+        line = [
+            r.get("name"),
+            r.get("status"),
+            r.get("address"),
+            output.pair(alloc.get("cpu"), cap.get("cpu"), output.cpu),
+            output.pair(alloc.get("memory"), cap.get("memory"), output.memory),
+            _count(r.get("containers")),
+            output.age(r.get("last_heartbeat")) if r.get("last_heartbeat") else "never",
+        ]
+        if wide:
+            labels = r.get("labels") or {}
+            line += [r.get("driver"), ",".join(f"{k}={v}" for k, v in sorted(labels.items())) or output.NONE]
+        body.append(line)
+    return output.table(headers, body)
+
+
+TABLES = {"services": services_table, "containers": containers_table, "nodes": nodes_table}
+
+
+def not_found(kind: str, name: str) -> CliError:
+    return CliError(f'{SINGULAR.get(kind, kind)} "{name}" not found', code=EXIT_FAILED)
+
+
+async def fetch(c: Client, kind: str, name: str | None, service: str | None = None) -> list[dict[str, Any]]:
+    body: dict[str, Any] = {"name": name}
+    if kind == "containers":
+        body["service"] = service
+    reply = await c.request_raw(f"get_{kind}", body)
+    if not reply.ok:
+        if reply.code == "not-found" and name is not None:
+            raise not_found(kind, name)
+        if reply.code == "not-found" and service is not None:
+            raise not_found("services", service)
+        from drover.cli.client import reply_error
+
+        raise reply_error(f"get_{kind}", reply)
+    rows = reply.data if isinstance(reply.data, list) else []
+    if name is not None:
+        if kind == "containers":
+            rows = [r for r in rows if name in (r.get("name"), r.get("id"), r.get("container_id"))] or rows
+        else:
+            rows = [r for r in rows if r.get("name") == name]
+        if not rows:
+            raise not_found(kind, name)
+    return rows
+
+
+def render(kind: str, rows: list[dict[str, Any]], fmt: str | None) -> None:
+    fmt = (fmt or "").lower()
+    if fmt == "json":
+        output.echo(output.to_json(rows))
+    elif fmt == "yaml":
+        output.echo(output.to_yaml(rows))
+    elif fmt == "name":
+        for r in rows:
+            output.echo(f"{SINGULAR[kind]}/{r.get('name')}")
+    elif not rows:
+        output.warn(f"No {kind} found.")
+    else:
+        output.echo(TABLES[kind](rows, fmt == "wide"))
+
+
+@click.command("get")
+@click.argument("resource", metavar="services|containers|nodes")
+@click.argument("name", required=False)
+@options.output_option()
+@click.option("--service", "service", metavar="NAME", help="containers: only those of this service.")
+@options.cluster_options
+def get_cmd(resource: str, name: str | None, fmt: str | None, service: str | None) -> None:
+    """List services, containers or nodes (a table, or -o json|yaml)."""
+    kind = resource_kind(resource)
+    if "/" in (name or ""):
+        name = (name or "").rpartition("/")[2]
+    if service is not None and kind != "containers":
+        raise click.UsageError("--service only applies to 'get containers'")
+
+    async def go(c: Client) -> list[dict[str, Any]]:
+        return await fetch(c, kind, name, service)
+
+    render(kind, options.run(go), fmt)
+
+
+# --- describe ---------------------------------------------------------------------------------------------------
+
+
+def _fields(pairs: list[tuple[str, Any]]) -> list[str]:
+    width = max(len(k) for k, _ in pairs) + 2
+    return [f"{(k + ':').ljust(width)}{output.cell(v) if not isinstance(v, str) else (v or '-')}" for k, v in pairs]
+
+
+def _labels(labels: Any) -> str:
+    if isinstance(labels, dict) and labels:
+        return ", ".join(f"{k}={v}" for k, v in sorted(labels.items()))
+    return output.NONE
+
+
+def _section(title: str, text: str) -> list[str]:
+    return ["", f"{title}:", *(("  " + line) if line else "" for line in text.splitlines())]
+
+
+def events_block(events: list[dict[str, Any]], *, node_column: bool = True, service_column: bool = False) -> str:
+    if not events:
+        return output.NONE
+    headers = ["TIME", "KIND"]
+    if service_column:
+        headers.append("SERVICE")
+    if node_column:
+        headers.append("NODE")
+    headers += ["CONTAINER", "MESSAGE"]
+    body = []
+    for e in events:
+        row = [output.clock(e.get("time")), e.get("kind")]
+        if service_column:
+            row.append(e.get("service"))
+        if node_column:
+            row.append(e.get("node"))
+        row += [e.get("container"), e.get("message")]
+        body.append(row)
+    return output.table(headers, body)
+
+
+def history_table(history: list[dict[str, Any]]) -> str:
+    return output.table(
+        ["REVISION", "TIME", "CHANGE", "RESULT"],
+        [[h.get("revision"), output.clock(h.get("time")), h.get("change"), h.get("result")] for h in history],
+    )
+
+
+def describe_service_text(data: dict[str, Any]) -> str:
+    row = data.get("service") or {}
+    rollout = data.get("rollout") or {}
+    replicas = row.get("replicas", 0)
+    pairs: list[tuple[str, Any]] = [
+        ("Name", row.get("name")),
+        ("Image", row.get("image")),
+        ("Labels", _labels(data.get("labels", row.get("labels")))),
+        ("Revision", row.get("revision")),
+        ("Status", row.get("status")),
+        (
+            "Replicas",
+            f"{replicas} desired | {row.get('updated', 0)} updated | {row.get('running', 0)} running | "
+            f"{row.get('ready', 0)} ready",
+        ),
+    ]
+    if rollout:
+        state = str(rollout.get("state") or "-")
+        if rollout.get("paused"):
+            state += " (paused)"
+        pairs.append(("Rollout", state))
+        if rollout.get("reason"):
+            pairs.append(("Reason", rollout.get("reason")))
+    if row.get("message") and row.get("message") != rollout.get("reason"):
+        pairs.append(("Message", row.get("message")))
+    if row.get("created"):
+        pairs.append(("Created", f"{output.clock(row.get('created'))} ({output.age(row.get('created'))} ago)"))
+    if row.get("updated_at"):
+        pairs.append(("Updated", f"{output.clock(row.get('updated_at'))} ({output.age(row.get('updated_at'))} ago)"))
+    lines = _fields(pairs)
+    spec = data.get("spec")
+    if spec:
+        lines += _section("Spec", output.to_yaml(spec))
+    history = data.get("history") or []
+    if history:
+        lines += _section("History", history_table(history))
+    containers = data.get("containers") or []
+    lines += _section("Containers", containers_table(containers, False) if containers else output.NONE)
+    lines += _section("Events", events_block(data.get("events") or []))
+    return "\n".join(lines)
+
+
+def describe_node_text(data: dict[str, Any]) -> str:
+    row = data.get("node") or {}
+    cap = row.get("capacity") or {}
+    alloc = row.get("allocated") or {}
+    hb = row.get("last_heartbeat")
+    pairs: list[tuple[str, Any]] = [
+        ("Name", row.get("name")),
+        ("Status", row.get("status")),
+        ("Address", row.get("address")),
+        ("Labels", _labels(row.get("labels"))),
+    ]
+    if row.get("driver"):
+        pairs.append(("Driver", row.get("driver")))
+    pairs += [
+        ("CPU", f"{output.cpu(alloc.get('cpu'))} allocated of {output.cpu(cap.get('cpu'))}"),
+        ("Memory", f"{output.memory(alloc.get('memory'))} allocated of {output.memory(cap.get('memory'))}"),
+        ("Containers", _count(row.get("containers"))),
+        ("Heartbeat", f"{output.clock(hb)} ({output.age(hb)} ago)" if hb else "never"),
+    ]
+    lines = _fields(pairs)
+    containers = data.get("containers") or []
+    lines += _section("Containers", containers_table(containers, False) if containers else output.NONE)
+    lines += _section("Events", events_block(data.get("events") or [], node_column=False, service_column=True))
+    return "\n".join(lines)
+
+
+@click.command("describe")
+@click.argument("resource", metavar="service|node")
+@click.argument("name")
+@options.output_option(choices=("json", "yaml"))
+@options.cluster_options
+def describe_cmd(resource: str, name: str, fmt: str | None) -> None:
+    """Show a service or node in detail: spec, status, containers, recent events."""
+    kind = resource_kind(resource, ("services", "nodes"))
+    if "/" in name:
+        name = name.rpartition("/")[2]
+    verb = "describe_service" if kind == "services" else "describe_node"
+
+    async def go(c: Client) -> Any:
+        reply = await c.request_raw(verb, {"name": name})
+        if not reply.ok:
+            if reply.code == "not-found":
+                raise not_found(kind, name)
+            from drover.cli.client import reply_error
+
+            raise reply_error(verb, reply)
+        return reply.data
+
+    data = options.run(go) or {}
+    if fmt == "json":
+        output.echo(output.to_json(data))
+    elif fmt == "yaml":
+        output.echo(output.to_yaml(data))
+    elif kind == "services":
+        output.echo(describe_service_text(data))
+    else:
+        output.echo(describe_node_text(data))

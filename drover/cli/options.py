@@ -1,0 +1,82 @@
+"""Options every client command takes (``--nats``, ``--cluster``) and helpers shared by the command groups."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import click
+
+from drover.cli import client
+from drover.cli.context import Target, resolve
+from drover.shared.subjects import check_cluster
+
+F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
+
+_NATS = "drover.nats"
+_CLUSTER = "drover.cluster"
+
+
+def _store_nats(ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    if value:
+        ctx.meta[_NATS] = value
+    return value
+
+
+def _store_cluster(ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    if value:
+        try:
+            check_cluster(value)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc)) from None
+        ctx.meta[_CLUSTER] = value
+    return value
+
+
+def cluster_options(f: F) -> F:
+    """``--nats URL`` and ``--cluster NAME`` (also accepted before the command name)."""
+    f = click.option(
+        "--cluster",
+        metavar="NAME",
+        expose_value=False,
+        is_eager=True,
+        callback=_store_cluster,
+        help="Cluster name (else $DROVER_CLUSTER, else the context file, else 'default').",
+    )(f)
+    f = click.option(
+        "--nats",
+        metavar="URL",
+        expose_value=False,
+        is_eager=True,
+        callback=_store_nats,
+        help="NATS URL of the cluster (else $DROVER_NATS, else $DROVER_HOME/context.json, "
+        "else nats://127.0.0.1:4222).",
+    )(f)
+    return f
+
+
+def target() -> Target:
+    ctx = click.get_current_context()
+    t = resolve(ctx.meta.get(_NATS), ctx.meta.get(_CLUSTER))
+    try:
+        check_cluster(t.cluster)
+    except ValueError as exc:
+        raise client.CliError(str(exc), code=client.EXIT_INVALID) from None
+    return t
+
+
+def run(fn: Callable[[client.Client], Awaitable[T]], *, keep_reconnecting: bool = False) -> T:
+    """Run ``fn`` with a client connected to the current command's cluster."""
+    return client.run(target(), fn, keep_reconnecting=keep_reconnecting)
+
+
+def output_option(*, choices: tuple[str, ...] = ("wide", "json", "yaml", "name")) -> Callable[[F], F]:
+    return click.option(
+        "-o",
+        "--output",
+        "fmt",
+        type=click.Choice(list(choices), case_sensitive=False),
+        default=None,
+        help="Output format: " + ", ".join(choices) + " (default: a table).",
+    )
