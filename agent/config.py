@@ -40,6 +40,8 @@ class AgentConfig:
     metrics_address: str = "127.0.0.1"
     resync_interval: float = 5.0  # level-triggered re-read of the assignment
     pull_images: bool = True  # docker: try one pull of a missing image
+    gossip_key: bytes | None = None  # cluster gossip key; fetched from (or created in) the KV store when None
+    proxy_strategy: str = "round-robin"  # per-node proxy: round-robin | least-conn
 
     def __post_init__(self) -> None:
         if self.cpu is None:

@@ -23,6 +23,7 @@ from nats.js.errors import KeyNotFoundError
 
 from drover.agent.assignment import AssignmentGate
 from drover.agent.config import AgentConfig
+from drover.agent.discovery import Discovery
 from drover.agent.drivers.base import RUNNING, Driver, ImageMissing, Observed, container_name
 from drover.agent.drivers.factory import make_driver as _make_driver
 from drover.agent.logs_api import LogsApi
@@ -103,6 +104,7 @@ class Agent:
         self._passes = 0
         self.gossip_port = 0  # set by the gossip layer, published in the registration
         self._status_listeners: list[Callable[[list[ContainerStatus]], None]] = []
+        self.discovery: Discovery | None = None  # gossip, per-node proxy, endpoints API (agent/discovery.py)
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -133,6 +135,8 @@ class Agent:
         self.nc = await bus.connect(self.cfg.nats_url, name=f"drover-agent-{self.node}", retry_forever=True)
         self._reconnects = self._reconnect_count()
         self.store = await bus.open_store(self.nc, self.cfg.cluster)
+        self.discovery = Discovery(self)
+        await self.discovery.start()  # sets gossip_port before the registration
         await self._register()
         await self._read_assignment()
         try:
@@ -154,6 +158,8 @@ class Agent:
         """Stop every loop; with ``remove_containers`` also stop and remove this node's containers."""
         if self.sup is not None:
             await self.sup.stop()
+        if self.discovery is not None:
+            await self.discovery.stop()  # peers drop this node's endpoints before its containers go
         if self._probes is not None:
             await self._probes.stop()
         if self._logs is not None:
@@ -356,6 +362,8 @@ class Agent:
             groups[a.id].append(a)
         by_cid = {o.container_id: o for o in self.observed}
         specs = {c.id: c for c in (self.assignment.containers if self.assignment else [])}
+        if self.discovery is not None:  # out of the endpoint table before they stop (no lost requests)
+            await self.discovery.withdraw(a.container_id for a in actions if isinstance(a, Stop | Remove))
 
         async def run_group(group: list[Action]) -> None:
             for action in group:
@@ -390,7 +398,8 @@ class Agent:
         self._busy.add(a.id)
         self._refresh_status()
         try:
-            obs = await self.driver.create_and_start(a, self.cfg.address)
+            with_env = self.discovery.with_env(a) if self.discovery is not None else a
+            obs = await self.driver.create_and_start(with_env, self.cfg.address)
         except ImageMissing as exc:
             self.restart_state[a.id] = after_create_failure(state, time.time(), str(exc))
             if state.message != str(exc):

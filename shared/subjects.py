@@ -49,6 +49,11 @@ class Names:
     def agent_api(self, node: str, verb: str) -> str:
         return f"drover.{self.cluster}.agent.{node}.{verb}"
 
+    @property
+    def endpoints(self) -> str:
+        """Request/reply to any agent (queue group ``agents``): the ready endpoints in the gossip table."""
+        return f"drover.{self.cluster}.endpoints"
+
     def event(self, kind: str) -> str:
         return f"{self.events_prefix}.{kind}"
 
