@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import signal
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
@@ -138,7 +139,7 @@ class Client:
             msg = await self.nc.request(self.names.api(verb), wire.encode(body), timeout=timeout)
         except NoRespondersError:
             raise self.no_controller("no responders") from None
-        except (NatsTimeoutError, asyncio.TimeoutError):
+        except (TimeoutError, NatsTimeoutError):
             raise self.no_controller(f"timed out after {timeout:g}s") from None
         except Exception as exc:
             raise CliError(f"request {verb} to {self.target.nats} failed: {_reason(exc)}") from exc
@@ -176,7 +177,7 @@ class Client:
             msg = await self.nc.request(self.names.agent_api(node, verb), wire.encode(body), timeout=timeout)
         except NoRespondersError:
             raise CliError(f"the agent of node {node} did not answer (no responders)") from None
-        except (NatsTimeoutError, asyncio.TimeoutError):
+        except (TimeoutError, NatsTimeoutError):
             raise CliError(f"the agent of node {node} did not answer (timed out after {timeout:g}s)") from None
         try:
             return wire.decode(msg.data)
@@ -208,10 +209,34 @@ def reply_error(verb: str, reply: ApiReply) -> CliError:
 
 
 def run(target: Target, fn: Callable[[Client], Awaitable[T]], *, keep_reconnecting: bool = False) -> T:
-    """Run ``fn(client)`` in a fresh event loop with a connected client."""
+    """Run ``fn(client)`` in a fresh event loop with a connected client. Long-running commands
+    (``keep_reconnecting``) end quietly on SIGINT/SIGTERM: the result is then None."""
 
     async def main() -> T:
         async with Client(target, keep_reconnecting=keep_reconnecting) as c:
             return await fn(c)
 
-    return asyncio.run(main())
+    if not keep_reconnecting:
+        return asyncio.run(main())
+    return asyncio.run(_until_signal(main()))  # type: ignore[return-value]
+
+
+async def _until_signal(coro: Awaitable[T]) -> T | None:
+    loop = asyncio.get_running_loop()
+    task = asyncio.ensure_future(coro)
+    stopped = False
+
+    def stop() -> None:
+        nonlocal stopped
+        stopped = True
+        task.cancel()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, stop)
+    try:
+        return await task
+    except asyncio.CancelledError:
+        if stopped:
+            return None
+        raise

@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from drover.cli import options, output
-from drover.cli.client import EXIT_FAILED, EXIT_INVALID, CliError, Client
+from drover.cli.client import EXIT_FAILED, EXIT_INVALID, Client, CliError
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 SERVICE_WORDS = ("service", "services", "svc")
@@ -55,7 +55,8 @@ def _read(path: Path, name: str, sources: list[tuple[str, str]], problems: list[
 def load_manifests(files: tuple[str, ...]) -> tuple[list[Any], list[str]]:
     """Parse and validate every document locally; any problem → ``CliError`` exit 2 listing them all.
     Returns the manifests and, for each, where it came from (``web.yaml[doc 1]``)."""
-    from drover.shared.manifest import ManifestError, display_name, load_documents, parse_manifests
+    from drover.shared.manifest import ManifestError, load_documents, parse_manifests
+    from drover.shared.manifest_errors import display_name
 
     sources = read_sources(files)
     try:
@@ -100,7 +101,9 @@ def apply_cmd(files: tuple[str, ...]) -> None:
 
 
 @click.command("delete")
-@click.option("-f", "--filename", "files", multiple=True, metavar="FILE", help="Delete the services of these manifests.")
+@click.option(
+    "-f", "--filename", "files", multiple=True, metavar="FILE", help="Delete the services of these manifests."
+)
 @click.argument("args", nargs=-1, metavar="[service NAME...]")
 @options.cluster_options
 def delete_cmd(files: tuple[str, ...], args: tuple[str, ...]) -> None:

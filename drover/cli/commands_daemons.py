@@ -111,7 +111,8 @@ def controller_cmd(
 ) -> None:
     """Run a controller in the foreground (until SIGINT/SIGTERM)."""
     from drover.cli.context import normalize_url
-    from drover.controller.main import ControllerConfig, run_controller
+    from drover.controller.config import ControllerConfig
+    from drover.controller.main import run_controller
 
     _configure_logs(log_level)
     cfg = ControllerConfig(
@@ -151,7 +152,8 @@ def agent_cmd(
     log_level: str,
 ) -> None:
     """Run an agent for one node in the foreground (until SIGINT/SIGTERM)."""
-    from drover.agent.main import AgentConfig, run_agent
+    from drover.agent.config import AgentConfig
+    from drover.agent.main import run_agent
     from drover.cli.context import normalize_url
 
     _configure_logs(log_level)

@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from drover.cli import options, output
-from drover.cli.client import EXIT_FAILED, CliError, Client
+from drover.cli.client import EXIT_FAILED, Client, CliError
 from drover.cli.commands_get import fetch, not_found
 from drover.shared import wire
 from drover.shared.errors import WireError
@@ -63,7 +63,7 @@ def events_cmd(follow: bool, service: str | None, node: str | None, limit: int, 
                 output.warn("No events found.")
             return
         assert sub is not None
-        widths = [19, 18, 12, 12, 24]
+        widths = [19, 18, 12, 12, 12]
         if as_json:
             for e in past:
                 output.echo(json.dumps(e))

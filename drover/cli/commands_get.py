@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from drover.cli import options, output
-from drover.cli.client import EXIT_FAILED, CliError, Client
+from drover.cli.client import EXIT_FAILED, Client, CliError
 
 RESOURCES = {
     "services": "services",

@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from drover.cli import options, output
-from drover.cli.client import EXIT_FAILED, CliError, Client, Unsupported, reply_error
+from drover.cli.client import EXIT_FAILED, Client, CliError, Unsupported, reply_error
 from drover.cli.commands_get import history_table, not_found
 from drover.shared.units import parse_duration
 
@@ -163,7 +163,9 @@ def rollout_status_cmd(name: str, timeout: float, watch: bool) -> None:
             if not watch or time.monotonic() >= deadline:
                 if not watch:
                     return False, f"rollout of service/{name} is not complete ({status})"
-                return False, f"timed out after {timeout:g}s waiting for the rollout of service/{name} ({_progress(row)})"
+                return False, (
+                    f"timed out after {timeout:g}s waiting for the rollout of service/{name} ({_progress(row)})"
+                )
             await asyncio.sleep(min(POLL, max(0.0, deadline - time.monotonic())))
 
     ok, message = options.run(go)
@@ -213,22 +215,15 @@ def rollout_undo_cmd(name: str, to_revision: int | None) -> None:
     name = _service_name(name)
 
     async def go(c: Client) -> Any:
-        return await _new_verb(c, "rollout_undo", {"name": name, "to_revision": to_revision}, "rollout undo", name)
+        return await _new_verb(c, "rollout_undo", {"name": name, "to_revision": to_revision}, "rollout undo")
 
     data = options.run(go) or {}
     rev = data.get("revision") if isinstance(data, dict) else None
     output.echo(f"service/{name} rolled back" + (f" (revision {rev})" if rev is not None else ""))
 
 
-async def _new_verb(c: Client, verb: str, body: dict[str, Any], what: str, name: str, kind: str = "services") -> Any:
-    try:
-        return await c.call_new_verb(verb, body, what, timeout=30.0)
-    except Unsupported:
-        raise
-    except CliError as exc:
-        if exc.code == EXIT_FAILED and any(line.endswith("not found") for line in exc.lines) and name:
-            raise CliError(*exc.lines, code=EXIT_FAILED) from None
-        raise
+async def _new_verb(c: Client, verb: str, body: dict[str, Any], what: str) -> Any:
+    return await c.call_new_verb(verb, body, what, timeout=30.0)
 
 
 def _pause_command(verb: str, done: str) -> click.Command:
@@ -239,7 +234,7 @@ def _pause_command(verb: str, done: str) -> click.Command:
         name = _service_name(name)
 
         async def go(c: Client) -> Any:
-            return await _new_verb(c, verb, {"name": name}, f"rollout {verb.split('_')[1]}", name)
+            return await _new_verb(c, verb, {"name": name}, f"rollout {verb.split('_')[1]}")
 
         options.run(go)
         output.echo(f"service/{name} {done}")
@@ -267,7 +262,7 @@ def endpoints_cmd(name: str, fmt: str | None) -> None:
     name = _service_name(name)
 
     async def go(c: Client) -> Any:
-        return await _new_verb(c, "endpoints", {"name": name, "service": name}, "endpoints", name)
+        return await _new_verb(c, "endpoints", {"name": name, "service": name}, "endpoints")
 
     rows = options.run(go) or []
     if isinstance(rows, dict):
