@@ -23,9 +23,10 @@ from drover.controller.leader import Elector, LeaderState, open_leader_bucket
 from drover.controller.metrics import ControllerMetrics
 from drover.controller.reconcile import plan
 from drover.controller.rollout import Verdict
-from drover.controller.snapshot import Snapshot
+from drover.controller.snapshot import Snapshot, node_status
 from drover.controller.state import ClusterState
 from drover.shared import bus
+from drover.shared.cluster_key import cluster_key
 from drover.shared.errors import NotFoundError, PermanentError, ValidationError, WireError
 from drover.shared.manifest import ManifestError
 from drover.shared.models import (
@@ -35,6 +36,7 @@ from drover.shared.models import (
     Heartbeat,
     NodeControl,
     NodeRegistration,
+    NodeStatus,
     ServiceRecord,
 )
 from drover.shared.subjects import Names
@@ -57,6 +59,7 @@ class Controller:
         self._subs: list[Any] = []
         self.sup: Supervisor | None = None
         self.elector: Elector | None = None
+        self._node_status: dict[str, NodeStatus] = {}
         self.log = log.bind(controller=self.id, cluster=cfg.cluster)
 
     # --- lifecycle ------------------------------------------------------------------------------------------
@@ -64,6 +67,7 @@ class Controller:
         self.sup = Supervisor(f"controller-{self.id}")
         self.nc = await bus.connect(self.cfg.nats_url, name=f"drover-controller-{self.id}", retry_forever=True)
         self.store = await bus.open_store(self.nc, self.cfg.cluster)
+        await cluster_key(self.store)  # the agents' shared gossip key exists from the cluster's start
         self.state.started = time.time()
         buckets: list[tuple[str, KeyValue]] = [
             ("services", self.store.services),
@@ -271,6 +275,7 @@ class Controller:
                 continue
             t0 = time.perf_counter()
             snap = self.state.snapshot(now)
+            await self._node_transitions(snap)
             p = plan(snap, self.rng)
             self.metrics.reconcile_seconds.observe(time.perf_counter() - t0)
             for service, why in p.unplaced.items():
@@ -283,6 +288,19 @@ class Controller:
             for ev in p.events:
                 await self.emit(ev.kind, service=ev.service, node=ev.node, container=ev.container, message=ev.message)
             await self._write_assignments(p.assignments)
+
+    async def _node_transitions(self, snap: Snapshot) -> None:
+        """Tell (as events) when a node is lost or comes back; the plan acts on the level, not on these."""
+        for name, node in snap.nodes.items():
+            status = node_status(node, snap.now, snap.node_grace)
+            before = self._node_status.get(name)
+            self._node_status[name] = status
+            if before is None or before == status:
+                continue
+            if status is NodeStatus.LOST:
+                await self.emit("node-lost", node=name, message=f"no heartbeat for {snap.node_grace:g}s")
+            elif before is NodeStatus.LOST:
+                await self.emit("node-recovered", node=name, message="heartbeats resumed")
 
     async def _record_verdicts(self, verdicts: dict[str, Verdict]) -> None:
         for name, verdict in verdicts.items():

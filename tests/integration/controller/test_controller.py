@@ -174,6 +174,15 @@ async def test_lost_node_replicas_move(env: Any) -> None:
     assert nodes["n2"] == "lost"
     kinds = [e["kind"] for e in (await call("events", service="web")).data]
     assert "rescheduled" in kinds
+    await wait_for(lambda: _has_event(call, "node-lost", "n2"), 5)
+    agents.alive.add("n2")
+    await wait_for(lambda: _has_event(call, "node-recovered", "n2"), 5)
+    await wait_for(lambda: _ready(call, "web", 3), 10)
+    assert sum((await placed(call, "web")).values()) == 3  # the returning node gets nothing back: no duplicates
+
+
+async def _has_event(call: Any, kind: str, node: str) -> bool:
+    return any(e["kind"] == kind and e["node"] == node for e in (await call("events")).data)
 
 
 async def test_constraints_cordon_and_unschedulable(env: Any) -> None:
@@ -291,3 +300,17 @@ async def test_standby_controller_takes_over(env: Any, nats_server: NatsServer, 
 
 async def _no_resign() -> None:
     return None
+
+
+async def test_second_apply_during_rollout_newest_wins(env: Any) -> None:
+    _, agents, call = env
+    await agents.add("n1", cpu=4.0)
+    slow = {**FAST, "min_ready": "1s"}
+    assert (await call("apply", manifests=[manifest(replicas=4, update=slow)])).ok
+    await wait_for(lambda: _status_is(call, "web", "available", 1), 10)
+    assert (await call("apply", manifests=[manifest(replicas=4, update=slow, env={"V": "2"})])).ok
+    assert (await call("scale", name="web", replicas=3)).ok
+    assert (await call("apply", manifests=[manifest(replicas=5, update=slow, env={"V": "3"})])).ok
+    await wait_for(lambda: _status_is(call, "web", "available", 3), 30, message="newest spec wins")
+    rows = (await call("get_containers", service="web")).data
+    assert len(rows) == 5 and {r["revision"] for r in rows} == {3}
