@@ -102,12 +102,15 @@ def _duration(_ctx: click.Context, _param: click.Parameter, value: str | None) -
 async def _status_row(c: Client, name: str, use_verb: list[bool]) -> dict[str, Any]:
     """The service's row, with ``rollout``/``reason``/``paused`` when the controller has ``rollout_status``."""
     if use_verb[0]:
-        reply = await c.request_raw("rollout_status", {"name": name})
-        if reply.ok and isinstance(reply.data, dict):
+        try:
+            reply = await c.request_raw("rollout_status", {"name": name})
+        except CliError:  # no responder for this verb: an older controller (or none: get_services says)
+            reply = None
+        if reply is not None and reply.ok and isinstance(reply.data, dict):
             return reply.data
-        if reply.code == "not-found":
+        if reply is not None and reply.code == "not-found":
             raise not_found("services", name)
-        if reply.code not in ("unsupported", ""):
+        if reply is not None and reply.code not in ("unsupported", ""):
             raise reply_error("rollout_status", reply)
         use_verb[0] = False
     rows = await _call(c, "get_services", {"name": name}, "services", name)
