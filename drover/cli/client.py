@@ -173,16 +173,24 @@ class Client:
         raise reply_error(verb, reply)
 
     async def agent_request(self, node: str, verb: str, body: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:
+        return await self.agent_subject_request(
+            self.names.agent_api(node, verb), body, timeout=timeout, who=f"the agent of node {node}"
+        )
+
+    async def agent_subject_request(
+        self, subject: str, body: dict[str, Any], timeout: float = 5.0, who: str = "no agent"
+    ) -> dict[str, Any]:
+        """A request to agents (plain wire dicts, not ``ApiReply``)."""
         try:
-            msg = await self.nc.request(self.names.agent_api(node, verb), wire.encode(body), timeout=timeout)
+            msg = await self.nc.request(subject, wire.encode(body), timeout=timeout)
         except NoRespondersError:
-            raise CliError(f"the agent of node {node} did not answer (no responders)") from None
+            raise CliError(f"{who} did not answer (no responders)") from None
         except (TimeoutError, NatsTimeoutError):
-            raise CliError(f"the agent of node {node} did not answer (timed out after {timeout:g}s)") from None
+            raise CliError(f"{who} did not answer (timed out after {timeout:g}s)") from None
         try:
             return wire.decode(msg.data)
         except WireError as exc:
-            raise CliError(f"bad reply from the agent of node {node}: {exc}") from exc
+            raise CliError(f"bad reply from {who}: {exc}") from exc
 
     async def subscribe(self, subject: str) -> AsyncIterator[Any]:
         sub = await self.nc.subscribe(subject)

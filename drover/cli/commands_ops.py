@@ -256,6 +256,26 @@ rollout_group.add_command(_resume)
 # --- endpoints / leader ----------------------------------------------------------------------------------------
 
 
+async def endpoints_of(c: Client, name: str) -> list[dict[str, Any]]:
+    """Ask any agent (``drover.<c>.endpoints``, queue group) for the gossip view; without agents, the
+    controller's ``endpoints`` verb. An empty answer for an unknown service is 'not found'."""
+    try:
+        reply = await c.agent_subject_request(c.names.endpoints, {"service": name})
+    except CliError:
+        reply = None
+    if reply is None:
+        data = await _new_verb(c, "endpoints", {"name": name, "service": name}, "endpoints")
+        rows = data.get("endpoints", []) if isinstance(data, dict) else data
+    elif not reply.get("ok", False):
+        raise CliError(f"endpoints: {reply.get('error') or 'the agent refused'}")
+    else:
+        rows = reply.get("endpoints") or []
+    rows = [r for r in rows or [] if isinstance(r, dict) and r.get("service") == name]
+    if not rows:
+        await _call(c, "get_services", {"name": name}, "services", name)  # not found → exit 1
+    return rows
+
+
 @click.command("endpoints")
 @click.argument("name")
 @options.output_option(choices=("json", "yaml", "wide"))
@@ -265,7 +285,7 @@ def endpoints_cmd(name: str, fmt: str | None) -> None:
     name = _service_name(name)
 
     async def go(c: Client) -> Any:
-        return await _new_verb(c, "endpoints", {"name": name, "service": name}, "endpoints")
+        return await endpoints_of(c, name)
 
     rows = options.run(go) or []
     if isinstance(rows, dict):
