@@ -137,3 +137,17 @@ async def ask(port: int, line: str = "ping", timeout: float = 5.0) -> str:
         writer.write(f"{line}\n".encode())
         answer = await asyncio.wait_for(reader.readline(), timeout)
         return answer.decode().strip()
+
+
+async def swallow_then_reset(b: TestBackend, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Read 512 KiB without answering, then reset."""
+    await reader.readexactly(512 * 1024)
+    writer.transport.abort()
+
+
+async def answer_then_reset(b: TestBackend, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Answer part of a response, then reset: too late for a retry."""
+    await reader.readline()
+    writer.write(b"partial")
+    await writer.drain()
+    writer.transport.abort()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import hashlib
 import os
 import socket
@@ -334,3 +335,38 @@ def _proxy_clients(proxy: ServiceProxy) -> list[ClientSide]:
     route = proxy._route
     assert route is not None
     return list(route.clients)
+
+
+async def test_no_replay_after_more_than_max_replay_bytes(backends: Backends, proxies: Proxies) -> None:
+    """A request larger than MAX_REPLAY cannot be sent again whole: the client is closed, and the
+    other backend never sees a partial copy."""
+    bad = await backends("bad", helpers.swallow_then_reset)
+    counter = await backends("count", helpers.count)
+    pool = (bad.backend, counter.backend)
+    proxy = await proxies(lambda: pool)
+    async with connect(proxy.bound_port) as (reader, writer):
+        writer.write(os.urandom(1024 * 1024))
+        with contextlib.suppress(ConnectionError):
+            await writer.drain()
+        assert await asyncio.wait_for(reader.read(), 10) == b""
+    assert bad.accepted == 1
+    assert counter.accepted == 0
+    assert proxy.stats.failed_attempts == 1
+    assert proxy.stats.retries == 0
+    assert proxy.stats.no_backend == 1
+
+
+async def test_failure_after_the_first_answer_byte_is_not_retried(backends: Backends, proxies: Proxies) -> None:
+    flaky = await backends("flaky", helpers.answer_then_reset)
+    good = await backends("good", helpers.hello)
+    pool = (flaky.backend, good.backend)
+    proxy = await proxies(lambda: pool)
+    async with connect(proxy.bound_port) as (reader, writer):
+        writer.write(b"ping\n")
+        got = b""
+        with contextlib.suppress(ConnectionError):
+            while chunk := await asyncio.wait_for(reader.read(100), 5):
+                got += chunk
+    assert got == b"partial"
+    assert good.accepted == 0
+    assert proxy.stats.failed_attempts == 0
