@@ -124,6 +124,9 @@ async def test_gossip_proxy_env_api_and_routing_without_nats(
                 )
 
             # HTTP through B's proxy (127.0.0.2) reaches A's containers, spread over both replicas.
+            for rid in ("a1", "a2"):  # both httpds up (so no retry moves the round-robin cursor below)
+                port = table(b)[rid].port
+                await wait_for(lambda p=port: who("127.0.0.1", p), 15, message=f"{rid} answers directly")
             await wait_for(lambda: who("127.0.0.2", expose), 15, message="B's proxy answers")
             seen = [await who("127.0.0.2", expose) for _ in range(6)]
             assert set(seen) == {"drover-web-a1", "drover-web-a2"}, seen
