@@ -213,9 +213,15 @@ async def test_agents_share_one_cluster_key(nats_server: NatsServer, cluster_nam
         k1, k2 = await cluster_key(store), await cluster_key(store)
         assert k1 == k2 and len(k1) == 32
         assert decode_key((await store.nodectl.get(KEY_NAME)).value or b"") == k1
-        async with running_agent(nats_server.url, cluster_name, "s1", driver="sim") as agent:
+        async with running_agent(nats_server.url, cluster_name, "s1", driver="sim", metrics_port=0) as agent:
             assert agent.discovery is not None and agent.discovery.gossip is not None
             assert agent.discovery.gossip.key == k1
+            # Gossip and proxy counters are in the agent's metrics.
+            assert agent.metrics_port is not None
+            code, body = await http_get("127.0.0.1", agent.metrics_port, "/metrics")
+            assert code == 200
+            assert 'drover_agent_gossip_events_total{kind="packets_out",node="s1"}' in body
+            assert 'drover_agent_gossip_members{node="s1",status="alive"} 1.0' in body
         # --gossip-key overrides the stored key.
         async with running_agent(nats_server.url, cluster_name, "s2", driver="sim", gossip_key=b"x" * 32) as agent:
             assert agent.discovery is not None and agent.discovery.gossip is not None
