@@ -188,8 +188,15 @@ def logs_cmd(name: str, follow: bool, tail: int | None) -> None:
         p = _Printer()
         rows = await fetch(c, "containers", None, name)
         if not rows:
-            await fetch(c, "services", name)  # not-found → exit 1
-            # A container name or id instead of a service name?
+            try:
+                await fetch(c, "services", name)
+            except CliError:
+                # Not a service: maybe one container's name or id; else 'service "x" not found' (exit 1).
+                try:
+                    rows = await fetch(c, "containers", name)
+                except CliError:
+                    raise not_found("services", name) from None
+        single = bool(rows) and all(name in (r.get("name"), r.get("id")) for r in rows)
         rows = [r for r in rows if r.get("state") not in ("pending", "lost") or follow]
         if not rows and not follow:
             output.warn(f"service {name} has no containers")
@@ -206,8 +213,9 @@ def logs_cmd(name: str, follow: bool, tail: int | None) -> None:
                     if rid not in tasks and r.get("state") not in ("pending", "lost"):
                         tasks[rid] = asyncio.create_task(_logs_follow(c, r, tail, p))
                 await asyncio.sleep(2.0)
-                with contextlib.suppress(CliError):
-                    rows = await fetch(c, "containers", None, name)
+                if not single:
+                    with contextlib.suppress(CliError):
+                        rows = await fetch(c, "containers", None, name)
         finally:
             for t in tasks.values():
                 t.cancel()

@@ -219,6 +219,42 @@ def history_table(history: list[dict[str, Any]]) -> str:
     )
 
 
+_DURATIONS = {
+    ("stop_grace",),
+    ("health", "interval"),
+    ("health", "timeout"),
+    ("health", "initial_delay"),
+    ("update", "min_ready"),
+    ("update", "progress_deadline"),
+    ("autoscale", "scale_up_window"),
+    ("autoscale", "scale_down_window"),
+}
+
+
+def readable_spec(spec: Any, path: tuple[str, ...] = ()) -> Any:
+    """The stored (canonical) spec as a user would write it: ``64Mi``, ``2s``; empty values left out."""
+    from drover.shared.units import format_duration, format_memory
+
+    if isinstance(spec, dict):
+        out = {}
+        for k, v in spec.items():
+            shown = readable_spec(v, (*path, str(k)))
+            if shown is None or shown == {} or shown == []:
+                continue
+            out[k] = shown
+        return out
+    if isinstance(spec, list):
+        return [readable_spec(v, path) for v in spec]
+    try:
+        if path == ("resources", "memory") and isinstance(spec, int) and not isinstance(spec, bool):
+            return format_memory(spec)
+        if path in _DURATIONS and isinstance(spec, (int, float)) and not isinstance(spec, bool):
+            return format_duration(float(spec))
+    except (ValueError, TypeError):
+        pass
+    return spec
+
+
 def describe_service_text(data: dict[str, Any]) -> str:
     row = data.get("service") or {}
     rollout = data.get("rollout") or {}
@@ -251,7 +287,7 @@ def describe_service_text(data: dict[str, Any]) -> str:
     lines = _fields(pairs)
     spec = data.get("spec")
     if spec:
-        lines += _section("Spec", output.to_yaml(spec))
+        lines += _section("Spec", output.to_yaml(readable_spec(spec)))
     history = data.get("history") or []
     if history:
         lines += _section("History", history_table(history))
