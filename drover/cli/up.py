@@ -233,6 +233,8 @@ async def run_up(opts: UpOptions) -> None:
             f"port {opts.nats_port} on 127.0.0.1 is already in use (is another 'drover up' or nats-server running? "
             "choose another with --nats-port)"
         )
+    if opts.driver == "docker" and opts.agents > 0:
+        await check_docker()
     nats = NatsProcess(find_nats_server(), opts.data_dir, opts.nats_port)
     controller: Any = None
     agents: list[Any] = []
@@ -290,6 +292,26 @@ async def run_up(opts: UpOptions) -> None:
         await nats.stop()
         if controller is not None:
             output.warn("drover: stopped")
+
+
+async def check_docker(timeout: float = 10.0) -> None:
+    """The agents need the local Docker engine: say so clearly up front when it is not there."""
+    import aiodocker
+
+    docker = None
+    try:
+        docker = aiodocker.Docker()
+        await asyncio.wait_for(docker.version(), timeout)
+    except Exception as exc:
+        reason = str(exc).strip() or type(exc).__name__
+        raise CliError(
+            f"cannot reach the Docker engine ({reason}); start Docker (or set DOCKER_HOST), "
+            "or run the agents with --driver process|sim"
+        ) from exc
+    finally:
+        if docker is not None:
+            with contextlib.suppress(Exception):
+                await docker.close()
 
 
 async def _stop_agent(agent: Any, remove: bool) -> None:
