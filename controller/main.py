@@ -27,7 +27,6 @@ from drover.controller.snapshot import Snapshot, node_status
 from drover.controller.state import ClusterState
 from drover.shared import bus
 from drover.shared.cluster_key import cluster_key
-from drover.shared.cluster_key import cluster_key
 from drover.shared.errors import NotFoundError, PermanentError, ValidationError, WireError
 from drover.shared.manifest import ManifestError
 from drover.shared.models import (
@@ -68,7 +67,6 @@ class Controller:
         self.sup = Supervisor(f"controller-{self.id}")
         self.nc = await bus.connect(self.cfg.nats_url, name=f"drover-controller-{self.id}", retry_forever=True)
         self.store = await bus.open_store(self.nc, self.cfg.cluster)
-        await cluster_key(self.store)  # the agents' shared gossip key exists from the cluster's start
         await cluster_key(self.store)  # the agents' shared gossip key exists from the cluster's start
         self.state.started = time.time()
         buckets: list[tuple[str, KeyValue]] = [
