@@ -1,0 +1,93 @@
+"""``drover up`` helpers and the daemon commands' wiring (configs built from flags, clean exit)."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from drover.cli import up
+from drover.cli.main import cli
+
+
+def test_agent_names_and_addresses(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(socket, "gethostname", lambda: "Box.example.org")
+    assert up.agent_names(3) == [("box", "127.0.0.1"), ("box-2", "127.0.0.2"), ("box-3", "127.0.0.3")]
+    assert up.agent_names(0) == []
+
+
+def test_nats_argv(tmp_path: Path) -> None:
+    fixed = up.NatsProcess("/bin/nats-server", tmp_path, 4300).argv()
+    assert fixed[:6] == ["/bin/nats-server", "-a", "127.0.0.1", "-js", "-sd", str(tmp_path / "nats")]
+    assert fixed[-2:] == ["-p", "4300"]
+    picked = up.NatsProcess("/bin/nats-server", tmp_path, 0).argv()
+    assert picked[-4:] == ["-p", "-1", "--ports_file_dir", str(tmp_path)]
+
+
+def test_port_in_use() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        assert up.port_in_use("127.0.0.1", s.getsockname()[1])
+    assert not up.port_in_use("127.0.0.1", up.free_port())
+
+
+def test_controller_command_builds_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    import drover.controller.main as controller_main
+
+    seen: list[Any] = []
+
+    async def fake_run(cfg: Any) -> None:
+        seen.append(cfg)
+
+    monkeypatch.setattr(controller_main, "run_controller", fake_run)
+    monkeypatch.setattr("drover.shared.log.configure", lambda **_: None)
+    result = CliRunner().invoke(
+        cli,
+        ["controller", "--nats", "127.0.0.1:4300", "--id", "c1", "--cluster", "lab", "--node-grace", "1500ms",
+         "--metrics-port", "9100"],
+    )
+    assert result.exit_code == 0, result.output
+    [cfg] = seen
+    assert (cfg.nats_url, cfg.id, cfg.cluster, cfg.node_grace, cfg.metrics_port) == (
+        "nats://127.0.0.1:4300", "c1", "lab", 1.5, 9100
+    )
+
+
+def test_agent_command_builds_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    import drover.agent.main as agent_main
+
+    seen: list[Any] = []
+
+    async def fake_run(cfg: Any) -> None:
+        seen.append(cfg)
+
+    monkeypatch.setattr(agent_main, "run_agent", fake_run)
+    monkeypatch.setattr("drover.shared.log.configure", lambda **_: None)
+    monkeypatch.setenv("DROVER_NATS", "nats://10.0.0.1:4222")
+    result = CliRunner().invoke(
+        cli,
+        ["agent", "--node", "n1", "--label", "zone=a", "--label", "disk=ssd", "--address", "127.0.0.2",
+         "--driver", "sim", "--cpu", "500m", "--memory", "1Gi"],
+    )
+    assert result.exit_code == 0, result.output
+    [cfg] = seen
+    assert cfg.nats_url == "nats://10.0.0.1:4222"
+    assert (cfg.node, cfg.address, cfg.driver, cfg.cpu, cfg.memory) == ("n1", "127.0.0.2", "sim", 0.5, 1 << 30)
+    assert cfg.labels == {"zone": "a", "disk": "ssd"}
+
+
+def test_daemon_failure_is_exit_1(monkeypatch: pytest.MonkeyPatch) -> None:
+    import drover.controller.main as controller_main
+
+    async def broken(cfg: Any) -> None:
+        raise RuntimeError("nats-server too old")
+
+    monkeypatch.setattr(controller_main, "run_controller", broken)
+    monkeypatch.setattr("drover.shared.log.configure", lambda **_: None)
+    result = CliRunner().invoke(cli, ["controller", "--nats", "nats://127.0.0.1:1"])
+    assert result.exit_code == 1
+    assert "error: controller stopped: nats-server too old" in result.stderr
