@@ -37,6 +37,9 @@ class DroverGroup(click.Group):
         try:
             rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click.UsageError as exc:
+            if type(exc).__name__ == "NoArgsIsHelpError" and exc.ctx is not None:
+                click.echo(exc.ctx.get_help())
+                sys.exit(0)
             hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
             _error(f"{exc.format_message()}{hint}")
             sys.exit(exc.exit_code)
