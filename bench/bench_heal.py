@@ -71,34 +71,42 @@ async def _no_strays(cluster: str, api: Api) -> bool:
     return len(running) == 6 and await settled(api, "heal", 6)
 
 
-async def kill_trials(api: Api, cluster: str, trials: int) -> list[float]:
+async def kill_trials(api: Api, cluster: str, trials: int) -> tuple[list[float], list[float]]:
     await api.call("apply", manifests=[service("kill", trials, SLEEP)])
     await api.wait(lambda: settled(api, "kill", trials), 120, "replicas running")
     rows = await api.call("get_containers", service="kill")
     events = subprocess.Popen(
         ["docker", "events", "--format", "{{json .}}", "--filter", "type=container", "--filter", "event=start",
-         "--filter", f"label=drover.cluster={cluster}"],
+         "--filter", "event=die", "--filter", f"label=drover.cluster={cluster}"],
         stdout=subprocess.PIPE, text=True,
     )
-    out = []
+    from_kill, from_die = [], []
     try:
         await asyncio.sleep(0.5)
         loop = asyncio.get_running_loop()
         for row in rows[:trials]:
             name = row["name"]
             t0 = time.monotonic()
-            docker("kill", name)
+            died: float | None = None
+            killer = await asyncio.create_subprocess_exec("docker", "kill", name, stdout=subprocess.DEVNULL)
             while True:
                 line = await loop.run_in_executor(None, events.stdout.readline)  # type: ignore[union-attr]
                 ev = json.loads(line)
-                if ev.get("Actor", {}).get("Attributes", {}).get("name") == name:
-                    out.append(time.monotonic() - t0)
+                if ev.get("Actor", {}).get("Attributes", {}).get("name") != name:
+                    continue
+                # timeNano: the engine's own clock, so die -> start is free of this process' scheduling.
+                if ev.get("status") == "die" or ev.get("Action") == "die":
+                    died = int(ev["timeNano"]) / 1e9
+                elif died is not None:
+                    from_kill.append(time.monotonic() - t0)
+                    from_die.append(int(ev["timeNano"]) / 1e9 - died)
                     break
+            await killer.wait()
             await api.wait(lambda: settled(api, "kill", trials), 30, "back to running")
     finally:
         events.terminate()
     await api.call("delete", names=["kill"])
-    return out
+    return from_kill, from_die
 
 
 async def main() -> None:
@@ -117,7 +125,7 @@ async def main() -> None:
             for n in addresses:
                 await api.wait(lambda n=n: _node_ready(api, n), 30, f"agent {n}")
             lost = await lost_node_trials(api, nats.url, cluster, agents, addresses, args.trials)
-            killed = await kill_trials(api, cluster, 10)
+            killed, die_to_start = await kill_trials(api, cluster, 10)
     finally:
         for p in agents.values():
             stop_daemon(p)
@@ -128,8 +136,11 @@ async def main() -> None:
     print(f"  lost node -> 6 replicas running elsewhere: median {statistics.median(lost):.2f} s, "
           f"max {max(lost):.2f} s over {len(lost)} trials (target median <= 5 s; "
           f"Kubernetes ~340 s, Nomad ~20-40 s, Swarm ~15 s by default)")
-    print(f"  docker kill -> restart begun: median {statistics.median(killed) * 1000:.0f} ms, "
-          f"max {max(killed) * 1000:.0f} ms over {len(killed)} trials (target <= 1 s; Swarm ~5.5 s)")
+    print(f"  container died -> restart begun (engine's die and start events): median "
+          f"{statistics.median(die_to_start) * 1000:.0f} ms, max {max(die_to_start) * 1000:.0f} ms over "
+          f"{len(die_to_start)} trials (target <= 1 s; Swarm ~5.5 s)")
+    print(f"  `docker kill` issued -> restart begun (includes the engine's own kill latency): median "
+          f"{statistics.median(killed) * 1000:.0f} ms, max {max(killed) * 1000:.0f} ms")
 
 
 if __name__ == "__main__":

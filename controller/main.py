@@ -256,6 +256,17 @@ class Controller:
                 await msg.respond(reply.to_wire())
 
     # --- reconcile -------------------------------------------------------------------------------------------
+    def _next_wait(self, now: float) -> float:
+        """Sleep until the next resync, or until the moment a node's heartbeats would run out (so that a lost
+        node is acted on at once, not up to a resync interval later)."""
+        wait = self.cfg.resync_interval
+        for node in self.state.nodes.values():
+            last = node.last_heartbeat if node.last_heartbeat is not None else node.seen_since
+            due = last + self.cfg.node_grace - now
+            if due >= 0:
+                wait = min(wait, due + 0.01)
+        return max(0.0, wait)
+
     def _warm(self, now: float) -> bool:
         """After a (re)start, wait until every known node has reported (or its grace ran out) before acting,
         so that replicas whose status is simply not known yet are not replaced."""
@@ -267,7 +278,7 @@ class Controller:
         while True:
             # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that races a wake-up.
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.cfg.resync_interval):
+                async with asyncio.timeout(self._next_wait(time.time())):
                     await self._dirty.wait()
             self._dirty.clear()
             now = time.time()
