@@ -75,6 +75,9 @@ async def run_until_signal(main: Coroutine[Any, Any, None]) -> None:
 
 
 def _run_daemon(what: str, main: Coroutine[Any, Any, None]) -> None:
+    from drover.shared.loop import install_fast_loop
+
+    install_fast_loop()
     try:
         asyncio.run(run_until_signal(main))
     except KeyboardInterrupt:
@@ -137,6 +140,12 @@ def controller_cmd(
 @click.option("--cluster", envvar="DROVER_CLUSTER", default="default", show_default=True, callback=_cluster)
 @click.option("--metrics-port", type=click.IntRange(0, 65535), default=None, help="Serve Prometheus metrics here.")
 @click.option("--metrics-address", default="127.0.0.1", show_default=True)
+@click.option(
+    "--proxy-strategy", type=click.Choice(["round-robin", "least-conn"]), default="round-robin", show_default=True,
+    help="How the per-node proxy picks an endpoint.",
+)
+@click.option("--gossip-key", envvar="DROVER_GOSSIP_KEY", default=None, metavar="HEX",
+              help="Cluster gossip key, hex (default: fetched from the cluster's KV store).")
 @click.option("--log-level", type=LOG_LEVELS, default="info", show_default=True)
 def agent_cmd(
     nats_url: str,
@@ -149,6 +158,8 @@ def agent_cmd(
     cluster: str,
     metrics_port: int | None,
     metrics_address: str,
+    proxy_strategy: str,
+    gossip_key: str | None,
     log_level: str,
 ) -> None:
     """Run an agent for one node in the foreground (until SIGINT/SIGTERM)."""
@@ -168,8 +179,22 @@ def agent_cmd(
         memory=memory,
         metrics_port=metrics_port,
         metrics_address=metrics_address,
+        proxy_strategy=proxy_strategy,
+        gossip_key=_hex_key(gossip_key),
     )
     _run_daemon("agent", run_agent(cfg))
+
+
+def _hex_key(value: str | None) -> bytes | None:
+    if value is None:
+        return None
+    try:
+        key = bytes.fromhex(value)
+    except ValueError:
+        raise click.BadParameter("must be hexadecimal", param_hint="'--gossip-key'") from None
+    if len(key) < 16:
+        raise click.BadParameter("must be at least 16 bytes (32 hex digits)", param_hint="'--gossip-key'")
+    return key
 
 
 __all__ = ["agent_cmd", "controller_cmd", "run_until_signal"]

@@ -402,6 +402,9 @@ def up_cmd(
         driver=driver,
         log_level=log_level,
     )
+    from drover.shared.loop import install_fast_loop
+
+    install_fast_loop()
     try:
         asyncio.run(run_up(opts))
     except KeyboardInterrupt:

@@ -32,7 +32,9 @@ def svc(name: str, replicas: int, revision: int = 1) -> ServiceRecord:
     return ServiceRecord(name=name, spec=SPEC, replicas=replicas, revision=revision, updated=NOW)
 
 
-def snap(nodes: list[NodeState], services: list[ServiceRecord], assignments: dict[str, list[AssignedContainer]]) -> Snapshot:
+def snap(
+    nodes: list[NodeState], services: list[ServiceRecord], assignments: dict[str, list[AssignedContainer]]
+) -> Snapshot:
     return Snapshot(
         now=NOW, node_grace=3.0,
         services={s.name: s for s in services},
