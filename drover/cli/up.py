@@ -370,7 +370,10 @@ def _cluster(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
 @click.option("--agents", type=click.IntRange(min=0), default=1, show_default=True, help="Number of local agents.")
 @click.option("--cluster", default="default", show_default=True, callback=_cluster, help="Cluster name.")
 @click.option("--keep", is_flag=True, help="Leave the containers running on stop.")
-@click.option("--metrics", is_flag=True, help="Serve Prometheus metrics on free ports (printed).")
+@click.option(
+    "--metrics/--no-metrics", default=True, show_default=True,
+    help="Serve the controller's and agents' Prometheus metrics on free ports of 127.0.0.1 (printed).",
+)
 @click.option(
     "--driver", type=click.Choice(["docker", "process", "sim"]), default="docker", show_default=True,
     help="How the agents run containers.",

@@ -314,3 +314,39 @@ async def test_second_apply_during_rollout_newest_wins(env: Any) -> None:
     await wait_for(lambda: _status_is(call, "web", "available", 3), 30, message="newest spec wins")
     rows = (await call("get_containers", service="web")).data
     assert len(rows) == 5 and {r["revision"] for r in rows} == {3}
+
+
+async def test_controller_survives_nats_restart(nats_server: NatsServer, cluster_name: str) -> None:
+    """Losing NATS never stops the controller: once the server is back it answers and reconciles again."""
+    ctl = Controller(ControllerConfig(nats_url=nats_server.url, cluster=cluster_name, node_grace=1.5))
+    await ctl.start()
+    try:
+        await wait_for(lambda: ctl.is_leader, 10)
+        await nats_server.astop()
+        await asyncio.sleep(0)  # let the clients notice the disconnect
+        await nats_server.astart()
+        nc = await bus.connect(nats_server.url, name="test")
+        store = await bus.open_store(nc, cluster_name)
+        agents = FakeAgents(nc, store, Names(cluster_name))
+
+        async def call(verb: str, **body: Any) -> ApiReply:
+            msg = await nc.request(Names(cluster_name).api(verb), wire.encode(body), timeout=5)
+            return ApiReply.from_wire(msg.data)
+
+        try:
+            await agents.add("n1")
+            await wait_for(lambda: _call_ok(call), 20, message="controller answers after the restart")
+            assert (await call("apply", manifests=[manifest(replicas=2)])).ok
+            await wait_for(lambda: _ready(call, "web", 2), 20, message="controller reconciles after the restart")
+        finally:
+            agents.stop()
+            await nc.drain()
+    finally:
+        await ctl.stop()
+
+
+async def _call_ok(call: Any) -> bool:
+    try:
+        return bool((await call("get_nodes")).ok)
+    except Exception:
+        return False
