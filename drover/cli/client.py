@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import signal
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
@@ -17,6 +16,7 @@ from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 
 from drover.cli.context import Target
+from drover.cli.signals import run_until_signal
 from drover.shared import wire
 from drover.shared.errors import WireError
 from drover.shared.models import ApiReply
@@ -226,25 +226,6 @@ def run(target: Target, fn: Callable[[Client], Awaitable[T]], *, keep_reconnecti
 
     if not keep_reconnecting:
         return asyncio.run(main())
-    return asyncio.run(_until_signal(main()))  # type: ignore[return-value]
+    return asyncio.run(run_until_signal(main()))  # type: ignore[return-value]
 
 
-async def _until_signal(coro: Awaitable[T]) -> T | None:
-    loop = asyncio.get_running_loop()
-    task = asyncio.ensure_future(coro)
-    stopped = False
-
-    def stop() -> None:
-        nonlocal stopped
-        stopped = True
-        task.cancel()
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(sig, stop)
-    try:
-        return await task
-    except asyncio.CancelledError:
-        if stopped:
-            return None
-        raise

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import signal
 import socket
 from collections.abc import Coroutine
 from typing import Any
@@ -12,6 +10,7 @@ from typing import Any
 import click
 
 from drover.cli.client import EXIT_FAILED, CliError
+from drover.cli.signals import run_until_signal
 from drover.shared.subjects import check_cluster
 from drover.shared.units import parse_cpu, parse_duration, parse_memory
 
@@ -45,33 +44,6 @@ def _labels(_ctx: click.Context, _param: click.Parameter, value: tuple[str, ...]
             raise click.BadParameter(f"{item!r}: expected key=value")
         labels[k.strip()] = v.strip()
     return labels
-
-
-async def run_until_signal(main: Coroutine[Any, Any, None]) -> None:
-    """Run ``main`` until it ends or SIGINT/SIGTERM cancels it (its own clean-up runs on cancellation)."""
-    loop = asyncio.get_running_loop()
-    task = asyncio.ensure_future(main)
-    stopping = False
-
-    def stop() -> None:
-        nonlocal stopping
-        if stopping:  # a second signal while shutting down: stop waiting
-            return
-        stopping = True
-        task.cancel()
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop)
-    try:
-        await task
-    except asyncio.CancelledError:
-        if not stopping:
-            raise
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.remove_signal_handler(sig)
 
 
 def _run_daemon(what: str, main: Coroutine[Any, Any, None]) -> None:
@@ -197,4 +169,4 @@ def _hex_key(value: str | None) -> bytes | None:
     return key
 
 
-__all__ = ["agent_cmd", "controller_cmd", "run_until_signal"]
+__all__ = ["agent_cmd", "controller_cmd"]
