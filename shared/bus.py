@@ -8,6 +8,7 @@ import re
 from typing import Any
 
 import nats
+import nats.errors
 import structlog
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
@@ -84,6 +85,7 @@ class ClusterStore:
         self.assignments: KeyValue
         self.nodes: KeyValue
         self.nodectl: KeyValue
+        self.config: KeyValue
 
     async def open(self) -> ClusterStore:
         n = self.names
@@ -91,6 +93,7 @@ class ClusterStore:
         self.assignments = await self._bucket(n.assignments_bucket, history=1)
         self.nodes = await self._bucket(n.nodes_bucket, history=1)
         self.nodectl = await self._bucket(n.nodectl_bucket, history=1)
+        self.config = await self._bucket(n.config_bucket, history=1)
         await self._events_stream()
         return self
 
@@ -137,7 +140,7 @@ async def open_store(nc: NATS, cluster: str) -> ClusterStore:
             return await ClusterStore(nc, Names(cluster)).open()
         except PermanentError:
             raise
-        except Exception as exc:
+        except (nats.errors.Error, TimeoutError, OSError) as exc:  # nats.js errors derive from nats.errors.Error
             log.warning("jetstream not ready, retrying", error=repr(exc))
             await asyncio.sleep(delay)
             delay = min(delay * 2, 1.0)

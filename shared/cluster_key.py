@@ -1,8 +1,8 @@
 """The cluster's shared gossip key (HMAC secret that keeps foreign datagrams out of the agents' gossip).
 
 Created once (by the controller or the first agent, whoever asks first) as 32 random bytes and kept in the
-``nodectl`` bucket under the key ``gossip-key``. The value is a wire map ``{"v": 1, "gossip_key": bytes}``
-so that readers of the bucket that decode every entry as a ``NodeControl`` see a harmless default record.
+cluster's ``config`` bucket under the key ``gossip-key`` (its own bucket, so no node name can collide with
+it), as a wire map ``{"v": 1, "gossip_key": bytes}``.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def decode_key(data: bytes) -> bytes:
 
 
 async def cluster_key(store: Any, *, attempts: int = 20) -> bytes:
-    """The cluster key from ``store.nodectl``; created (first writer wins) when absent.
+    """The cluster key from ``store.config``; created (first writer wins) when absent.
 
     Retries while JetStream is briefly unavailable; raises ``TemporaryError`` when it never answers.
     """
@@ -42,14 +42,14 @@ async def cluster_key(store: Any, *, attempts: int = 20) -> bytes:
     for _ in range(attempts):
         try:
             try:
-                entry = await store.nodectl.get(KEY_NAME)
+                entry = await store.config.get(KEY_NAME)
                 if entry.value:
                     return decode_key(entry.value)
             except KeyNotFoundError:
                 pass
             key = secrets.token_bytes(KEY_BYTES)
             try:
-                await store.nodectl.create(KEY_NAME, encode_key(key))
+                await store.config.create(KEY_NAME, encode_key(key))
                 return key
             except KeyWrongLastSequenceError:
                 continue  # someone else created it first: read theirs

@@ -29,6 +29,7 @@ class Names:
         self.nodes_bucket = f"drover_{c}_nodes"  # key: node name -> NodeRegistration (agent-owned)
         self.nodectl_bucket = f"drover_{c}_nodectl"  # node -> NodeControl (controller-owned)
         self.leader_bucket = f"drover_{c}_leader"
+        self.config_bucket = f"drover_{c}_config"  # cluster-wide settings, e.g. the gossip key
         # JetStream stream holding the cluster's events.
         self.events_stream = f"DROVER_{c}_EVENTS"
         self.events_prefix = f"drover.{c}.events"

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 import math
+import os
 import re
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
@@ -42,6 +43,7 @@ L_SERVICE = "drover.service"
 L_NODE = "drover.node"
 L_REVISION = "drover.revision"
 L_ID = "drover.id"
+UNTHROTTLED = (os.cpu_count() or 1) * 1_000_000_000  # NanoCpus that cannot throttle on this host
 MIN_MEMORY = 6 * 1024 * 1024  # Docker refuses less
 
 _TS = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)?$")
@@ -188,6 +190,15 @@ class DockerDriver:
 
     # --- actions ------------------------------------------------------------------------------
 
+    @staticmethod
+    def cpu_limit(spec: dict[str, Any]) -> int:
+        """The spec's cpu as Docker's NanoCpus (0 = no limit)."""
+        res = spec.get("resources") or {}
+        cpu = res.get("cpu") if isinstance(res, dict) else None
+        if isinstance(cpu, int | float) and not isinstance(cpu, bool) and cpu > 0:
+            return int(cpu * 1e9)
+        return 0
+
     def container_config(self, a: AssignedContainer, address: str) -> dict[str, Any]:
         spec = a.spec
         name = container_name(a.service, a.id)
@@ -200,10 +211,9 @@ class DockerDriver:
         }
         hostcfg: dict[str, Any] = {"Init": True, "RestartPolicy": {"Name": "no"}}
         res = spec.get("resources") or {}
-        cpu = res.get("cpu") if isinstance(res, dict) else None
         mem = res.get("memory") if isinstance(res, dict) else None
-        if isinstance(cpu, int | float) and not isinstance(cpu, bool) and cpu > 0:
-            hostcfg["NanoCpus"] = int(cpu * 1e9)
+        # No NanoCpus here: the CPU quota is applied right after the start (see _start), because a small quota
+        # (0.1 cpu and less) throttles runc and docker-init themselves and makes a start take seconds.
         if isinstance(mem, int) and not isinstance(mem, bool) and mem > 0:
             hostcfg["Memory"] = max(mem, MIN_MEMORY)
         ports = published_ports(spec)
@@ -262,7 +272,7 @@ class DockerDriver:
                 container = await self._adopt_by_name(name)
             else:
                 raise DriverError(f"docker create failed: {exc.message}") from exc
-        return await self._start(container.id)
+        return await self._start(container.id, self.cpu_limit(assigned.spec))
 
     async def _adopt_by_name(self, name: str) -> Any:
         try:
@@ -274,18 +284,34 @@ class DockerDriver:
             raise DriverError(f"container name {name} is taken by a container drover does not own")
         return c
 
-    async def _start(self, container_id: str) -> Observed:
+    async def _start(self, container_id: str, nano_cpus: int | None = None) -> Observed:
+        """Start a container, then apply its CPU quota. ``nano_cpus`` None (a restart): the quota the container
+        already has is lifted for the start and put back after it, so a throttled cgroup never slows the start."""
         c = self.docker.containers.container(container_id)
+        if nano_cpus is None:
+            info = await c.show()
+            nano_cpus = int((info.get("HostConfig") or {}).get("NanoCpus") or 0)
+            if nano_cpus:
+                await self._set_cpu(container_id, UNTHROTTLED)
         try:
             await c.start()
         except DockerError as exc:
             if exc.status != 304:  # 304: already running
                 raise DriverError(f"docker start failed: {exc.message}") from exc
+        if nano_cpus:
+            await self._set_cpu(container_id, nano_cpus)
         self.forget(container_id)
         obs = await self._inspect(container_id)
         if obs is None:
             raise DriverError(f"container {container_id[:12]} vanished after start")
         return obs
+
+    async def _set_cpu(self, container_id: str, nano_cpus: int) -> None:
+        try:
+            await self.docker._query_json(f"containers/{container_id}/update", method="POST",
+                                          data={"NanoCpus": nano_cpus})
+        except DockerError as exc:
+            raise DriverError(f"docker update (cpu limit) failed: {exc.message}") from exc
 
     async def restart(self, container_id: str) -> Observed:
         return await self._start(container_id)

@@ -146,6 +146,9 @@ async def test_exited_container_restarts_unless_never(
         assert t.statuses("n1")["c3"].restarts == 0 and t.statuses("n1")["c3"].state == "exited"
         assert any(e.container == "c1" for e in t.events_of("restarted"))
         assert any(e.container == "c2" and "exit code 3" in e.message for e in t.events_of("died"))
+        # The CPU quota (lifted while a container starts) is back in place after each restart.
+        c1 = await docker_client.containers.get(t.statuses("n1")["c1"].container_id)
+        assert c1._container["HostConfig"]["NanoCpus"] == 100_000_000
 
 
 async def test_failing_http_probe_restarts_the_container(

@@ -212,7 +212,7 @@ async def test_agents_share_one_cluster_key(nats_server: NatsServer, cluster_nam
         store = await bus.open_store(nc, cluster_name)
         k1, k2 = await cluster_key(store), await cluster_key(store)
         assert k1 == k2 and len(k1) == 32
-        assert decode_key((await store.nodectl.get(KEY_NAME)).value or b"") == k1
+        assert decode_key((await store.config.get(KEY_NAME)).value or b"") == k1
         async with running_agent(nats_server.url, cluster_name, "s1", driver="sim", metrics_port=0) as agent:
             assert agent.discovery is not None and agent.discovery.gossip is not None
             assert agent.discovery.gossip.key == k1
