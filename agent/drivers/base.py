@@ -6,6 +6,7 @@ runtime's own; replica ids (``Observed.id``) are drover's (the ``drover.id`` lab
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -156,3 +157,31 @@ def spec_float(spec: dict[str, Any], key: str, default: float) -> float:
     if isinstance(v, bool) or not isinstance(v, int | float):
         return default
     return float(v)
+
+
+class EventFanout:
+    """In-process drivers' event stream: every ``events()`` iterator gets each emitted event; ``close()`` ends
+    them all."""
+
+    def __init__(self) -> None:
+        self._subscribers: list[asyncio.Queue[DriverEvent | None]] = []
+
+    def emit(self, ev: DriverEvent) -> None:
+        for q in self._subscribers:
+            q.put_nowait(ev)
+
+    async def events(self) -> AsyncIterator[DriverEvent]:
+        q: asyncio.Queue[DriverEvent | None] = asyncio.Queue()
+        self._subscribers.append(q)
+        try:
+            while True:
+                ev = await q.get()
+                if ev is None:
+                    return
+                yield ev
+        finally:
+            self._subscribers.remove(q)
+
+    def close(self) -> None:
+        for q in self._subscribers:
+            q.put_nowait(None)

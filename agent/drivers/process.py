@@ -22,6 +22,7 @@ from drover.agent.drivers.base import (
     RUNNING,
     DriverError,
     DriverEvent,
+    EventFanout,
     ImageMissing,
     Observed,
     container_name,
@@ -53,12 +54,11 @@ class ProcessDriver:
         self.cluster = cluster
         self.node = node
         self._procs: dict[str, _Proc] = {}
-        self._subscribers: list[asyncio.Queue[DriverEvent | None]] = []
+        self._fanout = EventFanout()
         self._seq = 0
 
     def _emit(self, ev: DriverEvent) -> None:
-        for q in self._subscribers:
-            q.put_nowait(ev)
+        self._fanout.emit(ev)
 
     async def list(self) -> list[Observed]:
         return [Observed(**vars(p.obs)) for p in self._procs.values()]
@@ -149,17 +149,8 @@ class ProcessDriver:
             p = self._procs.pop(container_id)
             self._emit(DriverEvent(p.obs.id, "destroy", container_id))
 
-    async def events(self) -> AsyncIterator[DriverEvent]:
-        q: asyncio.Queue[DriverEvent | None] = asyncio.Queue()
-        self._subscribers.append(q)
-        try:
-            while True:
-                ev = await q.get()
-                if ev is None:
-                    return
-                yield ev
-        finally:
-            self._subscribers.remove(q)
+    def events(self) -> AsyncIterator[DriverEvent]:
+        return self._fanout.events()
 
     async def logs(self, container_id: str, tail: int | None, follow: bool) -> AsyncIterator[str]:
         p = self._get(container_id)
@@ -199,5 +190,4 @@ class ProcessDriver:
         for cid in list(self._procs):
             with contextlib.suppress(Exception):
                 await self.stop(cid, 2.0)
-        for q in self._subscribers:
-            q.put_nowait(None)
+        self._fanout.close()

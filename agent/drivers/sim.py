@@ -17,6 +17,7 @@ from drover.agent.drivers.base import (
     RUNNING,
     DriverError,
     DriverEvent,
+    EventFanout,
     Observed,
     container_name,
     host_network,
@@ -35,12 +36,11 @@ class SimDriver:
         self.node = node
         self.containers: dict[str, Observed] = {}
         self.logs_of: dict[str, list[str]] = {}
-        self._subscribers: list[asyncio.Queue[DriverEvent | None]] = []
+        self._fanout = EventFanout()
         self._exited: dict[str, asyncio.Event] = {}
 
     def _emit(self, ev: DriverEvent) -> None:
-        for q in self._subscribers:
-            q.put_nowait(ev)
+        self._fanout.emit(ev)
 
     async def list(self) -> list[Observed]:
         return [Observed(**vars(o)) for o in self.containers.values()]
@@ -99,17 +99,8 @@ class SimDriver:
         if obs is not None:
             self._emit(DriverEvent(obs.id, "destroy", container_id))
 
-    async def events(self) -> AsyncIterator[DriverEvent]:
-        q: asyncio.Queue[DriverEvent | None] = asyncio.Queue()
-        self._subscribers.append(q)
-        try:
-            while True:
-                ev = await q.get()
-                if ev is None:
-                    return
-                yield ev
-        finally:
-            self._subscribers.remove(q)
+    def events(self) -> AsyncIterator[DriverEvent]:
+        return self._fanout.events()
 
     async def logs(self, container_id: str, tail: int | None, follow: bool) -> AsyncIterator[str]:
         lines = list(self.logs_of.get(container_id, []))
@@ -124,5 +115,4 @@ class SimDriver:
         return 0 if self._get(container_id).state == RUNNING else 1
 
     async def close(self) -> None:
-        for q in self._subscribers:
-            q.put_nowait(None)
+        self._fanout.close()
