@@ -47,6 +47,7 @@ from drover.agent.reconcile import (
     stop_grace,
 )
 from drover.agent.status import container_status, observed_status
+from drover.agent.usage import UsageCollector
 from drover.shared import bus
 from drover.shared.bus import ClusterStore
 from drover.shared.errors import WireError
@@ -105,6 +106,7 @@ class Agent:
         self.gossip_port = 0  # set by the gossip layer, published in the registration
         self._status_listeners: list[Callable[[list[ContainerStatus]], None]] = []
         self.discovery: Discovery | None = None  # gossip, per-node proxy, endpoints API (agent/discovery.py)
+        self.usage: UsageCollector | None = None  # cpu/memory/request-rate measurements (agent/usage.py)
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -130,6 +132,8 @@ class Agent:
             on_miss=lambda a, o, why: self.metrics.probe_failures.inc(),
             spawn=self.sup.spawn,
         )
+        usage = self.usage = UsageCollector(self.driver, spawn=self.sup.spawn)
+        self.add_status_listener(lambda statuses: usage.sync(self.assignment, statuses))
         if self.cfg.metrics_port is not None:
             self.metrics_port = self.metrics.serve(self.cfg.metrics_address, self.cfg.metrics_port)
         self.nc = await bus.connect(self.cfg.nats_url, name=f"drover-agent-{self.node}", retry_forever=True)
@@ -162,6 +166,8 @@ class Agent:
             await self.discovery.stop()  # peers drop this node's endpoints before its containers go
         if self._probes is not None:
             await self._probes.stop()
+        if self.usage is not None:
+            await self.usage.stop()
         if self._logs is not None:
             await self._logs.stop()
         if remove_containers:
@@ -474,7 +480,7 @@ class Agent:
 
     def heartbeat(self) -> Heartbeat:
         self._hb_seq += 1
-        return Heartbeat(
+        hb = Heartbeat(
             node=self.node,
             boot_id=self.boot_id,
             seq=self._hb_seq,
@@ -482,6 +488,7 @@ class Agent:
             generation=self.assignment.generation if self.assignment else 0,
             containers=list(self.statuses),
         )
+        return self.usage.fill(hb, self.discovery) if self.usage is not None else hb
 
     async def _publish_heartbeat(self) -> None:
         nc = self.nc

@@ -128,6 +128,9 @@ class ContainerStatus(Record):
     started_at: float | None = None
     exit_code: int | None = None
     message: str = ""
+    # Usage of the requests (autoscaled services only; None = not measured): 100 = the whole cpu / memory request.
+    cpu_percent: float | None = None
+    memory_percent: float | None = None
 
 
 class Heartbeat(Record):
@@ -139,6 +142,8 @@ class Heartbeat(Record):
     time: float = 0.0
     generation: int = 0  # the assignment generation the agent has converged to (or is converging to)
     containers: list[ContainerStatus] = Field(default_factory=list)
+    # New connections per second through this node's proxy, by service (all proxied services).
+    service_rps: dict[str, float] = Field(default_factory=dict)
 
 
 class Event(Record):
