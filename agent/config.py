@@ -42,6 +42,7 @@ class AgentConfig:
     pull_images: bool = True  # docker: try one pull of a missing image
     gossip_key: bytes | None = None  # cluster gossip key; fetched from (or created in) the KV store when None
     proxy_strategy: str = "round-robin"  # per-node proxy: round-robin | least-conn
+    dns_port: int | None = None  # UDP port of the <service>.drover responder on `address`; None = off, 0 = free
 
     def __post_init__(self) -> None:
         if self.cpu is None:

@@ -23,6 +23,9 @@ registers (its gossip port goes into the registration):
   when they are created (upper-cased, every character outside ``[A-Za-z0-9]`` turned into ``_``, so
   ``my-api`` → ``DROVER_SERVICE_MY_API_ADDR`` and ``web:admin`` → ``DROVER_SERVICE_WEB_ADMIN_ADDR``);
   the spec's own ``env`` wins on a clash.
+* **DNS.** With ``cfg.dns_port`` set, a ``DnsResponder`` (``agent/dns``) on ``(cfg.address, dns_port)``
+  answers ``A <service>.drover`` with ``cfg.address`` and ``SRV _<port>._tcp.<service>.drover`` with the
+  expose port, from the services bucket (``lookup_table``; the last known table is kept while NATS is away).
 * **Endpoints API.** ``Names.endpoints`` (queue group ``agents``): ``{"service": NAME}`` (optional) →
   ``{"ok": true, "endpoints": [{"service", "address", "port", "node", "container", "ready", "revision"}]}``.
 """
@@ -38,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from drover.agent.dns import DnsResponder, lookup_table
 from drover.agent.drivers.base import spec_env
 from drover.agent.gossip import Endpoint, GossipConfig, GossipNode
 from drover.agent.proxy import LEAST_CONNECTIONS, ROUND_ROBIN, Backend, NodeProxy
@@ -180,6 +184,8 @@ class Discovery:
         self.gossip: GossipNode | None = None
         self.proxy: NodeProxy | None = None
         self.services: dict[str, int] = {}  # proxy key -> expose port (last known; kept while NATS is away)
+        self.dns: DnsResponder | None = None
+        self.dns_names: dict[str, int] = {}  # DNS key (NAME, NAME:PORTNAME) -> expose port
         self.seeds: list[tuple[str, str, int]] = []
         self.bad_records = 0
         self._backends: dict[str, tuple[Backend, ...]] = {}
@@ -196,6 +202,10 @@ class Discovery:
         Needs the agent's NATS connection and store; call before the agent registers."""
         agent = self.agent
         assert agent.store is not None and agent.nc is not None and agent.sup is not None
+        if self.cfg.dns_port is not None:  # first: a port that cannot be bound fails the start cleanly
+            dns = DnsResponder(self.cfg.address, self.cfg.dns_port, lambda k: self.dns_names.get(k), self.cfg.cluster)
+            await dns.start()
+            self.dns = dns
         key = self.cfg.gossip_key or await cluster_key(agent.store)
         gossip = GossipNode(self.cfg.node, self.cfg.address, key, port=0, config=GOSSIP_CONFIG)
         gossip.on_change(self._rebuild_backends)
@@ -215,7 +225,11 @@ class Discovery:
         agent.sup.start("discovery-nodes", lambda: self._follow(lambda: store.nodes, self._on_nodes))
         agent.sup.start("discovery-services", lambda: self._follow(lambda: store.services, self._apply_services))
         self.log.info(
-            "discovery started", gossip_port=agent.gossip_port, services=self.services, strategy=self.strategy
+            "discovery started",
+            gossip_port=agent.gossip_port,
+            dns_port=self.dns.port if self.dns is not None else None,
+            services=self.services,
+            strategy=self.strategy,
         )
 
     async def stop(self) -> None:
@@ -231,6 +245,8 @@ class Discovery:
         if self.proxy is not None:
             with contextlib.suppress(Exception):
                 await self.proxy.close()
+        if self.dns is not None:
+            await self.dns.stop()
 
     # --- endpoints ---------------------------------------------------------------------------------
 
@@ -292,6 +308,7 @@ class Discovery:
     async def _apply_services(self, records: Mapping[str, bytes]) -> None:
         services, bad = services_from_records(records)
         self.bad_records += bad
+        self.dns_names = lookup_table(records)
         if self.proxy is None or self._stopped:
             return
         if services != self.services or self.proxy.errors():
@@ -425,6 +442,11 @@ class _Collector:
             )
             e.add_metric([node], sum(len(b) for b in list(self.d._backends.values())))
             yield e
+        if self.d.dns is not None:
+            dns = CounterMetricFamily("drover_agent_dns_events", "DNS responder counters", labels=["node", "kind"])
+            for k, v in sorted(self.d.dns.stats.items()):
+                dns.add_metric([node, k], v)
+            yield dns
         p = self.d.proxy
         if p is not None:
             stats = {s: st.as_dict() for s, st in list(p.stats.items())}

@@ -116,6 +116,8 @@ def controller_cmd(
     "--proxy-strategy", type=click.Choice(["round-robin", "least-conn"]), default="round-robin", show_default=True,
     help="How the per-node proxy picks an endpoint.",
 )
+@click.option("--dns-port", type=click.IntRange(0, 65535), default=None,
+              help="Answer DNS for <service>.drover on --address at this UDP port (0: a free one; default: off).")
 @click.option("--gossip-key", envvar="DROVER_GOSSIP_KEY", default=None, metavar="HEX",
               help="Cluster gossip key, hex (default: fetched from the cluster's KV store).")
 @click.option("--log-level", type=LOG_LEVELS, default="info", show_default=True)
@@ -132,6 +134,7 @@ def agent_cmd(
     metrics_address: str,
     proxy_strategy: str,
     gossip_key: str | None,
+    dns_port: int | None,
     log_level: str,
 ) -> None:
     """Run an agent for one node in the foreground (until SIGINT/SIGTERM)."""
@@ -153,6 +156,7 @@ def agent_cmd(
         metrics_address=metrics_address,
         proxy_strategy=proxy_strategy,
         gossip_key=_hex_key(gossip_key),
+        dns_port=dns_port,
     )
     _run_daemon("agent", run_agent(cfg))
 
