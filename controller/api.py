@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from nats.js.errors import KeyNotFoundError
 
-from drover.controller import records, views
+from drover.controller import autoscaler, records, views
 from drover.controller.records import update_service
 from drover.shared.errors import NotFoundError, ValidationError
 from drover.shared.manifest import ManifestError, describe_change, parse_manifests, revision_view, spec_hash
@@ -214,6 +214,7 @@ async def describe_service(ctl: Controller, body: dict[str, Any]) -> Any:
         "service": views.service_rows(snap, unplaced=ctl.unplaced, name=name)[0],
         "spec": {**rec.spec, "replicas": rec.replicas},
         "rollout": {"state": rec.rollout_state, "reason": rec.rollout_reason, "paused": rec.paused},
+        "autoscale": autoscaler.describe(ctl, rec),
         "labels": rec.labels,
         "history": history,
         "containers": views.container_rows(snap, service=name),

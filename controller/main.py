@@ -18,6 +18,7 @@ from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from drover.controller import api, records
+from drover.controller.autoscaler import Autoscaler
 from drover.controller.config import ControllerConfig
 from drover.controller.leader import Elector, LeaderState, open_leader_bucket
 from drover.controller.metrics import ControllerMetrics
@@ -60,6 +61,7 @@ class Controller:
         self.sup: Supervisor | None = None
         self.elector: Elector | None = None
         self._node_status: dict[str, NodeStatus] = {}
+        self.autoscaler = Autoscaler(self)
         self.log = log.bind(controller=self.id, cluster=cfg.cluster)
 
     # --- lifecycle ------------------------------------------------------------------------------------------
@@ -95,6 +97,7 @@ class Controller:
         self.sup.start("elect", self.elector.run)
         self.sup.start("reconcile", self._reconcile_loop)
         self.sup.start("resync", self._resync_loop)
+        self.sup.start("autoscale", self.autoscaler.run)
         self.log.info("controller started", nats=self.cfg.nats_url)
 
     def _on_leadership(self, st: LeaderState) -> None:

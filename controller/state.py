@@ -38,6 +38,7 @@ class ClusterState:
     nodes: dict[str, NodeState] = field(default_factory=dict)
     controls: dict[str, NodeControl] = field(default_factory=dict)
     ready_since: dict[str, float] = field(default_factory=dict)
+    service_rps: dict[str, dict[str, float]] = field(default_factory=dict)  # node -> service -> new conns/s
     events: collections.deque[Event] = field(default_factory=lambda: collections.deque(maxlen=5000))
     term: int = 1
 
@@ -63,6 +64,7 @@ class ClusterState:
     def set_registration(self, reg: NodeRegistration | None, name: str, now: float) -> None:
         if reg is None:
             self.nodes.pop(name, None)
+            self.service_rps.pop(name, None)
             return
         node = self.nodes.get(name)
         if node is None:
@@ -95,6 +97,7 @@ class ClusterState:
         node.last_heartbeat = now
         node.boot_id = hb.boot_id
         node.generation_seen = hb.generation
+        self.service_rps[hb.node] = dict(hb.service_rps)
         new = {c.id: c for c in hb.containers}
         changed = was_lost or _digest(node.observed) != _digest(new)
         for rid, c in new.items():
