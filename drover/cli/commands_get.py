@@ -280,6 +280,20 @@ def describe_service_text(data: dict[str, Any]) -> str:
             pairs.append(("Reason", rollout.get("reason")))
     if row.get("message") and row.get("message") != rollout.get("reason"):
         pairs.append(("Message", row.get("message")))
+    autoscale = data.get("autoscale") or {}
+    if autoscale.get("policy"):
+        p = autoscale["policy"]
+        targets = ", ".join(
+            f"{label} {p[key]:g}{unit}"
+            for key, label, unit in (
+                ("cpu_percent", "cpu", "%"), ("memory_percent", "memory", "%"), ("rps_per_replica", "rps", "/replica")
+            )
+            if p.get(key) is not None
+        )
+        state = "on" if autoscale.get("enabled") else f"off ({autoscale.get('disabled_reason') or 'disabled'})"
+        pairs.append(("Autoscale", f"{state}: {p.get('min')}-{p.get('max')} replicas, {targets or 'no target'}"))
+        if autoscale.get("reason"):
+            pairs.append(("Last decision", autoscale["reason"]))
     if row.get("created"):
         pairs.append(("Created", f"{output.clock(row.get('created'))} ({output.age(row.get('created'))} ago)"))
     if row.get("updated_at"):
