@@ -23,6 +23,7 @@ import structlog
 
 from drover.agent.drivers.base import Driver, Observed
 from drover.shared.models import AssignedContainer
+from drover.shared.tasks import cancel_all
 
 log = structlog.get_logger("drover.agent.probes")
 
@@ -239,11 +240,6 @@ class ProbeManager:
             blog.error("probe loop crashed", error=repr(exc))
 
     async def stop(self) -> None:
-        tasks = [t for _, t in self._tasks.values()]
-        for t in tasks:
-            t.cancel()
-        for t in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
+        await cancel_all([t for _, t in self._tasks.values()])
         self._tasks.clear()
         self._ok.clear()

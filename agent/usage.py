@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ import structlog
 from drover.agent.drivers.base import Driver
 from drover.agent.drivers.docker import DockerDriver, parse_time
 from drover.shared.models import Assignment, ContainerState, ContainerStatus, Heartbeat
+from drover.shared.tasks import cancel_all
 
 if TYPE_CHECKING:
     from drover.agent.discovery import Discovery
@@ -216,12 +216,7 @@ class UsageCollector:
         return list(self._tasks)
 
     async def stop(self) -> None:
-        tasks = [t for _, t in self._tasks.values()]
-        for t in tasks:
-            t.cancel()
-        for t in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
+        await cancel_all([t for _, t in self._tasks.values()])
         self._tasks.clear()
         self._usage.clear()
 

@@ -93,3 +93,12 @@ class Supervisor:
                 with contextlib.suppress(BaseException):
                     t.exception()
         self._tasks.clear()
+
+
+async def cancel_all(tasks: list[asyncio.Task[Any]]) -> None:
+    """Cancel ``tasks`` and wait until each has ended (their errors are not re-raised)."""
+    for t in tasks:
+        t.cancel()
+    for t in tasks:
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await t
