@@ -228,3 +228,22 @@ async def _registered(t) -> bool:  # type: ignore[no-untyped-def]
     except Exception:
         return False
     return e.value is not None
+
+
+async def test_crash_loop_backoff_grows(
+    nats_server: NatsServer, docker_client: aiodocker.Docker, docker_cleanup: str, busybox_image: str
+) -> None:
+    """A container that exits at once is restarted with a growing delay (0, 1, 2, 4 s …) and shows crash-loop."""
+    cluster = docker_cleanup
+    async with tap(nats_server.url, cluster) as t, running_agent(nats_server.url, cluster, "n1"):
+        await t.assign("n1", [replica("cl", service="crash", command=["sh", "-c", "exit 1"], restart="always")])
+        await wait_for(lambda: len([e for e in t.events_of("restarted") if e.container == "cl"]) >= 4, 30,
+                       message="four restarts")
+        await wait_for(lambda: (s := t.statuses("n1").get("cl")) and s.state == "crash-loop", 10,
+                       message="crash-loop state")
+        assert any(e.container == "cl" for e in t.events_of("crash-loop"))
+        times = [e.time for e in t.events_of("restarted") if e.container == "cl"][:4]
+        gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+        # Each gap is the backoff (1, 2, 4 s) plus the short life of the container: it must keep growing.
+        assert gaps[0] >= 0.9 and gaps[1] >= 1.9 and gaps[2] >= 3.9, gaps
+        assert gaps[0] < gaps[1] < gaps[2], gaps
