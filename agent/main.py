@@ -70,6 +70,15 @@ def make_driver(cfg: AgentConfig) -> Driver:
     return _make_driver(cfg.driver, cfg.cluster, cfg.node, pull=cfg.pull_images)
 
 
+def _cpu(a: AssignedContainer | None) -> float | None:
+    """The cpu request of a replica's spec (0.0: none), or None when the spec is unknown."""
+    if a is None:
+        return None
+    res = a.spec.get("resources") or {}
+    cpu = res.get("cpu") if isinstance(res, dict) else None
+    return float(cpu) if isinstance(cpu, int | float) and not isinstance(cpu, bool) else 0.0
+
+
 def _rank(o: Observed) -> tuple[int, float]:
     return (1 if o.state == RUNNING else 0, o.started_at or 0.0)
 
@@ -386,7 +395,7 @@ class Agent:
         if isinstance(action, Create):
             await self._create(action.assigned)
         elif isinstance(action, Start):
-            await self.driver.restart(action.container_id)
+            await self.driver.restart(action.container_id, _cpu(specs.get(action.id)))
         elif isinstance(action, Restart):
             await self._restart(action, by_cid[action.container_id], specs.get(action.id))
         elif isinstance(action, Stop):
@@ -430,7 +439,7 @@ class Agent:
         state = self.restart_state.get(action.id, RestartState())
         new = after_restart(state, obs, now)
         self.restart_state[action.id] = new
-        await self.driver.restart(action.container_id)
+        await self.driver.restart(action.container_id, _cpu(a))
         self.metrics.restarts.inc()
         service = a.service if a else obs.service
         self.event("restarted", service, action.id, f"restarted after exit code {action.exit_code} (#{new.restarts})")

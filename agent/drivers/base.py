@@ -71,7 +71,7 @@ class Driver(Protocol):
 
     async def create_and_start(self, assigned: AssignedContainer, address: str) -> Observed: ...
 
-    async def restart(self, container_id: str) -> Observed:
+    async def restart(self, container_id: str, cpu: float | None = None) -> Observed:
         """Start an exited container again, in place."""
         ...
 

@@ -43,6 +43,14 @@ L_SERVICE = "drover.service"
 L_NODE = "drover.node"
 L_REVISION = "drover.revision"
 L_ID = "drover.id"
+
+def nano_cpus(cpu: object) -> int:
+    """Cores as Docker's NanoCpus; 0 = no limit."""
+    if isinstance(cpu, int | float) and not isinstance(cpu, bool) and cpu > 0:
+        return int(cpu * 1e9)
+    return 0
+
+
 UNTHROTTLED = (os.cpu_count() or 1) * 1_000_000_000  # NanoCpus that cannot throttle on this host
 MIN_MEMORY = 6 * 1024 * 1024  # Docker refuses less
 
@@ -194,10 +202,7 @@ class DockerDriver:
     def cpu_limit(spec: dict[str, Any]) -> int:
         """The spec's cpu as Docker's NanoCpus (0 = no limit)."""
         res = spec.get("resources") or {}
-        cpu = res.get("cpu") if isinstance(res, dict) else None
-        if isinstance(cpu, int | float) and not isinstance(cpu, bool) and cpu > 0:
-            return int(cpu * 1e9)
-        return 0
+        return nano_cpus(res.get("cpu") if isinstance(res, dict) else None)
 
     def container_config(self, a: AssignedContainer, address: str) -> dict[str, Any]:
         spec = a.spec
@@ -284,22 +289,25 @@ class DockerDriver:
             raise DriverError(f"container name {name} is taken by a container drover does not own")
         return c
 
-    async def _start(self, container_id: str, nano_cpus: int | None = None) -> Observed:
-        """Start a container, then apply its CPU quota. ``nano_cpus`` None (a restart): the quota the container
-        already has is lifted for the start and put back after it, so a throttled cgroup never slows the start."""
+    async def _start(self, container_id: str, nano: int | None = None) -> Observed:
+        """Start a container, then apply its CPU quota (a small quota set beforehand throttles runc and
+        docker-init and makes a start take seconds). For a restart the quota is lifted for the start; ``nano``
+        None (the caller does not know the spec) keeps the quota the container has."""
         c = self.docker.containers.container(container_id)
-        if nano_cpus is None:
+        if nano is None or nano > 0:
             info = await c.show()
-            nano_cpus = int((info.get("HostConfig") or {}).get("NanoCpus") or 0)
-            if nano_cpus:
+            current = int((info.get("HostConfig") or {}).get("NanoCpus") or 0)
+            if nano is None:
+                nano = current if current != UNTHROTTLED else 0
+            if nano and current != UNTHROTTLED:
                 await self._set_cpu(container_id, UNTHROTTLED)
         try:
             await c.start()
         except DockerError as exc:
             if exc.status != 304:  # 304: already running
                 raise DriverError(f"docker start failed: {exc.message}") from exc
-        if nano_cpus:
-            await self._set_cpu(container_id, nano_cpus)
+        if nano:
+            await self._set_cpu(container_id, nano)
         self.forget(container_id)
         obs = await self._inspect(container_id)
         if obs is None:
@@ -307,14 +315,19 @@ class DockerDriver:
         return obs
 
     async def _set_cpu(self, container_id: str, nano_cpus: int) -> None:
+        """Set the CPU quota. A container that already exited cannot be updated: that is not an error (the
+        quota is applied again at its next start, from its label)."""
         try:
             await self.docker._query_json(f"containers/{container_id}/update", method="POST",
                                           data={"NanoCpus": nano_cpus})
         except DockerError as exc:
+            if exc.status == 404 or "stopped container" in exc.message or "deleted process" in exc.message:
+                log.debug("cpu quota not set: the container is not running", container_id=container_id[:12])
+                return
             raise DriverError(f"docker update (cpu limit) failed: {exc.message}") from exc
 
-    async def restart(self, container_id: str) -> Observed:
-        return await self._start(container_id)
+    async def restart(self, container_id: str, cpu: float | None = None) -> Observed:
+        return await self._start(container_id, None if cpu is None else nano_cpus(cpu))
 
     async def stop(self, container_id: str, grace: float) -> None:
         self.forget(container_id)

@@ -121,7 +121,7 @@ class ProcessDriver:
             raise DriverError(f"no such process {container_id}")
         return p
 
-    async def restart(self, container_id: str) -> Observed:
+    async def restart(self, container_id: str, cpu: float | None = None) -> Observed:
         p = self._get(container_id)
         if p.obs.state == RUNNING:
             return Observed(**vars(p.obs))

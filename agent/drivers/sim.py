@@ -72,7 +72,7 @@ class SimDriver:
             raise DriverError(f"no such container {container_id}")
         return obs
 
-    async def restart(self, container_id: str) -> Observed:
+    async def restart(self, container_id: str, cpu: float | None = None) -> Observed:
         obs = self._get(container_id)
         if obs.state != RUNNING:
             obs.state, obs.started_at, obs.exit_code, obs.finished_at = RUNNING, time.time(), None, None

@@ -147,9 +147,6 @@ async def test_exited_container_restarts_unless_never(
         assert t.statuses("n1")["c3"].restarts == 0 and t.statuses("n1")["c3"].state == "exited"
         assert any(e.container == "c1" for e in t.events_of("restarted"))
         assert any(e.container == "c2" and "exit code 3" in e.message for e in t.events_of("died"))
-        # The CPU quota (lifted while a container starts) is back in place after each restart.
-        c1 = await docker_client.containers.get(t.statuses("n1")["c1"].container_id)
-        assert c1._container["HostConfig"]["NanoCpus"] == 100_000_000
 
 
 async def test_failing_http_probe_restarts_the_container(
@@ -248,3 +245,21 @@ async def test_crash_loop_backoff_grows(
         # Each gap is the backoff (1, 2, 4 s) plus the short life of the container: it must keep growing.
         assert gaps[0] >= 0.9 and gaps[1] >= 1.9 and gaps[2] >= 3.9, gaps
         assert gaps[0] < gaps[1] < gaps[2], gaps
+
+
+async def test_restart_puts_the_cpu_quota_back(
+    nats_server: NatsServer, docker_client: aiodocker.Docker, docker_cleanup: str, busybox_image: str
+) -> None:
+    """The CPU quota is lifted while a container starts (a small quota throttles runc) and is in place once it
+    runs, after the first start and after a restart."""
+    cluster = docker_cleanup
+    async with tap(nats_server.url, cluster) as t, running_agent(nats_server.url, cluster, "n1"):
+        await t.assign("n1", [replica("q1", service="quota", command=["sleep", "3600"])])
+        st = await wait_for(lambda: (s := t.statuses("n1").get("q1")) and s.state == "running" and s, 20)
+        c = await docker_client.containers.get(st.container_id)
+        assert c._container["HostConfig"]["NanoCpus"] == 100_000_000
+        await c.kill()
+        await wait_for(lambda: (s := t.statuses("n1").get("q1")) and s.restarts >= 1 and s.state == "running", 20,
+                       message="restarted")
+        c = await docker_client.containers.get(st.container_id)
+        assert c._container["HostConfig"]["NanoCpus"] == 100_000_000
