@@ -349,3 +349,16 @@ async def _call_ok(call: Any) -> bool:
         return bool((await call("get_nodes")).ok)
     except Exception:
         return False
+
+
+async def test_reapply_after_delete_starts_over(env: Any) -> None:
+    _, agents, call = env
+    await agents.add("n1")
+    assert (await call("apply", manifests=[manifest(replicas=1)])).ok
+    await wait_for(lambda: _ready(call, "web", 1), 10)
+    assert (await call("delete", names=["web"])).ok
+    await wait_for(lambda: _placed_is(call, "web", {}), 10)
+    again = await call("apply", manifests=[manifest(replicas=2)])
+    assert again.ok and again.data["results"][0] == {"kind": "service", "name": "web", "action": "created",
+                                                     "revision": 1}
+    await wait_for(lambda: _ready(call, "web", 2), 10)
