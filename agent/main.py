@@ -5,6 +5,9 @@ resync and restart back-off timers), the assignment watch, a resync every few se
 re-reads the assignment and the registration, which survives a NATS restart), the heartbeat publisher and
 the driver event stream. Losing NATS never stops the agent: containers keep running and are still
 restarted; publishing resumes when NATS is back.
+
+The registration, the assignment watch and the resync live in ``membership.py`` (``AssignmentFeed``); the
+pure status computation in ``status.py``; the pure reconciler in ``reconcile.py``.
 """
 
 from __future__ import annotations
@@ -19,14 +22,15 @@ from collections.abc import Callable, Sequence
 
 import structlog
 from nats.aio.client import Client as NATS
-from nats.js.errors import KeyNotFoundError
 
 from drover.agent.assignment import AssignmentGate
 from drover.agent.config import AgentConfig
 from drover.agent.discovery import Discovery
-from drover.agent.drivers.base import RUNNING, Driver, ImageMissing, Observed, container_name
+from drover.agent.drivers.base import Driver, ImageMissing, Observed, container_name
 from drover.agent.drivers.factory import make_driver as _make_driver
 from drover.agent.logs_api import LogsApi
+from drover.agent.membership import VERSION as VERSION
+from drover.agent.membership import AssignmentFeed, node_registration, reconnect_count
 from drover.agent.metrics import AgentMetrics
 from drover.agent.probes import ProbeManager
 from drover.agent.reconcile import (
@@ -41,16 +45,16 @@ from drover.agent.reconcile import (
     after_create,
     after_create_failure,
     after_restart,
+    cpu_quota,
     crash_looping,
     next_wakeup,
     plan,
     stop_grace,
 )
-from drover.agent.status import container_status, observed_status
+from drover.agent.status import node_statuses
 from drover.agent.usage import UsageCollector
 from drover.shared import bus
 from drover.shared.bus import ClusterStore
-from drover.shared.errors import WireError
 from drover.shared.models import (
     AssignedContainer,
     Assignment,
@@ -58,29 +62,13 @@ from drover.shared.models import (
     Event,
     Heartbeat,
     NodeRegistration,
-    Resources,
 )
 from drover.shared.subjects import Names
 from drover.shared.tasks import Supervisor
 
-VERSION = "0.1.0"
-
 
 def make_driver(cfg: AgentConfig) -> Driver:
     return _make_driver(cfg.driver, cfg.cluster, cfg.node, pull=cfg.pull_images)
-
-
-def _cpu(a: AssignedContainer | None) -> float | None:
-    """The cpu request of a replica's spec (0.0: none), or None when the spec is unknown."""
-    if a is None:
-        return None
-    res = a.spec.get("resources") or {}
-    cpu = res.get("cpu") if isinstance(res, dict) else None
-    return float(cpu) if isinstance(cpu, int | float) and not isinstance(cpu, bool) else 0.0
-
-
-def _rank(o: Observed) -> tuple[int, float]:
-    return (1 if o.state == RUNNING else 0, o.started_at or 0.0)
 
 
 class Agent:
@@ -107,8 +95,7 @@ class Agent:
         self._hb_now = asyncio.Event()
         self._next_wake: float | None = None
         self._hb_seq = 0
-        self._reconnects = 0
-        self._registered = False
+        self.feed: AssignmentFeed | None = None  # registration and assignment watch (agent/membership.py)
         self._probes: ProbeManager | None = None
         self._logs: LogsApi | None = None
         self._passes = 0
@@ -146,12 +133,26 @@ class Agent:
         if self.cfg.metrics_port is not None:
             self.metrics_port = self.metrics.serve(self.cfg.metrics_address, self.cfg.metrics_port)
         self.nc = await bus.connect(self.cfg.nats_url, name=f"drover-agent-{self.node}", retry_forever=True)
-        self._reconnects = self._reconnect_count()
+        reconnects = reconnect_count(self.nc)
         self.store = await bus.open_store(self.nc, self.cfg.cluster)
+        feed = self.feed = AssignmentFeed(
+            self.node,
+            self.boot_id,
+            self.nc,
+            self.store,
+            self.gate,
+            self.sup,
+            registration=self.registration,
+            on_assignment=self._assigned,
+            wake=self.trigger,
+            resync_interval=self.cfg.resync_interval,
+            reconnects=reconnects,
+            log=self.log,
+        )
         self.discovery = Discovery(self)
         await self.discovery.start()  # sets gossip_port before the registration
-        await self._register()
-        await self._read_assignment()
+        await feed.register()
+        await feed.read_assignment()
         try:
             await self._reconcile_pass()
         except Exception as exc:  # e.g. Docker briefly away: the reconcile loop keeps trying
@@ -160,8 +161,8 @@ class Agent:
         self._logs = LogsApi(self)
         await self._logs.start()
         self.sup.start("reconcile", self._reconcile_loop)
-        self.sup.start("watch", self._watch_loop)
-        self.sup.start("resync", self._resync_loop)
+        self.sup.start("watch", feed.watch_loop)
+        self.sup.start("resync", feed.resync_loop)
         self.sup.start("heartbeat", self._heartbeat_loop)
         self.sup.start("driver-events", self._events_loop)
         await self._publish_heartbeat()
@@ -205,17 +206,7 @@ class Agent:
     # --- registration & assignment --------------------------------------------------------------
 
     def registration(self) -> NodeRegistration:
-        return NodeRegistration(
-            name=self.node,
-            address=self.cfg.address,
-            labels=dict(self.cfg.labels),
-            capacity=Resources(cpu=self.cfg.capacity_cpu, memory=self.cfg.capacity_memory),
-            driver=self.driver.name,
-            boot_id=self.boot_id,
-            started_at=time.time(),
-            version=VERSION,
-            gossip_port=self.gossip_port,
-        )
+        return node_registration(self.cfg, self.driver.name, self.boot_id, self.gossip_port, time.time())
 
     def add_status_listener(self, callback: Callable[[list[ContainerStatus]], None]) -> None:
         """Call ``callback(statuses)`` whenever this node's container statuses change (e.g. for gossip)."""
@@ -223,114 +214,21 @@ class Agent:
 
     async def reregister(self) -> None:
         """Put the registration again (after ``gossip_port`` or labels changed)."""
-        await self._register()
-
-    async def _register(self) -> None:
-        assert self.store is not None
-        try:
-            await self.store.nodes.put(self.node, self.registration().to_wire())
-            self._registered = True
-        except Exception as exc:
-            self._registered = False
-            self.log.warning("registration failed; will retry", error=repr(exc))
-
-    async def _read_assignment(self) -> None:
-        assert self.store is not None
-        try:
-            entry = await self.store.assignments.get(self.node)
-        except KeyNotFoundError:
-            return  # nothing assigned yet: keep what runs
-        except Exception as exc:
-            self.log.warning("cannot read assignment", error=repr(exc))
-            return
-        self._offer(entry.value, entry.revision or 0, authoritative=True)
+        assert self.feed is not None
+        await self.feed.register()
 
     @property
     def assignment(self) -> Assignment | None:
         """The assignment in force (None until one was read)."""
         return self.gate.current
 
-    def _offer(self, value: bytes | None, revision: int, *, authoritative: bool) -> None:
-        rejected = self.gate.rejected
-        try:
-            new = self.gate.offer(value, revision, authoritative=authoritative)
-        except WireError as exc:
-            self.log.warning("undecodable assignment dropped", error=str(exc))
-            return
-        if self.gate.rejected != rejected:
-            self.log.warning("assignment from a stale controller term ignored", highest=self.gate.max_term)
-        if new is None:
-            return
-        self.log.info("assignment", generation=new.generation, term=new.term, containers=len(new.containers))
+    def _assigned(self, new: Assignment) -> None:
         for c in new.containers:
             self._graces[(c.id, c.revision)] = stop_grace(c.spec)
         self.trigger()
 
     def trigger(self) -> None:
         self._wake.set()
-
-    async def _watch_loop(self) -> None:
-        assert self.store is not None
-        import nats.errors
-
-        while True:
-            watcher = await self.store.assignments.watch(self.node)
-            generation = self._reconnects
-            try:
-                while generation == self._reconnects:
-                    try:
-                        entry = await watcher.updates(timeout=2.0)  # type: ignore[no-untyped-call]
-                    except nats.errors.TimeoutError:
-                        continue
-                    if entry is None:
-                        continue
-                    deleted = entry.operation in ("DEL", "PURGE")
-                    self._offer(None if deleted else entry.value, entry.revision or 0, authoritative=False)
-            finally:
-                with contextlib.suppress(Exception):
-                    await watcher.stop()  # type: ignore[no-untyped-call]
-
-    async def _resync_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.cfg.resync_interval)
-            self._check_reconnect()
-            try:
-                await self._check_registration()
-                await self._read_assignment()
-            except Exception as exc:
-                self.log.warning("resync failed", error=repr(exc))
-            self.trigger()
-
-    async def _check_registration(self) -> None:
-        assert self.store is not None
-        if not self._registered:
-            await self._register()
-            return
-        try:
-            entry = await self.store.nodes.get(self.node)
-            if entry.value is None or NodeRegistration.from_wire(entry.value).boot_id != self.boot_id:
-                await self._register()
-        except KeyNotFoundError:
-            await self._register()
-
-    def _reconnect_count(self) -> int:
-        if self.nc is None:
-            return 0
-        return int(self.nc.stats.get("reconnects", 0))
-
-    def _check_reconnect(self) -> None:
-        n = self._reconnect_count()
-        if n != self._reconnects:
-            self._reconnects = n
-            self.log.info("NATS reconnected: re-registering and re-reading the assignment")
-            self._registered = False
-            if self.sup is not None:
-                self.sup.spawn("re-register", self._after_reconnect())
-
-    async def _after_reconnect(self) -> None:
-        await self._register()
-        await self._read_assignment()
-        self.trigger()
 
     # --- reconcile ------------------------------------------------------------------------------
 
@@ -395,7 +293,7 @@ class Agent:
         if isinstance(action, Create):
             await self._create(action.assigned)
         elif isinstance(action, Start):
-            await self.driver.restart(action.container_id, _cpu(specs.get(action.id)))
+            await self.driver.restart(action.container_id, cpu_quota(specs.get(action.id)))
         elif isinstance(action, Restart):
             await self._restart(action, by_cid[action.container_id], specs.get(action.id))
         elif isinstance(action, Stop):
@@ -439,7 +337,7 @@ class Agent:
         state = self.restart_state.get(action.id, RestartState())
         new = after_restart(state, obs, now)
         self.restart_state[action.id] = new
-        await self.driver.restart(action.container_id, _cpu(a))
+        await self.driver.restart(action.container_id, cpu_quota(a))
         self.metrics.restarts.inc()
         service = a.service if a else obs.service
         self.event("restarted", service, action.id, f"restarted after exit code {action.exit_code} (#{new.restarts})")
@@ -453,27 +351,17 @@ class Agent:
         self._refresh_status()
 
     def _refresh_status(self) -> None:
-        now = time.time()
-        statuses: list[ContainerStatus] = []
-        if self.assignment is None:
-            statuses = [observed_status(o) for o in self.observed]
-        else:
-            by_id: dict[str, list[Observed]] = defaultdict(list)
-            for o in self.observed:
-                by_id[o.id].append(o)
-            probe_targets: list[tuple[AssignedContainer, Observed]] = []
-            for a in self.assignment.containers:
-                match = [o for o in by_id.get(a.id, []) if o.revision == a.revision and o.service == a.service]
-                obs = max(match, key=_rank) if match else None
-                probe_ok = None
-                if obs is not None and self._probes is not None:
-                    probe_ok = self._probes.result(obs.container_id)
-                    if obs.running:
-                        probe_targets.append((a, obs))
-                st = self.restart_state.get(a.id, RestartState())
-                statuses.append(container_status(a, obs, st, now, probe_ok=probe_ok, busy=a.id in self._busy))
-            if self._probes is not None:
-                self._probes.sync(probe_targets)
+        probes = self._probes
+        statuses, probe_targets = node_statuses(
+            self.assignment,
+            self.observed,
+            self.restart_state,
+            time.time(),
+            probe_result=probes.result if probes is not None else None,
+            busy=self._busy,
+        )
+        if probes is not None and self.assignment is not None:
+            probes.sync(probe_targets)
         counts: dict[str, int] = defaultdict(int)
         for s in statuses:
             counts[str(s.state)] += 1
@@ -514,7 +402,8 @@ class Agent:
                 async with asyncio.timeout(self.cfg.heartbeat_interval):
                     await self._hb_now.wait()
             self._hb_now.clear()
-            self._check_reconnect()
+            if self.feed is not None:
+                self.feed.check_reconnect()
             await self._publish_heartbeat()
 
     # --- driver events, probes, cluster events -------------------------------------------------

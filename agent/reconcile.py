@@ -246,3 +246,12 @@ def plan(
 def next_wakeup(actions: Sequence[Action]) -> float | None:
     waits = [a.until for a in actions if isinstance(a, Wait)]
     return min(waits) if waits else None
+
+
+def cpu_quota(a: AssignedContainer | None) -> float | None:
+    """The cpu request of a replica's spec (0.0: none), or None when the spec is unknown (restarts re-apply it)."""
+    if a is None:
+        return None
+    res = a.spec.get("resources") or {}
+    cpu = res.get("cpu") if isinstance(res, dict) else None
+    return float(cpu) if isinstance(cpu, int | float) and not isinstance(cpu, bool) else 0.0

@@ -1,10 +1,13 @@
-"""Pure: the ContainerStatus an agent reports for one replica."""
+"""Pure: the ContainerStatus an agent reports for one replica, and for all of its assignment."""
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Callable, Collection, Mapping, Sequence
+
 from drover.agent.drivers.base import CREATED, RUNNING, Observed, container_name, spec_ports
 from drover.agent.reconcile import RestartState, crash_looping
-from drover.shared.models import AssignedContainer, ContainerState, ContainerStatus
+from drover.shared.models import AssignedContainer, Assignment, ContainerState, ContainerStatus
 
 
 def port_names(spec: dict[str, object], port_map: dict[int, int]) -> tuple[int | None, dict[str, int]]:
@@ -82,3 +85,42 @@ def observed_status(obs: Observed) -> ContainerStatus:
         started_at=obs.started_at,
         exit_code=None if obs.state == RUNNING else obs.exit_code,
     )
+
+
+def rank(o: Observed) -> tuple[int, float]:
+    """Which of a replica's containers to report: a running one first, then the latest started."""
+    return (1 if o.state == RUNNING else 0, o.started_at or 0.0)
+
+
+def node_statuses(
+    assignment: Assignment | None,
+    observed: Sequence[Observed],
+    restart_state: Mapping[str, RestartState],
+    now: float,
+    *,
+    probe_result: Callable[[str], bool | None] | None = None,
+    busy: Collection[str] = (),
+) -> tuple[list[ContainerStatus], list[tuple[AssignedContainer, Observed]]]:
+    """(the statuses a node reports, the running replicas to health-probe).
+
+    Without an assignment (not read yet) every observed container is reported as it is. ``probe_result``
+    gives a container id's probe verdict (None: no probing at all); ``busy``: replica ids being created.
+    """
+    if assignment is None:
+        return [observed_status(o) for o in observed], []
+    by_id: dict[str, list[Observed]] = defaultdict(list)
+    for o in observed:
+        by_id[o.id].append(o)
+    statuses: list[ContainerStatus] = []
+    probe_targets: list[tuple[AssignedContainer, Observed]] = []
+    for a in assignment.containers:
+        match = [o for o in by_id.get(a.id, []) if o.revision == a.revision and o.service == a.service]
+        obs = max(match, key=rank) if match else None
+        probe_ok = None
+        if obs is not None and probe_result is not None:
+            probe_ok = probe_result(obs.container_id)
+            if obs.running:
+                probe_targets.append((a, obs))
+        st = restart_state.get(a.id, RestartState())
+        statuses.append(container_status(a, obs, st, now, probe_ok=probe_ok, busy=a.id in busy))
+    return statuses, probe_targets
