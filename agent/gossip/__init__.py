@@ -4,7 +4,8 @@
 ``codec.py`` the authenticated, size-bounded msgpack datagrams.
 """
 
-from drover.agent.gossip.node import GossipConfig, GossipNode
+from drover.agent.gossip.config import GossipConfig
+from drover.agent.gossip.node import GossipNode
 from drover.agent.gossip.state import Endpoint, EndpointEntry, Member, Status
 
 __all__ = ["Endpoint", "EndpointEntry", "GossipConfig", "GossipNode", "Member", "Status"]

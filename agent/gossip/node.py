@@ -11,23 +11,28 @@ Each node
   retries seeds that are not members yet, and heals partitions);
 * refutes suspicions and deaths about itself by raising its incarnation.
 
-The merge rules live in ``state.py`` (pure); the datagram format in ``codec.py``.
+The merge rules live in ``state.py`` (pure); the datagram format in ``codec.py``; probing and suspicion
+in ``detector.py`` (``FailureDetector``); the retransmit queue in ``broadcast.py``; the settings in
+``config.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import random
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import structlog
 
 from drover.agent.gossip import codec
+from drover.agent.gossip.broadcast import BroadcastQueue
 from drover.agent.gossip.codec import Kind, Message, PacketError
+from drover.agent.gossip.config import STAT_KEYS, Addr
+from drover.agent.gossip.config import GossipConfig as GossipConfig
+from drover.agent.gossip.detector import FailureDetector
 from drover.agent.gossip.state import (
     UP,
     ClusterState,
@@ -37,71 +42,11 @@ from drover.agent.gossip.state import (
     Member,
     Status,
     Update,
-    expired_suspects,
     refute,
-    retransmit_limit,
-    scaled_suspicion_timeout,
-    suspect,
-    update_key,
 )
 from drover.shared.tasks import Supervisor
 
 log = structlog.get_logger("drover.gossip")
-
-Addr = tuple[str, int]
-
-STAT_KEYS = (
-    "packets_in",
-    "packets_out",
-    "bytes_in",
-    "bytes_out",
-    "dropped_malformed",
-    "dropped_auth",
-    "dropped_oversize",
-    "dropped_version",
-    "handler_errors",
-    "callback_errors",
-    "send_errors",
-    "probes",
-    "probe_failures",
-    "indirect_probes",
-    "suspected",
-    "declared_dead",
-    "refutations",
-    "syncs",
-)
-
-
-@dataclass
-class GossipConfig:
-    probe_interval: float = 0.2
-    probe_timeout: float = 0.1
-    indirect_k: int = 3
-    suspicion_timeout: float = 0.6
-    scale_suspicion: bool = False  # multiply suspicion_timeout by log10(cluster size)
-    fanout: int = 3
-    gossip_interval: float = 0.1
-    retransmit_mult: int = 4
-    max_packet: int = 1400
-    max_packets_per_push: int = 4  # datagrams per peer per gossip round when many updates are queued
-    sync_interval: float = 2.0
-    reap_after: float = 60.0  # forget dead/left members (and their entries) after this long
-    tombstone_ttl: float = 60.0  # forget endpoint tombstones after this long
-
-
-@dataclass
-class _Probe:
-    target: str
-    incarnation: int
-    seq: int
-    sent: float
-    indirect: bool = False
-
-
-@dataclass
-class _Broadcast:
-    data: bytes
-    sent: int = 0
 
 
 class _Protocol(asyncio.DatagramProtocol):
@@ -142,23 +87,29 @@ class GossipNode:
         self._incarnation = self._epoch
         self._counter = 0
         self._rng = rng or random.Random()
-        self._seq = itertools.count(self._rng.randrange(1 << 30))
         self.state = ClusterState()
         self.stats: dict[str, int] = dict.fromkeys(STAT_KEYS, 0)
+        self._log = log.bind(node=name)
+        self._detector = FailureDetector(
+            name,
+            self.state,
+            config,
+            self._rng,
+            self.stats,
+            self._log,
+            peers=self._peers,
+            send=self._send_piggyback,
+            verdict=self._apply_local,
+        )
         self._me: Member | None = None
         self._local: dict[tuple[str, int], EndpointEntry] = {}
-        self._queue: dict[tuple[Any, ...], _Broadcast] = {}
+        self._queue = BroadcastQueue(config.retransmit_mult)  # updates still to piggy-back
         self._seeds: dict[str, Addr] = {}
-        self._suspected: dict[str, tuple[int, float]] = {}
         self._down_since: dict[str, float] = {}
         self._tomb_since: dict[EntryKey, float] = {}
-        self._probe: _Probe | None = None
-        self._probe_order: list[str] = []
-        self._relays: dict[int, tuple[Addr, int, float]] = {}
         self._callbacks: list[Callable[[], None]] = []
         self._transport: asyncio.DatagramTransport | None = None
         self._supervisor: Supervisor | None = None
-        self._log = log.bind(node=name)
         codec.encode_update(self._self_record(1))  # fail early on unencodable meta
         if len(codec.encode_update(self._self_record(1))) > config.max_packet // 2:
             raise ValueError("member meta is too large for a gossip datagram")
@@ -182,7 +133,7 @@ class GossipNode:
         me = self._self_record(self._port)
         self._me = me
         self.state.merge_member(me)
-        self._enqueue(me)
+        self._queue.add(me)
         for e in self._local.values():
             self.state.merge_entry(e)
         self._supervisor = Supervisor(f"gossip:{self.name}")
@@ -270,7 +221,7 @@ class GossipNode:
         self._local[k] = e
         if self._me is not None:
             self.state.merge_entry(e)
-        self._enqueue(e)
+        self._queue.add(e)
         if e.present:
             self._tomb_since.pop(e.key(), None)
         else:
@@ -281,7 +232,7 @@ class GossipNode:
         self._me = me
         self._incarnation = me.incarnation
         self.state.merge_member(me)
-        self._enqueue(me)
+        self._queue.add(me)
         if epoch_moved:
             # an earlier life of this node used a later epoch: re-issue every local entry under ours
             self._epoch = me.epoch
@@ -330,7 +281,7 @@ class GossipNode:
                     continue
                 if self.state.merge_member(u):
                     changed = True
-                    self._enqueue(u)
+                    self._queue.add(u)
                     self._track(u, now)
             else:
                 if u.origin == self.name:
@@ -338,7 +289,7 @@ class GossipNode:
                     continue
                 if self.state.merge_entry(u):
                     changed = True
-                    self._enqueue(u)
+                    self._queue.add(u)
                     if u.present:
                         self._tomb_since.pop(u.key(), None)
                     else:
@@ -349,16 +300,16 @@ class GossipNode:
     def _apply_local(self, m: Member, now: float) -> None:
         """A verdict of this node about another member (suspect, dead)."""
         if self.state.merge_member(m):
-            self._enqueue(m)
+            self._queue.add(m)
             self._track(m, now)
             self._notify()
 
     def _track(self, m: Member, now: float) -> None:
         if m.status is Status.SUSPECT:
-            self._suspected[m.name] = (m.incarnation, now)
+            self._detector.suspected[m.name] = (m.incarnation, now)
             self.stats["suspected"] += 1
         else:
-            self._suspected.pop(m.name, None)
+            self._detector.suspected.pop(m.name, None)
         if m.status in UP:
             self._down_since.pop(m.name, None)
         else:
@@ -374,23 +325,6 @@ class GossipNode:
                 self.stats["callback_errors"] += 1
                 self._log.error("gossip change callback failed", error=repr(exc), exc_info=True)
 
-    # ------------------------------------------------------------------ broadcast queue
-    def _enqueue(self, u: Update) -> None:
-        self._queue[update_key(u)] = _Broadcast(codec.encode_update(u))
-
-    def _queued(self) -> list[tuple[tuple[Any, ...], bytes]]:
-        return [(k, b.data) for k, b in sorted(self._queue.items(), key=lambda kv: kv[1].sent)]
-
-    def _mark_sent(self, keys: Iterable[tuple[Any, ...]]) -> None:
-        limit = retransmit_limit(self.config.retransmit_mult, len(self.state.members))
-        for k in keys:
-            b = self._queue.get(k)
-            if b is None:
-                continue
-            b.sent += 1
-            if b.sent >= limit:
-                del self._queue[k]
-
     # ------------------------------------------------------------------ sending
     def _send(self, data: bytes, addr: Addr) -> None:
         if self._transport is None:
@@ -400,11 +334,11 @@ class GossipNode:
         self._transport.sendto(data, addr)
 
     def _send_piggyback(self, kind: Kind, seq: int, addr: Addr, *, target: tuple[str, str, int] | None = None) -> None:
-        items = self._queued()
+        items = self._queue.queued()
         data, chosen = codec.pack(
             kind, self.name, seq, [d for _, d in items], self.key, self.config.max_packet, target=target
         )
-        self._mark_sent(items[i][0] for i in chosen)
+        self._queue.mark_sent((items[i][0] for i in chosen), len(self.state.members))
         self._send(data, addr)
 
     def _send_state(self, addr: Addr, *, reply: bool) -> None:
@@ -421,7 +355,7 @@ class GossipNode:
             return
         peers = self._peers()
         for m in self._rng.sample(peers, min(len(peers), self.config.fanout)):
-            items = self._queued()
+            items = self._queue.queued()
             for _ in range(self.config.max_packets_per_push):
                 if not items:
                     break
@@ -430,7 +364,7 @@ class GossipNode:
                 )
                 if not chosen:
                     break
-                self._mark_sent(items[i][0] for i in chosen)
+                self._queue.mark_sent((items[i][0] for i in chosen), len(self.state.members))
                 self._send(data, (m.address, m.port))
                 taken = set(chosen)
                 items = [it for i, it in enumerate(items) if i not in taken]
@@ -449,56 +383,6 @@ class GossipNode:
             self._send_state((m.address, m.port), reply=True)
         self._sync_seeds()
 
-    # ------------------------------------------------------------------ probing
-    def _next_probe_target(self) -> Member | None:
-        for _ in range(2):
-            while self._probe_order:
-                m = self.state.members.get(self._probe_order.pop())
-                if m is not None and m.status in UP and m.name != self.name:
-                    return m
-            self._probe_order = [m.name for m in self._peers()]
-            self._rng.shuffle(self._probe_order)
-        return None
-
-    def _probe_tick(self, now: float) -> None:
-        target = self._next_probe_target()
-        if target is None:
-            return
-        seq = next(self._seq)
-        self._probe = _Probe(target.name, target.incarnation, seq, now)
-        self.stats["probes"] += 1
-        self._send_piggyback(Kind.PING, seq, (target.address, target.port))
-
-    def _check_probe(self, now: float) -> None:
-        p = self._probe
-        if p is None:
-            return
-        m = self.state.members.get(p.target)
-        if m is None or m.status not in UP:
-            self._probe = None
-            return
-        if not p.indirect and now - p.sent >= self.config.probe_timeout:
-            p.indirect = True
-            helpers = [h for h in self._peers() if h.name != p.target]
-            for h in self._rng.sample(helpers, min(len(helpers), self.config.indirect_k)):
-                self.stats["indirect_probes"] += 1
-                self._send_piggyback(Kind.PING_REQ, p.seq, (h.address, h.port), target=(m.name, m.address, m.port))
-        if now - p.sent >= self.config.probe_interval:
-            self._probe = None
-            self.stats["probe_failures"] += 1
-            if m.status is Status.ALIVE and m.incarnation == p.incarnation:
-                self._log.debug("probe failed, suspecting", member=m.name)
-                self._apply_local(suspect(m), now)
-
-    def _check_suspects(self, now: float) -> None:
-        if not self._suspected:
-            return
-        n = sum(1 for m in self.state.members.values() if m.status in UP)
-        timeout = scaled_suspicion_timeout(self.config.suspicion_timeout, n, scale=self.config.scale_suspicion)
-        for dead in expired_suspects(self.state.members, self._suspected, now, timeout):
-            self._log.info("member declared dead", member=dead.name, incarnation=dead.incarnation)
-            self._apply_local(dead, now)
-
     # ------------------------------------------------------------------ housekeeping
     def _gc(self, now: float) -> None:
         for name, since in list(self._down_since.items()):
@@ -516,9 +400,7 @@ class GossipNode:
                     le = self._local.get(lk)
                     if le is not None and not le.present:
                         del self._local[lk]
-        for seq, (_, _, expires) in list(self._relays.items()):
-            if now >= expires:
-                del self._relays[seq]
+        self._detector.gc(now)
 
     async def _run(self) -> None:
         cfg = self.config
@@ -535,14 +417,14 @@ class GossipNode:
 
         while True:
             now = loop.time()
-            self._check_probe(now)
+            self._detector.check_probe(now)
             if now >= next_probe:
-                self._probe_tick(now)
+                self._detector.probe_tick(now)
                 next_probe = advance(next_probe, cfg.probe_interval, now)
             if now >= next_gossip:
                 self._gossip_round()
                 next_gossip = advance(next_gossip, cfg.gossip_interval, now)
-            self._check_suspects(now)
+            self._detector.check_suspects(now)
             if now >= next_sync:
                 self._sync_tick()
                 next_sync = advance(next_sync, cfg.sync_interval, now)
@@ -583,15 +465,11 @@ class GossipNode:
         if msg.kind is Kind.PING:
             self._send_piggyback(Kind.ACK, msg.seq, addr)
         elif msg.kind is Kind.ACK:
-            if self._probe is not None and self._probe.seq == msg.seq:
-                self._probe = None
-            relay = self._relays.pop(msg.seq, None)
+            relay = self._detector.acked(msg.seq)
             if relay is not None:
                 self._send_piggyback(Kind.ACK, relay[1], relay[0])
         elif msg.kind is Kind.PING_REQ and msg.target is not None:
-            seq = next(self._seq)
-            self._relays[seq] = (addr, msg.seq, now + self.config.probe_interval)
             _, t_addr, t_port = msg.target
-            self._send_piggyback(Kind.PING, seq, (t_addr, t_port))
+            self._detector.relay(addr, msg.seq, (t_addr, t_port), now)
         elif msg.kind is Kind.SYNC and msg.reply:
             self._send_state(addr, reply=False)
