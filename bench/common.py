@@ -19,8 +19,9 @@ VENV_BIN = Path(sys.executable).parent
 
 
 def nats_binary() -> str:
-    beside = VENV_BIN / "nats-server"
-    return str(beside) if beside.exists() else (shutil.which("nats-server") or "nats-server")
+    from drover.shared.natsbin import find_nats_server
+
+    return find_nats_server() or "nats-server"
 
 
 class Nats:

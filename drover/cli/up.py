@@ -13,8 +13,6 @@ import atexit
 import contextlib
 import ctypes
 import json
-import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -29,6 +27,7 @@ import click
 from drover.cli import output
 from drover.cli.client import EXIT_FAILED, CliError
 from drover.cli.context import drover_home, write_context
+from drover.shared import natsbin
 from drover.shared.subjects import check_cluster
 
 NATS_START_DEADLINE = 15.0
@@ -37,10 +36,7 @@ PR_SET_PDEATHSIG = 1
 
 
 def find_nats_server() -> str:
-    beside = Path(sys.executable).parent / "nats-server"
-    if beside.is_file() and os.access(beside, os.X_OK):
-        return str(beside)
-    found = shutil.which("nats-server")
+    found = natsbin.find_nats_server()
     if found:
         return found
     raise CliError(
