@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from drover.agent.dns import DnsResponder, lookup_table
+from drover.agent.drivers.base import exposed_ports as spec_exposed_ports
 from drover.agent.drivers.base import spec_env
 from drover.agent.gossip import Endpoint, GossipConfig, GossipNode
 from drover.agent.proxy import LEAST_CONNECTIONS, ROUND_ROBIN, Backend, NodeProxy
@@ -84,19 +85,7 @@ def proxy_key(service: str, index: int, port_name: str) -> str:
 
 def exposed_ports(service: str, spec: Mapping[str, Any]) -> dict[str, int]:
     """{proxy key: expose port} of one service spec (see the module doc for the keys)."""
-    out: dict[str, int] = {}
-    ports = spec.get("ports") or []
-    if not isinstance(ports, list):
-        return out
-    for i, p in enumerate(ports):
-        if not isinstance(p, dict):
-            continue
-        expose = p.get("expose")
-        if isinstance(expose, bool) or not isinstance(expose, int) or not 0 < expose < 65536:
-            continue
-        name = p.get("name") or str(p.get("container", i))
-        out[proxy_key(service, i, str(name))] = expose
-    return out
+    return {proxy_key(service, i, name): expose for i, name, expose in spec_exposed_ports(spec)}
 
 
 def services_from_records(records: Mapping[str, bytes]) -> tuple[dict[str, int], int]:

@@ -40,6 +40,7 @@ import structlog
 
 from drover.agent.dns import codec
 from drover.agent.dns.codec import Labels, Query, Record
+from drover.agent.drivers.base import exposed_ports
 from drover.shared.errors import WireError
 from drover.shared.models import ServiceRecord
 
@@ -86,18 +87,10 @@ def lookup_table(records: Mapping[str, bytes]) -> dict[str, int]:
         if rec.deleted:
             continue
         name = rec.name or key
-        ports = rec.spec.get("ports") or []
-        if not isinstance(ports, list):
-            continue
-        for i, p in enumerate(ports):
-            if not isinstance(p, dict):
-                continue
-            expose = p.get("expose")
-            if isinstance(expose, bool) or not isinstance(expose, int) or not 0 < expose < 65536:
-                continue
+        for i, port_name, expose in exposed_ports(rec.spec):
             if i == 0:
                 out[name] = expose
-            out[f"{name}:{p.get('name') or p.get('container', i)}"] = expose
+            out[f"{name}:{port_name}"] = expose
     return out
 
 

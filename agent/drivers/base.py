@@ -7,7 +7,7 @@ runtime's own; replica ids (``Observed.id``) are drover's (the ``drover.id`` lab
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -104,6 +104,23 @@ def spec_ports(spec: dict[str, Any]) -> list[tuple[str, int]]:
         if isinstance(port, int) and 0 < port < 65536:
             name = p.get("name") or str(port)
             out.append((str(name), port))
+    return out
+
+
+def exposed_ports(spec: Mapping[str, Any]) -> list[tuple[int, str, int]]:
+    """(index, port name, expose port) of the spec's ports that the per-node proxy exposes, in order; the name
+    defaults to the container port (or the index)."""
+    out: list[tuple[int, str, int]] = []
+    ports = spec.get("ports") or []
+    if not isinstance(ports, list):
+        return out
+    for i, p in enumerate(ports):
+        if not isinstance(p, dict):
+            continue
+        expose = p.get("expose")
+        if isinstance(expose, bool) or not isinstance(expose, int) or not 0 < expose < 65536:
+            continue
+        out.append((i, str(p.get("name") or p.get("container", i)), expose))
     return out
 
 
