@@ -101,6 +101,18 @@ def apply_verdict(rec: ServiceRecord, v: Verdict, now: float) -> ServiceRecord:
     return rec.model_copy(update={"rollout_progress": v.progress, "rollout_progress_at": v.progress_at})
 
 
+def _new_rollout(now: float) -> dict[str, object]:
+    """The record fields of a rollout that starts ``now`` (a new desired revision)."""
+    return {
+        "updated": now,
+        "rollout_state": "progressing",
+        "rollout_reason": "",
+        "rollout_started": now,
+        "rollout_progress": 0,
+        "rollout_progress_at": now,
+    }
+
+
 def new_revision(rec: ServiceRecord, spec: dict[str, object], change: str, now: float) -> ServiceRecord:
     rev = rec.max_revision() + 1
     entry = RevisionEntry(revision=rev, spec=spec, time=now, change=change)
@@ -109,12 +121,7 @@ def new_revision(rec: ServiceRecord, spec: dict[str, object], change: str, now: 
             "spec": spec,
             "revision": rev,
             "history": [*rec.history, entry][-HISTORY_LIMIT:],
-            "updated": now,
-            "rollout_state": "progressing",
-            "rollout_reason": "",
-            "rollout_started": now,
-            "rollout_progress": 0,
-            "rollout_progress_at": now,
+            **_new_rollout(now),
         }
     )
 
@@ -140,12 +147,7 @@ def undo(rec: ServiceRecord | None, name: str, to_revision: int | None, now: flo
             "spec": spec,
             "revision": to_revision,
             "history": [*history, entry][-HISTORY_LIMIT:],
-            "updated": now,
-            "rollout_state": "progressing",
-            "rollout_reason": "",
-            "rollout_started": now,
-            "rollout_progress": 0,
-            "rollout_progress_at": now,
+            **_new_rollout(now),
         }
     )
 

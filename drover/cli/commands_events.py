@@ -120,18 +120,25 @@ class _Printer:
         output.warn(f"error: {text}")
 
 
+async def _first_logs(c: Client, node: str, name: str, req: dict[str, Any], p: _Printer) -> bool:
+    """Ask the container's agent for its logs and print the lines of the reply; False (reported) on failure."""
+    try:
+        reply = await c.agent_request(node, "logs", req)
+    except CliError as exc:
+        p.error(f"logs of {name}: {'; '.join(exc.lines)}")
+        return False
+    if not reply.get("ok", False):
+        p.error(f"logs of {name}: {reply.get('error') or 'the agent refused'}")
+        return False
+    p.lines(name, reply.get("lines") or [])
+    return True
+
+
 async def _logs_once(c: Client, row: dict[str, Any], tail: int | None, p: _Printer) -> None:
     name = str(row.get("name") or row.get("id"))
     node = str(row.get("node") or "")
-    try:
-        reply = await c.agent_request(node, "logs", {"container": row.get("id") or name, "tail": tail, "follow": False})
-    except CliError as exc:
-        p.error(f"logs of {name}: {'; '.join(exc.lines)}")
-        return
-    if not reply.get("ok", False):
-        p.error(f"logs of {name}: {reply.get('error') or 'the agent refused'}")
-        return
-    p.lines(name, reply.get("lines") or [])
+    req = {"container": row.get("id") or name, "tail": tail, "follow": False}
+    await _first_logs(c, node, name, req, p)
 
 
 async def _logs_follow(c: Client, row: dict[str, Any], tail: int | None, p: _Printer) -> None:
@@ -149,15 +156,8 @@ async def _logs_follow(c: Client, row: dict[str, Any], tail: int | None, p: _Pri
     ka = asyncio.create_task(keepalive())
     try:
         req = {"container": row.get("id") or name, "tail": tail, "follow": True, "stream": stream}
-        try:
-            reply = await c.agent_request(node, "logs", req)
-        except CliError as exc:
-            p.error(f"logs of {name}: {'; '.join(exc.lines)}")
+        if not await _first_logs(c, node, name, req, p):
             return
-        if not reply.get("ok", False):
-            p.error(f"logs of {name}: {reply.get('error') or 'the agent refused'}")
-            return
-        p.lines(name, reply.get("lines") or [])
         async for msg in sub.messages:
             try:
                 body = wire.decode(msg.data)
