@@ -27,6 +27,7 @@ from drover.shared.manifest_errors import (
     display_name,
     problems_from_pydantic,
 )
+from drover.shared.workloads import MAX_ITEMS, FileSpec, JobSpec, PullPolicy, Schedule, VolumeSpec, workload_problems
 
 __all__ = [
     "AutoscalePolicy",
@@ -291,10 +292,26 @@ class ServiceSpec(_Model):
     update: UpdatePolicy = Field(default_factory=UpdatePolicy)
     autoscale: AutoscalePolicy | None = None
     placement: PlacementSpec = Field(default_factory=PlacementSpec)
+    mode: Literal["service", "global", "job"] = "service"
+    job: JobSpec | None = None
+    schedule: Schedule | None = None
+    volumes: Annotated[list[VolumeSpec], Field(max_length=MAX_ITEMS)] = Field(default_factory=list)
+    files: Annotated[list[FileSpec], Field(max_length=MAX_ITEMS)] = Field(default_factory=list)
+    pull: PullPolicy = "if-missing"
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
-        problems: list[tuple[tuple[int | str, ...], str]] = []
+        problems = workload_problems(
+            mode=self.mode, job=self.job, schedule=self.schedule, autoscale=self.autoscale,
+            volumes=self.volumes, files=self.files,
+        )
+        if self.mode == "job":
+            # Why: defaults spelt out or left out must store (and diff) the same.
+            self.job = self.job or JobSpec()
+            if "restart" not in self.model_fields_set:
+                self.restart = "on-failure"
+            elif self.restart == "always":
+                problems.append((("restart",), "must be on-failure or never for mode: job"))
         if not self.image.strip() or any(c.isspace() for c in self.image):
             problems.append((("image",), "must be an image reference without spaces"))
         seen: dict[str, dict[Any, int]] = {"name": {}, "container": {}, "expose": {}}
