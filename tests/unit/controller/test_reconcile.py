@@ -93,11 +93,12 @@ def test_never_overcommits(cpus: list[float], wants: list[int], seed: int) -> No
 
 
 def test_a_poisoned_service_is_skipped_and_the_others_placed() -> None:
-    """A service whose rollout step raises (a bad max_surge) and one whose placement raises (a constraint the
-    scheduler cannot parse) are reported in ``failed``; every other service is still placed in the same pass."""
+    """A service whose rollout step raises (a bad max_surge) and ones whose placement raises (a placement that
+    is not a map, a cpu that is not a number) are reported in ``failed``; every other service is still placed
+    in the same pass. (A constraint the grammar rejects is reported as unplaced by the scheduler itself.)"""
     bad_step = ServiceRecord(name="bad-step", spec={**SPEC, "update": {"max_surge": "lots"}}, replicas=2, updated=NOW)
     bad_place = ServiceRecord(
-        name="bad-place", spec={**SPEC, "placement": {"constraints": ["node.labels.zone ~~ a"]}}, replicas=2,
+        name="bad-place", spec={**SPEC, "placement": "zone a"}, replicas=2,
         updated=NOW,
     )
     bad_res = ServiceRecord(name="bad-res", spec={"image": "x", "resources": {"cpu": "many"}}, replicas=1, updated=NOW)
