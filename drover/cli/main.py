@@ -68,11 +68,20 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from drover.cli import commands_apply, commands_daemons, commands_events, commands_get, commands_ops, up
+    from drover.cli import (
+        commands_apply,
+        commands_daemons,
+        commands_events,
+        commands_get,
+        commands_ops,
+        commands_plan,
+        up,
+    )
 
     for cmd in (
         commands_apply.apply_cmd,
         commands_apply.delete_cmd,
+        commands_plan.diff_cmd,
         commands_get.get_cmd,
         commands_get.describe_cmd,
         commands_ops.scale_cmd,
