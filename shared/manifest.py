@@ -13,7 +13,7 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal, NamedTuple, Self
+from typing import Annotated, Any, Literal, Self
 
 import yaml
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
@@ -21,6 +21,7 @@ from pydantic import ValidationError as PydanticValidationError
 from pydantic_core import PydanticCustomError
 
 from drover.shared import units
+from drover.shared.constraints import Constraint, parse_constraint, parse_spread
 from drover.shared.manifest_errors import (
     CROSS_CHECK_ERROR,
     ManifestError,
@@ -56,8 +57,6 @@ DEFAULT_MEMORY = 64 * 1024 * 1024
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _LABEL_KEY = re.compile(r"([A-Za-z0-9.-]+/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
-_ATTRIBUTE = r"node\.name|node\.labels\.[A-Za-z0-9][-A-Za-z0-9_./]*"
-_CONSTRAINT = re.compile(rf"\s*({_ATTRIBUTE})\s*(==|!=)\s*(.*?)\s*")
 _PERCENT = re.compile(r"(\d{1,3})%")
 
 
@@ -130,12 +129,6 @@ def _constraint(value: str) -> str:
     return value
 
 
-def _spread(value: str) -> str:
-    if not re.fullmatch(_ATTRIBUTE, value.strip()):
-        raise ValueError("must be node.name or node.labels.<key>")
-    return value.strip()
-
-
 Duration = Annotated[float, BeforeValidator(units.parse_duration)]
 PositiveDuration = Annotated[float, BeforeValidator(units.parse_duration), Field(gt=0)]
 Memory = Annotated[int, BeforeValidator(units.parse_memory)]
@@ -144,35 +137,6 @@ Port = Annotated[int, BeforeValidator(_port)]
 StringList = Annotated[list[str], BeforeValidator(_string_list)]
 Text = Annotated[str, BeforeValidator(_scalar_text)]
 RolloutAmount = Annotated[int | str, BeforeValidator(_rollout_amount)]
-
-
-class Constraint(NamedTuple):
-    """A parsed placement constraint: ``attribute`` is ``node.name`` or ``node.labels.<key>``."""
-
-    attribute: str
-    op: str  # "==" or "!="
-    value: str
-
-    @property
-    def label(self) -> str | None:
-        """The label key for ``node.labels.<key>``, None for ``node.name``."""
-        return self.attribute.removeprefix("node.labels.") if self.attribute != "node.name" else None
-
-    def matches(self, node_name: str, labels: Mapping[str, str]) -> bool:
-        """Whether a node satisfies the constraint (a missing label never equals a value)."""
-        actual = node_name if self.label is None else labels.get(self.label)
-        return (actual == self.value) if self.op == "==" else (actual != self.value)
-
-
-def parse_constraint(text: str) -> Constraint:
-    """``"node.labels.zone == a"`` → ``Constraint("node.labels.zone", "==", "a")``; ValueError if bad."""
-    match = _CONSTRAINT.fullmatch(text)
-    value = match.group(3) if match else ""
-    if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
-        value = value[1:-1]
-    if match is None or not value:
-        raise ValueError("must be like 'node.labels.<key> == value' or 'node.name != value'")
-    return Constraint(match.group(1), match.group(2), value)
 
 
 def _cross_check(problems: list[tuple[tuple[int | str, ...], str]]) -> None:
@@ -272,7 +236,7 @@ class AutoscalePolicy(_Model):
 
 class PlacementSpec(_Model):
     constraints: list[Annotated[str, AfterValidator(_constraint)]] = Field(default_factory=list)
-    spread: Annotated[str, AfterValidator(_spread)] | None = None
+    spread: Annotated[str, AfterValidator(parse_spread)] | None = None
 
     def parsed_constraints(self) -> list[Constraint]:
         return [parse_constraint(c) for c in self.constraints]
