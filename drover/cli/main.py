@@ -30,6 +30,10 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "commands_apply", "delete_cmd",
         "Delete services: `delete -f FILE` or `delete service NAME...`. Their containers stop.",
     ),
+    "diff": (
+        "commands_plan", "diff_cmd",
+        "Show what `apply -f` would change, as a unified diff (exit 0 none, 1 some, 2 error).",
+    ),
     "describe": (
         "commands_get", "describe_cmd", "Show a service or node in detail: spec, status, containers, recent events."
     ),
