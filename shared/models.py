@@ -7,7 +7,7 @@ crashing a loop. ``to_wire``/``from_wire`` convert to and from the msgpack wire 
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, Any, NewType, Self
+from typing import Annotated, Any, NewType, Self, cast
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic import ValidationError as PydanticValidationError
@@ -174,7 +174,8 @@ class Assignment(Record):
                         id=r.id, service=name, revision=r.revision, spec=spec, restarts=r.restarts
                     )
                 )
-        return cls.model_construct(node=w.node, generation=w.generation, term=w.term, containers=containers)
+        built = cls.model_construct(node=w.node, generation=w.generation, term=w.term, containers=containers)
+        return cast(Self, built)
 
 
 class ContainerStatus(Record):
