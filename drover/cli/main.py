@@ -68,7 +68,16 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from drover.cli import commands_apply, commands_daemons, commands_events, commands_get, commands_ops, up
+    from drover.cli import (
+        commands_apply,
+        commands_context,
+        commands_convert,
+        commands_daemons,
+        commands_events,
+        commands_get,
+        commands_ops,
+        up,
+    )
 
     for cmd in (
         commands_apply.apply_cmd,
@@ -87,6 +96,9 @@ def _register() -> None:
         commands_daemons.controller_cmd,
         commands_daemons.agent_cmd,
         up.up_cmd,
+        commands_convert.convert_cmd,
+        commands_context.context_group,
+        commands_context.completion_cmd,
     ):
         cli.add_command(cmd)
 

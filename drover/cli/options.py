@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 import click
 
 from drover.cli import client
-from drover.cli.context import Target, resolve
+from drover.cli.context import ContextError, Target, resolve
 from drover.shared.subjects import check_cluster
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -16,6 +16,7 @@ T = TypeVar("T")
 
 _NATS = "drover.nats"
 _CLUSTER = "drover.cluster"
+_CONTEXT = "drover.context"
 
 
 def _store_nats(ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
@@ -34,8 +35,28 @@ def _store_cluster(ctx: click.Context, _param: click.Parameter, value: str | Non
     return value
 
 
+def _store_context(ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    if value:
+        ctx.meta[_CONTEXT] = value
+    return value
+
+
+def selected_context() -> str | None:
+    """The ``--context`` given to the current command (before or after its name), if any."""
+    ctx = click.get_current_context(silent=True)
+    return ctx.meta.get(_CONTEXT) if ctx is not None else None
+
+
 def cluster_options(f: F) -> F:
-    """``--nats URL`` and ``--cluster NAME`` (also accepted before the command name)."""
+    """``--nats URL``, ``--cluster NAME`` and ``--context NAME`` (also accepted before the command name)."""
+    f = click.option(
+        "--context",
+        metavar="NAME",
+        expose_value=False,
+        is_eager=True,
+        callback=_store_context,
+        help="Named context to use (else $DROVER_CONTEXT, else the current one; see 'drover context').",
+    )(f)
     f = click.option(
         "--cluster",
         metavar="NAME",
@@ -58,7 +79,10 @@ def cluster_options(f: F) -> F:
 
 def target() -> Target:
     ctx = click.get_current_context()
-    t = resolve(ctx.meta.get(_NATS), ctx.meta.get(_CLUSTER))
+    try:
+        t = resolve(ctx.meta.get(_NATS), ctx.meta.get(_CLUSTER), ctx.meta.get(_CONTEXT))
+    except ContextError as exc:
+        raise client.CliError(str(exc), code=client.EXIT_INVALID) from None
     try:
         check_cluster(t.cluster)
     except ValueError as exc:
