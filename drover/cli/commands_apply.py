@@ -77,16 +77,21 @@ def load_manifests(files: tuple[str, ...]) -> tuple[list[Any], list[str]]:
     return manifests, where
 
 
-@click.command("apply")
-@click.option(
+#: ``-f FILE`` (repeatable) of every command that reads manifests
+files_option = click.option(
     "-f",
     "--filename",
     "files",
     multiple=True,
     required=True,
     metavar="FILE",
-    help="Manifest file, directory of manifests, or - for stdin (repeatable).",
+    help="Manifest file (drover, Kubernetes Deployment+Service or Compose), directory of manifests, "
+    "or - for stdin (repeatable).",
 )
+
+
+@click.command("apply")
+@files_option
 @options.cluster_options
 def apply_cmd(files: tuple[str, ...]) -> None:
     """Create or update services from manifests."""

@@ -142,14 +142,10 @@ def completion_cmd(shell: str) -> None:
 
 def _names(verb: str, ctx: click.Context) -> list[str]:
     """Names from ``get_<verb>`` on the current cluster; [] on any failure or after COMPLETION_TIMEOUT."""
-    from drover.cli import client
-    from drover.cli.context import resolve
-
-    root = ctx.find_root()
+    from drover.cli import client, options
 
     async def go() -> list[str]:
-        target = resolve(root.meta.get("drover.nats"), root.meta.get("drover.cluster"), root.meta.get("drover.context"))
-        async with client.Client(target) as c:
+        async with client.Client(options.target(ctx)) as c:
             reply = await c.request_raw(verb, {"name": None}, timeout=COMPLETION_TIMEOUT)
         rows = reply.data if reply.ok and isinstance(reply.data, list) else []
         return sorted(str(r["name"]) for r in rows if isinstance(r, dict) and r.get("name"))

@@ -8,11 +8,11 @@ import click
 
 from drover.cli import output
 from drover.cli.client import EXIT_INVALID, CliError
+from drover.cli.commands_apply import files_option, read_sources
 
 
 def converted(files: tuple[str, ...]) -> list[dict[str, Any]]:
     """The native documents of ``files`` once every one of them validated (else ``CliError``, exit 2)."""
-    from drover.cli.commands_apply import read_sources
     from drover.shared.convert import to_native
     from drover.shared.manifest import ManifestError, load_documents, parse_manifests
     from drover.shared.manifest_errors import display_name
@@ -29,15 +29,7 @@ def converted(files: tuple[str, ...]) -> list[dict[str, Any]]:
 
 
 @click.command("convert")
-@click.option(
-    "-f",
-    "--filename",
-    "files",
-    multiple=True,
-    required=True,
-    metavar="FILE",
-    help="Kubernetes (apps/v1 Deployment + v1 Service) or Docker Compose file, or - for stdin (repeatable).",
-)
+@files_option
 def convert_cmd(files: tuple[str, ...]) -> None:
     """Print the drover manifests equivalent to Kubernetes or Compose files (nothing is applied)."""
     import yaml

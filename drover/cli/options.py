@@ -19,10 +19,13 @@ _CLUSTER = "drover.cluster"
 _CONTEXT = "drover.context"
 
 
-def _store_nats(ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
-    if value:
-        ctx.meta[_NATS] = value
-    return value
+def _store(key: str) -> Callable[[click.Context, click.Parameter, str | None], str | None]:
+    def store(ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+        if value:
+            ctx.meta[key] = value
+        return value
+
+    return store
 
 
 def _store_cluster(ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
@@ -35,18 +38,6 @@ def _store_cluster(ctx: click.Context, _param: click.Parameter, value: str | Non
     return value
 
 
-def _store_context(ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
-    if value:
-        ctx.meta[_CONTEXT] = value
-    return value
-
-
-def selected_context() -> str | None:
-    """The ``--context`` given to the current command (before or after its name), if any."""
-    ctx = click.get_current_context(silent=True)
-    return ctx.meta.get(_CONTEXT) if ctx is not None else None
-
-
 def cluster_options(f: F) -> F:
     """``--nats URL``, ``--cluster NAME`` and ``--context NAME`` (also accepted before the command name)."""
     f = click.option(
@@ -54,7 +45,7 @@ def cluster_options(f: F) -> F:
         metavar="NAME",
         expose_value=False,
         is_eager=True,
-        callback=_store_context,
+        callback=_store(_CONTEXT),
         help="Named context to use (else $DROVER_CONTEXT, else the current one; see 'drover context').",
     )(f)
     f = click.option(
@@ -70,15 +61,16 @@ def cluster_options(f: F) -> F:
         metavar="URL",
         expose_value=False,
         is_eager=True,
-        callback=_store_nats,
+        callback=_store(_NATS),
         help="NATS URL of the cluster (else $DROVER_NATS, else $DROVER_HOME/context.json, "
         "else nats://127.0.0.1:4222).",
     )(f)
     return f
 
 
-def target() -> Target:
-    ctx = click.get_current_context()
+def target(ctx: click.Context | None = None) -> Target:
+    """The cluster of the current command (or of ``ctx``, e.g. during shell completion)."""
+    ctx = ctx or click.get_current_context()
     try:
         t = resolve(ctx.meta.get(_NATS), ctx.meta.get(_CLUSTER), ctx.meta.get(_CONTEXT))
     except ContextError as exc:

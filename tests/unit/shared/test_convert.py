@@ -122,7 +122,8 @@ def test_bad_probe_and_service_problems() -> None:
         "spec": {"selector": {"app": "api"}, "ports": [{"port": 80, "targetPort": "web", "nodePort": 30080}]},
     }
     lines = problems(dump(d, svc))
-    assert any(line.startswith("in.yaml[doc 1] spec.template.spec.containers[0].readinessProbe.grpc: ") for line in lines)
+    probe = "in.yaml[doc 1] spec.template.spec.containers[0].readinessProbe.grpc: "
+    assert any(line.startswith(probe) for line in lines)
     assert "in.yaml[doc 2] spec.ports[0].targetPort: no container port is named 'web'" in lines
     assert any(line.startswith("in.yaml[doc 2] spec.ports[0].nodePort: ") for line in lines)
     orphan = dict(svc, spec={"selector": {"app": "other"}, "ports": [{"port": 80}]})
