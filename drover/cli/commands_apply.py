@@ -92,11 +92,23 @@ files_option = click.option(
 
 @click.command("apply")
 @files_option
+@click.option("--dry-run", is_flag=True, help="Show what would be created or configured, and where; store nothing.")
+@click.option(
+    "--if-revision", type=click.IntRange(min=0), default=None, metavar="N",
+    help="Apply only if the stored revision is N (0: only if the service does not exist yet).",
+)
 @options.cluster_options
-def apply_cmd(files: tuple[str, ...]) -> None:
+def apply_cmd(files: tuple[str, ...], dry_run: bool, if_revision: int | None) -> None:
     """Create or update services from manifests."""
+    if dry_run:
+        from drover.cli.commands_plan import preview, print_dry_run
+
+        print_dry_run(preview(files, placements=True, if_revision=if_revision))
+        return
     manifests, where = load_manifests(files)
-    body = {"manifests": [m.model_dump(mode="json") for m in manifests], "sources": where}
+    body: dict[str, Any] = {"manifests": [m.model_dump(mode="json") for m in manifests], "sources": where}
+    if if_revision is not None:
+        body["if_revision"] = if_revision
 
     async def go(c: Client) -> Any:
         return await c.call("apply", body, timeout=30.0)

@@ -16,7 +16,6 @@ import click
 from click.shell_completion import CompletionItem
 
 from drover.cli import output
-from drover.cli.client import EXIT_INVALID, CliError
 from drover.cli.context import (
     DEFAULT_CONTEXT,
     ContextError,
@@ -27,6 +26,7 @@ from drover.cli.context import (
     normalize_url,
     use_context,
 )
+from drover.cli.errors import EXIT_INVALID, CliError
 
 #: how long completion may wait for the cluster: a shell must never hang on <TAB>
 COMPLETION_TIMEOUT = 1.5
@@ -129,7 +129,10 @@ def context_delete(name: str) -> None:
 @click.command("completion")
 @click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
 def completion_cmd(shell: str) -> None:
-    """Print the shell completion script: e.g. `source <(drover completion bash)`."""
+    """Print a shell completion script (bash, zsh or fish).
+
+    Load it with `source <(drover completion bash)` (zsh: the same; fish: `drover completion fish | source`).
+    """
     from click.shell_completion import get_completion_class
 
     from drover.cli.main import cli

@@ -7,8 +7,8 @@ from typing import Any
 import click
 
 from drover.cli import output
-from drover.cli.client import EXIT_INVALID, CliError
 from drover.cli.commands_apply import files_option, read_sources
+from drover.cli.errors import EXIT_INVALID, CliError
 
 
 def converted(files: tuple[str, ...]) -> list[dict[str, Any]]:

@@ -75,6 +75,10 @@ def _configure_logs(level: str) -> None:
 @click.option("--metrics-port", type=click.IntRange(0, 65535), default=None, help="Serve Prometheus metrics here.")
 @click.option("--metrics-address", default="127.0.0.1", show_default=True)
 @click.option("--log-level", type=LOG_LEVELS, default="info", show_default=True)
+@click.option(
+    "--allow-privileged-mounts", is_flag=True, envvar="DROVER_ALLOW_PRIVILEGED_MOUNTS",
+    help="Let services mount the host's / or the Docker socket ($DROVER_ALLOW_PRIVILEGED_MOUNTS).",
+)
 def controller_cmd(
     nats_url: str,
     ident: str | None,
@@ -83,6 +87,7 @@ def controller_cmd(
     metrics_port: int | None,
     metrics_address: str,
     log_level: str,
+    allow_privileged_mounts: bool,
 ) -> None:
     """Run a controller in the foreground (until SIGINT/SIGTERM)."""
     from drover.cli.context import normalize_url
@@ -97,6 +102,7 @@ def controller_cmd(
         node_grace=node_grace,
         metrics_port=metrics_port,
         metrics_address=metrics_address,
+        allow_privileged_mounts=allow_privileged_mounts,
     )
     _run_daemon("controller", run_controller(cfg))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -15,7 +15,9 @@ from drover.cli.commands_context import complete_services
 from drover.cli.commands_get import fetch, not_found
 from drover.shared import wire
 from drover.shared.errors import WireError
-from drover.shared.models import Event
+
+if TYPE_CHECKING:
+    from drover.shared.models import Event
 
 EVENT_KEYS = ("time", "kind", "service", "node", "container", "message")
 EVENT_HEADERS = ["TIME", "KIND", "SERVICE", "NODE", "CONTAINER", "MESSAGE"]
@@ -73,6 +75,8 @@ def events_cmd(follow: bool, service: str | None, node: str | None, limit: int, 
             for e in past:
                 output.echo(_line(event_row(e), widths))
         seen = {_key(e) for e in past}
+        from drover.shared.models import Event  # only a follower decodes live events (keeps `events` fast)
+
         async for msg in sub.messages:
             try:
                 e = event_dict(Event.from_wire(msg.data))

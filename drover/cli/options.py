@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from drover.cli import client
 from drover.cli.context import ContextError, Target, resolve
+from drover.cli.errors import EXIT_INVALID, CliError
 from drover.shared.subjects import check_cluster
+
+if TYPE_CHECKING:
+    from drover.cli import client
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
@@ -74,16 +77,18 @@ def target(ctx: click.Context | None = None) -> Target:
     try:
         t = resolve(ctx.meta.get(_NATS), ctx.meta.get(_CLUSTER), ctx.meta.get(_CONTEXT))
     except ContextError as exc:
-        raise client.CliError(str(exc), code=client.EXIT_INVALID) from None
+        raise CliError(str(exc), code=EXIT_INVALID) from None
     try:
         check_cluster(t.cluster)
     except ValueError as exc:
-        raise client.CliError(str(exc), code=client.EXIT_INVALID) from None
+        raise CliError(str(exc), code=EXIT_INVALID) from None
     return t
 
 
 def run(fn: Callable[[client.Client], Awaitable[T]], *, keep_reconnecting: bool = False) -> T:
     """Run ``fn`` with a client connected to the current command's cluster."""
+    from drover.cli import client  # asyncio and the NATS client load only for commands that connect
+
     return client.run(target(), fn, keep_reconnecting=keep_reconnecting)
 
 
