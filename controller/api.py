@@ -171,7 +171,7 @@ def _opt_name(body: dict[str, Any], key: str = "name") -> str | None:
 
 async def get_services(ctl: Controller, body: dict[str, Any]) -> Any:
     name = _opt_name(body)
-    rows = views.service_rows(ctl.snapshot(), unplaced=ctl.unplaced, name=name)
+    rows = views.service_rows(ctl.snapshot(), unplaced=ctl.unplaced, name=name, notes=ctl.problems.messages())
     if name is not None and not rows:
         raise NotFoundError(f'service "{name}" not found')
     return rows
@@ -215,7 +215,7 @@ async def describe_service(ctl: Controller, body: dict[str, Any]) -> Any:
         raise NotFoundError(f'service "{name}" not found')
     history = _history_rows(rec)
     return {
-        "service": views.service_rows(snap, unplaced=ctl.unplaced, name=name)[0],
+        "service": views.service_rows(snap, unplaced=ctl.unplaced, name=name, notes=ctl.problems.messages())[0],
         "spec": {**rec.spec, "replicas": rec.replicas},
         "rollout": {"state": rec.rollout_state, "reason": rec.rollout_reason, "paused": rec.paused},
         "autoscale": autoscaler.describe(ctl, rec),
