@@ -157,7 +157,7 @@ def test_secrets_files_and_volumes(up: Up, tmp_path: Path) -> None:
         assert docker("exec", cid, "stat", "-c", "%a", "/etc/app/app.conf", "/run/secrets/db").stdout.split() == [
             "640", "400"]
         inspect = json.loads(docker("inspect", cid).stdout)[0]
-        assert secret not in json.dumps(inspect["Config"]["Env"]) and secret not in json.dumps(inspect["Config"]["Labels"])
+        assert secret not in json.dumps([inspect["Config"]["Env"], inspect["Config"]["Labels"]])
         mounts = {m["Destination"]: m for m in inspect["Mounts"]}
         assert mounts["/vol"]["Type"] == "volume" and mounts["/vol"]["Name"] == volume
         assert mounts["/host"]["Source"] == str(host_dir)
@@ -187,7 +187,7 @@ def test_secrets_files_and_volumes(up: Up, tmp_path: Path) -> None:
                      ("describe", "service", "files", "-o", "json"), ("secret", "list", "-o", "json"),
                      ("logs", "files"), ("rollout", "history", "files")):
             out = up.drover(*args)
-            assert secret not in out.stdout + out.stderr and "line\n" not in out.stdout.replace("\nline", ""), args
+            assert secret not in out.stdout + out.stderr, args
         assert up.drover("diff", "-f", "-", input=manifest).stdout.count(secret) == 0
         # In use: cannot be deleted; unknown secrets are refused at apply.
         assert up.drover("secret", "delete", "dbpass").returncode != 0
