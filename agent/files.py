@@ -30,10 +30,11 @@ class SecretUnavailable(TemporaryError):
     """The controllers did not give a secret (none answers, or this node may not read it)."""
 
 
-def default_dirs(cluster: str, node: str) -> tuple[Path, Path]:
-    """(files dir, secrets dir) for an agent: under ``$DROVER_HOME`` and under ``/dev/shm`` when present."""
+def default_dirs(cluster: str, node: str, data_dir: str | None = None) -> tuple[Path, Path]:
+    """(files dir, secrets dir) for an agent: under its data dir (else ``$DROVER_HOME/agents/…``) and under
+    ``/dev/shm`` when present."""
     home = Path(os.environ.get("DROVER_HOME") or "~/.drover").expanduser()
-    files = home / "agents" / cluster / node / "files"
+    files = Path(data_dir) / "files" if data_dir else home / "agents" / cluster / node / "files"
     shm = Path("/dev/shm")
     base = shm if shm.is_dir() and os.access(shm, os.W_OK) else home / "agents"
     return files, base / f"drover-secrets-{cluster}-{node}"

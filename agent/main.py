@@ -19,6 +19,7 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import structlog
 from nats.aio.client import Client as NATS
@@ -28,6 +29,7 @@ from drover.agent.config import AgentConfig
 from drover.agent.discovery import Discovery
 from drover.agent.drivers.base import Driver, ImageMissing, Observed, container_name
 from drover.agent.drivers.factory import make_driver as _make_driver
+from drover.agent.fence import STATE_FILE, TermFile
 from drover.agent.files import FileWriter, default_dirs, secret_fetcher
 from drover.agent.logs_api import LogsApi
 from drover.agent.membership import VERSION as VERSION
@@ -84,7 +86,9 @@ class Agent:
         self.sup: Supervisor | None = None
         self.metrics = AgentMetrics(cfg.node)
         self.metrics_port: int | None = None
-        self.gate = AssignmentGate(cfg.node)
+        # Fencing across restarts: the highest term accepted is kept in the data dir and read back here.
+        self.terms = TermFile(Path(cfg.data_dir) / STATE_FILE if cfg.data_dir else None)
+        self.gate = AssignmentGate(cfg.node, max_term=self.terms.load(), on_term=self.terms.save)
         self.observed: list[Observed] = []
         self.statuses: list[ContainerStatus] = []
         self.restart_state: dict[str, RestartState] = {}
@@ -151,7 +155,7 @@ class Agent:
             reconnects=reconnects,
             log=self.log,
         )
-        files_dir, secrets_dir = default_dirs(self.cfg.cluster, self.node)
+        files_dir, secrets_dir = default_dirs(self.cfg.cluster, self.node, self.cfg.data_dir)
         self.files = FileWriter(files_dir, secrets_dir, secret_fetcher(self.nc, self.names.secret_read(self.node)))
         self.discovery = Discovery(self)
         await self.discovery.start()  # sets gossip_port before the registration
