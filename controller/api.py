@@ -6,7 +6,7 @@ retried from a fresh read when they lose a race.
 
 from __future__ import annotations
 
-import json
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -16,7 +16,7 @@ from nats.js.errors import KeyNotFoundError
 from drover.controller import autoscaler, records, views
 from drover.controller.records import update_service
 from drover.shared.errors import NotFoundError, ValidationError
-from drover.shared.manifest import ManifestError, describe_change, parse_manifests, revision_view, spec_hash
+from drover.shared.manifest import ManifestError, describe_change, parse_request, revision_view, spec_hash
 from drover.shared.models import NodeControl, RevisionEntry, ServiceRecord
 
 if TYPE_CHECKING:
@@ -33,7 +33,9 @@ async def apply(ctl: Controller, body: dict[str, Any]) -> Any:
     docs = body.get("manifests")
     if not isinstance(docs, list) or not docs:
         raise ValidationError([("manifests", "must be a non-empty list of Service manifests")])
-    manifests = parse_manifests([("request", json.dumps(docs))])  # all or nothing: validate first
+    # All or nothing: validate first. In a thread: a big request (up to the NATS payload limit) takes a
+    # while to validate and must not stall the event loop (heartbeats, leases, other requests).
+    manifests = await asyncio.to_thread(parse_request, docs)
     results = []
     for m in manifests:
         spec = revision_view(m.spec_dict())
