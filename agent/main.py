@@ -158,7 +158,15 @@ class Agent:
         except Exception as exc:  # e.g. Docker briefly away: the reconcile loop keeps trying
             self.log.warning("first reconcile failed; retrying in the background", error=repr(exc))
             self._next_wake = time.time() + 1.0
-        self._logs = LogsApi(self)
+        assert self.sup is not None
+        self._logs = LogsApi(
+            self.nc,
+            self.names.agent_api(self.node, "logs"),
+            self.node,
+            self.driver,
+            lambda: self.observed,
+            self.sup.spawn,
+        )
         await self._logs.start()
         self.sup.start("reconcile", self._reconcile_loop)
         self.sup.start("watch", feed.watch_loop)

@@ -19,13 +19,14 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from pydantic import ValidationError as PydanticValidationError
 from pydantic_core import PydanticCustomError
 
-from drover.shared import units
+from drover.shared import convert, units
 from drover.shared.constraints import Constraint, parse_constraint, parse_spread
 from drover.shared.limits import MAX_ITEMS, MAX_REPLICAS
 from drover.shared.manifest_errors import (
     CROSS_CHECK_ERROR,
     ManifestError,
     display_name,
+    in_file_order,
     problems_from_pydantic,
 )
 from drover.shared.manifest_load import check_data, load_documents
@@ -394,7 +395,7 @@ def _document_problems(doc: Any) -> tuple[ServiceManifest | None, list[tuple[str
         ]
     head = []
     if doc.get("apiVersion") != "drover/v1":
-        head.append(("", "apiVersion must be drover/v1"))
+        head.append(("", "apiVersion must be drover/v1 (or apps/v1 for a Kubernetes Deployment)"))
     if doc.get("kind") != "Service":
         head.append(("", "kind must be Service"))
     if head:
@@ -413,8 +414,7 @@ class _Collector:
         self.manifests: list[ServiceManifest] = []
         self.first_seen: dict[str, str] = {}
 
-    def add(self, name: str, number: int, doc: Any) -> None:
-        where = f"{name}[doc {number}]"
+    def add(self, where: str, doc: Any) -> None:
         manifest, found = _document_problems(doc)
         self.problems.extend((f"{where} {path}" if path else where, message) for path, message in found)
         if manifest is None:
@@ -430,9 +430,10 @@ class _Collector:
         self.first_seen[manifest.name] = where
         self.manifests.append(manifest)
 
-    def result(self) -> list[ServiceManifest]:
+    def result(self, names: list[str]) -> list[ServiceManifest]:
+        """The manifests; any problem raises them all, in the order of the files ``names``."""
         if self.problems:
-            raise ManifestError(self.problems)
+            raise ManifestError(in_file_order(self.problems, names))
         return self.manifests
 
 
@@ -443,15 +444,19 @@ def parse_manifests(sources: list[tuple[str, str]]) -> list[ServiceManifest]:
     service names must be unique across all documents.
     """
     collector = _Collector()
+    loaded: list[convert.Loaded] = []
     for source, text in sources:
         try:
-            documents = load_documents(text, source)
+            loaded.append((display_name(source), load_documents(text, source)))
         except ManifestError as exc:
             collector.problems.extend(exc.problems)
-            continue
-        for number, doc in documents:
-            collector.add(display_name(source), number, doc)
-    return collector.result()
+    # Kubernetes and Compose documents become native ones here (a v1 Service may sit in another file
+    # than its Deployment, hence all files at once); their unsupported fields are problems like any other.
+    native, foreign_problems = convert.to_native(loaded)
+    collector.problems.extend(foreign_problems)
+    for where, doc in native:
+        collector.add(where, doc)
+    return collector.result([display_name(source) for source, _ in sources])
 
 
 def parse_request(docs: list[Any], source: str = "request") -> list[ServiceManifest]:
@@ -464,5 +469,5 @@ def parse_request(docs: list[Any], source: str = "request") -> list[ServiceManif
         if why:
             collector.problems.append((f"{name}[doc {number}]", f"too complex: {why}"))
         else:
-            collector.add(name, number, doc)
-    return collector.result()
+            collector.add(f"{name}[doc {number}]", doc)
+    return collector.result([name])
