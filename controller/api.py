@@ -6,13 +6,14 @@ retried from a fresh read when they lose a race.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from nats.js.errors import KeyNotFoundError
 
-from drover.controller import autoscaler, preview, records, views
+from drover.controller import autoscaler, preview, records, secrets, views
 from drover.controller.records import update_service
 from drover.shared.errors import NotFoundError, ValidationError
 from drover.shared.manifest import ManifestError, describe_change, revision_view, spec_hash
@@ -29,11 +30,16 @@ class UnsupportedError(Exception):
 
 
 async def apply(ctl: Controller, body: dict[str, Any]) -> Any:
-    manifests = preview.manifests_of(body, ctl.cfg.allow_privileged_mounts)  # all or nothing: validate first
+    # All or nothing: validate first. In a thread: a big request (up to the NATS payload limit) takes a
+    # while to validate and must not stall the event loop (heartbeats, leases, other requests).
+    manifests = await asyncio.to_thread(preview.manifests_of, body, ctl.cfg.allow_privileged_mounts)
     expected = preview.if_revision(body)
     if expected is not None:  # refuse before writing anything when any stored revision differs
         for m in manifests:
             preview.check_revision(m.name, ctl.snapshot().services.get(m.name), expected)
+    missing = await secrets.missing_secrets(ctl, [(m.name, m.spec_dict()) for m in manifests])
+    if missing:
+        raise ValidationError(missing)
     results = []
     for m in manifests:
         spec = revision_view(m.spec_dict())
@@ -325,6 +331,9 @@ HANDLERS: dict[str, Handler] = {
     "rollout_resume": rollout_resume,
     "apply": apply,
     "preview": preview.preview,
+    "secret_create": secrets.secret_create,
+    "secret_list": secrets.secret_list,
+    "secret_delete": secrets.secret_delete,
     "delete": delete,
     "scale": scale,
     "cordon": cordon,
