@@ -86,6 +86,10 @@ def _configure_logs(level: str) -> None:
 )
 @click.option("--metrics-port", type=click.IntRange(0, 65535), default=None, help="Serve Prometheus metrics here.")
 @click.option("--metrics-address", default="127.0.0.1", show_default=True)
+@click.option(
+    "--ui-port", type=click.IntRange(0, 65535), default=None, help="Serve the read-only web dashboard here (0: any)."
+)
+@click.option("--ui-address", default="127.0.0.1", show_default=True, help="Address the dashboard listens on.")
 @click.option("--log-level", type=LOG_LEVELS, default="info", show_default=True)
 @click.option(
     "--allow-privileged-mounts", is_flag=True, envvar="DROVER_ALLOW_PRIVILEGED_MOUNTS",
@@ -98,6 +102,8 @@ def controller_cmd(
     node_grace: float,
     metrics_port: int | None,
     metrics_address: str,
+    ui_port: int | None,
+    ui_address: str,
     log_level: str,
     allow_privileged_mounts: bool,
 ) -> None:
@@ -113,6 +119,8 @@ def controller_cmd(
         node_grace=node_grace,
         metrics_port=metrics_port,
         metrics_address=metrics_address,
+        ui_port=ui_port,
+        ui_address=ui_address,
         allow_privileged_mounts=allow_privileged_mounts,
     )
     _run_daemon("controller", run_controller(cfg))
