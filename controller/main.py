@@ -27,7 +27,7 @@ from drover.controller.reconcile import plan
 from drover.controller.rollout import Verdict
 from drover.controller.snapshot import Snapshot, node_status
 from drover.controller.state import ClusterState
-from drover.shared import bus
+from drover.shared import bus, wire
 from drover.shared.cluster_key import cluster_key
 from drover.shared.errors import NotFoundError, PermanentError, ValidationError, WireError
 from drover.shared.manifest import ManifestError
@@ -46,6 +46,8 @@ from drover.shared.tasks import Supervisor
 
 log = structlog.get_logger("drover.controller")
 
+ASSIGNMENT_WRITES_IN_FLIGHT = 32
+
 
 class Controller:
     def __init__(self, cfg: ControllerConfig):
@@ -62,6 +64,8 @@ class Controller:
         self.sup: Supervisor | None = None
         self.elector: Elector | None = None
         self._node_status: dict[str, NodeStatus] = {}
+        self._last_beat: dict[str, tuple[Any, ...]] = {}  # node -> what its last full heartbeat said
+        self._rest = 0.0  # seconds to leave the event loop to others before the next reconcile pass
         self.autoscaler = Autoscaler(self)
         self.log = log.bind(controller=self.id, cluster=cfg.cluster)
 
@@ -99,6 +103,7 @@ class Controller:
         self.sup.start("reconcile", self._reconcile_loop)
         self.sup.start("resync", self._resync_loop)
         self.sup.start("autoscale", self.autoscaler.run)
+        self.sup.start("loop-lag", self._watch_loop_lag)
         self.log.info("controller started", nats=self.cfg.nats_url)
 
     def _on_leadership(self, st: LeaderState) -> None:
@@ -194,14 +199,27 @@ class Controller:
 
     # --- observed state from agents --------------------------------------------------------------------------
     async def _on_heartbeat(self, msg: Msg) -> None:
+        """A node's heartbeat, on its own subject ``…hb.<node>``: one that names another node is dropped (NATS
+        permissions on the subject decide who may speak for a node). A heartbeat that repeats the node's last
+        one (the common case: nothing changed) only refreshes its time, without building records."""
+        node = msg.subject.rsplit(".", 1)[-1]
         try:
-            hb = Heartbeat.from_wire(msg.data)
+            body = wire.decode(msg.data)
+            if body.get("node") != node:
+                raise WireError(f"heartbeat for node {body.get('node')!r} on the subject of node {node!r}")
+            key = (body.get("boot_id"), body.get("generation"), body.get("containers"), body.get("service_rps"))
+            now = time.time()
+            if self._last_beat.get(node) == key and self.state.touch(node, now):
+                self.metrics.heartbeats.inc()
+                return
+            hb = Heartbeat.from_dict(body)
         except WireError as exc:
             self.metrics.bad_messages.inc()
             self.log.warning("bad heartbeat dropped", subject=msg.subject, error=str(exc))
             return
         self.metrics.heartbeats.inc()
-        if self.state.on_heartbeat(hb, time.time()):
+        self._last_beat[node] = key
+        if self.state.on_heartbeat(hb, now):
             self.kick()
 
     async def _follow_events(self) -> None:
@@ -264,6 +282,18 @@ class Controller:
             with contextlib.suppress(Exception):
                 await msg.respond(reply.to_wire())
 
+    async def _watch_loop_lag(self) -> None:
+        """Measure how late the event loop runs a timer: the lag every other task (the lease renewal first)
+        suffers; reported as a histogram, and logged when it nears the lease TTL."""
+        tick = 0.1
+        while True:
+            t0 = time.perf_counter()
+            await asyncio.sleep(tick)
+            lag = time.perf_counter() - t0 - tick
+            self.metrics.loop_lag.observe(max(0.0, lag))
+            if lag > self.cfg.lease_ttl / 4:
+                self.log.warning("event loop stalled", seconds=round(lag, 3))
+
     # --- reconcile -------------------------------------------------------------------------------------------
     def _next_wait(self, now: float) -> float:
         """Sleep until the next resync, or until the moment a node's heartbeats would run out (so that a lost
@@ -289,6 +319,9 @@ class Controller:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self._next_wait(time.time())):
                     await self._dirty.wait()
+            if self._rest > 0:
+                await asyncio.sleep(self._rest)
+                self._rest = 0.0
             self._dirty.clear()
             now = time.time()
             if not self.is_leader or not self._warm(now):
@@ -297,7 +330,15 @@ class Controller:
             snap = self.state.snapshot(now)
             await self._node_transitions(snap)
             p = plan(snap, self.rng)
-            self.metrics.reconcile_seconds.observe(time.perf_counter() - t0)
+            took = time.perf_counter() - t0
+            self.metrics.reconcile_seconds.observe(took)
+            # plan() holds the event loop for its whole pass (≈ proportional to the replicas): rest as long as
+            # it took (at most a second) before the next one, so the lease renewal, heartbeats and API requests
+            # always get at least half of the loop, and a burst of changes is planned in one pass, not one each.
+            self._rest = min(took, 1.0)
+            if took > 0.2:
+                replicas = sum(len(a.containers) for a in snap.assignments.values())
+                self.log.warning("slow reconcile pass", seconds=round(took, 3), replicas=replicas)
             for service, why in self.problems.update("placement", p.unplaced):
                 await self.emit("unschedulable", service=service, message=why)
             for service, why in self.problems.update("reconcile", p.failed):
@@ -350,16 +391,21 @@ class Controller:
             self.kick()
 
     async def _write_assignments(self, changes: dict[str, Any]) -> None:
+        """Write the changed nodes' assignments, many at once (each a CAS on its own key, so they are
+        independent; a pass that touches hundreds of nodes must not wait for them one round trip at a time)."""
         kv = self.store.assignments
-        for node, containers in changes.items():
+        limit = asyncio.Semaphore(ASSIGNMENT_WRITES_IN_FLIGHT)
+
+        async def write(node: str, containers: Any) -> None:
             cur = self.state.assignments.get(node)
             generation = (cur.value.generation if cur else 0) + 1
             new = Assignment(node=node, generation=generation, term=self.state.term, containers=containers)
             try:
-                if cur is None:
-                    rev = await kv.create(node, new.to_wire())
-                else:
-                    rev = await kv.update(node, new.to_wire(), last=cur.rev)
+                async with limit:
+                    if cur is None:
+                        rev = await kv.create(node, new.to_wire())
+                    else:
+                        rev = await kv.update(node, new.to_wire(), last=cur.rev)
                 self.state.set_assignment(node, new, rev)
                 self.metrics.assignments_written.inc()
             except KeyWrongLastSequenceError:
@@ -367,6 +413,8 @@ class Controller:
             except Exception as exc:
                 self.log.warning("assignment write failed", node=node, error=str(exc))
                 await self._reload_assignment(node)
+
+        await asyncio.gather(*(write(node, containers) for node, containers in changes.items()))
 
     async def _reload_assignment(self, node: str) -> None:
         with contextlib.suppress(Exception):

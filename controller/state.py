@@ -110,6 +110,15 @@ class ClusterState:
         node.observed = new
         return changed
 
+    def touch(self, name: str, now: float) -> bool:
+        """A heartbeat that repeats the node's last one: only its time counts. False when that is not enough
+        (an unknown node, or one that was lost: ``on_heartbeat`` records the change)."""
+        node = self.nodes.get(name)
+        if node is None or node.last_heartbeat is None or now - node.last_heartbeat > self.node_grace:
+            return False
+        node.last_heartbeat = now
+        return True
+
     def snapshot(self, now: float) -> Snapshot:
         return Snapshot(
             now=now,

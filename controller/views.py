@@ -20,9 +20,12 @@ def container_name(service: str, rid: str) -> str:
     return f"drover-{service}-{rid}"
 
 
-def container_rows(snap: Snapshot, *, service: str | None = None) -> list[dict[str, Any]]:
+def container_rows(
+    snap: Snapshot, *, service: str | None = None, on_node: str | None = None
+) -> list[dict[str, Any]]:
     rows = []
-    for node in sorted(snap.assignments):
+    nodes = sorted(snap.assignments) if on_node is None else [on_node] if on_node in snap.assignments else []
+    for node in nodes:
         a = snap.assignments[node]
         ns = snap.nodes.get(node)
         lost = ns is None or node_status(ns, snap.now, snap.node_grace) is NodeStatus.LOST
@@ -86,7 +89,7 @@ def service_rows(
     unplaced = unplaced or {}
     notes = notes or {}
     by_service: dict[str, list[dict[str, Any]]] = {}
-    for r in container_rows(snap):
+    for r in container_rows(snap, service=name):
         by_service.setdefault(r["service"], []).append(r)
     out = []
     for svc_name in sorted(snap.services):
@@ -140,3 +143,27 @@ def node_rows(snap: Snapshot, *, name: str | None = None) -> list[dict[str, Any]
             }
         )
     return out
+
+
+def page_key(kind: str, row: dict[str, Any]) -> list[str]:
+    """Where a row sorts in its listing (``get`` pages continue after the last key they got)."""
+    if kind == "containers":
+        return [str(row.get("service")), str(row.get("node")), str(row.get("id"))]
+    return [str(row.get("name"))]
+
+
+def page(kind: str, rows: list[dict[str, Any]], after: list[str] | None, size: int | None) -> list[dict[str, Any]]:
+    """The rows after the key ``after`` (None: from the start), at most ``size`` of them (None: all).
+
+    Keyset rather than offset paging: a row added or removed between two pages shifts no other row."""
+    if after is not None:
+        rows = [r for r in rows if page_key(kind, r) > after]
+    return rows if size is None else rows[:size]
+
+
+def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """How many containers, by state, on how many nodes (what ``describe`` shows of a big service)."""
+    by_state: dict[str, int] = {}
+    for r in rows:
+        by_state[str(r["state"])] = by_state.get(str(r["state"]), 0) + 1
+    return {"total": len(rows), "by_state": by_state, "nodes": len({r["node"] for r in rows})}

@@ -114,20 +114,47 @@ def not_found(kind: str, name: str) -> CliError:
     return CliError(f'{SINGULAR.get(kind, kind)} "{name}" not found', code=EXIT_FAILED)
 
 
-async def fetch(c: Client, kind: str, name: str | None, service: str | None = None) -> list[dict[str, Any]]:
+PAGE = 500  # rows per request: a reply must fit in one NATS message (1 MiB by default)
+
+
+def _page_key(kind: str, row: dict[str, Any]) -> list[str]:
+    """The controller's sort key of a row (``controller/views.page_key``): the next page starts after it."""
+    if kind == "containers":
+        return [str(row.get("service")), str(row.get("node")), str(row.get("id"))]
+    return [str(row.get("name"))]
+
+
+async def fetch(
+    c: Client, kind: str, name: str | None, service: str | None = None, limit: int | None = None
+) -> list[dict[str, Any]]:
+    """Every matching row (at most ``limit``), asked for in pages of ``PAGE`` rows."""
     body: dict[str, Any] = {"name": name}
     if kind == "containers":
         body["service"] = service
-    reply = await c.request_raw(f"get_{kind}", body)
-    if not reply.ok:
-        if reply.code == "not-found" and name is not None:
-            raise not_found(kind, name)
-        if reply.code == "not-found" and service is not None:
-            raise not_found("services", service)
-        from drover.cli.client import reply_error
+    rows: list[dict[str, Any]] = []
+    size = PAGE if limit is None else min(PAGE, max(1, limit))
+    after: list[str] | None = None
+    while True:
+        body["page"] = size
+        if after is not None:
+            body["after"] = after
+        reply = await c.request_raw(f"get_{kind}", body)
+        if not reply.ok:
+            if reply.code == "not-found" and name is not None:
+                raise not_found(kind, name)
+            if reply.code == "not-found" and service is not None:
+                raise not_found("services", service)
+            from drover.cli.client import reply_error
 
-        raise reply_error(f"get_{kind}", reply)
-    rows = reply.data if isinstance(reply.data, list) else []
+            raise reply_error(f"get_{kind}", reply)
+        chunk = reply.data if isinstance(reply.data, list) else []
+        chunk = [r for r in chunk if isinstance(r, dict)]
+        if after is not None and chunk and _page_key(kind, chunk[0]) <= after:
+            break  # a controller without paging sent everything again: we have it already
+        rows += chunk
+        if len(chunk) != size or (limit is not None and len(rows) >= limit):
+            break  # a short page is the last one (a longer one: a controller without paging sent all)
+        after = _page_key(kind, chunk[-1])
     if name is not None:
         if kind == "containers":
             rows = [r for r in rows if name in (r.get("name"), r.get("id"), r.get("container_id"))] or rows
@@ -135,7 +162,7 @@ async def fetch(c: Client, kind: str, name: str | None, service: str | None = No
             rows = [r for r in rows if r.get("name") == name]
         if not rows:
             raise not_found(kind, name)
-    return rows
+    return rows if limit is None else rows[:limit]
 
 
 def render(kind: str, rows: list[dict[str, Any]], fmt: str | None) -> None:
@@ -158,8 +185,9 @@ def render(kind: str, rows: list[dict[str, Any]], fmt: str | None) -> None:
 @click.argument("name", required=False)
 @options.output_option()
 @click.option("--service", "service", metavar="NAME", help="containers: only those of this service.")
+@click.option("--limit", type=click.IntRange(min=1), default=None, metavar="N", help="At most N rows (default: all).")
 @options.cluster_options
-def get_cmd(resource: str, name: str | None, fmt: str | None, service: str | None) -> None:
+def get_cmd(resource: str, name: str | None, fmt: str | None, service: str | None, limit: int | None) -> None:
     """List services, containers or nodes (a table, or -o json|yaml)."""
     kind = resource_kind(resource)
     if "/" in (name or ""):
@@ -168,7 +196,7 @@ def get_cmd(resource: str, name: str | None, fmt: str | None, service: str | Non
         raise click.UsageError("--service only applies to 'get containers'")
 
     async def go(c: Client) -> list[dict[str, Any]]:
-        return await fetch(c, kind, name, service)
+        return await fetch(c, kind, name, service, limit)
 
     render(kind, options.run(go), fmt)
 
