@@ -20,12 +20,13 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from pydantic import ValidationError as PydanticValidationError
 from pydantic_core import PydanticCustomError
 
-from drover.shared import units
+from drover.shared import convert, units
 from drover.shared.constraints import Constraint, parse_constraint, parse_spread
 from drover.shared.manifest_errors import (
     CROSS_CHECK_ERROR,
     ManifestError,
     display_name,
+    in_file_order,
     problems_from_pydantic,
 )
 from drover.shared.workloads import MAX_ITEMS, FileSpec, JobSpec, PullPolicy, Schedule, VolumeSpec, workload_problems
@@ -432,7 +433,7 @@ def _document_problems(doc: Any) -> tuple[ServiceManifest | None, list[tuple[str
         ]
     head = []
     if doc.get("apiVersion") != "drover/v1":
-        head.append(("", "apiVersion must be drover/v1"))
+        head.append(("", "apiVersion must be drover/v1 (or apps/v1 for a Kubernetes Deployment)"))
     if doc.get("kind") != "Service":
         head.append(("", "kind must be Service"))
     if head:
@@ -452,29 +453,32 @@ def parse_manifests(sources: list[tuple[str, str]]) -> list[ServiceManifest]:
     problems: list[tuple[str, str]] = []
     manifests: list[ServiceManifest] = []
     first_seen: dict[str, str] = {}
+    loaded: list[convert.Loaded] = []
     for source, text in sources:
-        name = display_name(source)
         try:
-            documents = load_documents(text, source)
+            loaded.append((display_name(source), load_documents(text, source)))
         except ManifestError as exc:
             problems.extend(exc.problems)
+    # Kubernetes and Compose documents become native ones here (a v1 Service may sit in another file
+    # than its Deployment, hence all files at once); their unsupported fields are problems like any other.
+    native, foreign_problems = convert.to_native(loaded)
+    problems.extend(foreign_problems)
+    for where, doc in native:
+        manifest, found = _document_problems(doc)
+        problems.extend((f"{where} {path}" if path else where, message) for path, message in found)
+        if manifest is None:
             continue
-        for number, doc in documents:
-            where = f"{name}[doc {number}]"
-            manifest, found = _document_problems(doc)
-            problems.extend((f"{where} {path}" if path else where, message) for path, message in found)
-            if manifest is None:
-                continue
-            if manifest.name in first_seen:
-                problems.append(
-                    (
-                        f"{where} metadata.name",
-                        f"duplicate service name '{manifest.name}' (also in {first_seen[manifest.name]})",
-                    )
+        if manifest.name in first_seen:
+            problems.append(
+                (
+                    f"{where} metadata.name",
+                    f"duplicate service name '{manifest.name}' (also in {first_seen[manifest.name]})",
                 )
-                continue
-            first_seen[manifest.name] = where
-            manifests.append(manifest)
+            )
+            continue
+        first_seen[manifest.name] = where
+        manifests.append(manifest)
     if problems:
-        raise ManifestError(problems)
+        raise ManifestError(in_file_order(problems, [display_name(source) for source, _ in sources]))
     return manifests
+
