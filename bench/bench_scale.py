@@ -80,6 +80,7 @@ async def main() -> None:
         async with Api(nats.url, cluster) as api:
             t_reg = await api.wait(lambda: _nodes_ready(api, args.nodes), 120, "nodes registered", interval=0.2)
             out["register_s"] = round(t_reg, 2)
+            await api.wait(lambda: api.call("leader"), 30, "a leader")
             leader0 = await api.call("leader")
             out["rss_idle_mib"] = round(rss_mib(ctl.pid), 1)
 

@@ -335,7 +335,8 @@ async def rollout_resume(ctl: Controller, body: dict[str, Any]) -> Any:
 async def leader(ctl: Controller, body: dict[str, Any]) -> Any:
     from drover.controller.leader import read_lease
 
-    lease = await read_lease(ctl.leader_kv)
+    kv = getattr(ctl, "leader_kv", None)  # None while the controller is still starting
+    lease = await read_lease(kv) if kv is not None else None
     if lease is None:
         raise NotFoundError("no controller holds the leader lease right now")
     return {"id": lease.id, "term": lease.term, "since": views.iso(lease.since)}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import random
 import socket
 import time
@@ -30,6 +31,7 @@ from drover.controller.state import ClusterState
 from drover.shared import bus, wire
 from drover.shared.cluster_key import cluster_key
 from drover.shared.errors import NotFoundError, PermanentError, ValidationError, WireError
+from drover.shared.gcpolicy import calm_gc
 from drover.shared.manifest import ManifestError
 from drover.shared.models import (
     ApiReply,
@@ -47,6 +49,7 @@ from drover.shared.tasks import Supervisor
 log = structlog.get_logger("drover.controller")
 
 ASSIGNMENT_WRITES_IN_FLIGHT = 32
+GC_FREEZE_INTERVAL = 5.0  # seconds between gc.freeze() calls (cheap: it moves lists; shared/gcpolicy.py)
 
 
 class Controller:
@@ -66,6 +69,8 @@ class Controller:
         self._node_status: dict[str, NodeStatus] = {}
         self._last_beat: dict[str, tuple[Any, ...]] = {}  # node -> what its last full heartbeat said
         self._rest = 0.0  # seconds to leave the event loop to others before the next reconcile pass
+        # The last pass changed nothing and no rollout is under way: timed passes can be skipped until a change.
+        self._settled = False
         self.autoscaler = Autoscaler(self)
         self.log = log.bind(controller=self.id, cluster=cfg.cluster)
 
@@ -282,14 +287,29 @@ class Controller:
             with contextlib.suppress(Exception):
                 await msg.respond(reply.to_wire())
 
+    def _gc_pause(self, phase: str, info: dict[str, Any]) -> None:
+        """gc callback: log a long collection (at 10,000 replicas a full one takes a noticeable pause)."""
+        if phase == "start":
+            self._gc_t0 = time.perf_counter()
+            return
+        took = time.perf_counter() - getattr(self, "_gc_t0", time.perf_counter())
+        if took > 0.1:
+            self.log.warning("long garbage collection", seconds=round(took, 3), generation=info.get("generation"))
+
     async def _watch_loop_lag(self) -> None:
         """Measure how late the event loop runs a timer: the lag every other task (the lease renewal first)
         suffers; reported as a histogram, and logged when it nears the lease TTL."""
         tick = 0.1
+        gc.callbacks.append(self._gc_pause)
+        frozen = time.perf_counter()
+        calm_gc()
         while True:
             t0 = time.perf_counter()
             await asyncio.sleep(tick)
             lag = time.perf_counter() - t0 - tick
+            if t0 - frozen > GC_FREEZE_INTERVAL:
+                frozen = t0
+                calm_gc()  # state built since the last freeze leaves the collector's view too
             self.metrics.loop_lag.observe(max(0.0, lag))
             if lag > self.cfg.lease_ttl / 4:
                 self.log.warning("event loop stalled", seconds=round(lag, 3))
@@ -322,23 +342,31 @@ class Controller:
             if self._rest > 0:
                 await asyncio.sleep(self._rest)
                 self._rest = 0.0
+            woken = self._dirty.is_set()
             self._dirty.clear()
             now = time.time()
             if not self.is_leader or not self._warm(now):
                 continue
+            if not woken and self._settled and not self._nodes_changed(now):
+                continue  # nothing changed and nothing is under way: a pass would find nothing to do
             t0 = time.perf_counter()
-            snap = self.state.snapshot(now)
+            snap = self.state.snapshot(now, detached=True)
             await self._node_transitions(snap)
-            p = plan(snap, self.rng)
+            # plan() is pure and takes time in proportion to the replicas (≈0.2 s at 10,000): in a worker thread
+            # the event loop keeps running every few milliseconds (the GIL switches), so the lease renewal,
+            # heartbeats and API requests are never held up by a pass.
+            p = await asyncio.to_thread(plan, snap, self.rng)
             took = time.perf_counter() - t0
             self.metrics.reconcile_seconds.observe(took)
-            # plan() holds the event loop for its whole pass (≈ proportional to the replicas): rest as long as
-            # it took (at most a second) before the next one, so the lease renewal, heartbeats and API requests
-            # always get at least half of the loop, and a burst of changes is planned in one pass, not one each.
+            # Rest as long as the pass took (at most a second): the controller spends at most half its time
+            # planning, and a burst of changes (thousands of heartbeats) is planned in one pass, not one each.
             self._rest = min(took, 1.0)
-            if took > 0.2:
+            self._settled = p.empty and not any(
+                svc.rollout_state == "progressing" for svc in snap.services.values() if not svc.deleted
+            )
+            if took > 0.5:
                 replicas = sum(len(a.containers) for a in snap.assignments.values())
-                self.log.warning("slow reconcile pass", seconds=round(took, 3), replicas=replicas)
+                self.log.info("slow reconcile pass", seconds=round(took, 3), replicas=replicas)
             for service, why in self.problems.update("placement", p.unplaced):
                 await self.emit("unschedulable", service=service, message=why)
             for service, why in self.problems.update("reconcile", p.failed):
@@ -350,6 +378,11 @@ class Controller:
             for ev in p.events:
                 await self.emit(ev.kind, service=ev.service, node=ev.node, container=ev.container, message=ev.message)
             await self._write_assignments(p.assignments)
+
+    def _nodes_changed(self, now: float) -> bool:
+        """Whether some node's status differs from what the last pass saw (e.g. its heartbeats ran out)."""
+        grace = self.cfg.node_grace
+        return any(node_status(n, now, grace) != self._node_status.get(name) for name, n in self.state.nodes.items())
 
     async def _node_transitions(self, snap: Snapshot) -> None:
         """Tell (as events) when a node is lost or comes back; the plan acts on the level, not on these."""

@@ -339,10 +339,26 @@ def describe_service_text(data: dict[str, Any]) -> str:
     history = data.get("history") or []
     if history:
         lines += _section("History", history_table(history))
-    containers = data.get("containers") or []
-    lines += _section("Containers", containers_table(containers, False) if containers else output.NONE)
+    lines += _section("Containers", _containers_block(data, str(row.get("name") or "")))
     lines += _section("Events", events_block(data.get("events") or []))
     return "\n".join(lines)
+
+
+DESCRIBE_TABLE_MAX = 20  # a service with more replicas is described by a summary, not a table
+
+
+def _containers_block(data: dict[str, Any], name: str) -> str:
+    containers = data.get("containers") or []
+    summary = data.get("containers_summary") or {}
+    total = summary.get("total", len(containers)) if isinstance(summary, dict) else len(containers)
+    if not isinstance(total, int) or total <= DESCRIBE_TABLE_MAX:
+        return containers_table(containers, False) if containers else output.NONE
+    by_state = summary.get("by_state") or {}
+    states = ", ".join(f"{n} {state}" for state, n in sorted(by_state.items(), key=lambda kv: (-kv[1], kv[0])))
+    return (
+        f"{total} in total: {states or 'state unknown'}, on {summary.get('nodes', '?')} nodes\n"
+        f"(every one: drover get containers --service {name})"
+    )
 
 
 def describe_node_text(data: dict[str, Any]) -> str:
