@@ -109,7 +109,19 @@ class Controller:
         self.sup.start("resync", self._resync_loop)
         self.sup.start("autoscale", self.autoscaler.run)
         self.sup.start("loop-lag", self._watch_loop_lag)
+        if self.cfg.ui_port is not None:
+            from drover.controller.dashboard import Dashboard  # aiohttp loads only when the UI is wanted
+
+            self.dashboard = Dashboard(
+                self.query, lambda: self.state.service_rps, cluster=self.cfg.cluster,
+                address=self.cfg.ui_address, port=self.cfg.ui_port,
+            )
+            self.sup.start("dashboard", self.dashboard.run)
         self.log.info("controller started", nats=self.cfg.nats_url)
+
+    async def query(self, verb: str, body: dict[str, Any]) -> Any:
+        """An API read answered in-process (what the dashboard shows is what the CLI gets)."""
+        return await api.HANDLERS[verb](self, body)
 
     def _on_leadership(self, st: LeaderState) -> None:
         self.state.term = st.term

@@ -45,7 +45,7 @@ def test_example_deployment_and_service_become_one_service() -> None:
     (web,) = parse((EXAMPLES / "k8s-web.yaml").read_text())
     assert web["name"] == "web"
     assert web["replicas"] == 2
-    assert web["command"] == ["httpd", "-f", "-p", "8080"]
+    assert web["command"] == ["httpd", "-f", "-p", "8080", "-h", "/www"]
     assert web["env"] == {"GREETING": "hi"}
     assert web["ports"] == [{"name": "http", "container": 8080, "expose": 18080, "protocol": "tcp"}]
     assert web["resources"] == {"cpu": 0.1, "memory": 64 * 1024 * 1024}  # limit over request
@@ -58,7 +58,7 @@ def test_example_deployment_and_service_become_one_service() -> None:
 def test_example_compose_file_becomes_one_service_per_compose_service() -> None:
     shop, cache = parse((EXAMPLES / "compose.yaml").read_text())
     assert (shop["name"], cache["name"]) == ("shop", "cache")
-    assert shop["command"] == ["httpd", "-f", "-p", "8000"]
+    assert shop["command"] == ["httpd", "-f", "-p", "8000", "-h", "/www"]
     assert shop["env"] == {"MODE": "prod"} and cache["env"] == {"ROLE": "cache"}
     assert shop["ports"][0]["container"] == 8000 and shop["ports"][0]["expose"] == 18000
     assert shop["replicas"] == 2 and cache["replicas"] == 1
