@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import random
 import socket
 import time
@@ -31,7 +30,7 @@ from drover.controller.state import ClusterState
 from drover.shared import bus, wire
 from drover.shared.cluster_key import cluster_key
 from drover.shared.errors import NotFoundError, PermanentError, ValidationError, WireError
-from drover.shared.gcpolicy import calm_gc
+from drover.shared.loopwatch import watch_loop
 from drover.shared.manifest import ManifestError
 from drover.shared.models import (
     ApiReply,
@@ -49,7 +48,6 @@ from drover.shared.tasks import Supervisor
 log = structlog.get_logger("drover.controller")
 
 ASSIGNMENT_WRITES_IN_FLIGHT = 32
-GC_FREEZE_INTERVAL = 5.0  # seconds between gc.freeze() calls (cheap: it moves lists; shared/gcpolicy.py)
 
 
 class Controller:
@@ -108,7 +106,10 @@ class Controller:
         self.sup.start("reconcile", self._reconcile_loop)
         self.sup.start("resync", self._resync_loop)
         self.sup.start("autoscale", self.autoscaler.run)
-        self.sup.start("loop-lag", self._watch_loop_lag)
+        self.sup.start(
+            "loop-lag",
+            lambda: watch_loop(self.metrics.loop_lag.observe, warn_after=self.cfg.lease_ttl / 4, log=self.log),
+        )
         if self.cfg.ui_port is not None:
             from drover.controller.dashboard import Dashboard  # aiohttp loads only when the UI is wanted
 
@@ -298,33 +299,6 @@ class Controller:
         if msg.reply:
             with contextlib.suppress(Exception):
                 await msg.respond(reply.to_wire())
-
-    def _gc_pause(self, phase: str, info: dict[str, Any]) -> None:
-        """gc callback: log a long collection (at 10,000 replicas a full one takes a noticeable pause)."""
-        if phase == "start":
-            self._gc_t0 = time.perf_counter()
-            return
-        took = time.perf_counter() - getattr(self, "_gc_t0", time.perf_counter())
-        if took > 0.1:
-            self.log.warning("long garbage collection", seconds=round(took, 3), generation=info.get("generation"))
-
-    async def _watch_loop_lag(self) -> None:
-        """Measure how late the event loop runs a timer: the lag every other task (the lease renewal first)
-        suffers; reported as a histogram, and logged when it nears the lease TTL."""
-        tick = 0.1
-        gc.callbacks.append(self._gc_pause)
-        frozen = time.perf_counter()
-        calm_gc()
-        while True:
-            t0 = time.perf_counter()
-            await asyncio.sleep(tick)
-            lag = time.perf_counter() - t0 - tick
-            if t0 - frozen > GC_FREEZE_INTERVAL:
-                frozen = t0
-                calm_gc()  # state built since the last freeze leaves the collector's view too
-            self.metrics.loop_lag.observe(max(0.0, lag))
-            if lag > self.cfg.lease_ttl / 4:
-                self.log.warning("event loop stalled", seconds=round(lag, 3))
 
     # --- reconcile -------------------------------------------------------------------------------------------
     def _next_wait(self, now: float) -> float:
