@@ -30,6 +30,7 @@ from drover.agent.discovery import Discovery
 from drover.agent.drivers.base import Driver, ImageMissing, Observed, container_name
 from drover.agent.drivers.factory import make_driver as _make_driver
 from drover.agent.fence import STATE_FILE, TermFile
+from drover.agent.files import FileWriter, default_dirs, secret_fetcher
 from drover.agent.logs_api import LogsApi
 from drover.agent.membership import VERSION as VERSION
 from drover.agent.membership import AssignmentFeed, node_registration, reconnect_count
@@ -107,6 +108,7 @@ class Agent:
         self._status_listeners: list[Callable[[list[ContainerStatus]], None]] = []
         self.discovery: Discovery | None = None  # gossip, per-node proxy, endpoints API (agent/discovery.py)
         self.usage: UsageCollector | None = None  # cpu/memory/request-rate measurements (agent/usage.py)
+        self.files: FileWriter | None = None  # spec.files written on the node (agent/files.py)
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -153,6 +155,8 @@ class Agent:
             reconnects=reconnects,
             log=self.log,
         )
+        files_dir, secrets_dir = default_dirs(self.cfg.cluster, self.node, self.cfg.data_dir)
+        self.files = FileWriter(files_dir, secrets_dir, secret_fetcher(self.nc, self.names.secret_read(self.node)))
         self.discovery = Discovery(self)
         await self.discovery.start()  # sets gossip_port before the registration
         await feed.register()
@@ -279,6 +283,8 @@ class Agent:
                     del self.restart_state[rid]
             present = keep | {o.id for o in self.observed}
             self._graces = {k: g for k, g in self._graces.items() if k[0] in present}
+            if self.files is not None:
+                self.files.prune(present | self._busy)
         self._refresh_status()
 
     async def _execute(self, actions: Sequence[Action]) -> None:
@@ -324,6 +330,8 @@ class Agent:
         self._refresh_status()
         try:
             with_env = self.discovery.with_env(a) if self.discovery is not None else a
+            if self.files is not None:
+                with_env = await self.files.prepare(with_env)
             obs = await self.driver.create_and_start(with_env, self.cfg.address)
         except ImageMissing as exc:
             self.restart_state[a.id] = after_create_failure(state, time.time(), str(exc))

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from nats.js.errors import KeyNotFoundError
 
-from drover.controller import autoscaler, preview, records, views
+from drover.controller import autoscaler, preview, records, secrets, views
 from drover.controller.records import update_service
 from drover.shared.errors import NotFoundError, ValidationError
 from drover.shared.manifest import ManifestError, describe_change, revision_view, spec_hash
@@ -39,6 +39,9 @@ async def apply(ctl: Controller, body: dict[str, Any]) -> Any:
     if expected is not None:  # refuse before writing anything when any stored revision differs
         for m in manifests:
             preview.check_revision(m.name, ctl.snapshot().services.get(m.name), expected)
+    missing = await secrets.missing_secrets(ctl, [(m.name, m.spec_dict()) for m in manifests])
+    if missing:
+        raise ValidationError(missing)
     results = []
     for m in manifests:
         spec = revision_view(m.spec_dict())
@@ -354,6 +357,9 @@ HANDLERS: dict[str, Handler] = {
     "rollout_resume": rollout_resume,
     "apply": apply,
     "preview": preview.preview,
+    "secret_create": secrets.secret_create,
+    "secret_list": secrets.secret_list,
+    "secret_delete": secrets.secret_delete,
     "delete": delete,
     "scale": scale,
     "cordon": cordon,

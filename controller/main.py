@@ -9,6 +9,7 @@ import random
 import socket
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -18,6 +19,7 @@ from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from drover.controller import api, records
+from drover.controller import secrets as secrets_api
 from drover.controller.autoscaler import Autoscaler
 from drover.controller.config import ControllerConfig
 from drover.controller.leader import Elector, LeaderState, open_leader_bucket
@@ -25,6 +27,7 @@ from drover.controller.metrics import ControllerMetrics
 from drover.controller.problems import ServiceProblems
 from drover.controller.reconcile import plan
 from drover.controller.rollout import Verdict
+from drover.controller.secrets import Secrets
 from drover.controller.snapshot import Snapshot, node_status
 from drover.controller.state import ClusterState
 from drover.shared import bus, wire
@@ -42,6 +45,7 @@ from drover.shared.models import (
     NodeStatus,
     ServiceRecord,
 )
+from drover.shared.secretbox import SecretBox, default_key_file, load_or_create_key
 from drover.shared.subjects import Names
 from drover.shared.tasks import Supervisor
 
@@ -70,6 +74,7 @@ class Controller:
         # The last pass changed nothing and no rollout is under way: timed passes can be skipped until a change.
         self._settled = False
         self.autoscaler = Autoscaler(self)
+        self.secrets: Secrets | None = None
         self.log = log.bind(controller=self.id, cluster=cfg.cluster)
 
     # --- lifecycle ------------------------------------------------------------------------------------------
@@ -78,6 +83,7 @@ class Controller:
         self.nc = await bus.connect(self.cfg.nats_url, name=f"drover-controller-{self.id}", retry_forever=True)
         self.store = await bus.open_store(self.nc, self.cfg.cluster)
         await cluster_key(self.store)  # the agents' shared gossip key exists from the cluster's start
+        await self._open_secrets()
         self.state.started = time.time()
         buckets: list[tuple[str, KeyValue]] = [
             ("services", self.store.services),
@@ -119,6 +125,14 @@ class Controller:
             )
             self.sup.start("dashboard", self.dashboard.run)
         self.log.info("controller started", nats=self.cfg.nats_url)
+
+    async def _open_secrets(self) -> None:
+        """The secrets bucket, the cluster's secret key (from a file, never NATS) and the agents' reads."""
+        key_file = Path(self.cfg.secret_key_file) if self.cfg.secret_key_file else default_key_file(self.cfg.cluster)
+        kv = await self.store.open_bucket(self.names.secrets_bucket)
+        self.secrets = Secrets(kv, SecretBox(load_or_create_key(key_file)))
+        handler = secrets_api.read_handler(self)
+        self._subs.append(await self.nc.subscribe(self.names.secret_read_all, queue="controllers", cb=handler))
 
     async def query(self, verb: str, body: dict[str, Any]) -> Any:
         """An API read answered in-process (what the dashboard shows is what the CLI gets)."""

@@ -97,6 +97,10 @@ class ClusterStore:
         await self._events_stream()
         return self
 
+    async def open_bucket(self, name: str, *, history: int = 1) -> KeyValue:
+        """A bucket only some components use (e.g. the controller's secrets), created when missing."""
+        return await self._bucket(name, history=history)
+
     async def _bucket(self, name: str, *, history: int) -> KeyValue:
         try:
             return await self.js.key_value(name)

@@ -65,6 +65,8 @@ class ProcessDriver:
         return [Observed(**vars(p.obs)) for p in self._procs.values()]
 
     async def create_and_start(self, assigned: AssignedContainer, address: str) -> Observed:
+        if assigned.spec.get("volumes") or assigned.spec.get("files"):
+            raise DriverError("the process driver cannot mount volumes or files (no mount namespace): use docker")
         command = spec_command(assigned.spec)
         if command is None:
             raise ImageMissing(f"{assigned.spec.get('image', '')} (the process driver needs a command)")
