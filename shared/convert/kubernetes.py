@@ -33,7 +33,8 @@ def _metadata(doc: Fields, problems: list[Problem]) -> tuple[str, dict[str, Any]
     namespace = meta.get("namespace")
     if namespace not in (None, "default"):
         problems.append((meta.at("namespace"), "drover has no namespaces: leave it out or use 'default'"))
-    meta.get("annotations")  # informational only
+    for key in ("annotations", "creationTimestamp", "uid", "resourceVersion", "generation", "managedFields"):
+        meta.get(key)  # informational, or written by the API server: nothing to honour
     labels = meta.get("labels", {})
     meta.done()
     return name, labels if isinstance(labels, dict) else {}
@@ -125,7 +126,7 @@ def _pod_volumes(pod: Fields) -> dict[str, str]:
         where = host.text("path")
         host.get("type")
         host.done()
-        v.done(": drover mounts hostPath volumes only")
+        v.done(": drover mounts hostPath volumes only", strict=True)
         if not v.has("hostPath") and len(v.data) <= 1:
             v.problems.append((path, "needs hostPath: drover mounts hostPath volumes only"))
         if name and where:
@@ -211,6 +212,8 @@ def _container(f: Fields, volumes: dict[str, str]) -> tuple[dict[str, Any], dict
         health = _probe(Fields(f.data[probe_key], f.at(probe_key), f.problems), named)
         if health is not None:
             spec["health"] = health
+    f.accept("terminationMessagePath", "/dev/termination-log")
+    f.accept("terminationMessagePolicy", "File")
     f.refuse("startupProbe", "startupProbe is not supported by drover: use initialDelaySeconds on the probe")
     pull = f.get("imagePullPolicy")
     if pull is not None:
@@ -266,7 +269,8 @@ def convert_deployment(doc: Any, problems: list[Problem]) -> tuple[dict[str, Any
     pod_meta = template.sub("metadata")
     pod_labels = pod_meta.get("labels", {})
     pod_labels = pod_labels if isinstance(pod_labels, dict) else {}
-    pod_meta.get("annotations")
+    for key in ("annotations", "creationTimestamp"):
+        pod_meta.get(key)
     pod_meta.done()
     pod = template.sub("spec")
     template.done()
@@ -291,6 +295,9 @@ def convert_deployment(doc: Any, problems: list[Problem]) -> tuple[dict[str, Any
     selectors = pod.get("nodeSelector", {})
     if isinstance(selectors, dict) and selectors:
         out["placement"] = {"constraints": [f"node.labels.{k} == {v}" for k, v in selectors.items()]}
+    # What `kubectl get -o yaml` writes out as defaults asks for nothing drover does differently.
+    pod.accept("dnsPolicy", "ClusterFirst")
+    pod.accept("schedulerName", "default-scheduler")
     pod.done(" in a pod spec (drover honours containers, volumes, restartPolicy, nodeSelector, hostNetwork)")
     replicas = spec.number("replicas")
     out["replicas"] = 1 if replicas is None else replicas

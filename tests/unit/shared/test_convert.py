@@ -242,3 +242,41 @@ def test_kubernetes_host_path_volumes() -> None:
     empty_dir = "in.yaml[doc 1] spec.template.spec.volumes[0].emptyDir: not supported"
     assert any(line.startswith(empty_dir) for line in lines)
     assert any(".volumeMounts[0].name: no hostPath volume named 'data'" in line for line in lines)
+
+
+KUBECTL_EXPORT = """
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  creationTimestamp: null
+  labels: {app: hello}
+  name: hello
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: hello}}
+  strategy: {}
+  template:
+    metadata:
+      creationTimestamp: null
+      labels: {app: hello}
+    spec:
+      containers:
+      - image: local/busybox:latest
+        name: busybox
+        resources: {}
+        terminationMessagePath: /dev/termination-log
+        terminationMessagePolicy: File
+      dnsPolicy: ClusterFirst
+      schedulerName: default-scheduler
+      securityContext: {}
+status: {}
+"""
+
+
+def test_what_kubectl_writes_out_is_accepted_and_other_values_are_not() -> None:
+    (hello,) = parse(KUBECTL_EXPORT)
+    assert hello["name"] == "hello" and hello["image"] == "local/busybox:latest"
+    changed = KUBECTL_EXPORT.replace("dnsPolicy: ClusterFirst", "dnsPolicy: None")
+    lines = problems(changed.replace("securityContext: {}", "securityContext: {runAsUser: 1}"))
+    assert any(line.startswith("in.yaml[doc 1] spec.template.spec.dnsPolicy: not supported") for line in lines)
+    assert any(line.startswith("in.yaml[doc 1] spec.template.spec.securityContext: not supported") for line in lines)
