@@ -6,6 +6,7 @@ retried from a fresh read when they lose a race.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -29,7 +30,9 @@ class UnsupportedError(Exception):
 
 
 async def apply(ctl: Controller, body: dict[str, Any]) -> Any:
-    manifests = preview.manifests_of(body, ctl.cfg.allow_privileged_mounts)  # all or nothing: validate first
+    # All or nothing: validate first. In a thread: a big request (up to the NATS payload limit) takes a
+    # while to validate and must not stall the event loop (heartbeats, leases, other requests).
+    manifests = await asyncio.to_thread(preview.manifests_of, body, ctl.cfg.allow_privileged_mounts)
     expected = preview.if_revision(body)
     if expected is not None:  # refuse before writing anything when any stored revision differs
         for m in manifests:

@@ -133,6 +133,8 @@ def controller_cmd(
               help="--driver sim --count: node names are PREFIX-1 … PREFIX-N (default: --node, else the host name).")
 @click.option("--start-delay", default="0s", callback=_parsed(parse_duration), metavar="DURATION",
               help="--driver sim --count: a hollow replica reports running this long after it was assigned.")
+@click.option("--data-dir", "data_dir", default=None, metavar="DIR",
+              help="Where the agent keeps its state (default: $DROVER_HOME/agents/<cluster>/<node>).")
 @click.option("--log-level", type=LOG_LEVELS, default="info", show_default=True)
 def agent_cmd(
     nats_url: str,
@@ -151,6 +153,7 @@ def agent_cmd(
     count: int | None,
     node_prefix: str | None,
     start_delay: float,
+    data_dir: str | None,
     log_level: str,
 ) -> None:
     """Run an agent for one node in the foreground (until SIGINT/SIGTERM)."""
@@ -159,13 +162,15 @@ def agent_cmd(
                    start_delay, log_level)
         return
     from drover.agent.config import AgentConfig
+    from drover.agent.fence import default_data_dir
     from drover.agent.main import run_agent
     from drover.cli.context import normalize_url
 
     _configure_logs(log_level)
+    node = node or socket.gethostname().split(".")[0] or "node"
     cfg = AgentConfig(
         nats_url=normalize_url(nats_url),
-        node=node or socket.gethostname().split(".")[0] or "node",
+        node=node,
         cluster=cluster,
         address=address,
         labels=labels,
@@ -177,6 +182,7 @@ def agent_cmd(
         proxy_strategy=proxy_strategy,
         gossip_key=_hex_key(gossip_key),
         dns_port=dns_port,
+        data_dir=data_dir or str(default_data_dir(cluster, node)),
     )
     _run_daemon("agent", run_agent(cfg))
 

@@ -11,6 +11,7 @@ import click
 
 from drover.cli import options, output
 from drover.cli.client import EXIT_FAILED, Client, CliError
+from drover.cli.commands_context import complete_services
 from drover.cli.commands_get import fetch, not_found
 from drover.shared import wire
 from drover.shared.errors import WireError
@@ -180,7 +181,7 @@ async def _logs_follow(c: Client, row: dict[str, Any], tail: int | None, p: _Pri
 
 
 @click.command("logs")
-@click.argument("name")
+@click.argument("name", shell_complete=complete_services)
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines until Ctrl-C.")
 @click.option("--tail", type=click.IntRange(min=0), default=None, help="Only the last N lines of each container.")
 @options.cluster_options

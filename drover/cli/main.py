@@ -24,6 +24,15 @@ from drover.cli.errors import CliError
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "agent": ("commands_daemons", "agent_cmd", "Run an agent for one node in the foreground (until SIGINT/SIGTERM)."),
     "apply": ("commands_apply", "apply_cmd", "Create or update services from manifests."),
+    "completion": ("commands_context", "completion_cmd", "Print a shell completion script (bash, zsh or fish)."),
+    "context": (
+        "commands_context", "context_group",
+        "Named clusters: list, switch, add and delete contexts ('default' is the one 'drover up' writes).",
+    ),
+    "convert": (
+        "commands_convert", "convert_cmd",
+        "Print the drover manifests equivalent to Kubernetes or Compose files (nothing is applied).",
+    ),
     "controller": ("commands_daemons", "controller_cmd", "Run a controller in the foreground (until SIGINT/SIGTERM)."),
     "cordon": ("commands_ops", "cordon_cmd", "Mark a node unschedulable: no new replicas are placed on it."),
     "delete": (
