@@ -27,15 +27,29 @@ GRACE = 2.0
 DROVER = str(Path(sys.executable).parent / "drover")
 
 
+def _start_controller(url: str, cluster: str, home: Path, log: Any) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [DROVER, "controller", "--nats", url, "--cluster", cluster, "--node-grace", f"{GRACE}s"],
+        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "DROVER_HOME": str(home)},
+    )
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGCONT)
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
 @pytest.fixture
 async def cluster(
     nats_server: NatsServer, cluster_name: str, tmp_path: Path
 ) -> AsyncIterator[tuple[subprocess.Popen[bytes], FakeAgents, Any]]:
     log = (tmp_path / "controller.log").open("wb")
-    proc = subprocess.Popen(
-        [DROVER, "controller", "--nats", nats_server.url, "--cluster", cluster_name, "--node-grace", f"{GRACE}s"],
-        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "DROVER_HOME": str(tmp_path)},
-    )
+    proc = _start_controller(nats_server.url, cluster_name, tmp_path, log)
     nc = await bus.connect(nats_server.url, name="test")
     store = await bus.open_store(nc, cluster_name)
     names = Names(cluster_name)
@@ -49,13 +63,7 @@ async def cluster(
         yield proc, agents, call
     finally:
         agents.stop()
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGCONT)
-            proc.terminate()
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        await asyncio.to_thread(_stop, proc)
         await nc.drain()
         log.close()
 
@@ -117,5 +125,3 @@ async def _moved_off(agents: FakeAgents, node: str) -> bool:
     p = await _placement(agents)
     return not p[node] and sum(len(v) for v in p.values()) == 6
 
-
-__all__ = ["asyncio"]
