@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Sequence
 from typing import Any
 
 import nats
@@ -17,6 +18,7 @@ from nats.js.errors import BucketNotFoundError, NotFoundError
 from nats.js.kv import KeyValue
 
 from drover.shared.errors import PermanentError, TemporaryError
+from drover.shared.natsurls import split_urls
 from drover.shared.subjects import Names
 
 log = structlog.get_logger("drover.bus")
@@ -28,14 +30,19 @@ async def _quiet(*_: Any) -> None:
     return None
 
 
-async def connect(url: str, *, name: str, retry_forever: bool = False, timeout: float = 2.0) -> NATS:
-    """Connect to NATS. Daemons pass ``retry_forever`` so that a NATS outage at start is waited out;
-    after the first connection the client reconnects on its own, forever."""
+async def connect(
+    url: str | Sequence[str], *, name: str, retry_forever: bool = False, timeout: float = 2.0
+) -> NATS:
+    """Connect to NATS: ``url`` is one URL, a comma-separated list or a list; nats-py tries the servers in
+    turn (and reconnects to any of them later). Daemons pass ``retry_forever`` so that a NATS outage at
+    start is waited out; after the first connection the client reconnects on its own, forever."""
+    servers = split_urls(url)
+    url = ",".join(servers)  # for messages
     delay = 0.2
     while True:
         try:
             return await nats.connect(
-                servers=[url],
+                servers=servers,
                 name=name,
                 connect_timeout=timeout,
                 allow_reconnect=True,
@@ -96,6 +103,10 @@ class ClusterStore:
         self.config = await self._bucket(n.config_bucket, history=1)
         await self._events_stream()
         return self
+
+    async def open_bucket(self, name: str, *, history: int = 1) -> KeyValue:
+        """A bucket only some components use (e.g. the controller's secrets), created when missing."""
+        return await self._bucket(name, history=history)
 
     async def _bucket(self, name: str, *, history: int) -> KeyValue:
         try:

@@ -104,7 +104,7 @@ async def connect(target: Target, *, name: str = "drover-cli", keep_reconnecting
     try:
         nc: NATS = await asyncio.wait_for(
             nats.connect(
-                servers=[target.nats],
+                servers=target.servers,
                 name=name,
                 connect_timeout=CONNECT_TIMEOUT,
                 allow_reconnect=True,
