@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from drover.controller import autoscaler, preview, records, secrets, views
 from drover.controller.records import update_service
 from drover.shared.errors import NotFoundError, ValidationError
+from drover.shared.limits import MAX_REPLICAS
 from drover.shared.manifest import ManifestError, describe_change, revision_view, spec_hash
 from drover.shared.models import NodeControl, RevisionEntry, ServiceRecord
 
@@ -115,8 +116,10 @@ async def delete(ctl: Controller, body: dict[str, Any]) -> Any:
 async def scale(ctl: Controller, body: dict[str, Any]) -> Any:
     name = body.get("name")
     replicas = body.get("replicas")
-    if not isinstance(name, str) or isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 0:
-        raise ValidationError([("replicas", "must be an integer >= 0")])
+    if not isinstance(name, str) or isinstance(replicas, bool) or not isinstance(replicas, int):
+        raise ValidationError([("replicas", f"must be an integer 0-{MAX_REPLICAS}")])
+    if not 0 <= replicas <= MAX_REPLICAS:  # the limit apply enforces, also for a request off the bus
+        raise ValidationError([("replicas", f"must be an integer 0-{MAX_REPLICAS}")])
 
     def change(old: ServiceRecord | None) -> ServiceRecord | None:
         if old is None or old.deleted:

@@ -40,8 +40,12 @@ def _replicas(value: str) -> int:
         n = int(value.strip())
     except ValueError:
         n = -1
-    if n < 0:
-        raise click.BadParameter(f"{value!r} is not a number of replicas (an integer >= 0)", param_hint="'N'")
+    from drover.shared.limits import MAX_REPLICAS
+
+    if not 0 <= n <= MAX_REPLICAS:
+        raise click.BadParameter(
+            f"{value!r} is not a number of replicas (an integer 0-{MAX_REPLICAS})", param_hint="'N'"
+        )
     return n
 
 
