@@ -67,7 +67,10 @@ class Controller:
     # --- lifecycle ------------------------------------------------------------------------------------------
     async def start(self) -> None:
         self.sup = Supervisor(f"controller-{self.id}")
-        self.nc = await bus.connect(self.cfg.nats_url, name=f"drover-controller-{self.id}", retry_forever=True)
+        self.nc = await bus.connect(
+            self.cfg.nats_url, name=f"drover-controller-{self.id}", retry_forever=True, creds=self.cfg.creds,
+            ca=self.cfg.ca,
+        )
         self.store = await bus.open_store(self.nc, self.cfg.cluster)
         await cluster_key(self.store)  # the agents' shared gossip key exists from the cluster's start
         self.state.started = time.time()
@@ -170,6 +173,7 @@ class Controller:
         """Safety net for watches that silently stalled (e.g. across a NATS restart): re-read every key."""
         while True:
             await asyncio.sleep(10)
+            self.state.expire_unregistered(time.time())
             for bucket, kv in (
                 ("services", self.store.services),
                 ("assignments", self.store.assignments),
@@ -193,6 +197,12 @@ class Controller:
         except WireError as exc:
             self.metrics.bad_messages.inc()
             self.log.warning("bad heartbeat dropped", subject=msg.subject, error=str(exc))
+            return
+        # The node is the one the server authorised to publish on this subject (drover.<c>.hb.<node>),
+        # never what the body claims: a heartbeat about node B sent with node A's credentials is dropped.
+        if hb.node != self.names.heartbeat_node(msg.subject):
+            self.metrics.bad_messages.inc()
+            self.log.debug("heartbeat for another node dropped", subject=msg.subject, claimed=hb.node)
             return
         self.metrics.heartbeats.inc()
         if self.state.on_heartbeat(hb, time.time()):

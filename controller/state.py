@@ -22,6 +22,11 @@ from drover.shared.models import (
 
 T = TypeVar("T")
 
+# Heartbeats of nodes with no registration yet are kept (one may simply arrive first), but only this many,
+# and each only this long without a registration: names nobody registered cannot grow the controller.
+MAX_UNREGISTERED = 256
+UNREGISTERED_TTL = 60.0
+
 
 @dataclass
 class Versioned(Generic[T]):
@@ -41,6 +46,7 @@ class ClusterState:
     service_rps: dict[str, dict[str, float]] = field(default_factory=dict)  # node -> service -> new conns/s
     events: collections.deque[Event] = field(default_factory=lambda: collections.deque(maxlen=5000))
     term: int = 1
+    unregistered: set[str] = field(default_factory=set)  # nodes known from heartbeats only
 
     # --- desired state, from KV -------------------------------------------------------------------------
     def set_service(self, name: str, rec: ServiceRecord | None, rev: int) -> None:
@@ -62,6 +68,7 @@ class ClusterState:
             self.assignments[node] = Versioned(a, rev)
 
     def set_registration(self, reg: NodeRegistration | None, name: str, now: float) -> None:
+        self.unregistered.discard(name)
         if reg is None:
             self.nodes.pop(name, None)
             self.service_rps.pop(name, None)
@@ -85,7 +92,13 @@ class ClusterState:
         """Record a heartbeat; True when something that matters to reconciliation changed."""
         node = self.nodes.get(hb.node)
         if node is None:
-            # A heartbeat before its registration reached us: keep it with a minimal registration.
+            # A heartbeat before its registration reached us: keep it with a minimal registration, within
+            # bounds (forged or stray names must not grow this cache without limit).
+            if len(self.unregistered) >= MAX_UNREGISTERED:
+                self.expire_unregistered(now)
+                if len(self.unregistered) >= MAX_UNREGISTERED:
+                    return False
+            self.unregistered.add(hb.node)
             node = NodeState(
                 reg=NodeRegistration(name=hb.node),
                 ctl=self.controls.get(hb.node, NodeControl()),
@@ -109,6 +122,18 @@ class ClusterState:
             self.ready_since.pop(rid, None)
         node.observed = new
         return changed
+
+    def expire_unregistered(self, now: float) -> list[str]:
+        """Forget nodes that never registered and sent no heartbeat for ``UNREGISTERED_TTL``."""
+        gone = [
+            n for n in self.unregistered
+            if (hb := self.nodes[n].last_heartbeat if n in self.nodes else None) is None or now - hb > UNREGISTERED_TTL
+        ]
+        for n in gone:
+            self.unregistered.discard(n)
+            self.nodes.pop(n, None)
+            self.service_rps.pop(n, None)
+        return gone
 
     def snapshot(self, now: float) -> Snapshot:
         return Snapshot(

@@ -28,14 +28,43 @@ async def _quiet(*_: Any) -> None:
     return None
 
 
-async def connect(url: str, *, name: str, retry_forever: bool = False, timeout: float = 2.0) -> NATS:
+PERMISSION_VIOLATION = "permissions violation"
+
+
+def is_permission_error(exc: BaseException) -> bool:
+    """nats-server refused a publish or subscribe for this connection's credentials."""
+    return PERMISSION_VIOLATION in str(exc).lower()
+
+
+async def _log_permission_errors(exc: Exception) -> None:
+    # The server refused something our credentials do not allow: worth a log line (a misconfigured role),
+    # never a crash. Other async errors are reconnect noise.
+    if is_permission_error(exc):
+        log.warning("nats refused an operation: permission denied", error=str(exc))
+
+
+async def connect(
+    url: str,
+    *,
+    name: str,
+    retry_forever: bool = False,
+    timeout: float = 2.0,
+    creds: str | None = None,
+    ca: str | None = None,
+) -> NATS:
     """Connect to NATS. Daemons pass ``retry_forever`` so that a NATS outage at start is waited out;
-    after the first connection the client reconnects on its own, forever."""
+    after the first connection the client reconnects on its own, forever. ``creds`` (a NATS credentials
+    or nkey seed file) and ``ca`` (the cluster CA's PEM: TLS) authenticate and encrypt the connection;
+    without them it is plain and anonymous, which a secured server refuses."""
+    from drover.shared.security import connect_options
+
+    security = connect_options(creds, ca)
     delay = 0.2
     while True:
         try:
             return await nats.connect(
                 servers=[url],
+                **security,
                 name=name,
                 connect_timeout=timeout,
                 allow_reconnect=True,
@@ -43,7 +72,7 @@ async def connect(url: str, *, name: str, retry_forever: bool = False, timeout: 
                 reconnect_time_wait=0.25,
                 ping_interval=5,
                 max_outstanding_pings=2,
-                error_cb=_quiet,
+                error_cb=_log_permission_errors,
                 disconnected_cb=_quiet,
                 reconnected_cb=_quiet,
             )

@@ -43,6 +43,14 @@ class Names:
     def heartbeat(self, node: str) -> str:
         return f"{self.heartbeat_prefix}.{node}"
 
+    def heartbeat_node(self, subject: str) -> str | None:
+        """The node a heartbeat subject names (None if it is not one)."""
+        prefix = self.heartbeat_prefix + "."
+        if not subject.startswith(prefix):
+            return None
+        node = subject[len(prefix):]
+        return node if node and "." not in node else None
+
     @property
     def heartbeat_all(self) -> str:
         return f"{self.heartbeat_prefix}.*"

@@ -67,6 +67,10 @@ def _configure_logs(level: str) -> None:
 @click.command("controller")
 @click.option("--nats", "nats_url", envvar="DROVER_NATS", required=True, metavar="URL", help="NATS URL ($DROVER_NATS).")
 @click.option("--id", "ident", metavar="ID", default=None, help="Controller id (default: <hostname>-<random>).")
+@click.option("--creds", envvar="DROVER_CREDS", default=None, metavar="FILE",
+              help="NATS credentials (or nkey seed) file ($DROVER_CREDS); without it the connection is anonymous.")
+@click.option("--ca", envvar="DROVER_CA", default=None, metavar="FILE",
+              help="The cluster CA's PEM ($DROVER_CA): TLS to NATS; without it the connection is plain.")
 @click.option("--cluster", envvar="DROVER_CLUSTER", default="default", show_default=True, callback=_cluster)
 @click.option(
     "--node-grace", default="3s", show_default=True, callback=_parsed(parse_duration),
@@ -78,6 +82,8 @@ def _configure_logs(level: str) -> None:
 def controller_cmd(
     nats_url: str,
     ident: str | None,
+    creds: str | None,
+    ca: str | None,
     cluster: str,
     node_grace: float,
     metrics_port: int | None,
@@ -93,6 +99,8 @@ def controller_cmd(
     cfg = ControllerConfig(
         nats_url=normalize_url(nats_url),
         cluster=cluster,
+        creds=_readable(creds, "--creds"),
+        ca=_readable(ca, "--ca"),
         id=ident,
         node_grace=node_grace,
         metrics_port=metrics_port,
@@ -104,6 +112,10 @@ def controller_cmd(
 @click.command("agent")
 @click.option("--nats", "nats_url", envvar="DROVER_NATS", required=True, metavar="URL", help="NATS URL ($DROVER_NATS).")
 @click.option("--node", default=None, metavar="NAME", help="Node name (default: the host name).")
+@click.option("--creds", envvar="DROVER_CREDS", default=None, metavar="FILE",
+              help="NATS credentials (or nkey seed) file ($DROVER_CREDS); without it the connection is anonymous.")
+@click.option("--ca", envvar="DROVER_CA", default=None, metavar="FILE",
+              help="The cluster CA's PEM ($DROVER_CA): TLS to NATS; without it the connection is plain.")
 @click.option("--label", "labels", multiple=True, metavar="K=V", callback=_labels, help="Node label (repeatable).")
 @click.option("--address", default="127.0.0.1", show_default=True, help="Where ports are published and proxied.")
 @click.option("--driver", type=click.Choice(["docker", "process", "sim"]), default="docker", show_default=True)
@@ -124,6 +136,8 @@ def controller_cmd(
 def agent_cmd(
     nats_url: str,
     node: str | None,
+    creds: str | None,
+    ca: str | None,
     labels: dict[str, str],
     address: str,
     driver: str,
@@ -146,6 +160,8 @@ def agent_cmd(
     cfg = AgentConfig(
         nats_url=normalize_url(nats_url),
         node=node or socket.gethostname().split(".")[0] or "node",
+        creds=_readable(creds, "--creds"),
+        ca=_readable(ca, "--ca"),
         cluster=cluster,
         address=address,
         labels=labels,
@@ -159,6 +175,18 @@ def agent_cmd(
         dns_port=dns_port,
     )
     _run_daemon("agent", run_agent(cfg))
+
+
+def _readable(path: str | None, flag: str) -> str | None:
+    """A credentials or CA file must be readable now: a typo is bad input, not an endless reconnect."""
+    if path is None:
+        return None
+    try:
+        with open(path, "rb") as f:
+            f.read(1)
+    except OSError as exc:
+        raise click.BadParameter(f"cannot read {path}: {exc.strerror or exc}", param_hint=f"'{flag}'") from None
+    return path
 
 
 def _hex_key(value: str | None) -> bytes | None:

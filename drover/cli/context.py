@@ -1,7 +1,9 @@
 """Which cluster a client command talks to.
 
 ``--nats URL``, else env ``DROVER_NATS``, else ``$DROVER_HOME/context.json`` ``{"nats": ...}``, else
-``nats://127.0.0.1:4222``. The cluster name: ``--cluster``, else env ``DROVER_CLUSTER``, else the context's
+``nats://127.0.0.1:4222``. Credentials and CA: ``--creds``/``--ca``, else env ``DROVER_CREDS``/``DROVER_CA``,
+else the context's ``"creds"``/``"ca"``, else none (a plain, anonymous connection).
+The cluster name: ``--cluster``, else env ``DROVER_CLUSTER``, else the context's
 ``"cluster"``, else ``default``. ``DROVER_HOME`` defaults to ``~/.drover``.
 """
 
@@ -22,6 +24,8 @@ class Target:
     nats: str
     cluster: str
     nats_from: str  # "flag" | "env" | "context" | "default": where the URL came from (for messages)
+    creds: str | None = None  # NATS credentials file: --creds, $DROVER_CREDS, the context's "creds"
+    ca: str | None = None  # the cluster CA's PEM (TLS): --ca, $DROVER_CA, the context's "ca"
 
 
 def drover_home() -> Path:
@@ -41,12 +45,18 @@ def load_context() -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def write_context(nats_url: str, cluster: str) -> Path:
-    """Write ``{"nats": url, "cluster": name}`` atomically (what ``drover up`` leaves for the clients)."""
+def write_context(nats_url: str, cluster: str, *, creds: str | None = None, ca: str | None = None) -> Path:
+    """Write ``{"nats": url, "cluster": name, "creds": file, "ca": file}`` atomically (what ``drover up``
+    leaves for the clients; ``creds``/``ca`` only when given)."""
     path = context_path()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"nats": nats_url, "cluster": cluster}, indent=2) + "\n", encoding="utf-8")
+    body: dict[str, str] = {"nats": nats_url, "cluster": cluster}
+    if creds:
+        body["creds"] = creds
+    if ca:
+        body["ca"] = ca
+    tmp.write_text(json.dumps(body, indent=2) + "\n", encoding="utf-8")
     os.replace(tmp, path)
     return path
 
@@ -61,7 +71,9 @@ def normalize_url(url: str) -> str:
     return url
 
 
-def resolve(nats_opt: str | None = None, cluster_opt: str | None = None) -> Target:
+def resolve(
+    nats_opt: str | None = None, cluster_opt: str | None = None, creds_opt: str | None = None, ca_opt: str | None = None
+) -> Target:
     ctx: dict[str, Any] | None = None
 
     def context() -> dict[str, Any]:
@@ -87,4 +99,16 @@ def resolve(nats_opt: str | None = None, cluster_opt: str | None = None) -> Targ
         cluster = context()["cluster"]
     else:
         cluster = DEFAULT_CLUSTER
-    return Target(nats=normalize_url(url), cluster=cluster, nats_from=source)
+
+    def pick(opt: str | None, env: str, key: str) -> str | None:
+        if opt:
+            return opt
+        if os.environ.get(env):
+            return os.environ[env]
+        value = context().get(key)
+        return value if isinstance(value, str) and value else None
+
+    return Target(
+        nats=normalize_url(url), cluster=cluster, nats_from=source,
+        creds=pick(creds_opt, "DROVER_CREDS", "creds"), ca=pick(ca_opt, "DROVER_CA", "ca"),
+    )

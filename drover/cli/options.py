@@ -16,6 +16,17 @@ T = TypeVar("T")
 
 _NATS = "drover.nats"
 _CLUSTER = "drover.cluster"
+_CREDS = "drover.creds"
+_CA = "drover.ca"
+
+
+def _store(key: str) -> Callable[[click.Context, click.Parameter, str | None], str | None]:
+    def callback(ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+        if value:
+            ctx.meta[key] = value
+        return value
+
+    return callback
 
 
 def _store_nats(ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
@@ -35,7 +46,15 @@ def _store_cluster(ctx: click.Context, _param: click.Parameter, value: str | Non
 
 
 def cluster_options(f: F) -> F:
-    """``--nats URL`` and ``--cluster NAME`` (also accepted before the command name)."""
+    """``--nats URL``, ``--cluster NAME``, ``--creds FILE``, ``--ca FILE`` (also accepted before the command name)."""
+    f = click.option(
+        "--ca", metavar="FILE", expose_value=False, is_eager=True, callback=_store(_CA),
+        help="The cluster CA's PEM for TLS (else $DROVER_CA, else the context file's).",
+    )(f)
+    f = click.option(
+        "--creds", metavar="FILE", expose_value=False, is_eager=True, callback=_store(_CREDS),
+        help="NATS credentials file (else $DROVER_CREDS, else the context file's).",
+    )(f)
     f = click.option(
         "--cluster",
         metavar="NAME",
@@ -58,7 +77,7 @@ def cluster_options(f: F) -> F:
 
 def target() -> Target:
     ctx = click.get_current_context()
-    t = resolve(ctx.meta.get(_NATS), ctx.meta.get(_CLUSTER))
+    t = resolve(ctx.meta.get(_NATS), ctx.meta.get(_CLUSTER), ctx.meta.get(_CREDS), ctx.meta.get(_CA))
     try:
         check_cluster(t.cluster)
     except ValueError as exc:
