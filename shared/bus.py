@@ -17,6 +17,7 @@ from nats.js.errors import BucketNotFoundError, NotFoundError
 from nats.js.kv import KeyValue
 
 from drover.shared.errors import PermanentError, TemporaryError
+from drover.shared.security import connect_options, is_permission_error
 from drover.shared.subjects import Names
 
 log = structlog.get_logger("drover.bus")
@@ -26,14 +27,6 @@ MIN_SERVER = (2, 11, 0)
 
 async def _quiet(*_: Any) -> None:
     return None
-
-
-PERMISSION_VIOLATION = "permissions violation"
-
-
-def is_permission_error(exc: BaseException) -> bool:
-    """nats-server refused a publish or subscribe for this connection's credentials."""
-    return PERMISSION_VIOLATION in str(exc).lower()
 
 
 async def _log_permission_errors(exc: Exception) -> None:
@@ -56,8 +49,6 @@ async def connect(
     after the first connection the client reconnects on its own, forever. ``creds`` (a NATS credentials
     or nkey seed file) and ``ca`` (the cluster CA's PEM: TLS) authenticate and encrypt the connection;
     without them it is plain and anonymous, which a secured server refuses."""
-    from drover.shared.security import connect_options
-
     security = connect_options(creds, ca)
     delay = 0.2
     while True:

@@ -210,6 +210,11 @@ class SecurityDir:
         ]
 
 
+def is_permission_error(exc: BaseException) -> bool:
+    """nats-server refused a publish or subscribe for this connection's credentials (an async ``-ERR``)."""
+    return "permissions violation" in str(exc).lower()
+
+
 def tls_context(ca_file: str) -> ssl.SSLContext:
     """A client TLS context trusting only the cluster CA (hostname checked against the server's SANs)."""
     ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca_file)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import click
 
@@ -13,6 +14,7 @@ from drover.cli.client import EXIT_FAILED, EXIT_INVALID, Client, CliError
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 SERVICE_WORDS = ("service", "services", "svc")
+MAX_STDIN_CHARS = 1024 * 1024 + 1  # = MAX_MANIFEST_BYTES + 1 (not imported: the CLI starts fast)
 
 
 def read_sources(files: tuple[str, ...]) -> list[tuple[str, str]]:
@@ -25,7 +27,7 @@ def read_sources(files: tuple[str, ...]) -> list[tuple[str, str]]:
             if stdin_used:
                 continue
             stdin_used = True
-            sources.append(("-", sys.stdin.read()))
+            _read_stdin(sources, problems)
             continue
         path = Path(f)
         if path.is_dir():
@@ -41,13 +43,36 @@ def read_sources(files: tuple[str, ...]) -> list[tuple[str, str]]:
     return sources
 
 
+def _read_bounded(stream: BinaryIO, name: str, sources: list[tuple[str, str]], problems: list[str]) -> None:
+    """Read at most 1 MiB + 1 byte: a bigger manifest (or a pipe that never ends) is refused without
+    holding it all; sizes are not trusted (stdin, named pipes, /dev/zero have none)."""
+    from drover.shared.limits import MAX_MANIFEST_BYTES
+    from drover.shared.manifest_load import TOO_LARGE
+
+    shown = "<stdin>" if name == "-" else name
+    data = stream.read(MAX_MANIFEST_BYTES + 1)
+    if len(data) > MAX_MANIFEST_BYTES:
+        problems.append(f"{shown}: {TOO_LARGE}")
+        return
+    try:
+        sources.append((name, data.decode("utf-8")))
+    except UnicodeDecodeError:
+        problems.append(f"{shown}: not a UTF-8 text file")
+
+
+def _read_stdin(sources: list[tuple[str, str]], problems: list[str]) -> None:
+    stream = getattr(sys.stdin, "buffer", None)
+    if stream is None:  # a text-only stdin (some test runners): bounded all the same
+        stream = io.BytesIO(sys.stdin.read(MAX_STDIN_CHARS).encode("utf-8", "surrogatepass"))
+    _read_bounded(stream, "-", sources, problems)
+
+
 def _read(path: Path, name: str, sources: list[tuple[str, str]], problems: list[str]) -> None:
     try:
-        sources.append((name, path.read_text(encoding="utf-8")))
+        with path.open("rb") as f:
+            _read_bounded(f, name, sources, problems)
     except FileNotFoundError:
         problems.append(f"{name}: no such file")
-    except UnicodeDecodeError:
-        problems.append(f"{name}: not a UTF-8 text file")
     except OSError as exc:
         problems.append(f"{name}: {exc.strerror or exc}")
 
@@ -55,6 +80,7 @@ def _read(path: Path, name: str, sources: list[tuple[str, str]], problems: list[
 def load_manifests(files: tuple[str, ...]) -> tuple[list[Any], list[str]]:
     """Parse and validate every document locally; any problem → ``CliError`` exit 2 listing them all.
     Returns the manifests and, for each, where it came from (``web.yaml[doc 1]``)."""
+    from drover.shared.convert import to_native
     from drover.shared.manifest import ManifestError, load_documents, parse_manifests
     from drover.shared.manifest_errors import display_name
 
@@ -64,11 +90,11 @@ def load_manifests(files: tuple[str, ...]) -> tuple[list[Any], list[str]]:
     except ManifestError as exc:
         raise CliError(*exc.lines(), code=EXIT_INVALID) from None
     where: list[str] = []
-    for name, text in sources:
-        try:
-            where.extend(f"{display_name(name)}[doc {n}]" for n, _ in load_documents(text, name))
-        except ManifestError:  # cannot happen after a successful parse
-            pass
+    try:
+        loaded = [(display_name(name), load_documents(text, name)) for name, text in sources]
+        where = [w for w, _ in to_native(loaded)[0]]
+    except ManifestError:  # cannot happen after a successful parse
+        pass
     if len(where) != len(manifests):
         where = [f"doc {i}" for i in range(1, len(manifests) + 1)]
     if not manifests:
@@ -76,21 +102,38 @@ def load_manifests(files: tuple[str, ...]) -> tuple[list[Any], list[str]]:
     return manifests, where
 
 
-@click.command("apply")
-@click.option(
+#: ``-f FILE`` (repeatable) of every command that reads manifests
+files_option = click.option(
     "-f",
     "--filename",
     "files",
     multiple=True,
     required=True,
     metavar="FILE",
-    help="Manifest file, directory of manifests, or - for stdin (repeatable).",
+    help="Manifest file (drover, Kubernetes Deployment+Service or Compose), directory of manifests, "
+    "or - for stdin (repeatable).",
+)
+
+
+@click.command("apply")
+@files_option
+@click.option("--dry-run", is_flag=True, help="Show what would be created or configured, and where; store nothing.")
+@click.option(
+    "--if-revision", type=click.IntRange(min=0), default=None, metavar="N",
+    help="Apply only if the stored revision is N (0: only if the service does not exist yet).",
 )
 @options.cluster_options
-def apply_cmd(files: tuple[str, ...]) -> None:
+def apply_cmd(files: tuple[str, ...], dry_run: bool, if_revision: int | None) -> None:
     """Create or update services from manifests."""
+    if dry_run:
+        from drover.cli.commands_plan import preview, print_dry_run
+
+        print_dry_run(preview(files, placements=True, if_revision=if_revision))
+        return
     manifests, where = load_manifests(files)
-    body = {"manifests": [m.model_dump(mode="json") for m in manifests], "sources": where}
+    body: dict[str, Any] = {"manifests": [m.model_dump(mode="json") for m in manifests], "sources": where}
+    if if_revision is not None:
+        body["if_revision"] = if_revision
 
     async def go(c: Client) -> Any:
         return await c.call("apply", body, timeout=30.0)

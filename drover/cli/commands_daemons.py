@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
 from collections.abc import Coroutine
 from typing import Any
@@ -79,6 +80,10 @@ def _configure_logs(level: str) -> None:
 @click.option("--metrics-port", type=click.IntRange(0, 65535), default=None, help="Serve Prometheus metrics here.")
 @click.option("--metrics-address", default="127.0.0.1", show_default=True)
 @click.option("--log-level", type=LOG_LEVELS, default="info", show_default=True)
+@click.option(
+    "--allow-privileged-mounts", is_flag=True, envvar="DROVER_ALLOW_PRIVILEGED_MOUNTS",
+    help="Let services mount the host's / or the Docker socket ($DROVER_ALLOW_PRIVILEGED_MOUNTS).",
+)
 def controller_cmd(
     nats_url: str,
     ident: str | None,
@@ -89,6 +94,7 @@ def controller_cmd(
     metrics_port: int | None,
     metrics_address: str,
     log_level: str,
+    allow_privileged_mounts: bool,
 ) -> None:
     """Run a controller in the foreground (until SIGINT/SIGTERM)."""
     from drover.cli.context import normalize_url
@@ -105,6 +111,7 @@ def controller_cmd(
         node_grace=node_grace,
         metrics_port=metrics_port,
         metrics_address=metrics_address,
+        allow_privileged_mounts=allow_privileged_mounts,
     )
     _run_daemon("controller", run_controller(cfg))
 
@@ -132,6 +139,14 @@ def controller_cmd(
               help="Answer DNS for <service>.drover on --address at this UDP port (0: a free one; default: off).")
 @click.option("--gossip-key", envvar="DROVER_GOSSIP_KEY", default=None, metavar="HEX",
               help="Cluster gossip key, hex (default: fetched from the cluster's KV store).")
+@click.option("--count", type=click.IntRange(min=1), default=None,
+              help="--driver sim: run this many hollow agents PREFIX-1 … PREFIX-N in this one process.")
+@click.option("--node-prefix", "node_prefix", default=None, metavar="PREFIX",
+              help="--driver sim --count: node names are PREFIX-1 … PREFIX-N (default: --node, else the host name).")
+@click.option("--start-delay", default="0s", callback=_parsed(parse_duration), metavar="DURATION",
+              help="--driver sim --count: a hollow replica reports running this long after it was assigned.")
+@click.option("--data-dir", "data_dir", default=None, metavar="DIR",
+              help="Where the agent keeps its state (default: $DROVER_HOME/agents/<cluster>/<node>).")
 @click.option("--log-level", type=LOG_LEVELS, default="info", show_default=True)
 def agent_cmd(
     nats_url: str,
@@ -149,17 +164,27 @@ def agent_cmd(
     proxy_strategy: str,
     gossip_key: str | None,
     dns_port: int | None,
+    count: int | None,
+    node_prefix: str | None,
+    start_delay: float,
+    data_dir: str | None,
     log_level: str,
 ) -> None:
     """Run an agent for one node in the foreground (until SIGINT/SIGTERM)."""
+    if count is not None or node_prefix is not None:
+        _run_fleet(nats_url, node_prefix or node, count or 1, driver, labels, address, cpu, memory, cluster,
+                   start_delay, log_level, creds=_readable(creds, "--creds"), ca=_readable(ca, "--ca"))
+        return
     from drover.agent.config import AgentConfig
+    from drover.agent.fence import default_data_dir
     from drover.agent.main import run_agent
     from drover.cli.context import normalize_url
 
     _configure_logs(log_level)
+    node = node or socket.gethostname().split(".")[0] or "node"
     cfg = AgentConfig(
         nats_url=normalize_url(nats_url),
-        node=node or socket.gethostname().split(".")[0] or "node",
+        node=node,
         creds=_readable(creds, "--creds"),
         ca=_readable(ca, "--ca"),
         cluster=cluster,
@@ -173,6 +198,7 @@ def agent_cmd(
         proxy_strategy=proxy_strategy,
         gossip_key=_hex_key(gossip_key),
         dns_port=dns_port,
+        data_dir=data_dir or str(default_data_dir(cluster, node)),
     )
     _run_daemon("agent", run_agent(cfg))
 
@@ -187,6 +213,30 @@ def _readable(path: str | None, flag: str) -> str | None:
     except OSError as exc:
         raise click.BadParameter(f"cannot read {path}: {exc.strerror or exc}", param_hint=f"'{flag}'") from None
     return path
+
+
+def _run_fleet(
+    nats_url: str, prefix: str | None, count: int, driver: str, labels: dict[str, str], address: str,
+    cpu: float | None, memory: int | None, cluster: str, start_delay: float, log_level: str,
+    *, creds: str | None = None, ca: str | None = None,
+) -> None:
+    if driver != "sim":
+        raise click.UsageError("--count and --node-prefix need --driver sim (hollow agents)")
+    prefix = prefix or socket.gethostname().split(".")[0] or "node"
+    if not _NODE_PREFIX.match(prefix):
+        raise click.BadParameter(f"{prefix!r}: letters, digits, '_' and '-' only", param_hint="'--node-prefix'")
+    from drover.agent.fleet import FleetConfig, run_fleet
+    from drover.cli.context import normalize_url
+
+    _configure_logs(log_level)
+    cfg = FleetConfig(
+        nats_url=normalize_url(nats_url), prefix=prefix, count=count, cluster=cluster, address=address,
+        labels=labels, cpu=cpu, memory=memory, start_delay=start_delay, creds=creds, ca=ca,
+    )
+    _run_daemon("hollow fleet", run_fleet(cfg))
+
+
+_NODE_PREFIX = re.compile(r"^[A-Za-z0-9_-]{1,200}$")
 
 
 def _hex_key(value: str | None) -> bytes | None:

@@ -109,6 +109,8 @@ class FakeMsg:
 
 
 class FakeNats:
+    max_payload = 1024 * 1024  # nats-server's default, as the server would announce it
+
     def __init__(self, handlers: dict[str, Callable[[dict[str, Any]], Any]]):
         self.handlers = handlers
         self.requests: list[tuple[str, dict[str, Any]]] = []
