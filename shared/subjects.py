@@ -69,3 +69,19 @@ class Names:
     @property
     def events_all(self) -> str:
         return f"{self.events_prefix}.>"
+
+
+INBOX_PREFIX = "_INBOX."
+
+
+def is_inbox(subject: object) -> bool:
+    """A concrete reply inbox (``_INBOX.…``, no wildcards): the only subjects an agent answers or streams to,
+    so a request cannot make it publish (logs, …) onto another component's subject."""
+    return (
+        isinstance(subject, str)
+        and subject.startswith(INBOX_PREFIX)
+        and len(subject) > len(INBOX_PREFIX)
+        and not any(c in subject for c in "*> \t\r\n")
+        and ".." not in subject
+        and not subject.endswith(".")
+    )

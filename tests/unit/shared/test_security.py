@@ -128,3 +128,11 @@ def test_heartbeat_node_comes_from_the_subject(node: str) -> None:
 def test_jwt_header_is_the_nats_one() -> None:
     token = sj.encode({"sub": "x"}, sj.new_seed("account"))
     assert json.loads(sj._unb64(token.split(".")[0])) == {"typ": "JWT", "alg": "ed25519-nkey"}
+
+
+def test_only_concrete_inboxes_are_reply_subjects() -> None:
+    from drover.shared.subjects import is_inbox
+
+    assert is_inbox("_INBOX.abc") and is_inbox("_INBOX.abc.def")
+    for bad in (None, "", "_INBOX.", "_INBOX.>", "_INBOX.*", "drover.c.hb.n2", "_INBOX.a b", "_INBOX..a", "x_INBOX.a"):
+        assert not is_inbox(bad), bad
