@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Sequence
 from typing import Any
 
 import nats
@@ -17,6 +18,7 @@ from nats.js.errors import BucketNotFoundError, NotFoundError
 from nats.js.kv import KeyValue
 
 from drover.shared.errors import PermanentError, TemporaryError
+from drover.shared.natsurls import split_urls
 from drover.shared.security import connect_options, is_permission_error
 from drover.shared.subjects import Names
 
@@ -37,7 +39,7 @@ async def _log_permission_errors(exc: Exception) -> None:
 
 
 async def connect(
-    url: str,
+    url: str | Sequence[str],
     *,
     name: str,
     retry_forever: bool = False,
@@ -45,16 +47,19 @@ async def connect(
     creds: str | None = None,
     ca: str | None = None,
 ) -> NATS:
-    """Connect to NATS. Daemons pass ``retry_forever`` so that a NATS outage at start is waited out;
-    after the first connection the client reconnects on its own, forever. ``creds`` (a NATS credentials
-    or nkey seed file) and ``ca`` (the cluster CA's PEM: TLS) authenticate and encrypt the connection;
-    without them it is plain and anonymous, which a secured server refuses."""
+    """Connect to NATS: ``url`` is one URL, a comma-separated list or a list; nats-py tries the servers in
+    turn (and reconnects to any of them later). Daemons pass ``retry_forever`` so that a NATS outage at
+    start is waited out; after the first connection the client reconnects on its own, forever. ``creds``
+    (a NATS credentials or nkey seed file) and ``ca`` (the cluster CA's PEM: TLS) authenticate and encrypt
+    the connection; without them it is plain and anonymous, which a secured server refuses."""
     security = connect_options(creds, ca)
+    servers = split_urls(url)
+    url = ",".join(servers)  # for messages
     delay = 0.2
     while True:
         try:
             return await nats.connect(
-                servers=[url],
+                servers=servers,
                 **security,
                 name=name,
                 connect_timeout=timeout,
@@ -116,6 +121,10 @@ class ClusterStore:
         self.config = await self._bucket(n.config_bucket, history=1)
         await self._events_stream()
         return self
+
+    async def open_bucket(self, name: str, *, history: int = 1) -> KeyValue:
+        """A bucket only some components use (e.g. the controller's secrets), created when missing."""
+        return await self._bucket(name, history=history)
 
     async def _bucket(self, name: str, *, history: int) -> KeyValue:
         try:

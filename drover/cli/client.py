@@ -156,7 +156,7 @@ async def connect(
     try:
         nc: NATS = await asyncio.wait_for(
             nats.connect(
-                servers=[target.nats],
+                servers=target.servers,
                 **security,
                 name=name,
                 connect_timeout=CONNECT_TIMEOUT,

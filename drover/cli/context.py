@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from drover.shared.natsurls import join_urls, split_urls
+
 DEFAULT_NATS = "nats://127.0.0.1:4222"
 DEFAULT_CLUSTER = "default"
 #: the name of the context ``drover up`` writes (``context.json``)
@@ -35,11 +37,16 @@ class ContextError(ValueError):
 
 @dataclass(frozen=True)
 class Target:
-    nats: str
+    nats: str  # one URL or a comma-separated list, normalised
     cluster: str
     nats_from: str  # "flag" | "env" | "context" | "default": where the URL came from (for messages)
     creds: str | None = None  # NATS credentials file: --creds, $DROVER_CREDS, the context's "creds"
     ca: str | None = None  # the cluster CA's PEM (TLS): --ca, $DROVER_CA, the context's "ca"
+
+    @property
+    def servers(self) -> list[str]:
+        """The URLs to try, in order (nats-py's ``servers=``)."""
+        return split_urls(self.nats)
 
 
 def drover_home() -> Path:
@@ -165,13 +172,9 @@ def delete_context(name: str) -> None:
 
 
 def normalize_url(url: str) -> str:
-    """``host:port`` or ``host`` → ``nats://host:port`` (4222 by default)."""
-    url = url.strip()
-    if "://" not in url:
-        url = f"nats://{url}"
-        if url.count(":") == 1:
-            url += ":4222"
-    return url
+    """``host:port`` or ``host`` → ``nats://host:port`` (4222 by default); a comma-separated list is
+    normalised URL by URL. ValueError when no URL is given."""
+    return join_urls(url)
 
 
 def resolve(
@@ -219,7 +222,12 @@ def resolve(
             return from_context
         return os.environ.get(env) or from_context
 
+    try:
+        nats = normalize_url(url)
+    except ValueError:
+        where = {"flag": "--nats", "env": "DROVER_NATS", "context": "the context's nats"}.get(source, source)
+        raise ContextError(f"{where}: give at least one NATS URL") from None
     return Target(
-        nats=normalize_url(url), cluster=cluster, nats_from=source,
+        nats=nats, cluster=cluster, nats_from=source,
         creds=pick(creds_opt, "DROVER_CREDS", "creds"), ca=pick(ca_opt, "DROVER_CA", "ca"),
     )
