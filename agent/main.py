@@ -109,7 +109,7 @@ class Agent:
         self._passes = 0
         self.gossip_port = 0  # set by the gossip layer, published in the registration
         self._status_listeners: list[Callable[[list[ContainerStatus]], None]] = []
-        self.discovery: Discovery | None = None  # gossip, per-node proxy, endpoints API (agent/discovery.py)
+        self.discovery: Discovery | None = None  # gossip, per-node proxy, endpoints API (agent/discovery/)
         self.usage: UsageCollector | None = None  # cpu/memory/request-rate measurements (agent/usage.py)
         self.workers: ReplicaWorkers = ReplicaWorkers(self._spawn, on_done=self.trigger)
         self.files: FileWriter | None = None  # spec.files written on the node (agent/files.py)
@@ -164,8 +164,11 @@ class Agent:
         )
         files_dir, secrets_dir = default_dirs(self.cfg.cluster, self.node, self.cfg.data_dir)
         self.files = FileWriter(files_dir, secrets_dir, secret_fetcher(self.nc, self.names.secret_read(self.node)))
-        self.discovery = Discovery(self)
-        await self.discovery.start()  # sets gossip_port before the registration
+        discovery = self.discovery = Discovery(
+            self.cfg, self.nc, self.store, self.names, self.sup, registry=self.metrics.registry
+        )
+        self.add_status_listener(discovery.on_statuses)
+        self.gossip_port = await discovery.start()  # before the registration, which carries it
         await feed.register()
         await feed.read_assignment()
         try:
