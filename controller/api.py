@@ -224,6 +224,10 @@ async def describe_service(ctl: Controller, body: dict[str, Any]) -> Any:
         "autoscale": autoscaler.describe(ctl, rec),
         "labels": rec.labels,
         "history": history,
+        "runs": [
+            {**r, "started": views.iso(r.get("started")), "finished": views.iso(r.get("finished") or None)}
+            for r in rec.job_runs
+        ],
         "containers": views.container_rows(snap, service=name),
         "events": _events(ctl, service=name, limit=30),
     }

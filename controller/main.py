@@ -44,7 +44,7 @@ from drover.shared.models import (
     NodeStatus,
     ServiceRecord,
 )
-from drover.shared.secretbox import SecretBox, default_key_file, load_or_create_key
+from drover.shared.secretbox import default_key_file
 from drover.shared.subjects import Names
 from drover.shared.tasks import Supervisor
 
@@ -119,7 +119,7 @@ class Controller:
         """The secrets bucket, the cluster's secret key (from a file, never NATS) and the agents' reads."""
         key_file = Path(self.cfg.secret_key_file) if self.cfg.secret_key_file else default_key_file(self.cfg.cluster)
         kv = await self.store.open_bucket(self.names.secrets_bucket)
-        self.secrets = Secrets(kv, SecretBox(load_or_create_key(key_file)))
+        self.secrets = Secrets(kv, key_file)
         handler = secrets_api.read_handler(self)
         self._subs.append(await self.nc.subscribe(self.names.secret_read_all, queue="controllers", cb=handler))
 
@@ -332,6 +332,7 @@ class Controller:
             if p.empty:
                 continue
             await self._record_verdicts(p.verdicts)
+            await records.record_jobs(self, p.jobs)
             for ev in p.events:
                 await self.emit(ev.kind, service=ev.service, node=ev.node, container=ev.container, message=ev.message)
             await self._write_assignments(p.assignments)

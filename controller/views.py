@@ -7,6 +7,7 @@ from typing import Any
 
 from drover.controller.reconcile import allocation
 from drover.controller.snapshot import Snapshot, node_status
+from drover.controller.workloads import JobReplica, eligible_nodes, job_params, job_state, run_of
 from drover.shared.models import ContainerState, NodeStatus, ServiceRecord, ServiceStatus
 
 
@@ -74,6 +75,20 @@ def service_status(rec: ServiceRecord, rows: list[dict[str, Any]], now: float, u
     return ServiceStatus.PROGRESSING
 
 
+def job_status(rec: ServiceRecord, rows: list[dict[str, Any]]) -> str:
+    """running | succeeded | failed: the current run's, else the last recorded run's (a scheduled job before
+    its first tick is running: its schedule is)."""
+    run = rec.job_run if rec.spec.get("schedule") else max(rec.job_run, 1)
+    current = [
+        JobReplica(r["id"], r["node"], r["state"], r.get("exit_code"), int(r.get("restarts") or 0))
+        for r in rows if r["revision"] == rec.revision and run_of(r["id"]) == run
+    ]
+    if current or not rec.spec.get("schedule"):
+        return job_state(rec.spec, current).status
+    last = [r for r in rec.job_runs if r.get("result")]
+    return str(last[-1]["result"]) if last else "running"
+
+
 def service_rows(
     snap: Snapshot,
     *,
@@ -96,6 +111,15 @@ def service_rows(
         if rec.deleted:
             continue
         rows = by_service.get(svc_name, [])
+        mode = rec.spec.get("mode")
+        if mode == "global":  # desired: one per eligible node
+            info = {n: (node_status(s, snap.now, snap.node_grace) is NodeStatus.READY, n, s.reg.labels)
+                    for n, s in snap.nodes.items()}
+            rec = rec.model_copy(update={"replicas": len(eligible_nodes(info, rec.spec))})
+        elif mode == "job":
+            rec = rec.model_copy(update={"replicas": job_params(rec.spec)[0]})
+        stuck = svc_name in unplaced
+        status = job_status(rec, rows) if mode == "job" else str(service_status(rec, rows, snap.now, stuck))
         out.append(
             {
                 "name": svc_name,
@@ -105,7 +129,7 @@ def service_rows(
                 "running": sum(1 for r in rows if r["state"] == ContainerState.RUNNING),
                 "ready": sum(1 for r in rows if r["ready"]),
                 "updated": sum(1 for r in rows if r["revision"] == rec.revision),
-                "status": str(service_status(rec, rows, snap.now, svc_name in unplaced)),
+                "status": status,
                 "labels": dict(rec.labels),
                 "message": unplaced.get(svc_name, "") or notes.get(svc_name, "") or rec.rollout_reason,
                 "created": iso(rec.created),
