@@ -65,6 +65,8 @@ class Dashboard:
         self.samples: dict[str, deque[tuple[float, int, float]]] = {}
         self._changed = asyncio.Event()
         self._closing = False
+        self._generation = 0  # counts ticks
+        self._main_cache: tuple[int, dict[str, str]] | None = None
         self.bound: tuple[str, int] | None = None  # where it listens once started (port 0 → a free one)
 
     # --- serving ---------------------------------------------------------------------------------------------
@@ -93,6 +95,7 @@ class Dashboard:
             while True:
                 with contextlib.suppress(Exception):  # a failed sample only leaves a gap in the chart
                     await self.sample()
+                self._generation += 1
                 changed, self._changed = self._changed, asyncio.Event()
                 changed.set()
                 await asyncio.sleep(self.tick)  # the period of the charts' samples and of the live updates
@@ -132,16 +135,21 @@ class Dashboard:
         }
 
     async def main_sections(self) -> dict[str, str]:
+        # Built once a tick however many pages are open: every stream of the same tick shares it.
+        if self._main_cache is not None and self._main_cache[0] == self._generation:
+            return self._main_cache[1]
         try:
             s = await self.state()
         except Exception as exc:  # keep the page (and the stream) alive; show why instead
             return {"services": f'<div class="error">cannot read the cluster state: {render.esc(exc)}</div>'}
-        return {
+        sections = {
             "services": render.services(s["services"], s["autoscale"]),
             "nodes": render.nodes(s["nodes"], self.clock()),
             "containers": render.containers(s["containers"]),
             "events": render.events(s["events"]),
         }
+        self._main_cache = (self._generation, sections)
+        return sections
 
     async def service_sections(self, name: str) -> dict[str, str]:
         try:
