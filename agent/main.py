@@ -417,7 +417,8 @@ class Agent:
             generation=self.assignment.generation if self.assignment else 0,
             containers=list(self.statuses),
         )
-        return self.usage.fill(hb, self.discovery) if self.usage is not None else hb
+        proxy = self.discovery.proxy if self.discovery is not None else None
+        return self.usage.fill(hb, proxy.stats if proxy is not None else None) if self.usage is not None else hb
 
     async def _publish_heartbeat(self) -> None:
         nc = self.nc

@@ -255,6 +255,7 @@ class ServiceRecord(Record):
     job_run: int = 0
     job_last_tick: float = 0.0
     job_runs: list[dict[str, Any]] = Field(default_factory=list)
+    last_request: str = ""  # id of the last request that changed the desired revision (retries are not redone)
 
     def revision_spec(self, revision: int) -> dict[str, Any] | None:
         for h in self.history:

@@ -1,10 +1,11 @@
 """The web dashboard: an aiohttp server inside the controller, fed from the controller's own state.
 
-``Dashboard.run`` is one supervised task: it serves ``/`` (services, nodes, containers, events),
-``/service/NAME`` (replicas, revision history, events, a chart of ready replicas and request rate),
-``/stream`` and ``/stream/service/NAME`` (server-sent events carrying re-rendered sections) and
-``/api/state`` (the same data as JSON), and samples each service's ready count and request rate every
-``tick`` for the charts. It is read-only: it only calls the API's read verbs through ``query``.
+``Dashboard.run`` is one supervised task: it serves ``/`` (services, nodes, containers, events), ``/nodes``
+and ``/events`` (those sections alone), ``/service/NAME`` (replicas, revision history, events, a chart of
+ready replicas and request rate), ``/stream`` and ``/stream/service/NAME`` (server-sent events carrying
+re-rendered sections) and ``/api/state`` (the same data as JSON), and samples each service's ready count and
+request rate every ``tick`` for the charts. It is read-only: it only calls the API's read verbs through
+``query``.
 Any controller serves it (every one watches the same buckets); the autoscaler's last decision is known to
 the leader only.
 """
@@ -74,6 +75,8 @@ class Dashboard:
         app = web.Application()
         app.router.add_get("/", self._main_page)
         app.router.add_get("/service/{name}", self._service_page)
+        app.router.add_get("/nodes", self._section_page("nodes", "Nodes"))
+        app.router.add_get("/events", self._section_page("events", "Events"))
         app.router.add_get("/stream", self._main_stream)
         app.router.add_get("/stream/service/{name}", self._service_stream)
         app.router.add_get("/api/state", self._state)
@@ -170,6 +173,15 @@ class Dashboard:
     async def _main_page(self, _req: web.Request) -> web.Response:
         html = page("overview", self.cluster, "/stream", await self.main_sections(), MAIN_LAYOUT)
         return web.Response(text=html, content_type="text/html")
+
+    def _section_page(self, sid: str, heading: str) -> Callable[[web.Request], Awaitable[web.Response]]:
+        """A page of one section of the overview (it follows the overview's stream)."""
+
+        async def handler(_req: web.Request) -> web.Response:
+            html = page(heading.lower(), self.cluster, "/stream", await self.main_sections(), [(sid, heading)])
+            return web.Response(text=html, content_type="text/html")
+
+        return handler
 
     async def _service_page(self, req: web.Request) -> web.Response:
         name = req.match_info["name"]

@@ -8,6 +8,7 @@ nothing is loaded from outside; a screenshot is saved as a test artefact and is 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -28,6 +29,12 @@ pytestmark = [pytest.mark.docker, pytest.mark.nats]
 
 CHROMIUM = os.environ.get("DROVER_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = Path(os.environ.get("DROVER_TEST_ARTIFACTS") or Path(__file__).resolve().parents[2] / "test-artifacts")
+
+
+def security_args(up: Up) -> list[str]:
+    """``--creds F --ca F`` when the cluster ``drover up`` started wants them (as its context says)."""
+    ctx = json.loads((up.home / "context.json").read_text())
+    return [arg for key in ("creds", "ca") if ctx.get(key) for arg in (f"--{key}", ctx[key])]
 
 
 def browser_binary() -> str:
@@ -52,7 +59,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Up, str]
     port = free_tcp_port()
     ctl = subprocess.Popen(
         [sys.executable, "-m", "drover", "controller", "--nats", up.url, "--cluster", name, "--id", "ui",
-         "--ui-port", str(port)],
+         "--ui-port", str(port), *security_args(up)],
         env=up.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
