@@ -40,7 +40,7 @@ from drover.shared.manifest import ManifestError
 from drover.shared.models import ApiReply, Assignment, Event, Heartbeat, NodeStatus
 from drover.shared.outbox import EventOutbox
 from drover.shared.retry import Backoff
-from drover.shared.secretbox import SecretBox, default_key_file, load_or_create_key
+from drover.shared.secretbox import default_key_file
 from drover.shared.subjects import Names
 from drover.shared.tasks import Supervisor
 
@@ -145,7 +145,7 @@ class Controller:
         """The secrets bucket, the cluster's secret key (from a file, never NATS) and the agents' reads."""
         key_file = Path(self.cfg.secret_key_file) if self.cfg.secret_key_file else default_key_file(self.cfg.cluster)
         kv = await self.store.open_bucket(self.names.secrets_bucket)
-        self.secrets = Secrets(kv, SecretBox(load_or_create_key(key_file)))
+        self.secrets = Secrets(kv, key_file)
         handler = secrets_api.read_handler(self)
         self._subs.append(await self.nc.subscribe(self.names.secret_read_all, queue="controllers", cb=handler))
 
@@ -338,8 +338,10 @@ class Controller:
         # Rest as long as the pass took (at most a second): the controller spends at most half its time
         # planning, and a burst of changes (thousands of heartbeats) is planned in one pass, not one each.
         self._rest = min(took, 1.0)
+        # (a scheduled job is never settled: its next tick must be looked at without anything changing)
         self._settled = p.empty and not p.disrupted and not any(
-            svc.rollout_state == "progressing" for svc in snap.services.values() if not svc.deleted
+            svc.rollout_state == "progressing" or svc.spec.get("schedule")
+            for svc in snap.services.values() if not svc.deleted
         )
         if took > 0.5:
             replicas = sum(len(a.containers) for a in snap.assignments.values())
@@ -355,6 +357,7 @@ class Controller:
         if p.empty:
             return
         await self._record_verdicts(p.verdicts)
+        await records.record_jobs(self, p.jobs)
         for ev in p.events:
             self.post(ev.kind, service=ev.service, node=ev.node, container=ev.container, message=ev.message)
         if self.is_leader:  # the lease may have lapsed while the verdicts were written
