@@ -10,7 +10,7 @@ import copy
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from drover.controller.snapshot import NodeState, Snapshot
+from drover.controller.snapshot import NodeState, Snapshot, silent_for
 from drover.shared.models import (
     Assignment,
     ContainerStatus,
@@ -22,6 +22,11 @@ from drover.shared.models import (
 )
 
 T = TypeVar("T")
+
+# Heartbeats of nodes with no registration yet are kept (one may simply arrive first), but only this many,
+# and each only this long without a registration: names nobody registered cannot grow the controller.
+MAX_UNREGISTERED = 256
+UNREGISTERED_TTL = 60.0
 
 
 @dataclass
@@ -42,6 +47,8 @@ class ClusterState:
     service_rps: dict[str, dict[str, float]] = field(default_factory=dict)  # node -> service -> new conns/s
     events: collections.deque[Event] = field(default_factory=lambda: collections.deque(maxlen=5000))
     term: int = 1
+    unregistered: set[str] = field(default_factory=set)  # nodes known from heartbeats only
+    held_services: set[str] = field(default_factory=set)  # damaged service records without a good value
 
     # --- desired state, from KV -------------------------------------------------------------------------
     def set_service(self, name: str, rec: ServiceRecord | None, rev: int) -> None:
@@ -63,6 +70,7 @@ class ClusterState:
             self.assignments[node] = Versioned(a, rev)
 
     def set_registration(self, reg: NodeRegistration | None, name: str, now: float) -> None:
+        self.unregistered.discard(name)
         if reg is None:
             self.nodes.pop(name, None)
             self.service_rps.pop(name, None)
@@ -81,12 +89,23 @@ class ClusterState:
         if name in self.nodes:
             self.nodes[name].ctl = ctl
 
+    def restart_silence_clock(self, now: float) -> None:
+        """Count every node's silence from ``now`` (after a reconnect or a stall of this controller)."""
+        for node in self.nodes.values():
+            node.seen_since = max(node.seen_since, now)
+
     # --- observed state, from heartbeats ----------------------------------------------------------------
     def on_heartbeat(self, hb: Heartbeat, now: float) -> bool:
         """Record a heartbeat; True when something that matters to reconciliation changed."""
         node = self.nodes.get(hb.node)
         if node is None:
-            # A heartbeat before its registration reached us: keep it with a minimal registration.
+            # A heartbeat before its registration reached us: keep it with a minimal registration, within
+            # bounds (forged or stray names must not grow this cache without limit).
+            if len(self.unregistered) >= MAX_UNREGISTERED:
+                self.expire_unregistered(now)
+                if len(self.unregistered) >= MAX_UNREGISTERED:
+                    return False
+            self.unregistered.add(hb.node)
             node = NodeState(
                 reg=NodeRegistration(name=hb.node),
                 ctl=self.controls.get(hb.node, NodeControl()),
@@ -94,7 +113,7 @@ class ClusterState:
                 seen_since=now,
             )
             self.nodes[hb.node] = node
-        was_lost = node.last_heartbeat is None or now - node.last_heartbeat > self.node_grace
+        was_lost = node.last_heartbeat is None or silent_for(node, now) > self.node_grace
         node.last_heartbeat = now
         node.boot_id = hb.boot_id
         node.generation_seen = hb.generation
@@ -110,6 +129,18 @@ class ClusterState:
             self.ready_since.pop(rid, None)
         node.observed = new
         return changed
+
+    def expire_unregistered(self, now: float) -> list[str]:
+        """Forget nodes that never registered and sent no heartbeat for ``UNREGISTERED_TTL``."""
+        gone = [
+            n for n in self.unregistered
+            if (hb := self.nodes[n].last_heartbeat if n in self.nodes else None) is None or now - hb > UNREGISTERED_TTL
+        ]
+        for n in gone:
+            self.unregistered.discard(n)
+            self.nodes.pop(n, None)
+            self.service_rps.pop(n, None)
+        return gone
 
     def touch(self, name: str, now: float) -> bool:
         """A heartbeat that repeats the node's last one: only its time counts. False when that is not enough
@@ -132,6 +163,7 @@ class ClusterState:
             assignments={n: v.value for n, v in self.assignments.items()},
             term=self.term,
             ready_since=dict(self.ready_since) if detached else self.ready_since,
+            held_services=frozenset(self.held_services),
         )
 
 
