@@ -11,8 +11,6 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from nats.js.errors import KeyNotFoundError
-
 from drover.controller import autoscaler, preview, records, secrets, views
 from drover.controller.records import update_service
 from drover.shared.errors import NotFoundError, ValidationError
@@ -103,12 +101,9 @@ async def delete(ctl: Controller, body: dict[str, Any]) -> Any:
         raise ValidationError([("names", "must be a list of service names")])
     results = []
     for name in names:
-        try:
-            await ctl.store.services.get(name)
-        except KeyNotFoundError:
+        if await records.delete_service(ctl.store.services, name) is None:
             results.append({"name": name, "action": "not-found"})
             continue
-        await ctl.store.services.delete(name)
         ctl.state.set_service(name, None, 1 << 62)
         ctl.kick()
         await ctl.emit("service-deleted", service=name, message="service deleted")
@@ -145,9 +140,20 @@ def _node_name(ctl: Controller, body: dict[str, Any]) -> str:
     return node
 
 
-async def _set_control(ctl: Controller, node: str, control: NodeControl, kind: str) -> Any:
-    await ctl.store.nodectl.put(node, control.to_wire())
-    ctl.state.set_control(node, control)
+async def _set_control(
+    ctl: Controller, node: str, change: Callable[[NodeControl], NodeControl], kind: str
+) -> Any:
+    """Compare-and-set on the node's stored control (an absolute change of what is stored now, so a retry
+    or a concurrent cordon/drain is never lost or doubled)."""
+
+    def cas(old: NodeControl | None) -> NodeControl | None:
+        cur = old or NodeControl()
+        new = change(cur)
+        return None if old is not None and new == old else new
+
+    _, new, _ = await records.cas_update(ctl.store.nodectl, node, NodeControl.from_wire, cas)
+    if new is not None:
+        ctl.state.set_control(node, new)
     ctl.kick()
     await ctl.emit(kind, node=node, message=f"node {node} {kind}")
     row = views.node_rows(ctl.snapshot(), name=node)
@@ -156,18 +162,17 @@ async def _set_control(ctl: Controller, node: str, control: NodeControl, kind: s
 
 async def cordon(ctl: Controller, body: dict[str, Any]) -> Any:
     node = _node_name(ctl, body)
-    cur = ctl.state.controls.get(node, NodeControl())
-    return await _set_control(ctl, node, NodeControl(cordoned=True, draining=cur.draining), "cordoned")
+    return await _set_control(ctl, node, lambda c: NodeControl(cordoned=True, draining=c.draining), "cordoned")
 
 
 async def uncordon(ctl: Controller, body: dict[str, Any]) -> Any:
     node = _node_name(ctl, body)
-    return await _set_control(ctl, node, NodeControl(cordoned=False, draining=False), "uncordoned")
+    return await _set_control(ctl, node, lambda c: NodeControl(cordoned=False, draining=False), "uncordoned")
 
 
 async def drain(ctl: Controller, body: dict[str, Any]) -> Any:
     node = _node_name(ctl, body)
-    return await _set_control(ctl, node, NodeControl(cordoned=True, draining=True), "draining")
+    return await _set_control(ctl, node, lambda c: NodeControl(cordoned=True, draining=True), "draining")
 
 
 def _opt_name(body: dict[str, Any], key: str = "name") -> str | None:
@@ -314,9 +319,21 @@ async def rollout_undo(ctl: Controller, body: dict[str, Any]) -> Any:
     to = body.get("to_revision")
     if to is not None and (not isinstance(to, int) or isinstance(to, bool) or to < 1):
         raise ValidationError([("to_revision", "must be a revision number >= 1")])
-    _, new = await update_service(ctl, name, lambda old: records.undo(old, name, to, time.time()))
+    request_id = body.get("request_id") or ""
+    from_revision = body.get("from_revision")
+    if not isinstance(request_id, str):
+        raise ValidationError([("request_id", "must be a string")])
+    if from_revision is not None and (not isinstance(from_revision, int) or isinstance(from_revision, bool)):
+        raise ValidationError([("from_revision", "must be a revision number")])
+    old, new = await update_service(
+        ctl, name,
+        lambda old: records.undo(
+            old, name, to, time.time(), request_id=request_id, from_revision=from_revision
+        ),
+    )
     assert new is not None
-    await ctl.emit("rollout-undo", service=name, message=f"undo: revision {new.revision} is desired again")
+    if new is not old:  # a retry of an undo already done writes and tells nothing again
+        await ctl.emit("rollout-undo", service=name, message=f"undo: revision {new.revision} is desired again")
     return {"name": name, "revision": new.revision}
 
 
