@@ -51,6 +51,21 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
+async def wait_listening(host: str, port: int, timeout: float = 10.0) -> bool:
+    """Whether something accepts connections on ``host:port`` within ``timeout`` (polled every 0.1 s)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 1.0)
+        except (OSError, TimeoutError):
+            await asyncio.sleep(0.1)  # the server is still starting
+            continue
+        writer.close()
+        return True
+    return False
+
+
 def port_in_use(host: str, port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.settimeout(0.5)
@@ -204,6 +219,7 @@ class UpOptions:
     metrics: bool
     driver: str
     log_level: str
+    ui_port: int | None = None  # the dashboard's port; None: a free one
 
 
 async def run_up(opts: UpOptions) -> None:
@@ -241,7 +257,10 @@ async def run_up(opts: UpOptions) -> None:
             return
         metrics: list[tuple[str, int]] = []
         ctl_port = free_port() if opts.metrics else None
-        controller = Controller(ControllerConfig(nats_url=url, cluster=opts.cluster, metrics_port=ctl_port))
+        ui_port = opts.ui_port or free_port()
+        controller = Controller(
+            ControllerConfig(nats_url=url, cluster=opts.cluster, metrics_port=ctl_port, ui_port=ui_port)
+        )
         if ctl_port is not None:
             metrics.append(("controller", ctl_port))
         if await _until(stop_event, controller.start()) is None and stop_event.is_set():
@@ -262,6 +281,9 @@ async def run_up(opts: UpOptions) -> None:
         ctx = write_context(url, opts.cluster)
         n = len(agents)
         output.echo(f"drover ready: {url} (cluster {opts.cluster}, {n} agent{'s' if n != 1 else ''})")
+        # Printed once it answers, so that whoever reads the line can open it at once.
+        await _until(stop_event, wait_listening("127.0.0.1", ui_port))
+        output.echo(f"dashboard: http://127.0.0.1:{ui_port}/")
         for what, port in metrics:
             output.echo(f"metrics: {what} http://127.0.0.1:{port}/metrics")
         output.echo(f"context written to {ctx}; press Ctrl-C to stop")
@@ -377,6 +399,9 @@ def _cluster(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
 @click.option(
     "--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="warning", show_default=True,
 )
+@click.option(
+    "--ui-port", type=click.IntRange(1, 65535), default=None, help="Port of the web dashboard (default: a free one)."
+)
 def up_cmd(
     data_dir: Path | None,
     nats_port: int,
@@ -386,6 +411,7 @@ def up_cmd(
     metrics: bool,
     driver: str,
     log_level: str,
+    ui_port: int | None,
 ) -> None:
     """Run an all-in-one cluster in the foreground: nats-server, a controller and local agents."""
     from drover.shared.log import configure
@@ -400,6 +426,7 @@ def up_cmd(
         metrics=metrics,
         driver=driver,
         log_level=log_level,
+        ui_port=ui_port,
     )
     from drover.shared.loop import install_fast_loop
 

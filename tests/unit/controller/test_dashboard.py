@@ -96,6 +96,11 @@ async def test_server_pages_and_live_stream() -> None:
             for needle in ('data-service="web">2/3<', ">progressing<", "drover-web-abc", "x" * 300, ">n1<"):
                 assert needle in page
             assert "http://" not in page and "https://" not in page  # nothing from outside
+            async with http.get(base + "/nodes") as r:
+                nodes_page = await r.text()
+            assert "500m / 2 cpu" in nodes_page and 'id="events"' not in nodes_page
+            async with http.get(base + "/events") as r:
+                assert "x" * 300 in await r.text()
             async with http.get(base + "/service/web") as r:
                 assert "<svg" in await r.text()
             async with http.get(base + "/service/nope") as r:
