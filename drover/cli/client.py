@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from drover.cli import natsload
 from drover.cli.context import Target
-from drover.cli.errors import EXIT_FAILED, EXIT_INVALID, CliError, Unsupported
+from drover.cli.errors import EXIT_FAILED, EXIT_INVALID, CliError, Unsupported, reply_error
 from drover.cli.signals import run_until_signal
 from drover.shared import wire
 from drover.shared.errors import WireError
@@ -31,7 +31,7 @@ REQUEST_TIMEOUT = 10.0
 T = TypeVar("T")
 
 
-__all__ = ["EXIT_FAILED", "EXIT_INVALID", "CliError", "Client", "Reply", "Unsupported", "connect", "run"]
+__all__ = ["EXIT_FAILED", "EXIT_INVALID", "CliError", "Client", "Reply", "Unsupported", "connect", "reply_error", "run"]
 
 
 @dataclass
@@ -235,20 +235,6 @@ class Client:
         finally:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
-
-
-def reply_error(verb: str, reply: Reply) -> CliError:
-    lines: list[str] = []
-    for p in reply.problems:
-        where = str(p.get("where") or "")
-        message = str(p.get("message") or "")
-        lines.append(f"{where}: {message}" if where else message)
-    if not lines:
-        lines = [line for line in (reply.error or f"{verb} failed ({reply.code or 'no reason given'})").split("; ")]
-    code = EXIT_INVALID if reply.code == "invalid" else EXIT_FAILED
-    if reply.code == "unsupported":
-        return Unsupported(*lines, code=EXIT_FAILED)
-    return CliError(*lines, code=code)
 
 
 def run(target: Target, fn: Callable[[Client], Awaitable[T]], *, keep_reconnecting: bool = False) -> T:
