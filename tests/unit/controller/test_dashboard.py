@@ -51,6 +51,13 @@ def test_nodes_show_allocation_bars_and_heartbeat_age() -> None:
     assert ">7s<" in render.nodes([NODE], now=now)
 
 
+def test_long_tables_are_cut_with_a_note() -> None:
+    rows = [dict(CONTAINER, name=f"drover-web-{i}") for i in range(render.MAX_ROWS + 7)]
+    html = render.containers(rows)
+    assert html.count("<tr>") == render.MAX_ROWS + 2  # header, rows, the note
+    assert "… and 7 more (drover get containers)" in html
+
+
 def test_chart_draws_ready_and_rate_lines() -> None:
     svg = render.chart([(NOW - 60, 1, 0.0), (NOW - 30, 2, 5.0), (NOW, 3, 2.5)], NOW)
     assert svg.startswith("<svg") and svg.count("<polyline") == 2
