@@ -115,6 +115,18 @@ def test_completion_scripts_load_and_complete_commands() -> None:
     assert "plain,context" in words.stdout.splitlines() and "plain,controller" in words.stdout.splitlines()
 
 
+def test_context_names_complete(home: Path) -> None:
+    drover("context", "add", "lab", "--nats", "n:1")
+    r = subprocess.run(
+        [sys.executable, "-m", "drover"],
+        env=_completion_env(
+            DROVER_HOME=str(home), _DROVER_COMPLETE="bash_complete", COMP_WORDS="drover get --context l", COMP_CWORD="3"
+        ),
+        capture_output=True, text=True, timeout=30,
+    )
+    assert r.stdout.split() == ["plain,lab"], r.stdout + r.stderr
+
+
 def test_name_completion_without_a_cluster_is_quick_and_quiet(home: Path) -> None:
     start = time.monotonic()
     r = subprocess.run(
