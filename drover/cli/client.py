@@ -127,12 +127,11 @@ async def connect(
     """Connect once (two quick attempts); any failure is the 'cannot reach' error. ``keep_reconnecting``
     lets long-running commands (``-f``) ride out a NATS restart afterwards. ``target.creds``/``target.ca``
     authenticate and encrypt; permission violations are collected in ``denials``."""
-    from drover.shared.security import connect_options, is_permission_error
-    from drover.shared.security_jwt import CredentialsError
-
     last: list[BaseException] = []
 
     async def on_error(exc: Exception) -> None:
+        from drover.shared.security import is_permission_error
+
         if is_permission_error(exc):
             if denials is not None:
                 denials.add(exc)
@@ -142,12 +141,17 @@ async def connect(
     # asyncio warns "returning true from eof_received() has no effect when using ssl" when a TLS peer
     # closes: noise for a CLI user.
     logging.getLogger("asyncio").setLevel(logging.ERROR)
-    try:
-        security = connect_options(target.creds, target.ca)
-    except CredentialsError as exc:
-        raise CliError(str(exc), code=EXIT_INVALID) from None
-    except (OSError, ValueError) as exc:  # an unreadable or malformed CA file
-        raise CliError(f"cannot use the CA file {target.ca}: {exc}", code=EXIT_INVALID) from None
+    security: dict[str, Any] = {}
+    if target.creds or target.ca:  # the nkeys/JWT code loads only for a secured cluster (a fast plain `get`)
+        from drover.shared.security import connect_options
+        from drover.shared.security_jwt import CredentialsError
+
+        try:
+            security = connect_options(target.creds, target.ca)
+        except CredentialsError as exc:
+            raise CliError(str(exc), code=EXIT_INVALID) from None
+        except (OSError, ValueError) as exc:  # an unreadable or malformed CA file
+            raise CliError(f"cannot use the CA file {target.ca}: {exc}", code=EXIT_INVALID) from None
 
     async def quiet(*_: Any) -> None:
         return None
