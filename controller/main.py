@@ -76,7 +76,10 @@ class Controller:
     # --- lifecycle ------------------------------------------------------------------------------------------
     async def start(self) -> None:
         self.sup = Supervisor(f"controller-{self.id}")
-        self.nc = await bus.connect(self.cfg.nats_url, name=f"drover-controller-{self.id}", retry_forever=True)
+        self.nc = await bus.connect(
+            self.cfg.nats_url, name=f"drover-controller-{self.id}", retry_forever=True, creds=self.cfg.creds,
+            ca=self.cfg.ca,
+        )
         self.store = await bus.open_store(self.nc, self.cfg.cluster)
         await cluster_key(self.store)  # the agents' shared gossip key exists from the cluster's start
         await self._open_secrets()
@@ -305,6 +308,7 @@ class Controller:
             if self.loopwatch.check():
                 continue  # the loop stalled or NATS came back: read what is queued before judging anyone
             now = time.time()
+            self.state.expire_unregistered(now)  # heartbeats of names nobody registered do not pile up
             if not self.is_leader or not self._warm(now):
                 continue
             if not woken and self._settled and not self._nodes_changed(now) and not self.feeds.damaged_assignments:
