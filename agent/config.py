@@ -29,6 +29,8 @@ def host_memory() -> int:
 class AgentConfig:
     nats_url: str
     node: str
+    creds: str | None = None  # NATS credentials (or nkey seed) file; None: anonymous
+    ca: str | None = None  # the cluster CA (PEM): TLS to NATS; None: plain
     cluster: str = "default"
     address: str = "127.0.0.1"
     labels: dict[str, str] = field(default_factory=dict)

@@ -142,7 +142,10 @@ class Agent:
         self.add_status_listener(lambda statuses: usage.sync(self.assignment, statuses))
         if self.cfg.metrics_port is not None:
             self.metrics_port = self.metrics.serve(self.cfg.metrics_address, self.cfg.metrics_port)
-        self.nc = await bus.connect(self.cfg.nats_url, name=f"drover-agent-{self.node}", retry_forever=True)
+        self.nc = await bus.connect(
+            self.cfg.nats_url, name=f"drover-agent-{self.node}", retry_forever=True, creds=self.cfg.creds,
+            ca=self.cfg.ca,
+        )
         reconnects = reconnect_count(self.nc)
         self.store = await bus.open_store(self.nc, self.cfg.cluster)
         feed = self.feed = AssignmentFeed(

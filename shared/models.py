@@ -250,6 +250,11 @@ class ServiceRecord(Record):
     rollout_progress_at: float = 0.0
     last_good: int = 0  # newest revision whose rollout completed (0 = none yet)
     paused: bool = False
+    # mode: job — the current run (replica ids r<run>-…), the last schedule tick handled, recent runs
+    # ({run, revision, started, finished, result}).
+    job_run: int = 0
+    job_last_tick: float = 0.0
+    job_runs: list[dict[str, Any]] = Field(default_factory=list)
     last_request: str = ""  # id of the last request that changed the desired revision (retries are not redone)
 
     def revision_spec(self, revision: int) -> dict[str, Any] | None:

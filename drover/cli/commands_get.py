@@ -339,6 +339,12 @@ def describe_service_text(data: dict[str, Any]) -> str:
     history = data.get("history") or []
     if history:
         lines += _section("History", history_table(history))
+    runs = data.get("runs") or []
+    if runs:
+        table = [[r.get("run"), r.get("revision"), output.clock(r.get("started")),
+                  output.clock(r.get("finished")) if r.get("finished") else "-", r.get("result") or "running"]
+                 for r in runs]
+        lines += _section("Runs", output.table(["RUN", "REVISION", "STARTED", "FINISHED", "RESULT"], table))
     lines += _section("Containers", _containers_block(data, str(row.get("name") or "")))
     lines += _section("Events", events_block(data.get("events") or []))
     return "\n".join(lines)

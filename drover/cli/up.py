@@ -96,9 +96,11 @@ class NatsProcess:
     proc: subprocess.Popen[bytes] | None = None
     url: str = ""
     log_path: Path = field(default_factory=Path)
+    config: Path | None = None  # TLS + authorisation (shared.security); host, port and JetStream come from argv
 
     def argv(self) -> list[str]:
-        args = [self.binary, "-a", "127.0.0.1", "-js", "-sd", str(self.data_dir / "nats")]
+        args = [self.binary, *(["-c", str(self.config)] if self.config else [])]
+        args += ["-a", "127.0.0.1", "-js", "-sd", str(self.data_dir / "nats")]
         if self.port == 0:
             args += ["-p", "-1", "--ports_file_dir", str(self.data_dir)]
         else:
@@ -203,6 +205,54 @@ async def _accepts(port: int) -> bool:
     return True
 
 
+@dataclass
+class UpSecurity:
+    """The files ``drover up`` hands its nats-server, controller, agents and the client context."""
+
+    sec: Any  # shared.security.SecurityDir (imported lazily: the CLI starts fast)
+    cluster: str
+    nats_config: Path
+
+    @property
+    def ca(self) -> str:
+        return str(self.sec.ca)
+
+    @property
+    def admin(self) -> str:
+        return str(self.sec.admin_creds)
+
+    def _role_creds(self, file: str, role: str, node: str | None = None) -> str:
+        path = self.sec.path / file
+        if not path.exists():  # made once, like the rest of the material; a role's rights do not change
+            from drover.shared.security import write_credentials
+
+            write_credentials(path, self.sec.issue(role, cluster=self.cluster, node=node))
+        return str(path)
+
+    @property
+    def controller(self) -> str:
+        return self._role_creds(f"controller-{self.cluster}.creds", "controller")
+
+    def agent_creds(self, node: str) -> str:
+        return self._role_creds(f"agent-{self.cluster}-{node}.creds", "agent", node)
+
+
+def prepare_security(opts: UpOptions) -> UpSecurity:
+    """The cluster's CA, certificates and credentials under ``$DROVER_HOME/security`` (created the first
+    time, reused after), and the nats-server config requiring TLS and authentication."""
+    from drover.shared.security import SecurityDir, write_credentials
+    from drover.shared.security_jwt import CredentialsError
+
+    try:
+        sec = SecurityDir(drover_home() / "security").ensure(["127.0.0.1"])
+        conf = opts.data_dir / "nats-security.conf"
+        opts.data_dir.mkdir(parents=True, exist_ok=True)
+        write_credentials(conf, sec.security_config() + "\n")
+    except (OSError, CredentialsError) as exc:
+        raise CliError(f"cannot prepare the cluster's certificates and credentials: {exc}") from exc
+    return UpSecurity(sec=sec, cluster=opts.cluster, nats_config=conf)
+
+
 def agent_names(n: int) -> list[tuple[str, str]]:
     """``(name, address)`` of the local agents: ``<hostname>``, ``<hostname>-2``, … on 127.0.0.1, .2, …"""
     host = socket.gethostname().split(".")[0].lower() or "node"
@@ -247,7 +297,8 @@ async def run_up(opts: UpOptions) -> None:
         )
     if opts.driver == "docker" and opts.agents > 0:
         await check_docker()
-    nats = NatsProcess(find_nats_server(), opts.data_dir, opts.nats_port)
+    secure = prepare_security(opts)
+    nats = NatsProcess(find_nats_server(), opts.data_dir, opts.nats_port, config=secure.nats_config)
     controller: Any = None
     agents: list[Any] = []
     try:
@@ -259,7 +310,10 @@ async def run_up(opts: UpOptions) -> None:
         ctl_port = free_port() if opts.metrics else None
         ui_port = opts.ui_port or free_port()
         controller = Controller(
-            ControllerConfig(nats_url=url, cluster=opts.cluster, metrics_port=ctl_port, ui_port=ui_port)
+            ControllerConfig(
+                nats_url=url, cluster=opts.cluster, metrics_port=ctl_port, ui_port=ui_port, creds=secure.controller,
+                ca=secure.ca,
+            )
         )
         if ctl_port is not None:
             metrics.append(("controller", ctl_port))
@@ -270,7 +324,7 @@ async def run_up(opts: UpOptions) -> None:
             agent = Agent(
                 AgentConfig(
                     nats_url=url, node=name, cluster=opts.cluster, address=address, driver=opts.driver,
-                    metrics_port=port,
+                    metrics_port=port, creds=secure.agent_creds(name), ca=secure.ca,
                 )
             )
             agents.append(agent)
@@ -278,7 +332,7 @@ async def run_up(opts: UpOptions) -> None:
                 return
             if port is not None:
                 metrics.append((f"agent {name}", port))
-        ctx = write_context(url, opts.cluster)
+        ctx = write_context(url, opts.cluster, creds=secure.admin, ca=secure.ca)
         n = len(agents)
         output.echo(f"drover ready: {url} (cluster {opts.cluster}, {n} agent{'s' if n != 1 else ''})")
         # Printed once it answers, so that whoever reads the line can open it at once.
