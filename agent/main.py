@@ -69,6 +69,7 @@ from drover.shared.models import (
     Heartbeat,
     NodeRegistration,
 )
+from drover.shared.outbox import EventOutbox
 from drover.shared.subjects import Names
 from drover.shared.tasks import Supervisor
 
@@ -86,6 +87,7 @@ class Agent:
         self.boot_id = ""
         self.nc: NATS | None = None
         self.store: ClusterStore | None = None
+        self.outbox: EventOutbox | None = None
         self.sup: Supervisor | None = None
         self.metrics = AgentMetrics(cfg.node)
         self.metrics_port: int | None = None
@@ -148,6 +150,15 @@ class Agent:
         )
         reconnects = reconnect_count(self.nc)
         self.store = await bus.open_store(self.nc, self.cfg.cluster)
+        js = self.store.js
+
+        async def js_publish(subject: str, data: bytes, headers: dict[str, str]) -> None:
+            await js.publish(subject, data, headers=headers)
+
+        # Events go through an outbox (acknowledged, retried): a plain publish just after a NATS restart, before
+        # JetStream recovered the events stream, was accepted and silently not stored.
+        self.outbox = EventOutbox(js_publish, self.names.event)
+        self.sup.start("events-out", self.outbox.run)
         feed = self.feed = AssignmentFeed(
             self.node,
             self.boot_id,
@@ -478,18 +489,8 @@ class Agent:
 
     def event(self, kind: str, service: str, container: str, message: str) -> None:
         ev = Event(time=time.time(), kind=kind, service=service, node=self.node, container=container, message=message)
-        nc = self.nc
-        if nc is None or nc.is_closed:
-            return
-        if self.sup is not None:
-            self.sup.spawn(f"event-{kind}", self._publish(self.names.event(kind), ev.to_wire()))
-
-    async def _publish(self, subject: str, data: bytes) -> None:
-        nc = self.nc
-        if nc is None or not (nc.is_connected or nc.is_reconnecting):
-            return
-        with contextlib.suppress(Exception):
-            await nc.publish(subject, data)
+        if self.outbox is not None:
+            self.outbox.put(ev)
 
 
 async def run_agent(cfg: AgentConfig) -> None:
