@@ -19,6 +19,7 @@ from drover.controller.rollout import ReplicaView, Verdict, judge_rollout, servi
 from drover.controller.scheduler import NodeView, PlacementRequest, place
 from drover.controller.snapshot import Snapshot, node_status
 from drover.controller.workloads import eligible_nodes, global_homes, job_replica_id, sticky_homes
+from drover.shared.constraints import pin_to
 from drover.shared.models import AssignedContainer, ContainerStatus, NodeStatus, ServiceRecord
 from drover.shared.workloads import sticky
 
@@ -264,7 +265,8 @@ def _place_service(
         count=count,
         cpu=cpu,
         memory=mem,
-        constraints=tuple(placement.get("constraints") or ()) + ((f"node.name == {home}",) if home else ()),
+        # the home pin written through the grammar's own normal form: a node name may hold '=' (a KV key can)
+        constraints=tuple(placement.get("constraints") or ()) + ((pin_to(home),) if home else ()),
         spread=placement.get("spread"),
         avoid_nodes=avoid,
     )

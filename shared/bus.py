@@ -4,6 +4,7 @@ and creating the JetStream KV buckets and the events stream of a cluster."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -53,6 +54,10 @@ async def connect(
     (a NATS credentials or nkey seed file) and ``ca`` (the cluster CA's PEM: TLS) authenticate and encrypt
     the connection; without them it is plain and anonymous, which a secured server refuses."""
     security = connect_options(creds, ca)
+    if ca:
+        # nats-py's protocol makes asyncio warn "returning true from eof_received() has no effect when using
+        # ssl" whenever a TLS connection closes: noise, not news.
+        logging.getLogger("asyncio").setLevel(logging.ERROR)
     servers = split_urls(url)
     url = ",".join(servers)  # for messages
     delay = 0.2
