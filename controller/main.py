@@ -66,7 +66,7 @@ class Controller:
         self.elector: Elector | None = None
         self._node_status: dict[str, NodeStatus] = {}
         self._last_beat: dict[str, tuple[Any, ...]] = {}  # node -> what its last full heartbeat said
-        self._rest = 0.0  # seconds to leave the event loop to others before the next reconcile pass
+        self._rest_until = 0.0  # perf_counter time before which the next reconcile pass waits (see the loop)
         # The last pass changed nothing and no rollout is under way: timed passes can be skipped until a change.
         self._settled = False
         self.autoscaler = Autoscaler(self)
@@ -300,9 +300,9 @@ class Controller:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self._next_wait(time.time())):
                     await self._dirty.wait()
-            if self._rest > 0:
-                await asyncio.sleep(self._rest)
-                self._rest = 0.0
+            rest = self._rest_until - time.perf_counter()
+            if rest > 0:
+                await asyncio.sleep(rest)
             woken = self._dirty.is_set()
             self._dirty.clear()
             if self.loopwatch.check():
@@ -337,7 +337,7 @@ class Controller:
         self.metrics.reconcile_seconds.observe(took)
         # Rest as long as the pass took (at most a second): the controller spends at most half its time
         # planning, and a burst of changes (thousands of heartbeats) is planned in one pass, not one each.
-        self._rest = min(took, 1.0)
+        self._rest_until = time.perf_counter() + min(took, 1.0)
         # (a scheduled job is never settled: its next tick must be looked at without anything changing)
         self._settled = p.empty and not p.disrupted and not any(
             svc.rollout_state == "progressing" or svc.spec.get("schedule")

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from drover.cli import natsload
 from drover.cli.context import Target
-from drover.cli.errors import EXIT_FAILED, EXIT_INVALID, CliError, Unsupported
+from drover.cli.errors import EXIT_FAILED, EXIT_INVALID, CliError, Unsupported, reply_error
 from drover.cli.signals import run_until_signal
 from drover.shared import wire
 from drover.shared.errors import WireError
@@ -32,7 +32,7 @@ REQUEST_TIMEOUT = 10.0
 T = TypeVar("T")
 
 
-__all__ = ["EXIT_FAILED", "EXIT_INVALID", "CliError", "Client", "Reply", "Unsupported", "connect", "run"]
+__all__ = ["EXIT_FAILED", "EXIT_INVALID", "CliError", "Client", "Reply", "Unsupported", "connect", "reply_error", "run"]
 
 
 @dataclass
@@ -127,12 +127,11 @@ async def connect(
     """Connect once (two quick attempts); any failure is the 'cannot reach' error. ``keep_reconnecting``
     lets long-running commands (``-f``) ride out a NATS restart afterwards. ``target.creds``/``target.ca``
     authenticate and encrypt; permission violations are collected in ``denials``."""
-    from drover.shared.security import connect_options, is_permission_error
-    from drover.shared.security_jwt import CredentialsError
-
     last: list[BaseException] = []
 
     async def on_error(exc: Exception) -> None:
+        from drover.shared.security import is_permission_error
+
         if is_permission_error(exc):
             if denials is not None:
                 denials.add(exc)
@@ -142,12 +141,17 @@ async def connect(
     # asyncio warns "returning true from eof_received() has no effect when using ssl" when a TLS peer
     # closes: noise for a CLI user.
     logging.getLogger("asyncio").setLevel(logging.ERROR)
-    try:
-        security = connect_options(target.creds, target.ca)
-    except CredentialsError as exc:
-        raise CliError(str(exc), code=EXIT_INVALID) from None
-    except (OSError, ValueError) as exc:  # an unreadable or malformed CA file
-        raise CliError(f"cannot use the CA file {target.ca}: {exc}", code=EXIT_INVALID) from None
+    security: dict[str, Any] = {}
+    if target.creds or target.ca:  # the nkeys/JWT code loads only for a secured cluster (a fast plain `get`)
+        from drover.shared.security import connect_options
+        from drover.shared.security_jwt import CredentialsError
+
+        try:
+            security = connect_options(target.creds, target.ca)
+        except CredentialsError as exc:
+            raise CliError(str(exc), code=EXIT_INVALID) from None
+        except (OSError, ValueError) as exc:  # an unreadable or malformed CA file
+            raise CliError(f"cannot use the CA file {target.ca}: {exc}", code=EXIT_INVALID) from None
 
     async def quiet(*_: Any) -> None:
         return None
@@ -319,20 +323,6 @@ class Client:
         finally:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
-
-
-def reply_error(verb: str, reply: Reply) -> CliError:
-    lines: list[str] = []
-    for p in reply.problems:
-        where = str(p.get("where") or "")
-        message = str(p.get("message") or "")
-        lines.append(f"{where}: {message}" if where else message)
-    if not lines:
-        lines = [line for line in (reply.error or f"{verb} failed ({reply.code or 'no reason given'})").split("; ")]
-    code = EXIT_INVALID if reply.code == "invalid" else EXIT_FAILED
-    if reply.code == "unsupported":
-        return Unsupported(*lines, code=EXIT_FAILED)
-    return CliError(*lines, code=code)
 
 
 def run(target: Target, fn: Callable[[Client], Awaitable[T]], *, keep_reconnecting: bool = False) -> T:

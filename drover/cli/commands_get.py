@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from click.shell_completion import CompletionItem
 
 from drover.cli import options, output
-from drover.cli.client import EXIT_FAILED, Client, CliError
 from drover.cli.commands_context import complete_resource_name
+from drover.cli.errors import EXIT_FAILED, CliError, reply_error
+
+if TYPE_CHECKING:
+    from drover.cli.client import Client  # the client (asyncio, nats) loads only when a command runs
 
 RESOURCES = {
     "services": "services",
@@ -146,8 +149,6 @@ async def fetch(
                 raise not_found(kind, name)
             if reply.code == "not-found" and service is not None:
                 raise not_found("services", service)
-            from drover.cli.client import reply_error
-
             raise reply_error(f"get_{kind}", reply)
         chunk = reply.data if isinstance(reply.data, list) else []
         chunk = [r for r in chunk if isinstance(r, dict)]
@@ -412,8 +413,6 @@ def describe_cmd(resource: str, name: str, fmt: str | None) -> None:
         if not reply.ok:
             if reply.code == "not-found":
                 raise not_found(kind, name)
-            from drover.cli.client import reply_error
-
             raise reply_error(verb, reply)
         return reply.data
 
