@@ -75,7 +75,7 @@ from drover.shared.tasks import Supervisor
 
 
 def make_driver(cfg: AgentConfig) -> Driver:
-    return _make_driver(cfg.driver, cfg.cluster, cfg.node, pull=cfg.pull_images)
+    return _make_driver(cfg.driver, cfg.cluster, cfg.node, pull=cfg.pull_images, docker_config=cfg.docker_config)
 
 
 class Agent:

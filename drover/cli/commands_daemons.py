@@ -166,6 +166,8 @@ def controller_cmd(
               help="--driver sim --count: a hollow replica reports running this long after it was assigned.")
 @click.option("--data-dir", "data_dir", default=None, metavar="DIR",
               help="Where the agent keeps its state (default: $DROVER_HOME/agents/<cluster>/<node>).")
+@click.option("--docker-config", "docker_config", default=None, metavar="FILE",
+              help="Registry credentials for pulls: a Docker config.json (default: ~/.docker/config.json).")
 @click.option("--log-level", type=LOG_LEVELS, default="info", show_default=True)
 def agent_cmd(
     nats_url: str,
@@ -187,6 +189,7 @@ def agent_cmd(
     node_prefix: str | None,
     start_delay: float,
     data_dir: str | None,
+    docker_config: str | None,
     log_level: str,
 ) -> None:
     """Run an agent for one node in the foreground (until SIGINT/SIGTERM)."""
@@ -217,6 +220,7 @@ def agent_cmd(
         gossip_key=_hex_key(gossip_key),
         dns_port=dns_port,
         data_dir=data_dir or str(default_data_dir(cluster, node)),
+        docker_config=docker_config,
     )
     _run_daemon("agent", run_agent(cfg))
 

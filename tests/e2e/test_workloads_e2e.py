@@ -276,3 +276,21 @@ def test_global_follows_nodes(up: Up) -> None:
     finally:
         up.drover("uncordon", nodes[1])
         up.drover("delete", "service", "glob")
+
+
+def test_pull_policies_report_failures(up: Up) -> None:
+    never = svc("pullnever", "  pull: never\n").replace(TEST_IMAGE, "local/absent-image:1")
+    always = svc("pullalways", "  pull: always\n").replace(TEST_IMAGE, "127.0.0.1:1/nowhere:1")  # refused at once
+    try:
+        assert up.drover("apply", "-f", "-", input=never + "---\n" + always).returncode == 0
+
+        def event(service: str, text: str) -> bool:
+            return any(text in e["message"] for e in up.json("events", "--service", service))
+
+        until(lambda: event("pullnever", "is not on this node (pull: never)"), 60, "pull: never event")
+        until(lambda: event("pullalways", "could not be pulled"), 60, "pull failure event")
+        row = up.json("get", "containers", "--service", "pullalways")[0]
+        assert row["state"] != "running"
+        assert up.json("get", "services", "pullalways")[0]["status"] != "available"
+    finally:
+        up.drover("delete", "service", "pullnever", "pullalways")
