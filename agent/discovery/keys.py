@@ -53,7 +53,9 @@ def seeds_of(records: Mapping[str, NodeRegistration], me: str) -> list[tuple[str
     """(name, address, gossip port) of every other registered node that has a gossip port."""
     out: list[tuple[str, str, int]] = []
     for key, reg in sorted(records.items()):
-        name = reg.name or key
+        # The key, not the body: an agent's credentials may write only its own key, so the key is the node
+        # the server vouched for; a body naming another node must not become a seed under that name.
+        name = key
         if name != me and reg.gossip_port > 0:
             out.append((name, reg.address, reg.gossip_port))
     return out
