@@ -21,7 +21,7 @@ ROLES = ("admin", "controller", "agent", "client", "client-read-only")
 # Controller API verbs that only read (the read-only client's set). Unknown verbs are denied.
 READ_VERBS = (
     "get_services", "get_containers", "get_nodes", "describe_service", "describe_node", "events",
-    "rollout_status", "rollout_history", "leader", "endpoints", "diff", "secret_list", "get_secrets",
+    "rollout_status", "rollout_history", "leader", "endpoints", "diff", "preview", "secret_list", "get_secrets",
     "snapshot_save", "dashboard",
 )
 
@@ -32,6 +32,7 @@ def _buckets(n: Names) -> dict[str, str]:
     return {
         "services": n.services_bucket, "assign": n.assignments_bucket, "nodes": n.nodes_bucket,
         "nodectl": n.nodectl_bucket, "leader": n.leader_bucket, "config": n.config_bucket,
+        "secrets": n.secrets_bucket,  # written and read by the controller only (agents ask it, see below)
     }
 
 
@@ -66,6 +67,7 @@ def agent(cluster: str, node: str) -> Permissions:
     pub = [
         n.heartbeat(me),
         f"$KV.{b['nodes']}.{me}",
+        n.secret_read(me),  # a secret one of its replicas uses, asked as itself (the controller checks)
         f"{n.events_prefix}.>",
         *_js_common(n),
         *_read_bucket(b["assign"]),
