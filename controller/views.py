@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from drover.controller.reconcile import allocation
+from drover.controller.rollout import progress_deadline
 from drover.controller.snapshot import Snapshot, node_status
 from drover.controller.workloads import JobReplica, eligible_nodes, job_params, job_state, run_of
 from drover.shared.models import (
@@ -86,7 +87,7 @@ def service_status(rec: ServiceRecord, rows: list[dict[str, Any]], now: float, u
         return ServiceStatus.ROLLED_BACK if settled and ready == rec.replicas else ServiceStatus.ROLLING_BACK
     if settled and ready == rec.replicas:
         return ServiceStatus.AVAILABLE
-    deadline = float((rec.spec.get("update") or {}).get("progress_deadline", 120.0) or 120.0)
+    deadline = progress_deadline(rec.spec.get("update") or {})
     crashing = any(r["state"] in (ContainerState.CRASH_LOOP, ContainerState.LOST) for r in rows)
     if (settled and crashing) or now - rec.updated > deadline:
         return ServiceStatus.DEGRADED

@@ -26,6 +26,14 @@ READ_VERBS = (
 )
 
 INBOX = "_INBOX.>"
+# Keep-alives of a ``logs -f`` stream (``<the client's inbox>.alive``), which the agent listens to.
+STREAM_ALIVE = "_INBOX.*.*.alive"
+
+
+def own_inbox(user_public: str) -> str:
+    """The inbox prefix of one user: its replies and streams arrive under it, and only it may subscribe there
+    (``shared.security.connect_options`` makes nats-py use it)."""
+    return f"_INBOX.{user_public}"
 
 
 def _buckets(n: Names) -> dict[str, str]:
@@ -76,7 +84,7 @@ def agent(cluster: str, node: str) -> Permissions:
         *_read_bucket(b["nodectl"]),
         *_read_bucket(b["config"]),
     ]
-    sub = [n.agent_api(me, ">"), n.endpoints, INBOX]
+    sub = [n.agent_api(me, ">"), n.endpoints, INBOX, STREAM_ALIVE]
     return Permissions(pub=pub, sub=sub, tags=["drover-role:agent"])
 
 
