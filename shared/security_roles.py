@@ -39,6 +39,7 @@ def _buckets(n: Names) -> dict[str, str]:
     return {
         "services": n.services_bucket, "assign": n.assignments_bucket, "nodes": n.nodes_bucket,
         "nodectl": n.nodectl_bucket, "leader": n.leader_bucket, "config": n.config_bucket,
+        "secrets": n.secrets_bucket,  # written and read by the controller only (agents ask it, see below)
     }
 
 
@@ -73,6 +74,7 @@ def agent(cluster: str, node: str) -> Permissions:
     pub = [
         n.heartbeat(me),
         f"$KV.{b['nodes']}.{me}",
+        n.secret_read(me),  # a secret one of its replicas uses, asked as itself (the controller checks)
         f"{n.events_prefix}.>",
         *_js_common(n),
         *_read_bucket(b["assign"]),
