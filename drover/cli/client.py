@@ -79,7 +79,7 @@ async def connect(target: Target, *, name: str = "drover-cli", keep_reconnecting
     try:
         nc = await asyncio.wait_for(
             nats.connect(
-                servers=[target.nats],
+                servers=[u.strip() for u in target.nats.split(",") if u.strip()],  # a cluster: all its servers
                 name=name,
                 connect_timeout=CONNECT_TIMEOUT,
                 allow_reconnect=True,

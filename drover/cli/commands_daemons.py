@@ -120,6 +120,9 @@ def controller_cmd(
               help="Answer DNS for <service>.drover on --address at this UDP port (0: a free one; default: off).")
 @click.option("--gossip-key", envvar="DROVER_GOSSIP_KEY", default=None, metavar="HEX",
               help="Cluster gossip key, hex (default: fetched from the cluster's KV store).")
+@click.option("--nats-source", default=None, metavar="ADDR",
+              help="Local address the NATS connections leave from (default: the kernel's choice).")
+@click.option("--remove-on-stop", is_flag=True, help="Remove this node's containers when the agent stops.")
 @click.option("--log-level", type=LOG_LEVELS, default="info", show_default=True)
 def agent_cmd(
     nats_url: str,
@@ -135,6 +138,8 @@ def agent_cmd(
     proxy_strategy: str,
     gossip_key: str | None,
     dns_port: int | None,
+    nats_source: str | None,
+    remove_on_stop: bool,
     log_level: str,
 ) -> None:
     """Run an agent for one node in the foreground (until SIGINT/SIGTERM)."""
@@ -157,8 +162,9 @@ def agent_cmd(
         proxy_strategy=proxy_strategy,
         gossip_key=_hex_key(gossip_key),
         dns_port=dns_port,
+        nats_source=nats_source,
     )
-    _run_daemon("agent", run_agent(cfg))
+    _run_daemon("agent", run_agent(cfg, remove_containers=remove_on_stop))
 
 
 def _hex_key(value: str | None) -> bytes | None:

@@ -52,7 +52,10 @@ def write_context(nats_url: str, cluster: str) -> Path:
 
 
 def normalize_url(url: str) -> str:
-    """``host:port`` or ``host`` → ``nats://host:port`` (4222 by default)."""
+    """``host:port`` or ``host`` → ``nats://host:port`` (4222 by default); a comma-separated list (the
+    servers of one cluster) is normalized element by element."""
+    if "," in url:
+        return ",".join(normalize_url(u) for u in url.split(",") if u.strip())
     url = url.strip()
     if "://" not in url:
         url = f"nats://{url}"
