@@ -68,7 +68,15 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from drover.cli import commands_apply, commands_daemons, commands_events, commands_get, commands_ops, up
+    from drover.cli import (
+        commands_apply,
+        commands_chaos,
+        commands_daemons,
+        commands_events,
+        commands_get,
+        commands_ops,
+        up,
+    )
 
     for cmd in (
         commands_apply.apply_cmd,
@@ -87,6 +95,7 @@ def _register() -> None:
         commands_daemons.controller_cmd,
         commands_daemons.agent_cmd,
         up.up_cmd,
+        commands_chaos.chaos_cmd,
     ):
         cli.add_command(cmd)
 
