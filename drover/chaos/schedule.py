@@ -16,7 +16,8 @@ from dataclasses import dataclass
 HELD = ("partition", "gossip-partition", "pause")
 KINDS = ("agent-kill", "controller-kill", "nats-kill", "partition", "gossip-partition", "container-kill", "pause")
 LEAD_IN = 2.0  # s before the first fault: traffic and the monitor get a baseline
-TAIL = 4.0  # s at the end without new faults
+TAIL = 4.0  # s at the end without new faults, on top of the longest hold
+MAX_HOLD = 7.0  # the longest a held fault lasts (hold_for)
 TWO_AT_ONCE = 0.3  # probability that a slot gets a second, concurrent fault
 MAX_TAIL_SHARE = 0.25  # the tail is at most this share of the run
 
@@ -61,14 +62,15 @@ def make_schedule(seed: int, duration: float, interval: float, kinds: list[str])
     if not kinds or duration <= 0:
         return []
     rng = random.Random(seed)
-    tail = min(TAIL + max(hold_for(k, random.Random(0), interval) for k in kinds), duration * MAX_TAIL_SHARE)
+    tail = min(TAIL + (MAX_HOLD if any(k in HELD for k in kinds) else 0.0), duration * MAX_TAIL_SHARE)
     usable = max(0.0, duration - LEAD_IN - tail)
     spacing = max(0.5, min(interval, usable / len(kinds))) if usable > 0 else interval
     slots = int(usable // spacing) + 1 if usable > 0 else 1
     deck: list[str] = []
     out: list[Planned] = []
     for i in range(slots):
-        at = round(LEAD_IN + i * spacing + rng.uniform(0, spacing * 0.2), 2)
+        latest = LEAD_IN + usable  # the tail stays free of new faults
+        at = round(min(LEAD_IN + i * spacing + rng.uniform(0, spacing * 0.2), latest), 2)
         if not deck:
             deck = list(kinds)
             rng.shuffle(deck)
@@ -76,7 +78,7 @@ def make_schedule(seed: int, duration: float, interval: float, kinds: list[str])
         out.append(Planned(at, kind, _capped(hold_for(kind, rng, spacing), at, duration, tail)))
         if len(kinds) > 1 and rng.random() < TWO_AT_ONCE:
             second = rng.choice([k for k in kinds if k != kind])
-            at2 = round(at + rng.uniform(0.2, spacing * 0.5), 2)
+            at2 = round(min(at + rng.uniform(0.2, spacing * 0.5), latest), 2)
             out.append(Planned(at2, second, _capped(hold_for(second, rng, spacing), at2, duration, tail)))
     return sorted(out, key=lambda p: (p.at, p.kind))
 

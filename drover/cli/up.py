@@ -295,7 +295,8 @@ async def _supervise(stop: asyncio.Event, children: list[Child], save: Callable[
         now = time.monotonic()
         for c in children:
             if not stop.is_set() and c.due_restart(now):
-                output.warn(f"drover: {c.name} exited ({c.log_tail(1) or 'no output'}); restarting it")
+                code = c.proc.returncode if c.proc is not None else None
+                output.warn(f"drover: {c.name} exited (code {code}); restarting it (log: {c.log_path})")
                 c.restarts += 1
                 c.start()
                 save()
