@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from drover.shared.errors import WireError
 from drover.shared.models import Assignment
 
@@ -12,11 +14,15 @@ class AssignmentGate:
     Watch entries arrive in revision order but may interleave with the periodic authoritative re-read, so
     a watch entry at or below the revision in hand is ignored; a re-read is taken whenever its revision
     differs (the store may have been reset). A deleted key means "nothing assigned".
+
+    ``max_term``: the highest term accepted before (persisted across restarts); ``on_term`` is called with a
+    new highest term before the assignment carrying it is handed out (so it is kept before it is acted on).
     """
 
-    def __init__(self, node: str):
+    def __init__(self, node: str, *, max_term: int = -1, on_term: Callable[[int], None] | None = None):
         self.node = node
-        self.max_term = -1
+        self.max_term = max_term
+        self.on_term = on_term
         self.revision = -1
         self.current: Assignment | None = None  # None: never seen one
         self.rejected = 0
@@ -34,6 +40,8 @@ class AssignmentGate:
         if new.term < self.max_term:
             self.rejected += 1
             return None
+        if new.term > self.max_term and self.on_term is not None:
+            self.on_term(new.term)
         self.max_term = max(self.max_term, new.term)
         self.revision = revision
         self.current = new

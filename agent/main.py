@@ -19,6 +19,7 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import structlog
 from nats.aio.client import Client as NATS
@@ -28,6 +29,7 @@ from drover.agent.config import AgentConfig
 from drover.agent.discovery import Discovery
 from drover.agent.drivers.base import Driver, ImageMissing, Observed, container_name
 from drover.agent.drivers.factory import make_driver as _make_driver
+from drover.agent.fence import STATE_FILE, TermFile
 from drover.agent.logs_api import LogsApi
 from drover.agent.membership import VERSION as VERSION
 from drover.agent.membership import AssignmentFeed, node_registration, reconnect_count
@@ -83,7 +85,9 @@ class Agent:
         self.sup: Supervisor | None = None
         self.metrics = AgentMetrics(cfg.node)
         self.metrics_port: int | None = None
-        self.gate = AssignmentGate(cfg.node)
+        # Fencing across restarts: the highest term accepted is kept in the data dir and read back here.
+        self.terms = TermFile(Path(cfg.data_dir) / STATE_FILE if cfg.data_dir else None)
+        self.gate = AssignmentGate(cfg.node, max_term=self.terms.load(), on_term=self.terms.save)
         self.observed: list[Observed] = []
         self.statuses: list[ContainerStatus] = []
         self.restart_state: dict[str, RestartState] = {}
@@ -160,7 +164,15 @@ class Agent:
         except Exception as exc:  # e.g. Docker briefly away: the reconcile loop keeps trying
             self.log.warning("first reconcile failed; retrying in the background", error=repr(exc))
             self._next_wake = time.time() + 1.0
-        self._logs = LogsApi(self)
+        assert self.sup is not None
+        self._logs = LogsApi(
+            self.nc,
+            self.names.agent_api(self.node, "logs"),
+            self.node,
+            self.driver,
+            lambda: self.observed,
+            self.sup.spawn,
+        )
         await self._logs.start()
         self.sup.start("reconcile", self._reconcile_loop)
         self.sup.start("watch", feed.watch_loop)

@@ -22,12 +22,14 @@ from typing import Any
 import structlog
 
 from drover.agent.drivers.base import Driver, Observed
+from drover.agent.drivers.lines import read_line
 from drover.shared.models import AssignedContainer
 from drover.shared.tasks import cancel_all
 
 log = structlog.get_logger("drover.agent.probes")
 
 TCP_SETTLE = 0.15  # how long a tcp-probed peer must keep the connection open
+STATUS_LINE_LIMIT = 8 * 1024  # an HTTP status line longer than this fails the probe (headers are never read)
 
 
 @dataclass(frozen=True)
@@ -79,11 +81,13 @@ async def check_http(host: str, port: int, path: str, timeout: float) -> tuple[b
                 "Connection: close\r\n\r\n".encode()
             )
             await writer.drain()
-            line = await reader.readline()
+            line, cut = await read_line(reader, STATUS_LINE_LIMIT)
         finally:
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
+        if cut:
+            return False, f"http {host}:{port}{path}: status line over {STATUS_LINE_LIMIT} bytes"
         if not line:
             return False, f"http {host}:{port}{path}: empty reply"
         parts = line.decode("latin-1").split()
@@ -219,7 +223,12 @@ class ProbeManager:
                 await asyncio.sleep(p.initial_delay)
             failures = 0
             while True:
-                ok, why = await run_probe(self.driver, p, obs, self.address)
+                try:
+                    ok, why = await run_probe(self.driver, p, obs, self.address)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # whatever the peer did, it is a failed probe, not a dead loop
+                    ok, why = False, f"{p.kind} probe error: {exc!r}"
                 if ok:
                     failures = 0
                 else:

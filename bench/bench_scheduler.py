@@ -98,7 +98,7 @@ def naive_place_many(nodes: Sequence[NodeView], reqs: Sequence[PlacementRequest]
             for pos, n in enumerate(nodes):
                 if not n.schedulable or n.name in req.avoid_nodes:
                     continue
-                if not all(c.matches(n) for c in constraints):
+                if not all(c.matches(n.name, n.labels) for c in constraints):
                     continue
                 if req.cpu > 0 and cpu_alloc[n.name] + req.cpu > n.cpu_capacity:
                     continue
@@ -139,7 +139,7 @@ def check_valid(nodes: Sequence[NodeView], reqs: Sequence[PlacementRequest], pla
         for p in plan.placements:
             n = by_name[p.node]
             assert n.schedulable, f"{p.node} is cordoned"
-            assert all(c.matches(n) for c in constraints), f"{p.node} violates a constraint"
+            assert all(c.matches(n.name, n.labels) for c in constraints), f"{p.node} violates a constraint"
             cpu[p.node] += req.cpu
             mem[p.node] += req.memory
     for n in nodes:

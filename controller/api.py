@@ -6,17 +6,16 @@ retried from a fresh read when they lose a race.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from nats.js.errors import KeyNotFoundError
 
-from drover.controller import autoscaler, records, views
+from drover.controller import autoscaler, preview, records, views
 from drover.controller.records import update_service
 from drover.shared.errors import NotFoundError, ValidationError
-from drover.shared.manifest import ManifestError, describe_change, parse_manifests, revision_view, spec_hash
+from drover.shared.manifest import ManifestError, describe_change, revision_view, spec_hash
 from drover.shared.models import NodeControl, RevisionEntry, ServiceRecord
 
 if TYPE_CHECKING:
@@ -30,10 +29,11 @@ class UnsupportedError(Exception):
 
 
 async def apply(ctl: Controller, body: dict[str, Any]) -> Any:
-    docs = body.get("manifests")
-    if not isinstance(docs, list) or not docs:
-        raise ValidationError([("manifests", "must be a non-empty list of Service manifests")])
-    manifests = parse_manifests([("request", json.dumps(docs))])  # all or nothing: validate first
+    manifests = preview.manifests_of(body, ctl.cfg.allow_privileged_mounts)  # all or nothing: validate first
+    expected = preview.if_revision(body)
+    if expected is not None:  # refuse before writing anything when any stored revision differs
+        for m in manifests:
+            preview.check_revision(m.name, ctl.snapshot().services.get(m.name), expected)
     results = []
     for m in manifests:
         spec = revision_view(m.spec_dict())
@@ -50,6 +50,7 @@ async def apply(ctl: Controller, body: dict[str, Any]) -> Any:
             name: str = m.name,
         ) -> ServiceRecord | None:
             now = time.time()
+            preview.check_revision(name, old, expected)
             if old is None or old.deleted:
                 outcome["action"] = "created"
                 return ServiceRecord(
@@ -167,7 +168,7 @@ def _opt_name(body: dict[str, Any], key: str = "name") -> str | None:
 
 async def get_services(ctl: Controller, body: dict[str, Any]) -> Any:
     name = _opt_name(body)
-    rows = views.service_rows(ctl.snapshot(), unplaced=ctl.unplaced, name=name)
+    rows = views.service_rows(ctl.snapshot(), unplaced=ctl.unplaced, name=name, notes=ctl.problems.messages())
     if name is not None and not rows:
         raise NotFoundError(f'service "{name}" not found')
     return rows
@@ -211,7 +212,7 @@ async def describe_service(ctl: Controller, body: dict[str, Any]) -> Any:
         raise NotFoundError(f'service "{name}" not found')
     history = _history_rows(rec)
     return {
-        "service": views.service_rows(snap, unplaced=ctl.unplaced, name=name)[0],
+        "service": views.service_rows(snap, unplaced=ctl.unplaced, name=name, notes=ctl.problems.messages())[0],
         "spec": {**rec.spec, "replicas": rec.replicas},
         "rollout": {"state": rec.rollout_state, "reason": rec.rollout_reason, "paused": rec.paused},
         "autoscale": autoscaler.describe(ctl, rec),
@@ -323,6 +324,7 @@ HANDLERS: dict[str, Handler] = {
     "rollout_pause": rollout_pause,
     "rollout_resume": rollout_resume,
     "apply": apply,
+    "preview": preview.preview,
     "delete": delete,
     "scale": scale,
     "cordon": cordon,

@@ -96,11 +96,17 @@ class Autoscaler:
             policy = policy_of(rec)
             if policy is None or rec.deleted or not rec.autoscale_enabled:
                 self.states.pop(name, None)
+                self.ctl.problems.set("autoscale", name, None)
                 continue
             try:
                 await self._service(snap, rec, policy)
-            except Exception as exc:  # one service's trouble never stops the others
+            except Exception as exc:  # one service's trouble never stops the others: reported once, skipped
+                why = f"autoscaling failed: {type(exc).__name__}: {exc}"
                 log.warning("autoscaling failed", service=name, error=repr(exc))
+                if self.ctl.problems.set("autoscale", name, why):
+                    await self.ctl.emit("autoscale-failed", service=name, message=why)
+            else:
+                self.ctl.problems.set("autoscale", name, None)
         for name in set(self.states) - set(snap.services):
             self.states.pop(name, None)
             self.decisions.pop(name, None)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 
 
 @dataclass
@@ -15,3 +16,7 @@ class ControllerConfig:
     metrics_address: str = "127.0.0.1"
     resync_interval: float = 1.0  # level-triggered re-evaluation even without changes
     lease_ttl: int = 2  # seconds; a new leader takes over about this long after the old one stops renewing
+    # Host mounts of / or the Docker socket hand a container the host: refused unless the cluster allows them.
+    allow_privileged_mounts: bool = field(
+        default_factory=lambda: os.environ.get("DROVER_ALLOW_PRIVILEGED_MOUNTS", "").lower() in ("1", "true", "yes")
+    )

@@ -22,6 +22,7 @@ from drover.controller.autoscaler import Autoscaler
 from drover.controller.config import ControllerConfig
 from drover.controller.leader import Elector, LeaderState, open_leader_bucket
 from drover.controller.metrics import ControllerMetrics
+from drover.controller.problems import ServiceProblems
 from drover.controller.reconcile import plan
 from drover.controller.rollout import Verdict
 from drover.controller.snapshot import Snapshot, node_status
@@ -52,7 +53,7 @@ class Controller:
         self.id = cfg.id or f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
         self.names = Names(cfg.cluster)
         self.state = ClusterState(started=time.time(), node_grace=cfg.node_grace)
-        self.unplaced: dict[str, str] = {}
+        self.problems = ServiceProblems()
         self.rng = random.Random()
         self.metrics = ControllerMetrics()
         self._dirty = asyncio.Event()
@@ -103,6 +104,11 @@ class Controller:
     def _on_leadership(self, st: LeaderState) -> None:
         self.state.term = st.term
         self.kick()
+
+    @property
+    def unplaced(self) -> dict[str, str]:
+        """service -> why it cannot converge (placement or reconcile problems): its status message."""
+        return self.problems.blocking()
 
     @property
     def is_leader(self) -> bool:
@@ -292,10 +298,11 @@ class Controller:
             await self._node_transitions(snap)
             p = plan(snap, self.rng)
             self.metrics.reconcile_seconds.observe(time.perf_counter() - t0)
-            for service, why in p.unplaced.items():
-                if self.unplaced.get(service) != why:
-                    await self.emit("unschedulable", service=service, message=why)
-            self.unplaced = p.unplaced
+            for service, why in self.problems.update("placement", p.unplaced):
+                await self.emit("unschedulable", service=service, message=why)
+            for service, why in self.problems.update("reconcile", p.failed):
+                self.log.warning("service skipped", service=service, error=why)
+                await self.emit("reconcile-failed", service=service, message=f"skipped: {why}")
             if p.empty:
                 continue
             await self._record_verdicts(p.verdicts)
@@ -321,7 +328,12 @@ class Controller:
             rec = self.state.services.get(name)
             if rec is None:
                 continue
-            new = records.apply_verdict(rec.value, verdict, time.time())
+            try:
+                new = records.apply_verdict(rec.value, verdict, time.time())
+            except Exception as exc:  # a record the verdict cannot be applied to: this service only
+                if self.problems.set("reconcile", name, f"rollout verdict failed: {exc!r}"):
+                    await self.emit("reconcile-failed", service=name, message=f"rollout verdict failed: {exc!r}")
+                continue
             try:
                 rev = await self.store.services.update(name, new.to_wire(), last=rec.rev)
             except Exception as exc:  # a concurrent apply: the next pass judges the fresh record

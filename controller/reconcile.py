@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from drover.controller.rollout import ReplicaView, Verdict, judge_rollout, service_step
@@ -31,6 +32,7 @@ class ClusterPlan:
     assignments: dict[str, list[AssignedContainer]] = field(default_factory=dict)  # only changed nodes
     events: list[PlannedEvent] = field(default_factory=list)
     unplaced: dict[str, str] = field(default_factory=dict)  # service -> why (level, not an event)
+    failed: dict[str, str] = field(default_factory=dict)  # service -> the error that made this pass skip it
     verdicts: dict[str, Verdict] = field(default_factory=dict)  # service -> rollout change to record
 
     @property
@@ -44,8 +46,22 @@ def new_replica_id(rng: random.Random) -> str:
 
 def _resources(spec: dict[str, object]) -> tuple[float, int]:
     res = spec.get("resources") or {}
-    assert isinstance(res, dict)
+    if not isinstance(res, dict):
+        raise ValueError(f"spec.resources is a {type(res).__name__}, expected a map")
     return float(res.get("cpu", 0.0) or 0.0), int(res.get("memory", 0) or 0)
+
+
+def _counted_resources(spec: dict[str, object]) -> tuple[float, int]:
+    """What an assigned replica allocates on its node; a replica whose stored spec is malformed counts as
+    nothing rather than stopping every other node's accounting (its own service is reported on its own)."""
+    try:
+        return _resources(spec)
+    except (TypeError, ValueError, OverflowError):
+        return 0.0, 0
+
+
+def _why(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 def plan(snap: Snapshot, rng: random.Random) -> ClusterPlan:
@@ -87,93 +103,140 @@ def plan(snap: Snapshot, rng: random.Random) -> ClusterPlan:
         svc = snap.services[name]
         if svc.deleted:
             continue
-        views = []
-        for node, c in replicas_of.get(name, []):
-            obs = snap.nodes[node].observed.get(c.id) if node in snap.nodes else None
-            ready = bool(obs and obs.ready and obs.revision == c.revision)
-            views.append(
-                ReplicaView(
-                    id=c.id,
-                    node=node,
-                    revision=c.revision,
-                    ready=ready,
-                    ready_since=snap.ready_since.get(c.id, obs.started_at or 0.0) if ready and obs else None,
-                    leaving=status.get(node) is NodeStatus.DRAINING,
-                    state=str(obs.state) if obs else "pending",
-                    restarts=obs.restarts if obs else 0,
-                )
-            )
-        verdict = judge_rollout(
-            revision=svc.revision,
-            replicas=svc.replicas,
-            spec=svc.spec,
-            state=svc.rollout_state,
-            paused=svc.paused,
-            last_good=svc.last_good,
-            progress=svc.rollout_progress,
-            progress_at=svc.rollout_progress_at or svc.rollout_started,
-            current=views,
-            now=snap.now,
-        )
-        if verdict is not None:
-            out.verdicts[name] = verdict
-        frozen = svc.paused or svc.rollout_state == "failed"
-        if frozen and any(v.revision != svc.revision for v in views):
-            continue  # a paused or failed rollout keeps its mix of revisions as it is
-        update = svc.spec.get("update") or {}
-        step = service_step(
-            replicas=svc.replicas, revision=svc.revision, update=update, current=views, now=snap.now
-        )
-        where = {v.id: v.node for v in views}
-        for rid in step.remove:
-            remove(where[rid], rid)
-        if step.create:
-            draining = frozenset(v.node for v in views if v.leaving)
-            creates.append((svc, step.create, draining))
-        if step.evict_if_unplaced:
-            evictable[name] = [(rid, where[rid]) for rid in step.evict_if_unplaced]
+        try:
+            _service_pass(snap, svc, status, replicas_of.get(name, []), out, remove, creates, evictable)
+        except Exception as exc:  # one service's bad record must never stop the others (reported, skipped)
+            out.failed[name] = f"rollout step failed: {_why(exc)}"
 
     # 3. Place what must be created, on a view of the nodes that includes this pass's removals.
     if creates:
         views_by_node = _node_views(snap, status, work)
         order = {n.name: i for i, n in enumerate(views_by_node)}
         for svc, count, avoid in creates:
-            cpu, mem = _resources(svc.spec)
-            placement = svc.spec.get("placement") or {}
-            req = PlacementRequest(
-                service=svc.name,
-                count=count,
-                cpu=cpu,
-                memory=mem,
-                constraints=tuple(placement.get("constraints") or ()),
-                spread=placement.get("spread"),
-                avoid_nodes=avoid,
-            )
-            result = place(views_by_node, req, rng=rng)
-            carried = carried_restarts.get(svc.name, [])
-            for p in result.placements:
-                rid = new_replica_id(rng)
-                restarts = carried.pop(0) if carried else 0
-                work.setdefault(p.node, []).append(
-                    AssignedContainer(
-                        id=rid, service=svc.name, revision=svc.revision, spec=svc.spec, restarts=restarts
-                    )
-                )
-                changed.add(p.node)
-                i = order[p.node]
-                views_by_node[i] = _with_added(views_by_node[i], svc.name, cpu, mem)
-                out.events.append(PlannedEvent("scheduled", svc.name, p.node, rid, f"placed on {p.node}"))
-            if result.unplaced:
-                why = ", ".join(f"{k}: {v}" for k, v in sorted(result.reasons.items())) or "no nodes"
-                out.unplaced[svc.name] = f"{result.unplaced} replica(s) cannot be placed ({why})"
-                for rid, node in evictable.get(svc.name, []):
-                    remove(node, rid)
+            try:
+                _place_service(svc, count, avoid, views_by_node, order, work, changed, carried_restarts,
+                               evictable, out, remove, rng)
+            except Exception as exc:  # a placement that raises skips this service only
+                out.failed[svc.name] = f"placement failed: {_why(exc)}"
 
     for node in changed:
         before = [c.id for c in snap.assignments[node].containers] if node in snap.assignments else []
         if [c.id for c in work[node]] != before:
             out.assignments[node] = work[node]
     return out
+
+
+def _service_pass(
+    snap: Snapshot,
+    svc: ServiceRecord,
+    status: dict[str, NodeStatus],
+    replicas: list[tuple[str, AssignedContainer]],
+    out: ClusterPlan,
+    remove: Callable[[str, str], None],
+    creates: list[tuple[ServiceRecord, int, frozenset[str]]],
+    evictable: dict[str, list[tuple[str, str]]],
+) -> None:
+    """Judge one service's rollout and decide its step. Nothing is changed before every decision is made, so
+    a service that raises half-way leaves its replicas (and the plan) as they were."""
+    name = svc.name
+    views = []
+    for node, c in replicas:
+        obs = snap.nodes[node].observed.get(c.id) if node in snap.nodes else None
+        ready = bool(obs and obs.ready and obs.revision == c.revision)
+        views.append(
+            ReplicaView(
+                id=c.id,
+                node=node,
+                revision=c.revision,
+                ready=ready,
+                ready_since=snap.ready_since.get(c.id, obs.started_at or 0.0) if ready and obs else None,
+                leaving=status.get(node) is NodeStatus.DRAINING,
+                state=str(obs.state) if obs else "pending",
+                restarts=obs.restarts if obs else 0,
+            )
+        )
+    verdict = judge_rollout(
+        revision=svc.revision,
+        replicas=svc.replicas,
+        spec=svc.spec,
+        state=svc.rollout_state,
+        paused=svc.paused,
+        last_good=svc.last_good,
+        progress=svc.rollout_progress,
+        progress_at=svc.rollout_progress_at or svc.rollout_started,
+        current=views,
+        now=snap.now,
+    )
+    frozen = svc.paused or svc.rollout_state == "failed"
+    if frozen and any(v.revision != svc.revision for v in views):
+        if verdict is not None:
+            out.verdicts[name] = verdict
+        return  # a paused or failed rollout keeps its mix of revisions as it is
+    update = svc.spec.get("update") or {}
+    step = service_step(
+        replicas=svc.replicas, revision=svc.revision, update=update, current=views, now=snap.now
+    )
+    where = {v.id: v.node for v in views}
+    removals = [(where[rid], rid) for rid in step.remove]
+    evict = [(rid, where[rid]) for rid in step.evict_if_unplaced]
+    # Every decision is made: from here on only the plan is changed.
+    if verdict is not None:
+        out.verdicts[name] = verdict
+    for node, rid in removals:
+        remove(node, rid)
+    if step.create:
+        draining = frozenset(v.node for v in views if v.leaving)
+        creates.append((svc, step.create, draining))
+    if evict:
+        evictable[name] = evict
+
+
+def _place_service(
+    svc: ServiceRecord,
+    count: int,
+    avoid: frozenset[str],
+    views_by_node: list[NodeView],
+    order: dict[str, int],
+    work: dict[str, list[AssignedContainer]],
+    changed: set[str],
+    carried_restarts: dict[str, list[int]],
+    evictable: dict[str, list[tuple[str, str]]],
+    out: ClusterPlan,
+    remove: Callable[[str, str], None],
+    rng: random.Random,
+) -> None:
+    """Place ``count`` new replicas of one service. ``place`` raises (a malformed constraint) before anything
+    is changed, so a failing service leaves the plan as it was."""
+    cpu, mem = _resources(svc.spec)
+    placement = svc.spec.get("placement") or {}
+    if not isinstance(placement, dict):
+        raise ValueError(f"spec.placement is a {type(placement).__name__}, expected a map")
+    req = PlacementRequest(
+        service=svc.name,
+        count=count,
+        cpu=cpu,
+        memory=mem,
+        constraints=tuple(placement.get("constraints") or ()),
+        spread=placement.get("spread"),
+        avoid_nodes=avoid,
+    )
+    result = place(views_by_node, req, rng=rng)
+    carried = carried_restarts.get(svc.name, [])
+    for p in result.placements:
+        rid = new_replica_id(rng)
+        restarts = carried.pop(0) if carried else 0
+        work.setdefault(p.node, []).append(
+            AssignedContainer(id=rid, service=svc.name, revision=svc.revision, spec=svc.spec, restarts=restarts)
+        )
+        changed.add(p.node)
+        i = order[p.node]
+        views_by_node[i] = _with_added(views_by_node[i], svc.name, cpu, mem)
+        out.events.append(PlannedEvent("scheduled", svc.name, p.node, rid, f"placed on {p.node}"))
+    if result.unplaced:
+        why = ", ".join(f"{k}: {v}" for k, v in sorted(result.reasons.items())) or "no nodes"
+        out.unplaced[svc.name] = f"{result.unplaced} replica(s) cannot be placed ({why})"
+        for rid, node in evictable.get(svc.name, []):
+            remove(node, rid)
 
 
 def _with_added(v: NodeView, service: str, cpu: float, mem: int) -> NodeView:
@@ -201,7 +264,7 @@ def _node_views(
         mem = 0
         counts: dict[str, int] = defaultdict(int)
         for c in work.get(name, []):
-            c_cpu, c_mem = _resources(c.spec)
+            c_cpu, c_mem = _counted_resources(c.spec)
             cpu += c_cpu
             mem += c_mem
             counts[c.service] += 1
@@ -224,7 +287,7 @@ def allocation(containers: list[AssignedContainer]) -> tuple[float, int]:
     cpu = 0.0
     mem = 0
     for c in containers:
-        c_cpu, c_mem = _resources(c.spec)
+        c_cpu, c_mem = _counted_resources(c.spec)
         cpu += c_cpu
         mem += c_mem
     return cpu, mem

@@ -75,9 +75,16 @@ def service_status(rec: ServiceRecord, rows: list[dict[str, Any]], now: float, u
 
 
 def service_rows(
-    snap: Snapshot, *, unplaced: dict[str, str] | None = None, name: str | None = None
+    snap: Snapshot,
+    *,
+    unplaced: dict[str, str] | None = None,
+    name: str | None = None,
+    notes: dict[str, str] | None = None,
 ) -> list[dict[str, Any]]:
+    """``unplaced``: services that cannot converge (their status is not available), with why; ``notes``:
+    any other current problem of a service (e.g. autoscaling failed), shown in its message."""
     unplaced = unplaced or {}
+    notes = notes or {}
     by_service: dict[str, list[dict[str, Any]]] = {}
     for r in container_rows(snap):
         by_service.setdefault(r["service"], []).append(r)
@@ -100,7 +107,7 @@ def service_rows(
                 "updated": sum(1 for r in rows if r["revision"] == rec.revision),
                 "status": str(service_status(rec, rows, snap.now, svc_name in unplaced)),
                 "labels": dict(rec.labels),
-                "message": unplaced.get(svc_name, "") or rec.rollout_reason,
+                "message": unplaced.get(svc_name, "") or notes.get(svc_name, "") or rec.rollout_reason,
                 "created": iso(rec.created),
                 "updated_at": iso(rec.updated),
             }

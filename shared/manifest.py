@@ -13,20 +13,23 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal, NamedTuple, Self
+from typing import Annotated, Any, Literal, Self
 
 import yaml
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 from pydantic import ValidationError as PydanticValidationError
 from pydantic_core import PydanticCustomError
 
-from drover.shared import units
+from drover.shared import convert, units
+from drover.shared.constraints import Constraint, parse_constraint, parse_spread
 from drover.shared.manifest_errors import (
     CROSS_CHECK_ERROR,
     ManifestError,
     display_name,
+    in_file_order,
     problems_from_pydantic,
 )
+from drover.shared.workloads import MAX_ITEMS, FileSpec, JobSpec, PullPolicy, Schedule, VolumeSpec, workload_problems
 
 __all__ = [
     "AutoscalePolicy",
@@ -55,8 +58,6 @@ DEFAULT_MEMORY = 64 * 1024 * 1024
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _LABEL_KEY = re.compile(r"([A-Za-z0-9.-]+/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
-_ATTRIBUTE = r"node\.name|node\.labels\.[A-Za-z0-9][-A-Za-z0-9_./]*"
-_CONSTRAINT = re.compile(rf"\s*({_ATTRIBUTE})\s*(==|!=)\s*(.*?)\s*")
 _PERCENT = re.compile(r"(\d{1,3})%")
 
 
@@ -129,12 +130,6 @@ def _constraint(value: str) -> str:
     return value
 
 
-def _spread(value: str) -> str:
-    if not re.fullmatch(_ATTRIBUTE, value.strip()):
-        raise ValueError("must be node.name or node.labels.<key>")
-    return value.strip()
-
-
 Duration = Annotated[float, BeforeValidator(units.parse_duration)]
 PositiveDuration = Annotated[float, BeforeValidator(units.parse_duration), Field(gt=0)]
 Memory = Annotated[int, BeforeValidator(units.parse_memory)]
@@ -143,35 +138,6 @@ Port = Annotated[int, BeforeValidator(_port)]
 StringList = Annotated[list[str], BeforeValidator(_string_list)]
 Text = Annotated[str, BeforeValidator(_scalar_text)]
 RolloutAmount = Annotated[int | str, BeforeValidator(_rollout_amount)]
-
-
-class Constraint(NamedTuple):
-    """A parsed placement constraint: ``attribute`` is ``node.name`` or ``node.labels.<key>``."""
-
-    attribute: str
-    op: str  # "==" or "!="
-    value: str
-
-    @property
-    def label(self) -> str | None:
-        """The label key for ``node.labels.<key>``, None for ``node.name``."""
-        return self.attribute.removeprefix("node.labels.") if self.attribute != "node.name" else None
-
-    def matches(self, node_name: str, labels: Mapping[str, str]) -> bool:
-        """Whether a node satisfies the constraint (a missing label never equals a value)."""
-        actual = node_name if self.label is None else labels.get(self.label)
-        return (actual == self.value) if self.op == "==" else (actual != self.value)
-
-
-def parse_constraint(text: str) -> Constraint:
-    """``"node.labels.zone == a"`` → ``Constraint("node.labels.zone", "==", "a")``; ValueError if bad."""
-    match = _CONSTRAINT.fullmatch(text)
-    value = match.group(3) if match else ""
-    if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
-        value = value[1:-1]
-    if match is None or not value:
-        raise ValueError("must be like 'node.labels.<key> == value' or 'node.name != value'")
-    return Constraint(match.group(1), match.group(2), value)
 
 
 def _cross_check(problems: list[tuple[tuple[int | str, ...], str]]) -> None:
@@ -271,7 +237,7 @@ class AutoscalePolicy(_Model):
 
 class PlacementSpec(_Model):
     constraints: list[Annotated[str, AfterValidator(_constraint)]] = Field(default_factory=list)
-    spread: Annotated[str, AfterValidator(_spread)] | None = None
+    spread: Annotated[str, AfterValidator(parse_spread)] | None = None
 
     def parsed_constraints(self) -> list[Constraint]:
         return [parse_constraint(c) for c in self.constraints]
@@ -291,10 +257,26 @@ class ServiceSpec(_Model):
     update: UpdatePolicy = Field(default_factory=UpdatePolicy)
     autoscale: AutoscalePolicy | None = None
     placement: PlacementSpec = Field(default_factory=PlacementSpec)
+    mode: Literal["service", "global", "job"] = "service"
+    job: JobSpec | None = None
+    schedule: Schedule | None = None
+    volumes: Annotated[list[VolumeSpec], Field(max_length=MAX_ITEMS)] = Field(default_factory=list)
+    files: Annotated[list[FileSpec], Field(max_length=MAX_ITEMS)] = Field(default_factory=list)
+    pull: PullPolicy = "if-missing"
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
-        problems: list[tuple[tuple[int | str, ...], str]] = []
+        problems = workload_problems(
+            mode=self.mode, job=self.job, schedule=self.schedule, autoscale=self.autoscale,
+            volumes=self.volumes, files=self.files,
+        )
+        if self.mode == "job":
+            # Why: defaults spelt out or left out must store (and diff) the same.
+            self.job = self.job or JobSpec()
+            if "restart" not in self.model_fields_set:
+                self.restart = "on-failure"
+            elif self.restart == "always":
+                problems.append((("restart",), "must be on-failure or never for mode: job"))
         if not self.image.strip() or any(c.isspace() for c in self.image):
             problems.append((("image",), "must be an image reference without spaces"))
         seen: dict[str, dict[Any, int]] = {"name": {}, "container": {}, "expose": {}}
@@ -451,7 +433,7 @@ def _document_problems(doc: Any) -> tuple[ServiceManifest | None, list[tuple[str
         ]
     head = []
     if doc.get("apiVersion") != "drover/v1":
-        head.append(("", "apiVersion must be drover/v1"))
+        head.append(("", "apiVersion must be drover/v1 (or apps/v1 for a Kubernetes Deployment)"))
     if doc.get("kind") != "Service":
         head.append(("", "kind must be Service"))
     if head:
@@ -471,29 +453,32 @@ def parse_manifests(sources: list[tuple[str, str]]) -> list[ServiceManifest]:
     problems: list[tuple[str, str]] = []
     manifests: list[ServiceManifest] = []
     first_seen: dict[str, str] = {}
+    loaded: list[convert.Loaded] = []
     for source, text in sources:
-        name = display_name(source)
         try:
-            documents = load_documents(text, source)
+            loaded.append((display_name(source), load_documents(text, source)))
         except ManifestError as exc:
             problems.extend(exc.problems)
+    # Kubernetes and Compose documents become native ones here (a v1 Service may sit in another file
+    # than its Deployment, hence all files at once); their unsupported fields are problems like any other.
+    native, foreign_problems = convert.to_native(loaded)
+    problems.extend(foreign_problems)
+    for where, doc in native:
+        manifest, found = _document_problems(doc)
+        problems.extend((f"{where} {path}" if path else where, message) for path, message in found)
+        if manifest is None:
             continue
-        for number, doc in documents:
-            where = f"{name}[doc {number}]"
-            manifest, found = _document_problems(doc)
-            problems.extend((f"{where} {path}" if path else where, message) for path, message in found)
-            if manifest is None:
-                continue
-            if manifest.name in first_seen:
-                problems.append(
-                    (
-                        f"{where} metadata.name",
-                        f"duplicate service name '{manifest.name}' (also in {first_seen[manifest.name]})",
-                    )
+        if manifest.name in first_seen:
+            problems.append(
+                (
+                    f"{where} metadata.name",
+                    f"duplicate service name '{manifest.name}' (also in {first_seen[manifest.name]})",
                 )
-                continue
-            first_seen[manifest.name] = where
-            manifests.append(manifest)
+            )
+            continue
+        first_seen[manifest.name] = where
+        manifests.append(manifest)
     if problems:
-        raise ManifestError(problems)
+        raise ManifestError(in_file_order(problems, [display_name(source) for source, _ in sources]))
     return manifests
+

@@ -25,6 +25,7 @@ __all__ = [
     "ManifestError",
     "display_name",
     "format_loc",
+    "in_file_order",
     "problems_from_pydantic",
 ]
 
@@ -49,6 +50,22 @@ class ManifestError(ValidationError):
 def display_name(source: str) -> str:
     """How a source is named in problem lines: ``-`` is ``<stdin>``."""
     return "<stdin>" if source in ("-", "") else source
+
+
+def in_file_order(problems: list[tuple[str, str]], names: list[str]) -> list[tuple[str, str]]:
+    """``problems`` sorted by the file (in ``names`` order) and document number their path starts with."""
+
+    def order(problem: tuple[str, str]) -> tuple[int, int]:
+        path = problem[0]
+        for index, name in enumerate(names):
+            if path == name:
+                return index, 0
+            if path.startswith(f"{name}[doc "):
+                number = path[len(name) + 5 :].partition("]")[0]
+                return index, int(number) if number.isdigit() else 0
+        return len(names), 0
+
+    return sorted(problems, key=order)
 
 
 def format_loc(loc: Sequence[int | str]) -> str:

@@ -7,7 +7,7 @@ crashing a loop. ``to_wire``/``from_wire`` convert to and from the msgpack wire 
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any, NewType, Self
+from typing import Annotated, Any, NewType, Self, cast
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic import ValidationError as PydanticValidationError
@@ -93,23 +93,89 @@ class NodeControl(Record):
     draining: bool = False
 
 
+MAX_COUNTER = 2**53 - 1  # terms and generations: far from any overflow (msgpack's 2^64, a JSON number's 2^53)
+Counter = Annotated[int, Field(ge=0, le=MAX_COUNTER)]
+
+
 class AssignedContainer(Record):
-    """One replica the controller wants on a node."""
+    """One replica the controller wants on a node (in memory: with the spec of its service revision)."""
 
     id: str  # replica id: the drover.id label and the container name suffix
     service: str
     revision: int
-    spec: dict[str, Any]  # the ServiceSpec in its JSON form
+    spec: dict[str, Any]  # the ServiceSpec in its JSON form (shared by the replicas of one revision)
     restarts: int = 0  # restarts of this replica before it was (re)placed here
 
 
-class Assignment(Record):
-    """The full desired set of containers for one node; the key is the node name."""
+class ReplicaRef(Record):
+    """A replica in an assignment on the wire; its spec is its service section's spec of its revision."""
+
+    id: str
+    revision: int
+    restarts: int = 0
+    spec: dict[str, Any] | None = None  # only when it differs from the revision's spec in the section
+
+
+class ServiceSection(Record):
+    specs: dict[str, dict[str, Any]] = Field(default_factory=dict)  # str(revision) -> spec
+    replicas: list[ReplicaRef] = Field(default_factory=list)
+
+
+class AssignmentWire(Record):
+    """The stored form of an ``Assignment``: one section per service, holding each revision's spec once and
+    its replicas by reference, so 10,000 replicas on one node stay far below NATS' 1 MB payload (a
+    service's name is not repeated per replica either)."""
 
     node: str
-    generation: int = 0
-    term: int = 0
+    generation: Counter = 0
+    term: Counter = 0
+    services: dict[str, ServiceSection] = Field(default_factory=dict)
+
+
+class Assignment(Record):
+    """The full desired set of containers for one node; the key is the node name.
+
+    In memory every container carries its spec (one dict shared by the replicas of a revision); on the wire
+    the spec travels once per service revision (``AssignmentWire``; containers come back grouped by service,
+    in their order within a service). The older form, a spec inside every container, is still read.
+    """
+
+    node: str
+    generation: Counter = 0
+    term: Counter = 0
     containers: list[AssignedContainer] = Field(default_factory=list)
+
+    def to_wire(self) -> bytes:
+        services: dict[str, dict[str, Any]] = {}
+        for c in self.containers:
+            section = services.setdefault(c.service, {"specs": {}, "replicas": []})
+            known = section["specs"].setdefault(str(c.revision), c.spec)
+            ref: dict[str, Any] = {"id": c.id, "revision": c.revision, "restarts": c.restarts}
+            if known is not c.spec and known != c.spec:
+                ref["spec"] = c.spec  # never lose a difference, however unexpected
+            section["replicas"].append(ref)
+        body = {"node": self.node, "generation": self.generation, "term": self.term}
+        return wire.encode({**body, "services": services})
+
+    @classmethod
+    def from_dict(cls, body: dict[str, Any]) -> Self:
+        if "services" not in body:
+            return super().from_dict(body)
+        w = AssignmentWire.from_dict(body)
+        containers: list[AssignedContainer] = []
+        for name, section in w.services.items():
+            for i, r in enumerate(section.replicas):
+                spec = r.spec if r.spec is not None else section.specs.get(str(r.revision))
+                if spec is None:
+                    raise WireError(f"Assignment: services.{name}.replicas.{i}: no spec for revision {r.revision}")
+                # Validated as part of ``w`` already: constructed without copying the shared spec.
+                containers.append(
+                    AssignedContainer.model_construct(
+                        id=r.id, service=name, revision=r.revision, spec=spec, restarts=r.restarts
+                    )
+                )
+        built = cls.model_construct(node=w.node, generation=w.generation, term=w.term, containers=containers)
+        return cast(Self, built)
 
 
 class ContainerStatus(Record):

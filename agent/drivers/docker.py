@@ -12,6 +12,7 @@ import json
 import math
 import os
 import re
+import struct
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from typing import Any
@@ -34,6 +35,7 @@ from drover.agent.drivers.base import (
     spec_command,
     spec_env,
 )
+from drover.agent.drivers.lines import CHUNK, text_lines
 from drover.shared.models import AssignedContainer
 
 log = structlog.get_logger("drover.agent.docker")
@@ -388,26 +390,37 @@ class DockerDriver:
                 yield DriverEvent(attrs[L_ID], str(ev.get("Action") or ev.get("status")), cid, code)
 
     async def logs(self, container_id: str, tail: int | None, follow: bool) -> AsyncIterator[str]:
-        c = self.docker.containers.container(container_id)
-        params: dict[str, Any] = {"tail": str(tail) if tail is not None else "all"}
-        buf = ""
+        # Streamed and cut into bounded lines: a whole log is never held in memory (aiodocker's list form
+        # reads all of it), nor an endless line.
         try:
-            if follow:
-                async for chunk in c.log(stdout=True, stderr=True, follow=True, **params):
-                    buf += chunk
-                    *lines, buf = buf.split("\n")
-                    for line in lines:
-                        yield line
-            else:
-                chunks = await c.log(stdout=True, stderr=True, follow=False, **params)
-                buf = "".join(chunks)
-                *lines, buf = buf.split("\n")
-                for line in lines:
-                    yield line
+            async for line in text_lines(self._log_chunks(container_id, tail, follow)):
+                yield line
         except DockerError as exc:
             raise DriverError(f"docker logs failed: {exc.message}") from exc
-        if buf:
-            yield buf
+
+    async def _log_chunks(self, container_id: str, tail: int | None, follow: bool) -> AsyncIterator[bytes]:
+        """The payload bytes of Docker's multiplexed log stream (drover containers have no TTY)."""
+        params = {
+            "stdout": "true",
+            "stderr": "true",
+            "follow": "true" if follow else "false",
+            "tail": str(tail) if tail is not None else "all",
+        }
+        timeout = self.docker._resolve_long_running_timeout(None)
+        async with self.docker._query(f"containers/{container_id}/logs", params=params, timeout=timeout) as resp:
+            content = resp.content
+            while True:
+                try:
+                    header = await content.readexactly(8)
+                except asyncio.IncompleteReadError:
+                    return
+                (length,) = struct.unpack(">4xL", header)
+                while length > 0:  # a frame is read in pieces, whatever length it claims
+                    piece = await content.read(min(length, CHUNK))
+                    if not piece:
+                        return
+                    length -= len(piece)
+                    yield piece
 
     async def exec(self, container_id: str, command: Sequence[str], timeout: float) -> int:
         c = self.docker.containers.container(container_id)

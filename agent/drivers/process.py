@@ -30,6 +30,7 @@ from drover.agent.drivers.base import (
     spec_command,
     spec_env,
 )
+from drover.agent.drivers.lines import reader_chunks, text_lines
 from drover.shared.models import AssignedContainer
 
 LOG_LINES = 1000
@@ -103,11 +104,10 @@ class ProcessDriver:
 
     async def _read(self, p: _Proc, proc: asyncio.subprocess.Process) -> None:
         assert proc.stdout is not None
-        while True:
-            line = await proc.stdout.readline()
-            if not line:
-                break
-            p.lines.append(line.decode(errors="replace").rstrip("\n"))
+        # Bounded: a line over MAX_LINE is cut, not a ValueError that would end this reader (and the exit
+        # bookkeeping after it) for good.
+        async for line in text_lines(reader_chunks(proc.stdout)):
+            p.lines.append(line)
             p.total += 1
             p.changed.set()
         code = await proc.wait()

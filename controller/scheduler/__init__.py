@@ -4,7 +4,8 @@ No I/O, no wall clock, no global randomness: callers pass a snapshot of the node
 `random.Random` used only as the final tie-break.
 """
 
-from .constraints import Constraint, parse_constraint
+from drover.shared.constraints import Constraint, parse_constraint
+
 from .model import NodeView, Placement, PlacementRequest, Plan
 from .place import choose_victims, place, place_many
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from .constraints import Constraint
+from drover.shared.constraints import Constraint
+
 from .model import NodeView
 
 UNSCHEDULABLE = "unschedulable"
@@ -36,7 +37,7 @@ def check_avoid(node: NodeView, avoid: frozenset[str] | set[str]) -> str | None:
 def first_failing_constraint(node: NodeView, constraints: Iterable[tuple[int, Constraint]]) -> tuple[int, str] | None:
     """(position in the request, reason) of the first constraint `node` fails, or None."""
     for pos, c in constraints:
-        if not c.matches(node):
+        if not c.matches(node.name, node.labels):
             return pos, constraint_reason(c)
     return None
 

@@ -11,17 +11,26 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-SPREAD_NODE_NAME = "node.name"
-LABEL_PREFIX = "node.labels."
+from drover.shared.constraints import LABEL_PREFIX, parse_spread
+from drover.shared.constraints import NODE_NAME as SPREAD_NODE_NAME
+
+__all__ = [
+    "LABEL_PREFIX",
+    "SPREAD_NODE_NAME",
+    "NodeView",
+    "Placement",
+    "PlacementRequest",
+    "Plan",
+    "load_fraction",
+    "spread_domain",
+    "validate_spread",
+]
 
 
 def validate_spread(spread: str | None) -> None:
-    """Raise ValueError unless `spread` is None, "node.name" or "node.labels.<key>"."""
-    if spread is None or spread == SPREAD_NODE_NAME:
-        return
-    if spread.startswith(LABEL_PREFIX) and spread[len(LABEL_PREFIX) :].strip():
-        return
-    raise ValueError(f"spread {spread!r}: expected 'node.name' or 'node.labels.<key>'")
+    """Raise ValueError unless `spread` is None or a spread key of the shared grammar."""
+    if spread is not None:
+        parse_spread(spread)
 
 
 def spread_domain(spread: str | None, name: str, labels: Mapping[str, str]) -> str:

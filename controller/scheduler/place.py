@@ -16,7 +16,8 @@ import math
 import random
 from collections.abc import Sequence
 
-from .constraints import Constraint, parse_constraints
+from drover.shared.constraints import Constraint, ConstraintError, parse_constraints
+
 from .filters import AVOIDED, UNSCHEDULABLE, check_resources, first_failing_constraint
 from .model import (
     SPREAD_NODE_NAME,
@@ -66,7 +67,12 @@ class _Cluster:
         return got
 
     def plan(self, request: PlacementRequest, rng: random.Random) -> Plan:
-        constraints = parse_constraints(request.constraints)
+        try:
+            constraints = parse_constraints(request.constraints)
+        except ConstraintError as exc:
+            # Validation uses the same grammar, so only a record written around it gets here; it must
+            # not stop the other services' placement: nothing is placed and every node says why.
+            return Plan(placements=(), unplaced=request.count, reasons={f"invalid constraint: {exc}": len(self.nodes)})
         tiebreak = draw_tiebreaks(rng, len(self.nodes))
         reasons: dict[str, int] = {}
         heaps, in_domain = self._feasible(request, constraints, tiebreak, reasons)
@@ -179,8 +185,8 @@ class _Cluster:
 def place(nodes: Sequence[NodeView], request: PlacementRequest, *, rng: random.Random) -> Plan:
     """Place `request.count` replicas on `nodes`; as many as fit, never over-committing a node.
 
-    Pure: reads only its arguments (the rng only for the final tie-break). Raises ValueError
-    on a malformed constraint or duplicate node names.
+    Pure: reads only its arguments (the rng only for the final tie-break). A malformed constraint
+    places nothing (reason ``invalid constraint: ...``); duplicate node names raise ValueError.
     """
     return _Cluster(nodes).plan(request, rng)
 

@@ -8,22 +8,22 @@ import contextlib
 import errno
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import nats
-from nats.aio.client import Client as NATS
-from nats.errors import NoRespondersError
-from nats.errors import TimeoutError as NatsTimeoutError
-
+from drover.cli import natsload
 from drover.cli.context import Target
+from drover.cli.errors import EXIT_FAILED, EXIT_INVALID, CliError, Unsupported
 from drover.cli.signals import run_until_signal
 from drover.shared import wire
 from drover.shared.errors import WireError
-from drover.shared.models import ApiReply
 from drover.shared.subjects import Names
 
-EXIT_FAILED = 1
-EXIT_INVALID = 2
+if TYPE_CHECKING:
+    from nats.aio.client import Client as NATS
+
+# nats-py and the pydantic records are imported only when a command really talks to a cluster (see
+# natsload): `drover --help` and bad arguments never pay for them.
 
 CONNECT_TIMEOUT = 3.0
 REQUEST_TIMEOUT = 10.0
@@ -31,17 +31,41 @@ REQUEST_TIMEOUT = 10.0
 T = TypeVar("T")
 
 
-class CliError(Exception):
-    """A failure to report as ``error: <line>`` lines on stderr, then exit with ``code``."""
-
-    def __init__(self, *lines: str, code: int = EXIT_FAILED):
-        self.lines = [line for line in lines if line]
-        self.code = code
-        super().__init__("; ".join(self.lines))
+__all__ = ["EXIT_FAILED", "EXIT_INVALID", "CliError", "Client", "Reply", "Unsupported", "connect", "run"]
 
 
-class Unsupported(CliError):
-    """The controller does not know the verb."""
+@dataclass
+class Reply:
+    """A controller's ``ApiReply`` as the CLI reads it, decoded without the schema library (the same
+    checks as ``drover.shared.models.ApiReply`` for the fields the CLI uses)."""
+
+    ok: bool
+    data: Any = None
+    error: str = ""
+    code: str = ""
+    problems: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def from_wire(cls, data: bytes) -> Reply:
+        body = wire.decode(data)
+        ok = body.get("ok")
+        if not isinstance(ok, bool):
+            raise WireError("ApiReply: ok: a boolean is required")
+        error, code, problems = body.get("error") or "", body.get("code") or "", body.get("problems") or []
+        if not isinstance(error, str) or not isinstance(code, str):
+            raise WireError("ApiReply: error/code: must be strings")
+        if not isinstance(problems, list) or not all(isinstance(p, dict) for p in problems):
+            raise WireError("ApiReply: problems: must be a list of maps")
+        return cls(ok=ok, data=body.get("data"), error=error, code=code, problems=problems)
+
+
+def _nats_errors() -> tuple[type[Exception], type[Exception]]:
+    """(NoRespondersError, nats' TimeoutError), importing nats-py on first use."""
+    natsload.load()
+    from nats.errors import NoRespondersError
+    from nats.errors import TimeoutError as NatsTimeoutError
+
+    return NoRespondersError, NatsTimeoutError
 
 
 def _reason(exc: BaseException | None) -> str:
@@ -51,7 +75,7 @@ def _reason(exc: BaseException | None) -> str:
         return "connection refused"
     if isinstance(exc, socket.gaierror):
         return f"unknown host ({exc.strerror or exc})"
-    if isinstance(exc, (asyncio.TimeoutError, TimeoutError, NatsTimeoutError)):
+    if isinstance(exc, (asyncio.TimeoutError, TimeoutError, _nats_errors()[1])):
         return "timed out"
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror.lower()
@@ -76,8 +100,9 @@ async def connect(target: Target, *, name: str = "drover-cli", keep_reconnecting
     async def quiet(*_: Any) -> None:
         return None
 
+    nats = natsload.load(target.nats)
     try:
-        nc = await asyncio.wait_for(
+        nc: NATS = await asyncio.wait_for(
             nats.connect(
                 servers=[u.strip() for u in target.nats.split(",") if u.strip()],  # a cluster: all its servers
                 name=name,
@@ -133,8 +158,9 @@ class Client:
             "is 'drover controller' (or 'drover up') running for this cluster? set --cluster or DROVER_CLUSTER"
         )
 
-    async def request_raw(self, verb: str, body: dict[str, Any], timeout: float = REQUEST_TIMEOUT) -> ApiReply:
+    async def request_raw(self, verb: str, body: dict[str, Any], timeout: float = REQUEST_TIMEOUT) -> Reply:
         """The controller's reply to ``verb``; no controller → ``CliError`` (exit 1)."""
+        NoRespondersError, NatsTimeoutError = _nats_errors()
         try:
             msg = await self.nc.request(self.names.api(verb), wire.encode(body), timeout=timeout)
         except NoRespondersError:
@@ -144,7 +170,7 @@ class Client:
         except Exception as exc:
             raise CliError(f"request {verb} to {self.target.nats} failed: {_reason(exc)}") from exc
         try:
-            return ApiReply.from_wire(msg.data)
+            return Reply.from_wire(msg.data)
         except WireError as exc:
             raise CliError(f"bad reply from the controller to {verb}: {exc}") from exc
 
@@ -181,6 +207,7 @@ class Client:
         self, subject: str, body: dict[str, Any], timeout: float = 5.0, who: str = "no agent"
     ) -> dict[str, Any]:
         """A request to agents (plain wire dicts, not ``ApiReply``)."""
+        NoRespondersError, NatsTimeoutError = _nats_errors()
         try:
             msg = await self.nc.request(subject, wire.encode(body), timeout=timeout)
         except NoRespondersError:
@@ -202,7 +229,7 @@ class Client:
                 await sub.unsubscribe()
 
 
-def reply_error(verb: str, reply: ApiReply) -> CliError:
+def reply_error(verb: str, reply: Reply) -> CliError:
     lines: list[str] = []
     for p in reply.problems:
         where = str(p.get("where") or "")

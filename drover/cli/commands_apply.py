@@ -55,6 +55,7 @@ def _read(path: Path, name: str, sources: list[tuple[str, str]], problems: list[
 def load_manifests(files: tuple[str, ...]) -> tuple[list[Any], list[str]]:
     """Parse and validate every document locally; any problem → ``CliError`` exit 2 listing them all.
     Returns the manifests and, for each, where it came from (``web.yaml[doc 1]``)."""
+    from drover.shared.convert import to_native
     from drover.shared.manifest import ManifestError, load_documents, parse_manifests
     from drover.shared.manifest_errors import display_name
 
@@ -64,11 +65,11 @@ def load_manifests(files: tuple[str, ...]) -> tuple[list[Any], list[str]]:
     except ManifestError as exc:
         raise CliError(*exc.lines(), code=EXIT_INVALID) from None
     where: list[str] = []
-    for name, text in sources:
-        try:
-            where.extend(f"{display_name(name)}[doc {n}]" for n, _ in load_documents(text, name))
-        except ManifestError:  # cannot happen after a successful parse
-            pass
+    try:
+        loaded = [(display_name(name), load_documents(text, name)) for name, text in sources]
+        where = [w for w, _ in to_native(loaded)[0]]
+    except ManifestError:  # cannot happen after a successful parse
+        pass
     if len(where) != len(manifests):
         where = [f"doc {i}" for i in range(1, len(manifests) + 1)]
     if not manifests:
@@ -76,21 +77,38 @@ def load_manifests(files: tuple[str, ...]) -> tuple[list[Any], list[str]]:
     return manifests, where
 
 
-@click.command("apply")
-@click.option(
+#: ``-f FILE`` (repeatable) of every command that reads manifests
+files_option = click.option(
     "-f",
     "--filename",
     "files",
     multiple=True,
     required=True,
     metavar="FILE",
-    help="Manifest file, directory of manifests, or - for stdin (repeatable).",
+    help="Manifest file (drover, Kubernetes Deployment+Service or Compose), directory of manifests, "
+    "or - for stdin (repeatable).",
+)
+
+
+@click.command("apply")
+@files_option
+@click.option("--dry-run", is_flag=True, help="Show what would be created or configured, and where; store nothing.")
+@click.option(
+    "--if-revision", type=click.IntRange(min=0), default=None, metavar="N",
+    help="Apply only if the stored revision is N (0: only if the service does not exist yet).",
 )
 @options.cluster_options
-def apply_cmd(files: tuple[str, ...]) -> None:
+def apply_cmd(files: tuple[str, ...], dry_run: bool, if_revision: int | None) -> None:
     """Create or update services from manifests."""
+    if dry_run:
+        from drover.cli.commands_plan import preview, print_dry_run
+
+        print_dry_run(preview(files, placements=True, if_revision=if_revision))
+        return
     manifests, where = load_manifests(files)
-    body = {"manifests": [m.model_dump(mode="json") for m in manifests], "sources": where}
+    body: dict[str, Any] = {"manifests": [m.model_dump(mode="json") for m in manifests], "sources": where}
+    if if_revision is not None:
+        body["if_revision"] = if_revision
 
     async def go(c: Client) -> Any:
         return await c.call("apply", body, timeout=30.0)

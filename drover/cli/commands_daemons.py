@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
 from collections.abc import Coroutine
 from typing import Any
@@ -75,6 +76,10 @@ def _configure_logs(level: str) -> None:
 @click.option("--metrics-port", type=click.IntRange(0, 65535), default=None, help="Serve Prometheus metrics here.")
 @click.option("--metrics-address", default="127.0.0.1", show_default=True)
 @click.option("--log-level", type=LOG_LEVELS, default="info", show_default=True)
+@click.option(
+    "--allow-privileged-mounts", is_flag=True, envvar="DROVER_ALLOW_PRIVILEGED_MOUNTS",
+    help="Let services mount the host's / or the Docker socket ($DROVER_ALLOW_PRIVILEGED_MOUNTS).",
+)
 def controller_cmd(
     nats_url: str,
     ident: str | None,
@@ -83,6 +88,7 @@ def controller_cmd(
     metrics_port: int | None,
     metrics_address: str,
     log_level: str,
+    allow_privileged_mounts: bool,
 ) -> None:
     """Run a controller in the foreground (until SIGINT/SIGTERM)."""
     from drover.cli.context import normalize_url
@@ -97,6 +103,7 @@ def controller_cmd(
         node_grace=node_grace,
         metrics_port=metrics_port,
         metrics_address=metrics_address,
+        allow_privileged_mounts=allow_privileged_mounts,
     )
     _run_daemon("controller", run_controller(cfg))
 
@@ -123,6 +130,14 @@ def controller_cmd(
 @click.option("--nats-source", default=None, metavar="ADDR",
               help="Local address the NATS connections leave from (default: the kernel's choice).")
 @click.option("--remove-on-stop", is_flag=True, help="Remove this node's containers when the agent stops.")
+@click.option("--count", type=click.IntRange(min=1), default=None,
+              help="--driver sim: run this many hollow agents PREFIX-1 … PREFIX-N in this one process.")
+@click.option("--node-prefix", "node_prefix", default=None, metavar="PREFIX",
+              help="--driver sim --count: node names are PREFIX-1 … PREFIX-N (default: --node, else the host name).")
+@click.option("--start-delay", default="0s", callback=_parsed(parse_duration), metavar="DURATION",
+              help="--driver sim --count: a hollow replica reports running this long after it was assigned.")
+@click.option("--data-dir", "data_dir", default=None, metavar="DIR",
+              help="Where the agent keeps its state (default: $DROVER_HOME/agents/<cluster>/<node>).")
 @click.option("--log-level", type=LOG_LEVELS, default="info", show_default=True)
 def agent_cmd(
     nats_url: str,
@@ -140,17 +155,27 @@ def agent_cmd(
     dns_port: int | None,
     nats_source: str | None,
     remove_on_stop: bool,
+    count: int | None,
+    node_prefix: str | None,
+    start_delay: float,
+    data_dir: str | None,
     log_level: str,
 ) -> None:
     """Run an agent for one node in the foreground (until SIGINT/SIGTERM)."""
+    if count is not None or node_prefix is not None:
+        _run_fleet(nats_url, node_prefix or node, count or 1, driver, labels, address, cpu, memory, cluster,
+                   start_delay, log_level)
+        return
     from drover.agent.config import AgentConfig
+    from drover.agent.fence import default_data_dir
     from drover.agent.main import run_agent
     from drover.cli.context import normalize_url
 
     _configure_logs(log_level)
+    node = node or socket.gethostname().split(".")[0] or "node"
     cfg = AgentConfig(
         nats_url=normalize_url(nats_url),
-        node=node or socket.gethostname().split(".")[0] or "node",
+        node=node,
         cluster=cluster,
         address=address,
         labels=labels,
@@ -163,8 +188,32 @@ def agent_cmd(
         gossip_key=_hex_key(gossip_key),
         dns_port=dns_port,
         nats_source=nats_source,
+        data_dir=data_dir or str(default_data_dir(cluster, node)),
     )
     _run_daemon("agent", run_agent(cfg, remove_containers=remove_on_stop))
+
+
+def _run_fleet(
+    nats_url: str, prefix: str | None, count: int, driver: str, labels: dict[str, str], address: str,
+    cpu: float | None, memory: int | None, cluster: str, start_delay: float, log_level: str,
+) -> None:
+    if driver != "sim":
+        raise click.UsageError("--count and --node-prefix need --driver sim (hollow agents)")
+    prefix = prefix or socket.gethostname().split(".")[0] or "node"
+    if not _NODE_PREFIX.match(prefix):
+        raise click.BadParameter(f"{prefix!r}: letters, digits, '_' and '-' only", param_hint="'--node-prefix'")
+    from drover.agent.fleet import FleetConfig, run_fleet
+    from drover.cli.context import normalize_url
+
+    _configure_logs(log_level)
+    cfg = FleetConfig(
+        nats_url=normalize_url(nats_url), prefix=prefix, count=count, cluster=cluster, address=address,
+        labels=labels, cpu=cpu, memory=memory, start_delay=start_delay,
+    )
+    _run_daemon("hollow fleet", run_fleet(cfg))
+
+
+_NODE_PREFIX = re.compile(r"^[A-Za-z0-9_-]{1,200}$")
 
 
 def _hex_key(value: str | None) -> bytes | None:

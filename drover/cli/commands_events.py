@@ -5,16 +5,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from drover.cli import options, output
 from drover.cli.client import EXIT_FAILED, Client, CliError
+from drover.cli.commands_context import complete_services
 from drover.cli.commands_get import fetch, not_found
 from drover.shared import wire
 from drover.shared.errors import WireError
-from drover.shared.models import Event
+
+if TYPE_CHECKING:
+    from drover.shared.models import Event
 
 EVENT_KEYS = ("time", "kind", "service", "node", "container", "message")
 EVENT_HEADERS = ["TIME", "KIND", "SERVICE", "NODE", "CONTAINER", "MESSAGE"]
@@ -72,6 +75,8 @@ def events_cmd(follow: bool, service: str | None, node: str | None, limit: int, 
             for e in past:
                 output.echo(_line(event_row(e), widths))
         seen = {_key(e) for e in past}
+        from drover.shared.models import Event  # only a follower decodes live events (keeps `events` fast)
+
         async for msg in sub.messages:
             try:
                 e = event_dict(Event.from_wire(msg.data))
@@ -176,7 +181,7 @@ async def _logs_follow(c: Client, row: dict[str, Any], tail: int | None, p: _Pri
 
 
 @click.command("logs")
-@click.argument("name")
+@click.argument("name", shell_complete=complete_services)
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines until Ctrl-C.")
 @click.option("--tail", type=click.IntRange(min=0), default=None, help="Only the last N lines of each container.")
 @options.cluster_options

@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import click
+from click.shell_completion import CompletionItem
 
 from drover.cli import options, output
 from drover.cli.client import EXIT_FAILED, Client, CliError
+from drover.cli.commands_context import complete_resource_name
 
 RESOURCES = {
     "services": "services",
@@ -154,8 +156,12 @@ def render(kind: str, rows: list[dict[str, Any]], fmt: str | None) -> None:
 
 
 @click.command("get")
-@click.argument("resource", metavar="services|containers|nodes")
-@click.argument("name", required=False)
+@click.argument(
+    "resource",
+    metavar="services|containers|nodes",
+    shell_complete=lambda *_: [CompletionItem(k) for k in ("services", "containers", "nodes")],
+)
+@click.argument("name", required=False, shell_complete=complete_resource_name)
 @options.output_option()
 @click.option("--service", "service", metavar="NAME", help="containers: only those of this service.")
 @options.cluster_options
@@ -338,8 +344,10 @@ def describe_node_text(data: dict[str, Any]) -> str:
 
 
 @click.command("describe")
-@click.argument("resource", metavar="service|node")
-@click.argument("name")
+@click.argument(
+    "resource", metavar="service|node", shell_complete=lambda *_: [CompletionItem(k) for k in ("service", "node")]
+)
+@click.argument("name", shell_complete=complete_resource_name)
 @options.output_option(choices=("json", "yaml"))
 @options.cluster_options
 def describe_cmd(resource: str, name: str, fmt: str | None) -> None:

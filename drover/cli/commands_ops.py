@@ -11,6 +11,7 @@ import click
 
 from drover.cli import options, output
 from drover.cli.client import EXIT_FAILED, Client, CliError, Unsupported, reply_error
+from drover.cli.commands_context import complete_nodes, complete_services
 from drover.cli.commands_get import history_table, not_found
 from drover.shared.units import parse_duration
 
@@ -44,7 +45,7 @@ def _replicas(value: str) -> int:
 
 
 @click.command("scale")
-@click.argument("name")
+@click.argument("name", shell_complete=complete_services)
 @click.argument("replicas", metavar="N", callback=lambda _c, _p, v: _replicas(v))
 @options.cluster_options
 def scale_cmd(name: str, replicas: int) -> None:
@@ -60,7 +61,7 @@ def scale_cmd(name: str, replicas: int) -> None:
 
 def _node_command(verb: str, done: str) -> click.Command:
     @click.command(verb, help=f"{verb.capitalize()} a node.")
-    @click.argument("node")
+    @click.argument("node", shell_complete=complete_nodes)
     @options.cluster_options
     def cmd(node: str) -> None:
         node = node.rpartition("/")[2]
@@ -126,7 +127,7 @@ def _progress(row: dict[str, Any]) -> str:
 
 
 @rollout_group.command("status")
-@click.argument("name")
+@click.argument("name", shell_complete=complete_services)
 @click.option(
     "--timeout",
     default="5m",
@@ -178,7 +179,7 @@ def rollout_status_cmd(name: str, timeout: float, watch: bool) -> None:
 
 
 @rollout_group.command("history")
-@click.argument("name")
+@click.argument("name", shell_complete=complete_services)
 @options.output_option(choices=("json", "yaml"))
 @options.cluster_options
 def rollout_history_cmd(name: str, fmt: str | None) -> None:
@@ -210,7 +211,7 @@ def rollout_history_cmd(name: str, fmt: str | None) -> None:
 
 
 @rollout_group.command("undo")
-@click.argument("name")
+@click.argument("name", shell_complete=complete_services)
 @click.option("--to-revision", type=click.IntRange(min=1), default=None, help="Go back to this revision.")
 @options.cluster_options
 def rollout_undo_cmd(name: str, to_revision: int | None) -> None:
@@ -231,7 +232,7 @@ async def _new_verb(c: Client, verb: str, body: dict[str, Any], what: str) -> An
 
 def _pause_command(verb: str, done: str) -> click.Command:
     @click.command(verb.split("_")[1])
-    @click.argument("name")
+    @click.argument("name", shell_complete=complete_services)
     @options.cluster_options
     def cmd(name: str) -> None:
         name = _service_name(name)
@@ -277,7 +278,7 @@ async def endpoints_of(c: Client, name: str) -> list[dict[str, Any]]:
 
 
 @click.command("endpoints")
-@click.argument("name")
+@click.argument("name", shell_complete=complete_services)
 @options.output_option(choices=("json", "yaml", "wide"))
 @options.cluster_options
 def endpoints_cmd(name: str, fmt: str | None) -> None:

@@ -3,25 +3,32 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from drover.cli import client
-from drover.cli.context import Target, resolve
+from drover.cli.context import ContextError, Target, resolve
+from drover.cli.errors import EXIT_INVALID, CliError
 from drover.shared.subjects import check_cluster
+
+if TYPE_CHECKING:
+    from drover.cli import client
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
 
 _NATS = "drover.nats"
 _CLUSTER = "drover.cluster"
+_CONTEXT = "drover.context"
 
 
-def _store_nats(ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
-    if value:
-        ctx.meta[_NATS] = value
-    return value
+def _store(key: str) -> Callable[[click.Context, click.Parameter, str | None], str | None]:
+    def store(ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+        if value:
+            ctx.meta[key] = value
+        return value
+
+    return store
 
 
 def _store_cluster(ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
@@ -35,7 +42,15 @@ def _store_cluster(ctx: click.Context, _param: click.Parameter, value: str | Non
 
 
 def cluster_options(f: F) -> F:
-    """``--nats URL`` and ``--cluster NAME`` (also accepted before the command name)."""
+    """``--nats URL``, ``--cluster NAME`` and ``--context NAME`` (also accepted before the command name)."""
+    f = click.option(
+        "--context",
+        metavar="NAME",
+        expose_value=False,
+        is_eager=True,
+        callback=_store(_CONTEXT),
+        help="Named context to use (else $DROVER_CONTEXT, else the current one; see 'drover context').",
+    )(f)
     f = click.option(
         "--cluster",
         metavar="NAME",
@@ -49,25 +64,31 @@ def cluster_options(f: F) -> F:
         metavar="URL",
         expose_value=False,
         is_eager=True,
-        callback=_store_nats,
+        callback=_store(_NATS),
         help="NATS URL of the cluster (else $DROVER_NATS, else $DROVER_HOME/context.json, "
         "else nats://127.0.0.1:4222).",
     )(f)
     return f
 
 
-def target() -> Target:
-    ctx = click.get_current_context()
-    t = resolve(ctx.meta.get(_NATS), ctx.meta.get(_CLUSTER))
+def target(ctx: click.Context | None = None) -> Target:
+    """The cluster of the current command (or of ``ctx``, e.g. during shell completion)."""
+    ctx = ctx or click.get_current_context()
+    try:
+        t = resolve(ctx.meta.get(_NATS), ctx.meta.get(_CLUSTER), ctx.meta.get(_CONTEXT))
+    except ContextError as exc:
+        raise CliError(str(exc), code=EXIT_INVALID) from None
     try:
         check_cluster(t.cluster)
     except ValueError as exc:
-        raise client.CliError(str(exc), code=client.EXIT_INVALID) from None
+        raise CliError(str(exc), code=EXIT_INVALID) from None
     return t
 
 
 def run(fn: Callable[[client.Client], Awaitable[T]], *, keep_reconnecting: bool = False) -> T:
     """Run ``fn`` with a client connected to the current command's cluster."""
+    from drover.cli import client  # asyncio and the NATS client load only for commands that connect
+
     return client.run(target(), fn, keep_reconnecting=keep_reconnecting)
 
 

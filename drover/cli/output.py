@@ -10,7 +10,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import click
-import yaml
 
 from drover.shared.units import format_cpu, format_memory
 
@@ -52,6 +51,8 @@ def to_json(data: Any) -> str:
 
 
 def to_yaml(data: Any) -> str:
+    import yaml  # only -o yaml and describe need it; a plain `get` stays fast
+
     return yaml.safe_dump(_plain(data), sort_keys=False, default_flow_style=False, allow_unicode=True).rstrip("\n")
 
 

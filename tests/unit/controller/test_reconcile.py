@@ -90,3 +90,37 @@ def test_never_overcommits(cpus: list[float], wants: list[int], seed: int) -> No
         assert cpu <= n.reg.capacity.cpu + 1e-9
     placed = sum(len(v) for v in p.assignments.values())
     assert placed == min(sum(wants), sum(int(c / 0.5) for c in cpus))
+
+
+def test_a_poisoned_service_is_skipped_and_the_others_placed() -> None:
+    """A service whose rollout step raises (a bad max_surge) and ones whose placement raises (a placement that
+    is not a map, a cpu that is not a number) are reported in ``failed``; every other service is still placed
+    in the same pass. (A constraint the grammar rejects is reported as unplaced by the scheduler itself.)"""
+    bad_step = ServiceRecord(name="bad-step", spec={**SPEC, "update": {"max_surge": "lots"}}, replicas=2, updated=NOW)
+    bad_place = ServiceRecord(
+        name="bad-place", spec={**SPEC, "placement": "zone a"}, replicas=2,
+        updated=NOW,
+    )
+    bad_res = ServiceRecord(name="bad-res", spec={"image": "x", "resources": {"cpu": "many"}}, replicas=1, updated=NOW)
+    s = snap([node("a"), node("b")], [bad_step, svc("web", 2), bad_place, bad_res, svc("zz", 2)],
+             {"a": [ac("old", service="bad-step")]})
+    p = plan(s, random.Random(1))
+    assert set(p.failed) == {"bad-step", "bad-place", "bad-res"}
+    assert "rollout step failed" in p.failed["bad-step"] and "placement failed" in p.failed["bad-place"]
+    placed = [c.service for cs in p.assignments.values() for c in cs]
+    assert sorted(placed) == ["bad-step", "web", "web", "zz", "zz"]  # bad-step keeps its replica untouched
+    assert {e.service for e in p.events if e.kind == "scheduled"} == {"web", "zz"}
+
+
+@given(st.integers(min_value=0, max_value=5), st.integers(min_value=0, max_value=4))
+@settings(max_examples=30, deadline=None)
+def test_poison_never_changes_what_the_others_get(seed: int, poisoned: int) -> None:
+    """Whatever is poisoned, the healthy services' placement equals the plan without the poisoned ones."""
+    healthy = [svc(f"s{i}", 1 + i % 3) for i in range(4)]
+    poison = [ServiceRecord(name=f"p{i}", spec={**SPEC, "update": {"max_unavailable": []}}, replicas=1, updated=NOW)
+              for i in range(poisoned)]
+    nodes = [node("a"), node("b"), node("c")]
+    with_poison = plan(snap(nodes, healthy + poison, {}), random.Random(seed))
+    without = plan(snap(nodes, healthy, {}), random.Random(seed))
+    assert set(with_poison.failed) == {p.name for p in poison}
+    assert with_poison.assignments == without.assignments

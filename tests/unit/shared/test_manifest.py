@@ -94,8 +94,8 @@ def test_full_example_yaml() -> None:
     assert s.update.min_ready == 5.0 and s.update.progress_deadline == 120.0
     assert s.autoscale is not None and s.autoscale.cpu_percent == 70 and s.autoscale.scale_down_window == 60.0
     assert s.placement.parsed_constraints() == [
-        Constraint("node.labels.zone", "==", "a"),
-        Constraint("node.name", "!=", "n3"),
+        Constraint("zone", True, "a"),
+        Constraint(None, False, "n3"),
     ]
     assert s.placement.spread == "node.labels.zone"
 
@@ -288,7 +288,8 @@ def test_cross_field_checks() -> None:
 def test_placement_syntax() -> None:
     assert problems_of_doc(doc(placement={"constraints": ["zone=a"]})) == [
         "web.yaml[doc 1] spec.placement.constraints[0]: "
-        "must be like 'node.labels.<key> == value' or 'node.name != value'"
+        "must be like 'node.labels.<key> == value' or 'node.name != value': "
+        "unknown attribute 'zone' (use node.name or node.labels.<key>)"
     ]
     assert problems_of_doc(doc(placement={"spread": "zone"})) == [
         "web.yaml[doc 1] spec.placement.spread: must be node.name or node.labels.<key>"
@@ -370,11 +371,11 @@ def test_describe_change() -> None:
 
 def test_parse_constraint() -> None:
     c = parse_constraint("node.labels.zone == 'a'")
-    assert c == Constraint("node.labels.zone", "==", "a") and c.label == "zone"
+    assert c == Constraint("zone", True, "a") and c.attribute == "node.labels.zone" and c.op == "=="
     assert c.matches("n1", {"zone": "a"}) and not c.matches("n1", {"zone": "b"}) and not c.matches("n1", {})
     n = parse_constraint("node.name!=n3")
     assert n.label is None and n.matches("n1", {}) and not n.matches("n3", {})
-    for bad in ["zone == a", "node.name = a", "node.name ==", "node.labels. == a"]:
+    for bad in ["zone == a", "node.name =! a", "node.name ==", "node.labels. == a", "node.name == a b"]:
         with pytest.raises(ValueError):
             parse_constraint(bad)
 

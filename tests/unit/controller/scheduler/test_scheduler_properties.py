@@ -112,7 +112,7 @@ def reference(nodes: Sequence[NodeView], reqs: Sequence[PlacementRequest], seed:
             if n.name in r.avoid_nodes:
                 return "avoided"
             for c in cs:
-                if not c.matches(n):
+                if not c.matches(n.name, n.labels):
                     return f"constraint {c.text}"
             if r.cpu > 0 and cpu[n.name] + r.cpu > n.cpu_capacity:
                 return "insufficient cpu"
@@ -161,7 +161,7 @@ def check_valid(nodes: Sequence[NodeView], reqs: Sequence[PlacementRequest], pla
             n = by_name[p.node]
             assert n.schedulable
             assert p.node not in r.avoid_nodes
-            assert all(c.matches(n) for c in cs)
+            assert all(c.matches(n.name, n.labels) for c in cs)
             cpu[p.node] += r.cpu  # type: ignore[assignment]
             mem[p.node] += r.memory
     for name in set(cpu) | set(mem):

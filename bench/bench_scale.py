@@ -1,0 +1,143 @@
+"""Scale: hollow nodes and many replicas, each part in its own process (nats-server, controller, fleet).
+
+    .venv/bin/python bench/bench_scale.py --nodes 1000 --services 100 --replicas 100 [--heartbeat-seconds 10]
+
+1. ``drover agent --driver sim --count NODES`` registers NODES hollow nodes; ``apply`` SERVICES services of
+   REPLICAS replicas each (one API call per service, as a user applying a directory would) → the time until
+   every replica is reported running, and the controller's peak resident memory.
+2. Heartbeat load: NODES nodes at 1 Hz for a while with nothing to do → the controller's CPU share, and the
+   round-trip of a cheap API request (``leader``) as the controller's event-loop lag seen from outside
+   (p50/p99).
+3. One node with replicas is told to die → the time until all of its replicas run elsewhere.
+4. The controller held its lease throughout (its term never changed).
+
+Prints one JSON line of figures. Everything runs on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import Api, Nats, daemon, rss_mib, stop_daemon
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / 100.0  # utime + stime in clock ticks (100 Hz)
+
+
+def manifest(name: str, replicas: int) -> dict[str, object]:
+    return {
+        "apiVersion": "drover/v1",
+        "kind": "Service",
+        "metadata": {"name": name},
+        "spec": {"image": "local/busybox:latest", "command": ["sleep", "3600"], "replicas": replicas,
+                 "resources": {"cpu": 0.01, "memory": "8Mi"}},
+    }
+
+
+async def totals(api: Api) -> tuple[int, int]:
+    rows = await api.call("get_services", name=None)
+    return sum(r["running"] for r in rows), sum(r["replicas"] for r in rows)
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--nodes", type=int, default=100)
+    ap.add_argument("--services", type=int, default=10)
+    ap.add_argument("--replicas", type=int, default=100)
+    ap.add_argument("--heartbeat-seconds", type=float, default=10.0)
+    ap.add_argument("--timeout", type=float, default=300.0)
+    args = ap.parse_args()
+    total = args.services * args.replicas
+    cluster = f"scale{uuid.uuid4().hex[:6]}"
+    nats = Nats()
+    ctl = daemon("controller", "--nats", nats.url, "--cluster", cluster, "--log-level", "warning")
+    fleet = daemon("agent", "--nats", nats.url, "--cluster", cluster, "--driver", "sim", "--count", str(args.nodes),
+                   "--node-prefix", "h", "--cpu", "64", "--memory", "64Gi", "--log-level", "warning")
+    out: dict[str, object] = {"nodes": args.nodes, "replicas": total, "services": args.services}
+    peak = [0.0]
+
+    async def sample_rss() -> None:
+        while True:
+            peak[0] = max(peak[0], rss_mib(ctl.pid))
+            await asyncio.sleep(0.2)
+
+    sampler = asyncio.get_running_loop().create_task(sample_rss())
+    try:
+        async with Api(nats.url, cluster) as api:
+            t_reg = await api.wait(lambda: _nodes_ready(api, args.nodes), 120, "nodes registered", interval=0.2)
+            out["register_s"] = round(t_reg, 2)
+            leader0 = await api.call("leader")
+            out["rss_idle_mib"] = round(rss_mib(ctl.pid), 1)
+
+            t0 = time.monotonic()
+            for i in range(args.services):
+                await api.call("apply", manifests=[manifest(f"s{i:03d}", args.replicas)], sources=[f"s{i}.yaml"])
+            out["apply_calls_s"] = round(time.monotonic() - t0, 2)
+
+            async def all_running() -> bool:
+                running, desired = await totals(api)
+                return desired == total and running == total
+
+            await api.wait(all_running, args.timeout, f"{total} replicas running", interval=0.25)
+            out["all_running_s"] = round(time.monotonic() - t0, 2)
+            out["rss_peak_mib"] = round(peak[0], 1)
+
+            # Heartbeat load at rest.
+            c0, w0 = cpu_seconds(ctl.pid), time.monotonic()
+            rtts: list[float] = []
+            while time.monotonic() - w0 < args.heartbeat_seconds:
+                r0 = time.perf_counter()
+                await api.call("leader")
+                rtts.append((time.perf_counter() - r0) * 1000)
+                await asyncio.sleep(0.1)
+            out["hb_cpu_share"] = round((cpu_seconds(ctl.pid) - c0) / (time.monotonic() - w0), 3)
+            rtts.sort()
+            out["api_rtt_p50_ms"] = round(statistics.median(rtts), 2)
+            out["api_rtt_p99_ms"] = round(rtts[min(len(rtts) - 1, int(len(rtts) * 0.99))], 2)
+
+            # Lose one node that runs replicas.
+            nodes = await api.call("get_nodes", name=None)
+            victim = max(nodes, key=lambda n: (len(n["containers"]) if isinstance(n["containers"], list)
+                                               else n["containers"]))
+            lost_n = victim["containers"] if isinstance(victim["containers"], int) else len(victim["containers"])
+            out["lost_node_replicas"] = lost_n
+            t1 = time.monotonic()
+            await api.nc.request(f"drover.{cluster}.agent.{victim['name']}.die", b"", timeout=5)
+
+            async def replaced() -> bool:
+                rows = await api.call("get_containers", service=None, name=None)
+                on_victim = [r for r in rows if r["node"] == victim["name"] and r["state"] != "lost"]
+                running = sum(1 for r in rows if r["state"] == "running" and r["node"] != victim["name"])
+                return not on_victim and running == total
+
+            await api.wait(replaced, 60, "replicas of the lost node replaced", interval=0.1)
+            out["node_lost_replaced_s"] = round(time.monotonic() - t1, 2)
+            leader1 = await api.call("leader")
+            out["lease_kept"] = leader0["id"] == leader1["id"] and leader0["term"] == leader1["term"]
+            out["rss_end_mib"] = round(rss_mib(ctl.pid), 1)
+            out["fleet_rss_mib"] = round(rss_mib(fleet.pid), 1)
+    finally:
+        sampler.cancel()
+        stop_daemon(fleet)
+        stop_daemon(ctl)
+        nats.stop()
+    print(json.dumps(out))
+
+
+async def _nodes_ready(api: Api, n: int) -> bool:
+    rows = await api.call("get_nodes", name=None)
+    return sum(1 for r in rows if r["status"] == "ready") >= n
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
