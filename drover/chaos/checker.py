@@ -166,6 +166,27 @@ def counted(requests: list[Request], cut_off: dict[str, list[tuple[float, float]
     return ok, failed
 
 
+def failed_spans(requests: list[Request], cut_off: dict[str, list[tuple[float, float]]]) -> list[str]:
+    """Where the counted failures were: per node, each run of failures within 2 s of each other."""
+    out: list[str] = []
+    for node in sorted({r.node for r in requests}):
+        times = [
+            r.at for r in requests
+            if r.node == node and not r.ok and not any(a <= r.at <= b for a, b in cut_off.get(node, []))
+        ]
+        start = prev = None
+        count = 0
+        for t in [*sorted(times), float("inf")]:
+            if prev is not None and t - prev > 2.0:
+                out.append(f"{node}: {count} failed request(s) {start:.1f}s-{prev:.1f}s")
+                start, count = None, 0
+            if t == float("inf"):
+                break
+            start = t if start is None else start
+            prev, count = t, count + 1
+    return out
+
+
 def check(h: History) -> Checks:
     unconverged = [f"{s}: not converged" for s, at in sorted(h.converged_at.items()) if at is None]
     unconverged += wrong_counts(h.containers, h.desired_after)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from drover.chaos import iptables
-from drover.chaos.checker import Checks, Container, Desired, History, Write, check
+from drover.chaos.checker import Checks, Container, Desired, History, Write, check, failed_spans
 from drover.chaos.inject import Injector, NoTarget, Undo
 from drover.chaos.probe import Recorder, converged_at, first_converged_after, node_ready_after
 from drover.chaos.report import FaultRecord
@@ -31,6 +31,7 @@ OBSERVE_EVERY = 0.5
 TRAFFIC_EVERY = 0.25  # per node
 SETTLE_DEADLINE = 90.0  # s for the chaos service to come up before the clock starts
 CONVERGE_DEADLINE = 60.0  # s after the run for everything to converge
+NODE_GRACE = 3.5  # the controller's default node grace (3 s), and a margin
 STABLE_FOR = 3.0  # s of continuous convergence that ends the wait
 
 
@@ -66,7 +67,7 @@ spec:
     http: {{path: /, port: 8080}}
     interval: 1s
   stop_grace: 1s
-  update: {{min_ready: 0s, progress_deadline: 30s}}
+  update: {{min_ready: 0s, progress_deadline: 120s, auto_rollback: false}}
 """
 
 
@@ -279,7 +280,10 @@ class Run:
         for f in self.faults:
             f.recovery_s = _minus(first_converged_after(obs, f.ends), f.ends)
             if f.cut_node:
-                until = node_ready_after(obs, f.cut_node, f.ends)
+                # A killed agent still looks ready until the controller's node grace has passed without its
+                # heartbeat: only a ready state seen after that is the restarted agent's.
+                seen_from = f.ends + (NODE_GRACE if f.kind == "agent-kill" else 0.0)
+                until = node_ready_after(obs, f.cut_node, seen_from)
                 cut.setdefault(f.cut_node, []).append((f.at, until if until is not None else self.rec.now()))
         services = sorted({name for o in obs for name in o.services})
         history = History(
@@ -287,7 +291,13 @@ class Run:
             requests=list(self.rec.requests), cut_off=cut, last_fault_end=last_end,
             converged_at={s: converged_at(obs, s, last_end) for s in services},
         )
-        self.notes += self.undo.errors
+        self.notes += self.undo.errors + failed_spans(history.requests, cut)
+        if obs and not obs[-1].converged:
+            last = obs[-1]
+            self.notes.append(
+                "at the end: nodes not ready: " + (", ".join(n for n, ok in last.nodes.items() if not ok) or "none")
+                + "; services not converged: " + (", ".join(s for s, ok in last.services.items() if not ok) or "none")
+            )
         return Outcome(self.faults, check(history), self.notes)
 
     async def _remove_service(self) -> None:
