@@ -62,6 +62,7 @@ class History:
     cut_off: dict[str, list[tuple[float, float]]] = field(default_factory=dict)  # node → [(from, until)]
     last_fault_end: float = 0.0
     converged_at: dict[str, float | None] = field(default_factory=dict)  # service → first converged time
+    observed_until: float = 0.0  # the last observation: an unconverged service counts as converging until then
 
 
 @dataclass(frozen=True)
@@ -190,7 +191,10 @@ def failed_spans(requests: list[Request], cut_off: dict[str, list[tuple[float, f
 def check(h: History) -> Checks:
     unconverged = [f"{s}: not converged" for s, at in sorted(h.converged_at.items()) if at is None]
     unconverged += wrong_counts(h.containers, h.desired_after)
-    times = [max(0.0, at - h.last_fault_end) for at in h.converged_at.values() if at is not None]
+    times = [
+        max(0.0, (at if at is not None else max(h.observed_until, h.last_fault_end)) - h.last_fault_end)
+        for at in h.converged_at.values()
+    ]
     ok, failed = counted(h.requests, h.cut_off)
     lost = lost_writes(h.writes, h.desired_after) + changed_user_services(h.desired_before, h.desired_after)
     return Checks(

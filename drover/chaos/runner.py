@@ -290,6 +290,7 @@ class Run:
             writes=self.writes, desired_before=before, desired_after=after, containers=containers,
             requests=list(self.rec.requests), cut_off=cut, last_fault_end=last_end,
             converged_at={s: converged_at(obs, s, last_end) for s in services},
+            observed_until=obs[-1].at if obs else 0.0,
         )
         self.notes += self.undo.errors + failed_spans(history.requests, cut)
         if obs and not obs[-1].converged:
