@@ -180,7 +180,9 @@ class Discovery:
         self._backends: dict[str, tuple[Backend, ...]] = {}
         self._statuses: list[ContainerStatus] = []
         self._withdrawn: dict[str, float] = {}  # container id -> when it was withdrawn
+        self._gone_at: dict[str, float] = {}  # container id -> when its endpoints left the announcement
         self._announced: list[Endpoint] = []
+        self._announced_statuses: list[ContainerStatus] = []  # the statuses ``_announced`` came from
         self._sub: Any = None
         self._stopped = False
 
@@ -257,26 +259,39 @@ class Discovery:
         """Put the local endpoints into the gossip; True when some endpoint went away."""
         if self.gossip is None or self._stopped:
             return False
-        cutoff = time.monotonic() - WITHDRAWN_TTL
+        now = time.monotonic()
+        cutoff = now - WITHDRAWN_TTL
         self._withdrawn = {c: t for c, t in self._withdrawn.items() if t > cutoff}
+        self._gone_at = {c: t for c, t in self._gone_at.items() if t > cutoff}
         eps = local_endpoints(self._statuses, self.cfg.node, self.cfg.address, self._withdrawn)
-        gone = bool(set(self._announced) - set(eps))
+        gone = set(self._announced) - set(eps)
+        if gone:  # which containers went: their stop must still give the tombstones DRAIN_DELAY to spread
+            replicas = {(e.container, e.revision) for e in gone}
+            before = {(s.id, s.revision): s.container_id for s in self._announced_statuses}
+            for key in replicas:
+                if before.get(key):
+                    self._gone_at.setdefault(before[key], now)
         self._announced = eps
+        self._announced_statuses = [s for s in self._statuses if s.container_id]
         self.gossip.set_local_endpoints(eps)
-        return gone
+        return bool(gone)
 
     async def withdraw(self, container_ids: Iterable[str]) -> None:
         """Take these containers out of the endpoint table before they are stopped: the tombstones go out
         at once and get ``DRAIN_DELAY`` seconds to spread. Returns at once when none of them was announced."""
         now = time.monotonic()
-        new = [c for c in container_ids if c and c not in self._withdrawn]
-        if not new:
-            return
+        ids = [c for c in container_ids if c]
+        new = [c for c in ids if c not in self._withdrawn]
         for c in new:
             self._withdrawn[c] = now
-        if self._announce():
+        if new and self._announce():
             self.log.info("endpoints withdrawn before stop", containers=[c[:12] for c in new])
-            await asyncio.sleep(DRAIN_DELAY)
+        # Measured from when each endpoint actually left the announcement: that may have happened earlier
+        # (the replica left the assignment, so its status went) and need not be repeated (another worker).
+        gone = [self._gone_at[c] for c in ids if c in self._gone_at]
+        wait = max((t + DRAIN_DELAY - time.monotonic() for t in gone), default=0.0)
+        if wait > 0:
+            await asyncio.sleep(wait)
 
     # --- env for new containers --------------------------------------------------------------------
 

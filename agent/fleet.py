@@ -39,6 +39,7 @@ from drover.agent.membership import node_registration
 from drover.shared import bus, wire
 from drover.shared.bus import ClusterStore
 from drover.shared.errors import WireError
+from drover.shared.loopwatch import watch_loop
 from drover.shared.models import AssignedContainer, Event
 from drover.shared.subjects import Names
 from drover.shared.tasks import Supervisor
@@ -124,6 +125,8 @@ class HollowFleet:
         self.sup.start("watch", lambda: self._watch(loaded))
         await asyncio.wait_for(loaded.wait(), 60)
         self.sup.start("ticker", self._ticker)
+        # A thousand nodes' state is big and long-lived: keep full collections from delaying heartbeats.
+        self.sup.start("loop-watch", lambda: watch_loop(lambda _lag: None, warn_after=0.5, log=self.log))
         self.log.info("hollow fleet started", first=f"{self.cfg.prefix}-1", last=f"{self.cfg.prefix}-{self.cfg.count}")
 
     async def stop(self) -> None:

@@ -1,10 +1,11 @@
 """The agent daemon: registers its node, watches its assignment, converges its containers, reports status.
 
-Loops (all supervised): one reconcile worker (woken by the assignment watch, driver events, the periodic
-resync and restart back-off timers), the assignment watch, a resync every few seconds (level-triggered:
-re-reads the assignment and the registration, which survives a NATS restart), the heartbeat publisher and
-the driver event stream. Losing NATS never stops the agent: containers keep running and are still
-restarted; publishing resumes when NATS is back.
+Loops (all supervised): one reconcile loop (woken by the assignment watch, driver events, the periodic
+resync, restart back-off timers and finished workers) that plans and hands each replica's actions to that
+replica's worker (``workers.py``: replicas never wait on each other), the assignment watch, a resync every
+few seconds (level-triggered: re-reads the assignment and the registration, which survives a NATS
+restart), the heartbeat publisher and the driver event stream. Losing NATS never stops the agent:
+containers keep running and are still restarted; publishing resumes when NATS is back.
 
 The registration, the assignment watch and the resync live in ``membership.py`` (``AssignmentFeed``); the
 pure status computation in ``status.py``; the pure reconciler in ``reconcile.py``.
@@ -18,8 +19,9 @@ import socket
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 import structlog
 from nats.aio.client import Client as NATS
@@ -30,6 +32,7 @@ from drover.agent.discovery import Discovery
 from drover.agent.drivers.base import Driver, ImageMissing, Observed, container_name
 from drover.agent.drivers.factory import make_driver as _make_driver
 from drover.agent.fence import STATE_FILE, TermFile
+from drover.agent.files import FileWriter, default_dirs, secret_fetcher
 from drover.agent.logs_api import LogsApi
 from drover.agent.membership import VERSION as VERSION
 from drover.agent.membership import AssignmentFeed, node_registration, reconnect_count
@@ -55,6 +58,7 @@ from drover.agent.reconcile import (
 )
 from drover.agent.status import node_statuses
 from drover.agent.usage import UsageCollector
+from drover.agent.workers import ReplicaWorkers
 from drover.shared import bus
 from drover.shared.bus import ClusterStore
 from drover.shared.models import (
@@ -107,6 +111,8 @@ class Agent:
         self._status_listeners: list[Callable[[list[ContainerStatus]], None]] = []
         self.discovery: Discovery | None = None  # gossip, per-node proxy, endpoints API (agent/discovery.py)
         self.usage: UsageCollector | None = None  # cpu/memory/request-rate measurements (agent/usage.py)
+        self.workers: ReplicaWorkers = ReplicaWorkers(self._spawn, on_done=self.trigger)
+        self.files: FileWriter | None = None  # spec.files written on the node (agent/files.py)
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -155,6 +161,8 @@ class Agent:
             reconnects=reconnects,
             log=self.log,
         )
+        files_dir, secrets_dir = default_dirs(self.cfg.cluster, self.node, self.cfg.data_dir)
+        self.files = FileWriter(files_dir, secrets_dir, secret_fetcher(self.nc, self.names.secret_read(self.node)))
         self.discovery = Discovery(self)
         await self.discovery.start()  # sets gossip_port before the registration
         await feed.register()
@@ -244,6 +252,10 @@ class Agent:
     def trigger(self) -> None:
         self._wake.set()
 
+    def _spawn(self, name: str, coro: Coroutine[Any, Any, None]) -> asyncio.Task[Any]:
+        assert self.sup is not None, "workers run only once the agent started"
+        return self.sup.spawn(name, coro)
+
     # --- reconcile ------------------------------------------------------------------------------
 
     async def _reconcile_loop(self) -> None:
@@ -260,6 +272,7 @@ class Agent:
                 self._next_wake = time.time() + 1.0
 
     async def _reconcile_pass(self) -> None:
+        """Observe, plan (pure), hand the actions to the replicas' workers; never waits for an action."""
         self._passes += 1
         cutoff = time.monotonic() - 60
         self._stopping = {cid: t for cid, t in self._stopping.items() if t > cutoff}
@@ -272,35 +285,37 @@ class Agent:
         self._next_wake = next_wakeup(actions)
         work = [a for a in actions if not isinstance(a, Wait)]
         if work:
-            await self._execute(work)
-            self.observed = await self.driver.list()
+            by_cid = {o.container_id: o for o in self.observed}
+            specs = {c.id: c for c in (self.assignment.containers if self.assignment else [])}
+
+            async def run_group(group: list[Action]) -> None:
+                await self._run_group(group, by_cid, specs)
+
+            self.workers.dispatch(work, run_group)
         if self.assignment is not None:
             keep = {c.id for c in self.assignment.containers}
             for rid in list(self.restart_state):
-                if rid not in keep:
+                if rid not in keep and not self.workers.busy(rid):
                     del self.restart_state[rid]
             present = keep | {o.id for o in self.observed}
             self._graces = {k: g for k, g in self._graces.items() if k[0] in present}
+            if self.files is not None:
+                self.files.prune(present | self._busy)
         self._refresh_status()
 
-    async def _execute(self, actions: Sequence[Action]) -> None:
-        groups: dict[str, list[Action]] = defaultdict(list)
-        for a in actions:
-            groups[a.id].append(a)
-        by_cid = {o.container_id: o for o in self.observed}
-        specs = {c.id: c for c in (self.assignment.containers if self.assignment else [])}
+    async def _run_group(
+        self, group: list[Action], by_cid: dict[str, Observed], specs: dict[str, AssignedContainer]
+    ) -> None:
+        """One replica's actions, in order (its worker); the first failure ends the group (the next pass
+        plans again from what is then observed)."""
         if self.discovery is not None:  # out of the endpoint table before they stop (no lost requests)
-            await self.discovery.withdraw(a.container_id for a in actions if isinstance(a, Stop | Remove))
-
-        async def run_group(group: list[Action]) -> None:
-            for action in group:
-                try:
-                    await self._do(action, by_cid, specs)
-                except Exception as exc:
-                    self.log.warning("action failed", action=action.kind, container=action.id, error=repr(exc))
-                    return
-
-        await asyncio.gather(*(run_group(g) for g in groups.values()))
+            await self.discovery.withdraw(a.container_id for a in group if isinstance(a, Stop | Remove))
+        for action in group:
+            try:
+                await self._do(action, by_cid, specs)
+            except Exception as exc:
+                self.log.warning("action failed", action=action.kind, container=action.id, error=repr(exc))
+                return
 
     async def _do(self, action: Action, by_cid: dict[str, Observed], specs: dict[str, AssignedContainer]) -> None:
         self.metrics.action(action.kind)
@@ -326,6 +341,8 @@ class Agent:
         self._refresh_status()
         try:
             with_env = self.discovery.with_env(a) if self.discovery is not None else a
+            if self.files is not None:
+                with_env = await self.files.prepare(with_env)
             obs = await self.driver.create_and_start(with_env, self.cfg.address)
         except ImageMissing as exc:
             self.restart_state[a.id] = after_create_failure(state, time.time(), str(exc))

@@ -145,8 +145,8 @@ def probe_target(probe: ProbeSpec, obs: Observed, address: str) -> tuple[str, in
     on 127.0.0.1 for host networking."""
     if probe.port is None:
         return None
-    if obs.host_network:
-        return "127.0.0.1", probe.port
+    if obs.host_network:  # the process driver maps a named port to a port of its own (DROVER_PORT_<NAME>)
+        return "127.0.0.1", obs.port_map.get(probe.port, probe.port)
     host_port = obs.port_map.get(probe.port)
     return (address, host_port) if host_port else None
 

@@ -6,17 +6,20 @@ retried from a fresh read when they lose a race.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from nats.js.errors import KeyNotFoundError
 
-from drover.controller import autoscaler, preview, records, views
+from drover.controller import autoscaler, preview, records, secrets, views
 from drover.controller.records import update_service
 from drover.shared.errors import NotFoundError, ValidationError
 from drover.shared.manifest import ManifestError, describe_change, revision_view, spec_hash
 from drover.shared.models import NodeControl, RevisionEntry, ServiceRecord
+
+DESCRIBE_CONTAINERS = 100  # rows of containers in a describe_service reply (the rest is in its summary)
 
 if TYPE_CHECKING:
     from drover.controller.main import Controller
@@ -29,11 +32,16 @@ class UnsupportedError(Exception):
 
 
 async def apply(ctl: Controller, body: dict[str, Any]) -> Any:
-    manifests = preview.manifests_of(body, ctl.cfg.allow_privileged_mounts)  # all or nothing: validate first
+    # All or nothing: validate first. In a thread: a big request (up to the NATS payload limit) takes a
+    # while to validate and must not stall the event loop (heartbeats, leases, other requests).
+    manifests = await asyncio.to_thread(preview.manifests_of, body, ctl.cfg.allow_privileged_mounts)
     expected = preview.if_revision(body)
     if expected is not None:  # refuse before writing anything when any stored revision differs
         for m in manifests:
             preview.check_revision(m.name, ctl.snapshot().services.get(m.name), expected)
+    missing = await secrets.missing_secrets(ctl, [(m.name, m.spec_dict()) for m in manifests])
+    if missing:
+        raise ValidationError(missing)
     results = []
     for m in manifests:
         spec = revision_view(m.spec_dict())
@@ -166,31 +174,45 @@ def _opt_name(body: dict[str, Any], key: str = "name") -> str | None:
     return v
 
 
+def _paging(body: dict[str, Any]) -> tuple[list[str] | None, int | None]:
+    """``page`` (rows per reply) and ``after`` (the sort key of the last row the client has): big listings
+    come in pieces that each fit in a NATS message. Without ``page`` every row comes at once."""
+    size, after = body.get("page"), body.get("after")
+    if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 1):
+        raise ValidationError([("page", "must be a positive integer")])
+    if after is not None and (not isinstance(after, list) or not all(isinstance(k, str) for k in after)):
+        raise ValidationError([("after", "must be a list of strings")])
+    return after, size
+
+
 async def get_services(ctl: Controller, body: dict[str, Any]) -> Any:
     name = _opt_name(body)
+    after, size = _paging(body)
     rows = views.service_rows(ctl.snapshot(), unplaced=ctl.unplaced, name=name, notes=ctl.problems.messages())
     if name is not None and not rows:
         raise NotFoundError(f'service "{name}" not found')
-    return rows
+    return views.page("services", rows, after, size)
 
 
 async def get_containers(ctl: Controller, body: dict[str, Any]) -> Any:
     name = _opt_name(body)
     service = _opt_name(body, "service")
+    after, size = _paging(body)
     rows = views.container_rows(ctl.snapshot(), service=service)
     if name is not None:
         rows = [r for r in rows if name in (r["id"], r["name"], r["container_id"])]
         if not rows:
             raise NotFoundError(f'container "{name}" not found')
-    return rows
+    return views.page("containers", rows, after, size)
 
 
 async def get_nodes(ctl: Controller, body: dict[str, Any]) -> Any:
     name = _opt_name(body)
+    after, size = _paging(body)
     rows = views.node_rows(ctl.snapshot(), name=name)
     if name is not None and not rows:
         raise NotFoundError(f'node "{name}" not found')
-    return rows
+    return views.page("nodes", rows, after, size)
 
 
 def _events(ctl: Controller, *, service: str | None = None, node: str | None = None, limit: int = 200) -> Any:
@@ -211,6 +233,7 @@ async def describe_service(ctl: Controller, body: dict[str, Any]) -> Any:
     if name is None or rec is None:
         raise NotFoundError(f'service "{name}" not found')
     history = _history_rows(rec)
+    containers = views.container_rows(snap, service=name)
     return {
         "service": views.service_rows(snap, unplaced=ctl.unplaced, name=name, notes=ctl.problems.messages())[0],
         "spec": {**rec.spec, "replicas": rec.replicas},
@@ -218,7 +241,9 @@ async def describe_service(ctl: Controller, body: dict[str, Any]) -> Any:
         "autoscale": autoscaler.describe(ctl, rec),
         "labels": rec.labels,
         "history": history,
-        "containers": views.container_rows(snap, service=name),
+        # A big service's replicas do not fit in one reply (nor on a screen): the first ones and a summary.
+        "containers": containers[:DESCRIBE_CONTAINERS],
+        "containers_summary": views.summary(containers),
         "events": _events(ctl, service=name, limit=30),
     }
 
@@ -229,7 +254,7 @@ async def describe_node(ctl: Controller, body: dict[str, Any]) -> Any:
     rows = views.node_rows(snap, name=name)
     if name is None or not rows:
         raise NotFoundError(f'node "{name}" not found')
-    containers = [r for r in views.container_rows(snap) if r["node"] == name]
+    containers = views.container_rows(snap, on_node=name)
     return {"node": rows[0], "containers": containers, "events": _events(ctl, node=name, limit=30)}
 
 
@@ -237,7 +262,13 @@ async def events(ctl: Controller, body: dict[str, Any]) -> Any:
     limit = body.get("limit", 200)
     if not isinstance(limit, int) or isinstance(limit, bool):
         raise ValidationError([("limit", "must be an integer")])
-    return _events(ctl, service=_opt_name(body, "service"), limit=limit)
+    offset = body.get("offset", 0)
+    if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
+        raise ValidationError([("offset", "must be a non-negative integer")])
+    _, size = _paging(body)
+    rows = _events(ctl, service=_opt_name(body, "service"), limit=limit)
+    # Paged (``page`` rows from ``offset`` of the selection) so that thousands of events never outgrow a reply.
+    return rows[offset:] if size is None else rows[offset : offset + size]
 
 
 def _name(body: dict[str, Any]) -> str:
@@ -310,7 +341,8 @@ async def rollout_resume(ctl: Controller, body: dict[str, Any]) -> Any:
 async def leader(ctl: Controller, body: dict[str, Any]) -> Any:
     from drover.controller.leader import read_lease
 
-    lease = await read_lease(ctl.leader_kv)
+    kv = getattr(ctl, "leader_kv", None)  # None while the controller is still starting
+    lease = await read_lease(kv) if kv is not None else None
     if lease is None:
         raise NotFoundError("no controller holds the leader lease right now")
     return {"id": lease.id, "term": lease.term, "since": views.iso(lease.since)}
@@ -325,6 +357,9 @@ HANDLERS: dict[str, Handler] = {
     "rollout_resume": rollout_resume,
     "apply": apply,
     "preview": preview.preview,
+    "secret_create": secrets.secret_create,
+    "secret_list": secrets.secret_list,
+    "secret_delete": secrets.secret_delete,
     "delete": delete,
     "scale": scale,
     "cordon": cordon,

@@ -9,6 +9,7 @@ import random
 import socket
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -18,6 +19,7 @@ from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from drover.controller import api, records
+from drover.controller import secrets as secrets_api
 from drover.controller.autoscaler import Autoscaler
 from drover.controller.config import ControllerConfig
 from drover.controller.leader import Elector, LeaderState, open_leader_bucket
@@ -25,11 +27,13 @@ from drover.controller.metrics import ControllerMetrics
 from drover.controller.problems import ServiceProblems
 from drover.controller.reconcile import plan
 from drover.controller.rollout import Verdict
+from drover.controller.secrets import Secrets
 from drover.controller.snapshot import Snapshot, node_status
 from drover.controller.state import ClusterState
-from drover.shared import bus
+from drover.shared import bus, wire
 from drover.shared.cluster_key import cluster_key
 from drover.shared.errors import NotFoundError, PermanentError, ValidationError, WireError
+from drover.shared.loopwatch import watch_loop
 from drover.shared.manifest import ManifestError
 from drover.shared.models import (
     ApiReply,
@@ -41,10 +45,13 @@ from drover.shared.models import (
     NodeStatus,
     ServiceRecord,
 )
+from drover.shared.secretbox import SecretBox, default_key_file, load_or_create_key
 from drover.shared.subjects import Names
 from drover.shared.tasks import Supervisor
 
 log = structlog.get_logger("drover.controller")
+
+ASSIGNMENT_WRITES_IN_FLIGHT = 32
 
 
 class Controller:
@@ -62,7 +69,12 @@ class Controller:
         self.sup: Supervisor | None = None
         self.elector: Elector | None = None
         self._node_status: dict[str, NodeStatus] = {}
+        self._last_beat: dict[str, tuple[Any, ...]] = {}  # node -> what its last full heartbeat said
+        self._rest = 0.0  # seconds to leave the event loop to others before the next reconcile pass
+        # The last pass changed nothing and no rollout is under way: timed passes can be skipped until a change.
+        self._settled = False
         self.autoscaler = Autoscaler(self)
+        self.secrets: Secrets | None = None
         self.log = log.bind(controller=self.id, cluster=cfg.cluster)
 
     # --- lifecycle ------------------------------------------------------------------------------------------
@@ -71,6 +83,7 @@ class Controller:
         self.nc = await bus.connect(self.cfg.nats_url, name=f"drover-controller-{self.id}", retry_forever=True)
         self.store = await bus.open_store(self.nc, self.cfg.cluster)
         await cluster_key(self.store)  # the agents' shared gossip key exists from the cluster's start
+        await self._open_secrets()
         self.state.started = time.time()
         buckets: list[tuple[str, KeyValue]] = [
             ("services", self.store.services),
@@ -99,7 +112,31 @@ class Controller:
         self.sup.start("reconcile", self._reconcile_loop)
         self.sup.start("resync", self._resync_loop)
         self.sup.start("autoscale", self.autoscaler.run)
+        self.sup.start(
+            "loop-lag",
+            lambda: watch_loop(self.metrics.loop_lag.observe, warn_after=self.cfg.lease_ttl / 4, log=self.log),
+        )
+        if self.cfg.ui_port is not None:
+            from drover.controller.dashboard import Dashboard  # aiohttp loads only when the UI is wanted
+
+            self.dashboard = Dashboard(
+                self.query, lambda: self.state.service_rps, cluster=self.cfg.cluster,
+                address=self.cfg.ui_address, port=self.cfg.ui_port,
+            )
+            self.sup.start("dashboard", self.dashboard.run)
         self.log.info("controller started", nats=self.cfg.nats_url)
+
+    async def _open_secrets(self) -> None:
+        """The secrets bucket, the cluster's secret key (from a file, never NATS) and the agents' reads."""
+        key_file = Path(self.cfg.secret_key_file) if self.cfg.secret_key_file else default_key_file(self.cfg.cluster)
+        kv = await self.store.open_bucket(self.names.secrets_bucket)
+        self.secrets = Secrets(kv, SecretBox(load_or_create_key(key_file)))
+        handler = secrets_api.read_handler(self)
+        self._subs.append(await self.nc.subscribe(self.names.secret_read_all, queue="controllers", cb=handler))
+
+    async def query(self, verb: str, body: dict[str, Any]) -> Any:
+        """An API read answered in-process (what the dashboard shows is what the CLI gets)."""
+        return await api.HANDLERS[verb](self, body)
 
     def _on_leadership(self, st: LeaderState) -> None:
         self.state.term = st.term
@@ -194,14 +231,27 @@ class Controller:
 
     # --- observed state from agents --------------------------------------------------------------------------
     async def _on_heartbeat(self, msg: Msg) -> None:
+        """A node's heartbeat, on its own subject ``…hb.<node>``: one that names another node is dropped (NATS
+        permissions on the subject decide who may speak for a node). A heartbeat that repeats the node's last
+        one (the common case: nothing changed) only refreshes its time, without building records."""
+        node = msg.subject.rsplit(".", 1)[-1]
         try:
-            hb = Heartbeat.from_wire(msg.data)
+            body = wire.decode(msg.data)
+            if body.get("node") != node:
+                raise WireError(f"heartbeat for node {body.get('node')!r} on the subject of node {node!r}")
+            key = (body.get("boot_id"), body.get("generation"), body.get("containers"), body.get("service_rps"))
+            now = time.time()
+            if self._last_beat.get(node) == key and self.state.touch(node, now):
+                self.metrics.heartbeats.inc()
+                return
+            hb = Heartbeat.from_dict(body)
         except WireError as exc:
             self.metrics.bad_messages.inc()
             self.log.warning("bad heartbeat dropped", subject=msg.subject, error=str(exc))
             return
         self.metrics.heartbeats.inc()
-        if self.state.on_heartbeat(hb, time.time()):
+        self._last_beat[node] = key
+        if self.state.on_heartbeat(hb, now):
             self.kick()
 
     async def _follow_events(self) -> None:
@@ -289,15 +339,34 @@ class Controller:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self._next_wait(time.time())):
                     await self._dirty.wait()
+            if self._rest > 0:
+                await asyncio.sleep(self._rest)
+                self._rest = 0.0
+            woken = self._dirty.is_set()
             self._dirty.clear()
             now = time.time()
             if not self.is_leader or not self._warm(now):
                 continue
+            if not woken and self._settled and not self._nodes_changed(now):
+                continue  # nothing changed and nothing is under way: a pass would find nothing to do
             t0 = time.perf_counter()
-            snap = self.state.snapshot(now)
+            snap = self.state.snapshot(now, detached=True)
             await self._node_transitions(snap)
-            p = plan(snap, self.rng)
-            self.metrics.reconcile_seconds.observe(time.perf_counter() - t0)
+            # plan() is pure and takes time in proportion to the replicas (≈0.2 s at 10,000): in a worker thread
+            # the event loop keeps running every few milliseconds (the GIL switches), so the lease renewal,
+            # heartbeats and API requests are never held up by a pass.
+            p = await asyncio.to_thread(plan, snap, self.rng)
+            took = time.perf_counter() - t0
+            self.metrics.reconcile_seconds.observe(took)
+            # Rest as long as the pass took (at most a second): the controller spends at most half its time
+            # planning, and a burst of changes (thousands of heartbeats) is planned in one pass, not one each.
+            self._rest = min(took, 1.0)
+            self._settled = p.empty and not any(
+                svc.rollout_state == "progressing" for svc in snap.services.values() if not svc.deleted
+            )
+            if took > 0.5:
+                replicas = sum(len(a.containers) for a in snap.assignments.values())
+                self.log.info("slow reconcile pass", seconds=round(took, 3), replicas=replicas)
             for service, why in self.problems.update("placement", p.unplaced):
                 await self.emit("unschedulable", service=service, message=why)
             for service, why in self.problems.update("reconcile", p.failed):
@@ -309,6 +378,11 @@ class Controller:
             for ev in p.events:
                 await self.emit(ev.kind, service=ev.service, node=ev.node, container=ev.container, message=ev.message)
             await self._write_assignments(p.assignments)
+
+    def _nodes_changed(self, now: float) -> bool:
+        """Whether some node's status differs from what the last pass saw (e.g. its heartbeats ran out)."""
+        grace = self.cfg.node_grace
+        return any(node_status(n, now, grace) != self._node_status.get(name) for name, n in self.state.nodes.items())
 
     async def _node_transitions(self, snap: Snapshot) -> None:
         """Tell (as events) when a node is lost or comes back; the plan acts on the level, not on these."""
@@ -350,16 +424,21 @@ class Controller:
             self.kick()
 
     async def _write_assignments(self, changes: dict[str, Any]) -> None:
+        """Write the changed nodes' assignments, many at once (each a CAS on its own key, so they are
+        independent; a pass that touches hundreds of nodes must not wait for them one round trip at a time)."""
         kv = self.store.assignments
-        for node, containers in changes.items():
+        limit = asyncio.Semaphore(ASSIGNMENT_WRITES_IN_FLIGHT)
+
+        async def write(node: str, containers: Any) -> None:
             cur = self.state.assignments.get(node)
             generation = (cur.value.generation if cur else 0) + 1
             new = Assignment(node=node, generation=generation, term=self.state.term, containers=containers)
             try:
-                if cur is None:
-                    rev = await kv.create(node, new.to_wire())
-                else:
-                    rev = await kv.update(node, new.to_wire(), last=cur.rev)
+                async with limit:
+                    if cur is None:
+                        rev = await kv.create(node, new.to_wire())
+                    else:
+                        rev = await kv.update(node, new.to_wire(), last=cur.rev)
                 self.state.set_assignment(node, new, rev)
                 self.metrics.assignments_written.inc()
             except KeyWrongLastSequenceError:
@@ -367,6 +446,8 @@ class Controller:
             except Exception as exc:
                 self.log.warning("assignment write failed", node=node, error=str(exc))
                 await self._reload_assignment(node)
+
+        await asyncio.gather(*(write(node, containers) for node, containers in changes.items()))
 
     async def _reload_assignment(self, node: str) -> None:
         with contextlib.suppress(Exception):

@@ -8,14 +8,14 @@ from the same pure ``plan`` the reconcile loop runs, on a copy of the current sn
 
 from __future__ import annotations
 
-import json
+import asyncio
 import random
 import time
 from typing import TYPE_CHECKING, Any
 
 from drover.controller.reconcile import plan
 from drover.shared.errors import PermanentError, ValidationError
-from drover.shared.manifest import ServiceManifest, ServiceSpec, parse_manifests, revision_view, spec_hash
+from drover.shared.manifest import ServiceManifest, ServiceSpec, parse_request, revision_view, spec_hash
 from drover.shared.models import RevisionEntry, ServiceRecord
 from drover.shared.workloads import privileged_mounts
 
@@ -29,11 +29,11 @@ class RevisionMismatch(PermanentError):
 
 def manifests_of(body: dict[str, Any], allow_privileged: bool) -> list[ServiceManifest]:
     """The request's manifests, all validated (all or nothing), privileged host mounts refused unless the
-    cluster allows them."""
+    cluster allows them. CPU-bound on a big request: callers on the event loop run it in a thread."""
     docs = body.get("manifests")
     if not isinstance(docs, list) or not docs:
         raise ValidationError([("manifests", "must be a non-empty list of Service manifests")])
-    manifests = parse_manifests([("request", json.dumps(docs))])
+    manifests = parse_request(docs)
     if not allow_privileged:
         sources = body.get("sources")
         problems: list[tuple[str, str]] = []
@@ -104,7 +104,7 @@ def _would_be(old: ServiceRecord | None, m: ServiceManifest, now: float) -> Serv
 
 
 async def preview(ctl: Controller, body: dict[str, Any]) -> Any:
-    manifests = manifests_of(body, ctl.cfg.allow_privileged_mounts)
+    manifests = await asyncio.to_thread(manifests_of, body, ctl.cfg.allow_privileged_mounts)
     expected = if_revision(body)
     snap = ctl.snapshot()
     now = time.time()

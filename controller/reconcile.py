@@ -8,14 +8,16 @@ events worth telling. No I/O, no clock (``snapshot.now``), randomness only from 
 from __future__ import annotations
 
 import random
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from drover.controller.rollout import ReplicaView, Verdict, judge_rollout, service_step
 from drover.controller.scheduler import NodeView, PlacementRequest, place
 from drover.controller.snapshot import Snapshot, node_status
+from drover.controller.workloads import sticky_homes
 from drover.shared.models import AssignedContainer, NodeStatus, ServiceRecord
+from drover.shared.workloads import sticky
 
 
 @dataclass(frozen=True)
@@ -87,9 +89,10 @@ def plan(snap: Snapshot, rng: random.Random) -> ClusterPlan:
                 observed = snap.nodes[node].observed.get(c.id) if node in snap.nodes else None
                 carried_restarts[c.service].append(c.restarts + (observed.restarts if observed else 0) + 1)
                 remove(node, c.id)
-                out.events.append(
-                    PlannedEvent("rescheduled", c.service, node, c.id, f"node {node} lost: replacing {c.id}")
-                )
+                why = f"node {node} lost: replacing {c.id}"
+                if sticky(c.spec):
+                    why += f"; its volume data stayed behind on {node}"
+                out.events.append(PlannedEvent("rescheduled", c.service, node, c.id, why))
 
     # 2. What each service needs.
     replicas_of: dict[str, list[tuple[str, AssignedContainer]]] = defaultdict(list)
@@ -112,10 +115,16 @@ def plan(snap: Snapshot, rng: random.Random) -> ClusterPlan:
     if creates:
         views_by_node = _node_views(snap, status, work)
         order = {n.name: i for i, n in enumerate(views_by_node)}
+        schedulable = {v.name for v in views_by_node if v.schedulable}
         for svc, count, avoid in creates:
             try:
-                _place_service(svc, count, avoid, views_by_node, order, work, changed, carried_restarts,
-                               evictable, out, remove, rng)
+                # Replicas with volumes go back to the nodes that hold their data (sticky), the rest anywhere.
+                homes = sticky_homes(svc.name, svc.revision, snap.assignments, work, schedulable, count) \
+                    if sticky(svc.spec) else []
+                for home, n in [*Counter(homes).items(), (None, count - len(homes))]:
+                    if n > 0:
+                        _place_service(svc, n, avoid, views_by_node, order, work, changed, carried_restarts,
+                                       evictable, out, remove, rng, home=home)
             except Exception as exc:  # a placement that raises skips this service only
                 out.failed[svc.name] = f"placement failed: {_why(exc)}"
 
@@ -204,9 +213,10 @@ def _place_service(
     out: ClusterPlan,
     remove: Callable[[str, str], None],
     rng: random.Random,
+    home: str | None = None,
 ) -> None:
-    """Place ``count`` new replicas of one service. ``place`` raises (a malformed constraint) before anything
-    is changed, so a failing service leaves the plan as it was."""
+    """Place ``count`` new replicas of one service (on node ``home`` only, when given). ``place`` raises (a
+    malformed constraint) before anything is changed, so a failing service leaves the plan as it was."""
     cpu, mem = _resources(svc.spec)
     placement = svc.spec.get("placement") or {}
     if not isinstance(placement, dict):
@@ -216,7 +226,7 @@ def _place_service(
         count=count,
         cpu=cpu,
         memory=mem,
-        constraints=tuple(placement.get("constraints") or ()),
+        constraints=tuple(placement.get("constraints") or ()) + ((f"node.name == {home}",) if home else ()),
         spread=placement.get("spread"),
         avoid_nodes=avoid,
     )

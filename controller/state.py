@@ -6,6 +6,7 @@ Everything here is soft: a restarted controller rebuilds it from the KV buckets 
 from __future__ import annotations
 
 import collections
+import copy
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -110,15 +111,27 @@ class ClusterState:
         node.observed = new
         return changed
 
-    def snapshot(self, now: float) -> Snapshot:
+    def touch(self, name: str, now: float) -> bool:
+        """A heartbeat that repeats the node's last one: only its time counts. False when that is not enough
+        (an unknown node, or one that was lost: ``on_heartbeat`` records the change)."""
+        node = self.nodes.get(name)
+        if node is None or node.last_heartbeat is None or now - node.last_heartbeat > self.node_grace:
+            return False
+        node.last_heartbeat = now
+        return True
+
+    def snapshot(self, now: float, *, detached: bool = False) -> Snapshot:
+        """``detached``: a copy that later heartbeats and watch entries do not change, for planning in a
+        worker thread while the event loop goes on updating this state (records are replaced, never changed
+        in place, so copying what holds them is enough). Readers on the event loop need no copy."""
         return Snapshot(
             now=now,
             node_grace=self.node_grace,
             services={n: v.value for n, v in self.services.items()},
-            nodes=self.nodes,
+            nodes={n: copy.copy(s) for n, s in self.nodes.items()} if detached else self.nodes,
             assignments={n: v.value for n, v in self.assignments.items()},
             term=self.term,
-            ready_since=self.ready_since,
+            ready_since=dict(self.ready_since) if detached else self.ready_since,
         )
 
 

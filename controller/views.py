@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 from drover.controller.reconcile import allocation
 from drover.controller.snapshot import Snapshot, node_status
-from drover.shared.models import ContainerState, NodeStatus, ServiceRecord, ServiceStatus
+from drover.shared.models import (
+    AssignedContainer,
+    ContainerState,
+    ContainerStatus,
+    NodeStatus,
+    ServiceRecord,
+    ServiceStatus,
+)
 
 
 def iso(ts: float | None) -> str | None:
@@ -20,9 +28,12 @@ def container_name(service: str, rid: str) -> str:
     return f"drover-{service}-{rid}"
 
 
-def container_rows(snap: Snapshot, *, service: str | None = None) -> list[dict[str, Any]]:
-    rows = []
-    for node in sorted(snap.assignments):
+def _replicas(
+    snap: Snapshot, service: str | None, on_node: str | None
+) -> Iterator[tuple[str, AssignedContainer, ContainerStatus | None, ContainerState, bool]]:
+    """(node, assigned, observed, state, ready) of every assigned replica (of ``service``, on ``on_node``)."""
+    nodes = sorted(snap.assignments) if on_node is None else [on_node] if on_node in snap.assignments else []
+    for node in nodes:
         a = snap.assignments[node]
         ns = snap.nodes.get(node)
         lost = ns is None or node_status(ns, snap.now, snap.node_grace) is NodeStatus.LOST
@@ -35,24 +46,31 @@ def container_rows(snap: Snapshot, *, service: str | None = None) -> list[dict[s
                 state = ContainerState.LOST
             elif obs is not None:
                 state = obs.state
-            rows.append(
-                {
-                    "id": c.id,
-                    "name": container_name(c.service, c.id),
-                    "service": c.service,
-                    "node": node,
-                    "revision": c.revision,
-                    "state": str(state),
-                    "ready": bool(obs and obs.ready and not lost and obs.revision == c.revision),
-                    "restarts": c.restarts + (obs.restarts if obs else 0),
-                    "host_port": obs.host_port if obs else None,
-                    "ports": dict(obs.ports) if obs else {},
-                    "container_id": obs.container_id if obs else "",
-                    "started_at": iso(obs.started_at) if obs else None,
-                    "exit_code": obs.exit_code if obs else None,
-                    "message": obs.message if obs else "",
-                }
-            )
+            yield node, c, obs, state, bool(obs and obs.ready and not lost and obs.revision == c.revision)
+
+
+def container_rows(
+    snap: Snapshot, *, service: str | None = None, on_node: str | None = None
+) -> list[dict[str, Any]]:
+    rows = [
+        {
+            "id": c.id,
+            "name": container_name(c.service, c.id),
+            "service": c.service,
+            "node": node,
+            "revision": c.revision,
+            "state": str(state),
+            "ready": ready,
+            "restarts": c.restarts + (obs.restarts if obs else 0),
+            "host_port": obs.host_port if obs else None,
+            "ports": dict(obs.ports) if obs else {},
+            "container_id": obs.container_id if obs else "",
+            "started_at": iso(obs.started_at) if obs else None,
+            "exit_code": obs.exit_code if obs else None,
+            "message": obs.message if obs else "",
+        }
+        for node, c, obs, state, ready in _replicas(snap, service, on_node)
+    ]
     rows.sort(key=lambda r: (r["service"], r["node"], r["id"]))
     return rows
 
@@ -85,9 +103,10 @@ def service_rows(
     any other current problem of a service (e.g. autoscaling failed), shown in its message."""
     unplaced = unplaced or {}
     notes = notes or {}
+    # Only what the counts and the status need (no full container rows: `get services` at 10,000 replicas).
     by_service: dict[str, list[dict[str, Any]]] = {}
-    for r in container_rows(snap):
-        by_service.setdefault(r["service"], []).append(r)
+    for _node, c, _obs, state, ready in _replicas(snap, name, None):
+        by_service.setdefault(c.service, []).append({"revision": c.revision, "state": str(state), "ready": ready})
     out = []
     for svc_name in sorted(snap.services):
         if name is not None and svc_name != name:
@@ -140,3 +159,27 @@ def node_rows(snap: Snapshot, *, name: str | None = None) -> list[dict[str, Any]
             }
         )
     return out
+
+
+def page_key(kind: str, row: dict[str, Any]) -> list[str]:
+    """Where a row sorts in its listing (``get`` pages continue after the last key they got)."""
+    if kind == "containers":
+        return [str(row.get("service")), str(row.get("node")), str(row.get("id"))]
+    return [str(row.get("name"))]
+
+
+def page(kind: str, rows: list[dict[str, Any]], after: list[str] | None, size: int | None) -> list[dict[str, Any]]:
+    """The rows after the key ``after`` (None: from the start), at most ``size`` of them (None: all).
+
+    Keyset rather than offset paging: a row added or removed between two pages shifts no other row."""
+    if after is not None:
+        rows = [r for r in rows if page_key(kind, r) > after]
+    return rows if size is None else rows[:size]
+
+
+def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """How many containers, by state, on how many nodes (what ``describe`` shows of a big service)."""
+    by_state: dict[str, int] = {}
+    for r in rows:
+        by_state[str(r["state"])] = by_state.get(str(r["state"]), 0) + 1
+    return {"total": len(rows), "by_state": by_state, "nodes": len({r["node"] for r in rows})}

@@ -5,6 +5,7 @@
 #   2. a reachable Docker engine: apt-get install docker.io busybox-static iproute2 when
 #      missing, then start dockerd in the background if it is not running
 #   3. the local test image local/busybox:latest (scripts/build-image.sh, no registry needed)
+#   4. Debian's chromium for the dashboard's browser test (driven through playwright, a dev extra)
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -115,5 +116,15 @@ if docker image inspect "$IMAGE" >/dev/null 2>&1; then
 else
     say "building $IMAGE"
     "$ROOT/scripts/build-image.sh"
+fi
+
+# ---------------------------------------------------------------- 4. a headless browser
+if command -v chromium >/dev/null 2>&1; then
+    say "chromium present"
+else
+    say "installing chromium with apt-get (the dashboard test drives it headless)"
+    export DEBIAN_FRONTEND=noninteractive
+    "${SUDO[@]}" apt-get update -qq
+    "${SUDO[@]}" apt-get install -y -qq chromium >/dev/null
 fi
 say "done"

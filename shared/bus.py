@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Sequence
 from typing import Any
 
 import nats
@@ -18,6 +19,7 @@ from nats.js.errors import BucketNotFoundError, NotFoundError
 from nats.js.kv import KeyValue
 
 from drover.shared.errors import PermanentError, TemporaryError
+from drover.shared.natsurls import split_urls
 from drover.shared.subjects import Names
 
 log = structlog.get_logger("drover.bus")
@@ -27,11 +29,6 @@ MIN_SERVER = (2, 11, 0)
 
 async def _quiet(*_: Any) -> None:
     return None
-
-
-def split_urls(url: str) -> list[str]:
-    """``nats://a:1,nats://b:2`` → ``["nats://a:1", "nats://b:2"]`` (a cluster's servers, tried in turn)."""
-    return [u.strip() for u in url.split(",") if u.strip()]
 
 
 class SourceBoundTransport(TcpTransport):
@@ -65,11 +62,15 @@ class SourceBoundTransport(TcpTransport):
 
 
 async def connect(
-    url: str, *, name: str, retry_forever: bool = False, timeout: float = 2.0, source: str | None = None
+    url: str | Sequence[str], *, name: str, retry_forever: bool = False, timeout: float = 2.0,
+    source: str | None = None,
 ) -> NATS:
-    """Connect to NATS (``url`` may list several servers, comma-separated). Daemons pass ``retry_forever``
-    so that a NATS outage at start is waited out; after the first connection the client reconnects on its
-    own, forever, to any server of the list. ``source``: the local address connections leave from."""
+    """Connect to NATS: ``url`` is one URL, a comma-separated list or a list; nats-py tries the servers in
+    turn (and reconnects to any of them later). Daemons pass ``retry_forever`` so that a NATS outage at
+    start is waited out; after the first connection the client reconnects on its own, forever.
+    ``source``: the local address the connections leave from."""
+    servers = split_urls(url)
+    url = ",".join(servers)  # for messages
     delay = 0.2
     while True:
         nc = NATS()
@@ -80,7 +81,7 @@ async def connect(
                 "connect_timeout": timeout, "reconnect_time_wait": 0.25,
             }
             await nc.connect(
-                servers=split_urls(url),
+                servers=servers,
                 name=name,
                 allow_reconnect=True,
                 max_reconnect_attempts=-1,
@@ -152,6 +153,10 @@ class ClusterStore:
         self.config = await self._bucket(n.config_bucket, history=1)
         await self._events_stream()
         return self
+
+    async def open_bucket(self, name: str, *, history: int = 1) -> KeyValue:
+        """A bucket only some components use (e.g. the controller's secrets), created when missing."""
+        return await self._bucket(name, history=history)
 
     async def _bucket(self, name: str, *, history: int) -> KeyValue:
         try:

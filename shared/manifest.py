@@ -15,13 +15,13 @@ import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal, Self
 
-import yaml
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 from pydantic import ValidationError as PydanticValidationError
 from pydantic_core import PydanticCustomError
 
 from drover.shared import convert, units
 from drover.shared.constraints import Constraint, parse_constraint, parse_spread
+from drover.shared.limits import MAX_ITEMS, MAX_REPLICAS
 from drover.shared.manifest_errors import (
     CROSS_CHECK_ERROR,
     ManifestError,
@@ -29,7 +29,8 @@ from drover.shared.manifest_errors import (
     in_file_order,
     problems_from_pydantic,
 )
-from drover.shared.workloads import MAX_ITEMS, FileSpec, JobSpec, PullPolicy, Schedule, VolumeSpec, workload_problems
+from drover.shared.manifest_load import check_data, load_documents
+from drover.shared.workloads import FileSpec, JobSpec, PullPolicy, Schedule, VolumeSpec, workload_problems
 
 __all__ = [
     "AutoscalePolicy",
@@ -46,10 +47,12 @@ __all__ = [
     "ServiceSpec",
     "TcpProbe",
     "UpdatePolicy",
+    "check_data",
     "describe_change",
     "load_documents",
     "parse_constraint",
     "parse_manifests",
+    "parse_request",
     "revision_view",
     "spec_hash",
 ]
@@ -116,13 +119,13 @@ def _port_name(value: str) -> str:
 
 
 def _rollout_amount(value: Any) -> int | str:
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_REPLICAS:
         return value
     if isinstance(value, str):
         match = _PERCENT.fullmatch(value.strip())
         if match and int(match.group(1)) <= 100:
             return f"{int(match.group(1))}%"
-    raise ValueError("must be an integer >= 0 or a percentage like 25%")
+    raise ValueError(f"must be an integer 0-{MAX_REPLICAS} or a percentage like 25%")
 
 
 def _constraint(value: str) -> str:
@@ -150,7 +153,8 @@ def _cross_check(problems: list[tuple[tuple[int | str, ...], str]]) -> None:
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+    # no NaN or infinity anywhere: a number that is not finite is never a sensible setting
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
 
 class PortSpec(_Model):
@@ -190,7 +194,7 @@ class HealthSpec(_Model):
     exec: ExecProbe | None = None
     interval: PositiveDuration = 2.0
     timeout: PositiveDuration = 1.0
-    failure_threshold: int = Field(default=3, ge=1)
+    failure_threshold: int = Field(default=3, ge=1, le=MAX_REPLICAS)
     initial_delay: Duration = 0.0
 
     @model_validator(mode="after")
@@ -220,11 +224,11 @@ class UpdatePolicy(_Model):
 
 
 class AutoscalePolicy(_Model):
-    min: int = Field(default=1, ge=0)
-    max: int = Field(default=10, ge=1)
-    cpu_percent: float | None = Field(default=None, gt=0)
-    memory_percent: float | None = Field(default=None, gt=0)
-    rps_per_replica: float | None = Field(default=None, gt=0)
+    min: int = Field(default=1, ge=0, le=MAX_REPLICAS)
+    max: int = Field(default=10, ge=1, le=MAX_REPLICAS)
+    cpu_percent: float | None = Field(default=None, ge=0.001, le=1_000_000)
+    memory_percent: float | None = Field(default=None, ge=0.001, le=1_000_000)
+    rps_per_replica: float | None = Field(default=None, ge=0.001, le=1_000_000)
     scale_up_window: Duration = 0.0
     scale_down_window: Duration = 60.0
 
@@ -247,9 +251,9 @@ class ServiceSpec(_Model):
     image: Annotated[str, Field(min_length=1)]
     command: StringList | None = None
     env: dict[Annotated[str, AfterValidator(_env_name)], Text] = Field(default_factory=dict)
-    replicas: int = Field(default=1, ge=0)
+    replicas: int = Field(default=1, ge=0, le=MAX_REPLICAS)
     network: Literal["bridge", "host"] = "bridge"
-    ports: list[PortSpec] = Field(default_factory=list)
+    ports: Annotated[list[PortSpec], Field(max_length=MAX_ITEMS)] = Field(default_factory=list)
     resources: ResourceSpec = Field(default_factory=ResourceSpec)
     health: HealthSpec | None = None
     restart: Literal["always", "on-failure", "never"] = "always"
@@ -384,48 +388,6 @@ def describe_change(old: Mapping[str, Any] | None, new: Mapping[str, Any], width
 # -- loading -------------------------------------------------------------------------------------------
 
 
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that rejects duplicate keys instead of keeping the last one."""
-
-
-def _construct_mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-    loader.flatten_mapping(node)
-    seen: set[Any] = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        if not isinstance(key, (str, int, float, bool)):
-            continue
-        if key in seen:
-            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
-        seen.add(key)
-    return loader.construct_mapping(node, deep=deep)
-
-
-_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
-
-def load_documents(text: str, source: str) -> list[tuple[int, Any]]:
-    """The non-empty documents of a YAML (or JSON) text as ``(doc number, data)``; numbers are 1-based.
-
-    A file holding a single JSON/YAML list is a list of documents. Syntax errors raise ``ManifestError``
-    naming the line and column.
-    """
-    name = display_name(source)
-    try:
-        docs = list(yaml.load_all(text, Loader=_Loader))
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        what = exc.problem or exc.context or "syntax error"
-        raise ManifestError([(name, f"invalid YAML{where}: {what}")]) from exc
-    except yaml.YAMLError as exc:
-        raise ManifestError([(name, f"invalid YAML: {exc}")]) from exc
-    non_empty = [d for d in docs if d is not None]
-    if len(non_empty) == 1 and isinstance(non_empty[0], list):
-        docs = non_empty[0]
-    return [(i, doc) for i, doc in enumerate(docs, start=1) if doc is not None]
-
-
 def _document_problems(doc: Any) -> tuple[ServiceManifest | None, list[tuple[str, str]]]:
     if not isinstance(doc, dict):
         return None, [
@@ -444,41 +406,68 @@ def _document_problems(doc: Any) -> tuple[ServiceManifest | None, list[tuple[str
         return None, problems_from_pydantic(exc, ServiceManifest)
 
 
+class _Collector:
+    """Validates documents one by one, keeping every problem in input order and names unique."""
+
+    def __init__(self) -> None:
+        self.problems: list[tuple[str, str]] = []
+        self.manifests: list[ServiceManifest] = []
+        self.first_seen: dict[str, str] = {}
+
+    def add(self, where: str, doc: Any) -> None:
+        manifest, found = _document_problems(doc)
+        self.problems.extend((f"{where} {path}" if path else where, message) for path, message in found)
+        if manifest is None:
+            return
+        if manifest.name in self.first_seen:
+            self.problems.append(
+                (
+                    f"{where} metadata.name",
+                    f"duplicate service name '{manifest.name}' (also in {self.first_seen[manifest.name]})",
+                )
+            )
+            return
+        self.first_seen[manifest.name] = where
+        self.manifests.append(manifest)
+
+    def result(self, names: list[str]) -> list[ServiceManifest]:
+        """The manifests; any problem raises them all, in the order of the files ``names``."""
+        if self.problems:
+            raise ManifestError(in_file_order(self.problems, names))
+        return self.manifests
+
+
 def parse_manifests(sources: list[tuple[str, str]]) -> list[ServiceManifest]:
     """Validate every document of every ``(name, text)`` source; all valid → the manifests in order.
 
     Any problem anywhere raises one ``ManifestError`` with all of them (``FILE[doc N] path: message``);
     service names must be unique across all documents.
     """
-    problems: list[tuple[str, str]] = []
-    manifests: list[ServiceManifest] = []
-    first_seen: dict[str, str] = {}
+    collector = _Collector()
     loaded: list[convert.Loaded] = []
     for source, text in sources:
         try:
             loaded.append((display_name(source), load_documents(text, source)))
         except ManifestError as exc:
-            problems.extend(exc.problems)
+            collector.problems.extend(exc.problems)
     # Kubernetes and Compose documents become native ones here (a v1 Service may sit in another file
     # than its Deployment, hence all files at once); their unsupported fields are problems like any other.
     native, foreign_problems = convert.to_native(loaded)
-    problems.extend(foreign_problems)
+    collector.problems.extend(foreign_problems)
     for where, doc in native:
-        manifest, found = _document_problems(doc)
-        problems.extend((f"{where} {path}" if path else where, message) for path, message in found)
-        if manifest is None:
-            continue
-        if manifest.name in first_seen:
-            problems.append(
-                (
-                    f"{where} metadata.name",
-                    f"duplicate service name '{manifest.name}' (also in {first_seen[manifest.name]})",
-                )
-            )
-            continue
-        first_seen[manifest.name] = where
-        manifests.append(manifest)
-    if problems:
-        raise ManifestError(in_file_order(problems, [display_name(source) for source, _ in sources]))
-    return manifests
+        collector.add(where, doc)
+    return collector.result([display_name(source) for source, _ in sources])
 
+
+def parse_request(docs: list[Any], source: str = "request") -> list[ServiceManifest]:
+    """Validate the decoded documents of an apply request (the controller cannot assume they came through
+    the CLI): the nesting and size bounds of YAML first, then the same checks as ``parse_manifests``."""
+    name = display_name(source)
+    collector = _Collector()
+    for number, doc in enumerate(docs, start=1):
+        why = check_data(doc)
+        if why:
+            collector.problems.append((f"{name}[doc {number}]", f"too complex: {why}"))
+        else:
+            collector.add(f"{name}[doc {number}]", doc)
+    return collector.result([name])

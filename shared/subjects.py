@@ -30,6 +30,7 @@ class Names:
         self.nodectl_bucket = f"drover_{c}_nodectl"  # node -> NodeControl (controller-owned)
         self.leader_bucket = f"drover_{c}_leader"
         self.config_bucket = f"drover_{c}_config"  # cluster-wide settings, e.g. the gossip key
+        self.secrets_bucket = f"drover_{c}_secrets"  # key: secret name -> SecretRecord (encrypted; controller only)
         # JetStream stream holding the cluster's events.
         self.events_stream = f"DROVER_{c}_EVENTS"
         self.events_prefix = f"drover.{c}.events"
@@ -46,6 +47,14 @@ class Names:
     @property
     def heartbeat_all(self) -> str:
         return f"{self.heartbeat_prefix}.*"
+
+    def secret_read(self, node: str) -> str:
+        """Request/reply: an agent asks the controllers for a secret one of its replicas uses."""
+        return f"drover.{self.cluster}.secrets.{node}"
+
+    @property
+    def secret_read_all(self) -> str:
+        return f"drover.{self.cluster}.secrets.*"
 
     def agent_api(self, node: str, verb: str) -> str:
         return f"drover.{self.cluster}.agent.{node}.{verb}"

@@ -8,6 +8,11 @@ shortest natural spelling; ``parse_x(format_x(v)) == v`` holds for every valid v
 - memory (Kubernetes quantity rules): a plain number is bytes; binary suffixes ``Ki Mi Gi Ti Pi Ei``;
   decimal suffixes ``k M G T P E``; an exponent like ``129e6``. Fractional bytes round up.
 - cpu: ``0.25``, ``1``, ``2.5`` cores or millicores ``250m``.
+
+Every parser is bounded: the text is at most ``_MAX_TEXT`` characters, exponents are checked before any
+arithmetic (``1e9999999s`` is an error, not a Decimal overflow or a huge computation), and the results
+are at most ``MAX_DURATION`` seconds, 2**63-1 bytes and ``MAX_CPU`` cores. Whatever the input, the only
+exception is ``ValueError``.
 """
 
 from __future__ import annotations
@@ -15,7 +20,12 @@ from __future__ import annotations
 import decimal
 import math
 import re
+from collections.abc import Callable
 from decimal import Decimal
+from functools import wraps
+from typing import TypeVar
+
+from drover.shared.limits import MAX_CPU, MAX_DURATION
 
 __all__ = [
     "CPU_HINT",
@@ -52,8 +62,49 @@ _DECIMAL = {"k": 1, "M": 2, "G": 3, "T": 4, "P": 5, "E": 6}
 _MEMORY = re.compile(rf"({_NUMBER})(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?")
 _CPU = re.compile(rf"({_NUMBER})(m?)")
 
-# Enough digits that sums of exactly written decimals never round.
+# Enough digits that sums of exactly written decimals never round; every trap on, and the callers turn
+# a trapped signal into ValueError.
 _CTX = decimal.Context(prec=80)
+#: the longest text a unit may be written as (a long one is a mistake or an attack, never a quantity)
+_MAX_TEXT = 100
+#: numbers whose decimal exponent is beyond this are out of every range (2**63 < 10**19)
+_MAX_EXPONENT = 30
+
+_R = TypeVar("_R")
+
+
+def _bounded(hint: str) -> Callable[[Callable[[str | int | float], _R]], Callable[[str | int | float], _R]]:
+    """Make a parser raise only ``ValueError(hint)`` for arithmetic trouble (Decimal signals, overflow)."""
+
+    def wrap(parse: Callable[[str | int | float], _R]) -> Callable[[str | int | float], _R]:
+        @wraps(parse)
+        def checked(value: str | int | float) -> _R:
+            try:
+                return parse(value)
+            except ValueError:
+                raise
+            except (ArithmeticError, TypeError) as exc:  # decimal.DecimalException is an ArithmeticError
+                raise ValueError(hint) from exc
+
+        return checked
+
+    return wrap
+
+
+def _number(text: str) -> Decimal:
+    """A Decimal from an already-matched number, refused when its magnitude is absurd."""
+    number = Decimal(text)
+    if number and number.adjusted() > _MAX_EXPONENT:
+        raise ValueError("is too large")
+    if number and number.adjusted() < -400:
+        return Decimal(0)  # below the smallest float: it would read as 0 anyway
+    return number
+
+
+def _text(value: str, hint: str) -> str:
+    if len(value) > _MAX_TEXT:
+        raise ValueError(hint)
+    return value.strip()
 
 
 def _reject_bool(value: object, hint: str) -> None:
@@ -64,21 +115,24 @@ def _reject_bool(value: object, hint: str) -> None:
 def _finite_decimal(value: float | int, hint: str) -> Decimal:
     if isinstance(value, float) and not math.isfinite(value):
         raise ValueError(hint)
+    if isinstance(value, int) and abs(value) > 10**_MAX_EXPONENT:
+        raise ValueError("is too large")
     return Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
 
 
 # -- durations -------------------------------------------------------------------------------------------
 
 
+@_bounded(DURATION_HINT)
 def parse_duration(value: str | int | float) -> float:
     """``"1m30s"`` → ``90.0``; plain numbers (and numeric strings) are seconds. Never negative."""
     _reject_bool(value, DURATION_HINT)
     if isinstance(value, (int, float)):
         total = _finite_decimal(value, DURATION_HINT)
     else:
-        text = value.strip()
+        text = _text(value, DURATION_HINT)
         if _PLAIN_NUMBER.fullmatch(text):
-            total = Decimal(text)
+            total = _number(text.removeprefix("+"))
         elif text.startswith("-") and (
             _PLAIN_NUMBER.fullmatch(text[1:]) or _DURATION_FULL.fullmatch(text[1:])
         ):
@@ -86,15 +140,14 @@ def parse_duration(value: str | int | float) -> float:
         elif _DURATION_FULL.fullmatch(text):
             total = Decimal(0)
             for number, unit in _DURATION_PART.findall(text):
-                total = _CTX.add(total, _CTX.multiply(Decimal(number), _DURATION_UNITS[unit]))
+                total = _CTX.add(total, _CTX.multiply(_number(number), _DURATION_UNITS[unit]))
         else:
             raise ValueError(DURATION_HINT)
     if total < 0:
         raise ValueError("must not be negative")
-    result = float(total)
-    if not math.isfinite(result):
-        raise ValueError(DURATION_HINT)
-    return result
+    if total > Decimal(MAX_DURATION):
+        raise ValueError(f"must be at most {format_duration(MAX_DURATION)}")
+    return float(total)
 
 
 def format_duration(seconds: float) -> str:
@@ -127,20 +180,21 @@ def format_duration(seconds: float) -> str:
 # -- memory ----------------------------------------------------------------------------------------------
 
 
+@_bounded(MEMORY_HINT)
 def parse_memory(value: str | int | float) -> int:
     """``"64Mi"`` → ``67108864``; ``"1G"`` → ``10**9``; a plain number is bytes (fractions round up)."""
     _reject_bool(value, MEMORY_HINT)
     if isinstance(value, (int, float)):
         amount = _finite_decimal(value, MEMORY_HINT)
     else:
-        text = value.strip()
+        text = _text(value, MEMORY_HINT)
         match = _MEMORY.fullmatch(text.removeprefix("+"))
         if match is None:
             if text.startswith("-") and _MEMORY.fullmatch(text[1:]):
                 raise ValueError("must not be negative")
             raise ValueError(MEMORY_HINT)
         number, suffix = match.groups()
-        amount = Decimal(number)
+        amount = _number(number)
         if suffix in _BINARY:
             amount = _CTX.multiply(amount, Decimal(1024) ** _BINARY[suffix])
         elif suffix in _DECIMAL:
@@ -172,28 +226,28 @@ def format_memory(nbytes: int) -> str:
 # -- cpu -------------------------------------------------------------------------------------------------
 
 
+@_bounded(CPU_HINT)
 def parse_cpu(value: str | int | float) -> float:
     """``"250m"`` → ``0.25``; ``"1"`` → ``1.0``; ``0.5`` → ``0.5`` (cores)."""
     _reject_bool(value, CPU_HINT)
     if isinstance(value, (int, float)):
         cores = _finite_decimal(value, CPU_HINT)
     else:
-        text = value.strip()
+        text = _text(value, CPU_HINT)
         match = _CPU.fullmatch(text.removeprefix("+"))
         if match is None:
             if text.startswith("-") and _CPU.fullmatch(text[1:]):
                 raise ValueError("must not be negative")
             raise ValueError(CPU_HINT)
         number, milli = match.groups()
-        cores = Decimal(number)
+        cores = _number(number)
         if milli:
             cores = _CTX.divide(cores, Decimal(1000))
     if cores < 0:
         raise ValueError("must not be negative")
-    result = float(cores)
-    if not math.isfinite(result):
-        raise ValueError(CPU_HINT)
-    return result
+    if cores > Decimal(MAX_CPU):
+        raise ValueError(f"must be at most {format_cpu(MAX_CPU)}")
+    return float(cores)
 
 
 def format_cpu(cores: float) -> str:

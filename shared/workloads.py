@@ -22,6 +22,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from pydantic_core import PydanticCustomError
 
 from drover.shared import units
+from drover.shared.limits import MAX_ITEMS  # volumes or files per service
 from drover.shared.manifest_errors import CROSS_CHECK_ERROR
 
 __all__ = [
@@ -37,7 +38,6 @@ __all__ = [
     "secrets_used",
 ]
 
-MAX_ITEMS = 100  # volumes or files per service
 DOCKER_SOCKETS = ("/var/run/docker.sock", "/run/docker.sock", "/var/run", "/run")
 _VOLUME_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,254}")
 _SECRET_NAME = re.compile(r"[a-z0-9]([-a-z0-9_.]{0,251}[a-z0-9])?")

@@ -36,6 +36,7 @@ from drover.agent.drivers.base import (
     spec_env,
 )
 from drover.agent.drivers.lines import CHUNK, text_lines
+from drover.agent.files import spec_binds
 from drover.shared.models import AssignedContainer
 
 log = structlog.get_logger("drover.agent.docker")
@@ -225,6 +226,9 @@ class DockerDriver:
             hostcfg["Memory"] = max(mem, MIN_MEMORY)
         ports = published_ports(spec)
         exposed: dict[str, dict[str, Any]] = {f"{p}/tcp": {} for p in ports}
+        binds = spec_binds(spec)
+        if binds:
+            hostcfg["Binds"] = binds
         if host_network(spec):
             hostcfg["NetworkMode"] = "host"
         else:

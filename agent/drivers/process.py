@@ -1,9 +1,10 @@
 """Process driver: runs a service's ``command`` as a plain subprocess, for hosts without Docker.
 
 Each replica is one process (its own session, env from the spec on top of the agent's). There is no
-isolation and no port publishing: the process listens where its command says, so ports map to
-themselves (like ``network: host``). Processes cannot be adopted by a later agent: they are stopped when
-the driver closes.
+isolation: no image, no resource limits, no mounts (``volumes`` and ``files`` are refused). A named port gets
+a free host port per replica, in env ``DROVER_PORT_<NAME>``, and that is the replica's endpoint; the command
+must listen there. Unnamed ports map to themselves (like ``network: host``). Processes cannot be adopted by a
+later agent: they are stopped when the driver closes.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
@@ -34,6 +36,26 @@ from drover.agent.drivers.lines import reader_chunks, text_lines
 from drover.shared.models import AssignedContainer
 
 LOG_LINES = 1000
+
+
+def named_ports(spec: dict[str, object]) -> list[tuple[str, int]]:
+    """(name, port) of the spec's ports that have a name."""
+    ports = spec.get("ports")
+    out: list[tuple[str, int]] = []
+    for p in ports if isinstance(ports, list) else []:
+        if isinstance(p, dict) and isinstance(p.get("name"), str) and isinstance(p.get("container"), int):
+            out.append((p["name"], p["container"]))
+    return out
+
+
+def free_port(address: str) -> int:
+    """A TCP port nothing listens on at ``address`` right now (the kernel's pick)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((address, 0))
+        except OSError:
+            s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -65,12 +87,19 @@ class ProcessDriver:
         return [Observed(**vars(p.obs)) for p in self._procs.values()]
 
     async def create_and_start(self, assigned: AssignedContainer, address: str) -> Observed:
+        if assigned.spec.get("volumes") or assigned.spec.get("files"):
+            raise DriverError("the process driver cannot mount volumes or files (no mount namespace): use docker")
         command = spec_command(assigned.spec)
         if command is None:
             raise ImageMissing(f"{assigned.spec.get('image', '')} (the process driver needs a command)")
         self._seq += 1
         cid = f"proc-{os.getpid()}-{self._seq}"
         ports = {p: p for p in published_ports(assigned.spec)}
+        port_env = {}
+        for name, cport in named_ports(assigned.spec):
+            # Why: replicas on one host would collide on a fixed port; each gets its own, told through env.
+            ports[cport] = free_port(address)
+            port_env[f"DROVER_PORT_{name.upper().replace('-', '_')}"] = str(ports[cport])
         obs = Observed(
             id=assigned.id,
             container_id=cid,
@@ -81,7 +110,7 @@ class ProcessDriver:
             port_map=ports,
             host_network=True,
         )
-        p = _Proc(obs, command, {**os.environ, **spec_env(assigned.spec)})
+        p = _Proc(obs, command, {**os.environ, **spec_env(assigned.spec), **port_env})
         self._procs[cid] = p
         return await self._spawn(p)
 

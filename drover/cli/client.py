@@ -104,7 +104,7 @@ async def connect(target: Target, *, name: str = "drover-cli", keep_reconnecting
     try:
         nc: NATS = await asyncio.wait_for(
             nats.connect(
-                servers=[u.strip() for u in target.nats.split(",") if u.strip()],  # a cluster: all its servers
+                servers=target.servers,
                 name=name,
                 connect_timeout=CONNECT_TIMEOUT,
                 allow_reconnect=True,
@@ -161,8 +161,16 @@ class Client:
     async def request_raw(self, verb: str, body: dict[str, Any], timeout: float = REQUEST_TIMEOUT) -> Reply:
         """The controller's reply to ``verb``; no controller → ``CliError`` (exit 1)."""
         NoRespondersError, NatsTimeoutError = _nats_errors()
+        payload = wire.encode(body)
+        limit = self.nc.max_payload
+        if limit and len(payload) > limit:
+            # what the user sent is too big (e.g. manifests whose YAML aliases expand a lot): bad input
+            raise CliError(
+                f"the {verb} request is {len(payload):,} bytes, more than the server accepts ({limit:,} bytes)",
+                code=EXIT_INVALID,
+            )
         try:
-            msg = await self.nc.request(self.names.api(verb), wire.encode(body), timeout=timeout)
+            msg = await self.nc.request(self.names.api(verb), payload, timeout=timeout)
         except NoRespondersError:
             raise self.no_controller("no responders") from None
         except (TimeoutError, NatsTimeoutError):

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import click
 
@@ -13,6 +14,7 @@ from drover.cli.client import EXIT_FAILED, EXIT_INVALID, Client, CliError
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 SERVICE_WORDS = ("service", "services", "svc")
+MAX_STDIN_CHARS = 1024 * 1024 + 1  # = MAX_MANIFEST_BYTES + 1 (not imported: the CLI starts fast)
 
 
 def read_sources(files: tuple[str, ...]) -> list[tuple[str, str]]:
@@ -25,7 +27,7 @@ def read_sources(files: tuple[str, ...]) -> list[tuple[str, str]]:
             if stdin_used:
                 continue
             stdin_used = True
-            sources.append(("-", sys.stdin.read()))
+            _read_stdin(sources, problems)
             continue
         path = Path(f)
         if path.is_dir():
@@ -41,13 +43,36 @@ def read_sources(files: tuple[str, ...]) -> list[tuple[str, str]]:
     return sources
 
 
+def _read_bounded(stream: BinaryIO, name: str, sources: list[tuple[str, str]], problems: list[str]) -> None:
+    """Read at most 1 MiB + 1 byte: a bigger manifest (or a pipe that never ends) is refused without
+    holding it all; sizes are not trusted (stdin, named pipes, /dev/zero have none)."""
+    from drover.shared.limits import MAX_MANIFEST_BYTES
+    from drover.shared.manifest_load import TOO_LARGE
+
+    shown = "<stdin>" if name == "-" else name
+    data = stream.read(MAX_MANIFEST_BYTES + 1)
+    if len(data) > MAX_MANIFEST_BYTES:
+        problems.append(f"{shown}: {TOO_LARGE}")
+        return
+    try:
+        sources.append((name, data.decode("utf-8")))
+    except UnicodeDecodeError:
+        problems.append(f"{shown}: not a UTF-8 text file")
+
+
+def _read_stdin(sources: list[tuple[str, str]], problems: list[str]) -> None:
+    stream = getattr(sys.stdin, "buffer", None)
+    if stream is None:  # a text-only stdin (some test runners): bounded all the same
+        stream = io.BytesIO(sys.stdin.read(MAX_STDIN_CHARS).encode("utf-8", "surrogatepass"))
+    _read_bounded(stream, "-", sources, problems)
+
+
 def _read(path: Path, name: str, sources: list[tuple[str, str]], problems: list[str]) -> None:
     try:
-        sources.append((name, path.read_text(encoding="utf-8")))
+        with path.open("rb") as f:
+            _read_bounded(f, name, sources, problems)
     except FileNotFoundError:
         problems.append(f"{name}: no such file")
-    except UnicodeDecodeError:
-        problems.append(f"{name}: not a UTF-8 text file")
     except OSError as exc:
         problems.append(f"{name}: {exc.strerror or exc}")
 

@@ -98,10 +98,10 @@ def _file(value: str | None, what: str) -> str | None:
 @click.option("--cluster", "cluster_name", metavar="NAME", help="drover cluster name on that NATS (default 'default').")
 def context_add(name: str, nats_url: str, creds: str | None, ca: str | None, cluster_name: str | None) -> None:
     """Add (or replace) context NAME; the current context does not change."""
-    urls = [normalize_url(u) for u in nats_url.split(",") if u.strip()]
-    if not urls:
-        raise CliError("--nats: give at least one URL", code=EXIT_INVALID)
-    entry: dict[str, Any] = {"nats": ",".join(urls)}
+    try:
+        entry: dict[str, Any] = {"nats": normalize_url(nats_url)}
+    except ValueError:
+        raise CliError("--nats: give at least one URL", code=EXIT_INVALID) from None
     for key, value in (("creds", _file(creds, "creds")), ("ca", _file(ca, "ca")), ("cluster", cluster_name)):
         if value:
             entry[key] = value

@@ -59,6 +59,16 @@ def _run_daemon(what: str, main: Coroutine[Any, Any, None]) -> None:
         raise CliError(f"{what} stopped: {exc}", code=EXIT_FAILED) from exc
 
 
+def _nats_urls(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    """``--nats``/``DROVER_NATS``: one URL or a comma-separated list, normalised (``host:port`` → nats://)."""
+    from drover.shared.natsurls import join_urls
+
+    try:
+        return join_urls(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 def _configure_logs(level: str) -> None:
     from drover.shared.log import configure
 
@@ -66,7 +76,8 @@ def _configure_logs(level: str) -> None:
 
 
 @click.command("controller")
-@click.option("--nats", "nats_url", envvar="DROVER_NATS", required=True, metavar="URL", help="NATS URL ($DROVER_NATS).")
+@click.option("--nats", "nats_url", envvar="DROVER_NATS", required=True, metavar="URL[,URL…]", callback=_nats_urls,
+              help="NATS URL or comma-separated URLs ($DROVER_NATS).")
 @click.option("--id", "ident", metavar="ID", default=None, help="Controller id (default: <hostname>-<random>).")
 @click.option("--cluster", envvar="DROVER_CLUSTER", default="default", show_default=True, callback=_cluster)
 @click.option(
@@ -75,6 +86,10 @@ def _configure_logs(level: str) -> None:
 )
 @click.option("--metrics-port", type=click.IntRange(0, 65535), default=None, help="Serve Prometheus metrics here.")
 @click.option("--metrics-address", default="127.0.0.1", show_default=True)
+@click.option(
+    "--ui-port", type=click.IntRange(0, 65535), default=None, help="Serve the read-only web dashboard here (0: any)."
+)
+@click.option("--ui-address", default="127.0.0.1", show_default=True, help="Address the dashboard listens on.")
 @click.option("--log-level", type=LOG_LEVELS, default="info", show_default=True)
 @click.option(
     "--allow-privileged-mounts", is_flag=True, envvar="DROVER_ALLOW_PRIVILEGED_MOUNTS",
@@ -87,29 +102,33 @@ def controller_cmd(
     node_grace: float,
     metrics_port: int | None,
     metrics_address: str,
+    ui_port: int | None,
+    ui_address: str,
     log_level: str,
     allow_privileged_mounts: bool,
 ) -> None:
     """Run a controller in the foreground (until SIGINT/SIGTERM)."""
-    from drover.cli.context import normalize_url
     from drover.controller.config import ControllerConfig
     from drover.controller.main import run_controller
 
     _configure_logs(log_level)
     cfg = ControllerConfig(
-        nats_url=normalize_url(nats_url),
+        nats_url=nats_url,
         cluster=cluster,
         id=ident,
         node_grace=node_grace,
         metrics_port=metrics_port,
         metrics_address=metrics_address,
+        ui_port=ui_port,
+        ui_address=ui_address,
         allow_privileged_mounts=allow_privileged_mounts,
     )
     _run_daemon("controller", run_controller(cfg))
 
 
 @click.command("agent")
-@click.option("--nats", "nats_url", envvar="DROVER_NATS", required=True, metavar="URL", help="NATS URL ($DROVER_NATS).")
+@click.option("--nats", "nats_url", envvar="DROVER_NATS", required=True, metavar="URL[,URL…]", callback=_nats_urls,
+              help="NATS URL or comma-separated URLs ($DROVER_NATS).")
 @click.option("--node", default=None, metavar="NAME", help="Node name (default: the host name).")
 @click.option("--label", "labels", multiple=True, metavar="K=V", callback=_labels, help="Node label (repeatable).")
 @click.option("--address", default="127.0.0.1", show_default=True, help="Where ports are published and proxied.")
@@ -169,12 +188,11 @@ def agent_cmd(
     from drover.agent.config import AgentConfig
     from drover.agent.fence import default_data_dir
     from drover.agent.main import run_agent
-    from drover.cli.context import normalize_url
 
     _configure_logs(log_level)
     node = node or socket.gethostname().split(".")[0] or "node"
     cfg = AgentConfig(
-        nats_url=normalize_url(nats_url),
+        nats_url=nats_url,
         node=node,
         cluster=cluster,
         address=address,
@@ -203,11 +221,10 @@ def _run_fleet(
     if not _NODE_PREFIX.match(prefix):
         raise click.BadParameter(f"{prefix!r}: letters, digits, '_' and '-' only", param_hint="'--node-prefix'")
     from drover.agent.fleet import FleetConfig, run_fleet
-    from drover.cli.context import normalize_url
 
     _configure_logs(log_level)
     cfg = FleetConfig(
-        nats_url=normalize_url(nats_url), prefix=prefix, count=count, cluster=cluster, address=address,
+        nats_url=nats_url, prefix=prefix, count=count, cluster=cluster, address=address,
         labels=labels, cpu=cpu, memory=memory, start_delay=start_delay,
     )
     _run_daemon("hollow fleet", run_fleet(cfg))

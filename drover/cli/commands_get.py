@@ -116,20 +116,47 @@ def not_found(kind: str, name: str) -> CliError:
     return CliError(f'{SINGULAR.get(kind, kind)} "{name}" not found', code=EXIT_FAILED)
 
 
-async def fetch(c: Client, kind: str, name: str | None, service: str | None = None) -> list[dict[str, Any]]:
+PAGE = 500  # rows per request: a reply must fit in one NATS message (1 MiB by default)
+
+
+def _page_key(kind: str, row: dict[str, Any]) -> list[str]:
+    """The controller's sort key of a row (``controller/views.page_key``): the next page starts after it."""
+    if kind == "containers":
+        return [str(row.get("service")), str(row.get("node")), str(row.get("id"))]
+    return [str(row.get("name"))]
+
+
+async def fetch(
+    c: Client, kind: str, name: str | None, service: str | None = None, limit: int | None = None
+) -> list[dict[str, Any]]:
+    """Every matching row (at most ``limit``), asked for in pages of ``PAGE`` rows."""
     body: dict[str, Any] = {"name": name}
     if kind == "containers":
         body["service"] = service
-    reply = await c.request_raw(f"get_{kind}", body)
-    if not reply.ok:
-        if reply.code == "not-found" and name is not None:
-            raise not_found(kind, name)
-        if reply.code == "not-found" and service is not None:
-            raise not_found("services", service)
-        from drover.cli.client import reply_error
+    rows: list[dict[str, Any]] = []
+    size = PAGE if limit is None else min(PAGE, max(1, limit))
+    after: list[str] | None = None
+    while True:
+        body["page"] = size
+        if after is not None:
+            body["after"] = after
+        reply = await c.request_raw(f"get_{kind}", body)
+        if not reply.ok:
+            if reply.code == "not-found" and name is not None:
+                raise not_found(kind, name)
+            if reply.code == "not-found" and service is not None:
+                raise not_found("services", service)
+            from drover.cli.client import reply_error
 
-        raise reply_error(f"get_{kind}", reply)
-    rows = reply.data if isinstance(reply.data, list) else []
+            raise reply_error(f"get_{kind}", reply)
+        chunk = reply.data if isinstance(reply.data, list) else []
+        chunk = [r for r in chunk if isinstance(r, dict)]
+        if after is not None and chunk and _page_key(kind, chunk[0]) <= after:
+            break  # a controller without paging sent everything again: we have it already
+        rows += chunk
+        if len(chunk) != size or (limit is not None and len(rows) >= limit):
+            break  # a short page is the last one (a longer one: a controller without paging sent all)
+        after = _page_key(kind, chunk[-1])
     if name is not None:
         if kind == "containers":
             rows = [r for r in rows if name in (r.get("name"), r.get("id"), r.get("container_id"))] or rows
@@ -137,7 +164,7 @@ async def fetch(c: Client, kind: str, name: str | None, service: str | None = No
             rows = [r for r in rows if r.get("name") == name]
         if not rows:
             raise not_found(kind, name)
-    return rows
+    return rows if limit is None else rows[:limit]
 
 
 def render(kind: str, rows: list[dict[str, Any]], fmt: str | None) -> None:
@@ -164,8 +191,9 @@ def render(kind: str, rows: list[dict[str, Any]], fmt: str | None) -> None:
 @click.argument("name", required=False, shell_complete=complete_resource_name)
 @options.output_option()
 @click.option("--service", "service", metavar="NAME", help="containers: only those of this service.")
+@click.option("--limit", type=click.IntRange(min=1), default=None, metavar="N", help="At most N rows (default: all).")
 @options.cluster_options
-def get_cmd(resource: str, name: str | None, fmt: str | None, service: str | None) -> None:
+def get_cmd(resource: str, name: str | None, fmt: str | None, service: str | None, limit: int | None) -> None:
     """List services, containers or nodes (a table, or -o json|yaml)."""
     kind = resource_kind(resource)
     if "/" in (name or ""):
@@ -174,7 +202,7 @@ def get_cmd(resource: str, name: str | None, fmt: str | None, service: str | Non
         raise click.UsageError("--service only applies to 'get containers'")
 
     async def go(c: Client) -> list[dict[str, Any]]:
-        return await fetch(c, kind, name, service)
+        return await fetch(c, kind, name, service, limit)
 
     render(kind, options.run(go), fmt)
 
@@ -311,10 +339,26 @@ def describe_service_text(data: dict[str, Any]) -> str:
     history = data.get("history") or []
     if history:
         lines += _section("History", history_table(history))
-    containers = data.get("containers") or []
-    lines += _section("Containers", containers_table(containers, False) if containers else output.NONE)
+    lines += _section("Containers", _containers_block(data, str(row.get("name") or "")))
     lines += _section("Events", events_block(data.get("events") or []))
     return "\n".join(lines)
+
+
+DESCRIBE_TABLE_MAX = 20  # a service with more replicas is described by a summary, not a table
+
+
+def _containers_block(data: dict[str, Any], name: str) -> str:
+    containers = data.get("containers") or []
+    summary = data.get("containers_summary") or {}
+    total = summary.get("total", len(containers)) if isinstance(summary, dict) else len(containers)
+    if not isinstance(total, int) or total <= DESCRIBE_TABLE_MAX:
+        return containers_table(containers, False) if containers else output.NONE
+    by_state = summary.get("by_state") or {}
+    states = ", ".join(f"{n} {state}" for state, n in sorted(by_state.items(), key=lambda kv: (-kv[1], kv[0])))
+    return (
+        f"{total} in total: {states or 'state unknown'}, on {summary.get('nodes', '?')} nodes\n"
+        f"(every one: drover get containers --service {name})"
+    )
 
 
 def describe_node_text(data: dict[str, Any]) -> str:

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from drover.shared.natsurls import join_urls, split_urls
+
 DEFAULT_NATS = "nats://127.0.0.1:4222"
 DEFAULT_CLUSTER = "default"
 #: the name of the context ``drover up`` writes (``context.json``)
@@ -33,9 +35,14 @@ class ContextError(ValueError):
 
 @dataclass(frozen=True)
 class Target:
-    nats: str
+    nats: str  # one URL or a comma-separated list, normalised
     cluster: str
     nats_from: str  # "flag" | "env" | "context" | "default": where the URL came from (for messages)
+
+    @property
+    def servers(self) -> list[str]:
+        """The URLs to try, in order (nats-py's ``servers=``)."""
+        return split_urls(self.nats)
 
 
 def drover_home() -> Path:
@@ -155,16 +162,9 @@ def delete_context(name: str) -> None:
 
 
 def normalize_url(url: str) -> str:
-    """``host:port`` or ``host`` → ``nats://host:port`` (4222 by default); a comma-separated list (the
-    servers of one cluster) is normalized element by element."""
-    if "," in url:
-        return ",".join(normalize_url(u) for u in url.split(",") if u.strip())
-    url = url.strip()
-    if "://" not in url:
-        url = f"nats://{url}"
-        if url.count(":") == 1:
-            url += ":4222"
-    return url
+    """``host:port`` or ``host`` → ``nats://host:port`` (4222 by default); a comma-separated list is
+    normalised URL by URL. ValueError when no URL is given."""
+    return join_urls(url)
 
 
 def resolve(nats_opt: str | None = None, cluster_opt: str | None = None, context_opt: str | None = None) -> Target:
@@ -195,4 +195,9 @@ def resolve(nats_opt: str | None = None, cluster_opt: str | None = None, context
         cluster = context()["cluster"]
     else:
         cluster = DEFAULT_CLUSTER
-    return Target(nats=normalize_url(url), cluster=cluster, nats_from=source)
+    try:
+        nats = normalize_url(url)
+    except ValueError:
+        where = {"flag": "--nats", "env": "DROVER_NATS", "context": "the context's nats"}.get(source, source)
+        raise ContextError(f"{where}: give at least one NATS URL") from None
+    return Target(nats=nats, cluster=cluster, nats_from=source)

@@ -61,6 +61,10 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "commands_ops", "scale_cmd",
         "Set the number of replicas of a service (turns autoscaling off until the next apply).",
     ),
+    "secret": (
+        "commands_secret", "secret_group",
+        "Secrets for `files` entries: create, list, delete (values are never shown).",
+    ),
     "uncordon": ("commands_ops", "uncordon_cmd", "Mark a node schedulable again (also ends a drain)."),
     "up": (
         "up", "up_cmd",

@@ -1,6 +1,7 @@
 """Docker Compose files (``services:``) → one drover Service per Compose service, of the same name.
 
-Honoured: image, command, environment (list or map), ports (``"H:C"`` → container C exposed on the proxy
+Honoured: image, command, environment (list or map), volumes (an absolute host path or a named volume),
+pull_policy, ports (``"H:C"`` → container C exposed on the proxy
 port H; ``"C"`` → container port only; or the long form ``{target, published}``), ``deploy.replicas``,
 ``deploy.update_config``, ``deploy.resources``, ``deploy.restart_policy.condition``, ``restart``,
 ``healthcheck``, ``stop_grace_period``, ``network_mode: host``. ``version:``, ``name:`` and ``x-`` keys are
@@ -20,6 +21,7 @@ _HINT = " (drover honours image, command, environment, ports, deploy, healthchec
 _MEMORY = re.compile(r"(\d+(?:\.\d+)?)\s*([bkmg]?)b?", re.IGNORECASE)
 _PORT = re.compile(r"(?:(\d+)(?::))?(\d+)(?:/(tcp|udp))?")
 _RESTART = {"always": "always", "unless-stopped": "always", "on-failure": "on-failure", "no": "never"}
+_PULL = {"always": "always", "missing": "if-missing", "if_not_present": "if-missing", "never": "never"}
 _CONDITION = {"any": "always", "on-failure": "on-failure", "none": "never"}
 
 
@@ -120,6 +122,38 @@ def _ports(f: Fields) -> list[dict[str, Any]]:
             port["expose"] = host
         ports.append(port)
     return ports
+
+
+def _volumes(f: Fields) -> list[dict[str, Any]]:
+    # A bind of an absolute path is a host path on the node; a name is the node engine's named volume.
+    out: list[dict[str, Any]] = []
+    for path, item in f.items("volumes"):
+        if isinstance(item, dict):
+            v = Fields(item, path, f.problems)
+            kind, source, target = v.get("type", "volume"), v.text("source"), v.text("target")
+            readonly = v.get("read_only", False) is True
+            if kind not in ("bind", "volume"):
+                f.problems.append((v.at("type"), "must be bind or volume"))
+            v.done(" (only type, source, target, read_only)")
+        else:
+            parts = str(item).split(":")
+            mode = parts.pop() if len(parts) == 3 else "rw"
+            if len(parts) != 2 or mode not in ("ro", "rw"):
+                f.problems.append((path, 'must be "SOURCE:TARGET[:ro]" (anonymous volumes are not supported)'))
+                continue
+            source, target, readonly = parts[0], parts[1], mode == "ro"
+            kind = "bind" if source.startswith(("/", ".", "~")) else "volume"
+        if not source or not target:
+            f.problems.append((path, "needs a source and a target"))
+            continue
+        if kind == "bind" and not source.startswith("/"):
+            f.problems.append((path, "a bind mount needs an absolute host path: drover runs it on another node"))
+            continue
+        volume: dict[str, Any] = {"host" if kind == "bind" else "volume": source, "container": target}
+        if readonly:
+            volume["readonly"] = True
+        out.append(volume)
+    return out
 
 
 def _healthcheck(f: Fields) -> dict[str, Any] | None:
@@ -237,6 +271,15 @@ def convert_service(name: str, body: Any, path: str, problems: list[Problem]) ->
     ports = _ports(f)
     if ports:
         spec["ports"] = ports
+    volumes = _volumes(f)
+    if volumes:
+        spec["volumes"] = volumes
+    pull = f.get("pull_policy")
+    if pull is not None:
+        if pull not in _PULL:
+            problems.append((f.at("pull_policy"), "must be always, missing, if_not_present or never"))
+        else:
+            spec["pull"] = _PULL[pull]
     restart = f.get("restart")
     if restart is not None:
         if restart not in _RESTART:
@@ -264,6 +307,13 @@ def convert_service(name: str, body: Any, path: str, problems: list[Problem]) ->
 def convert_file(doc: Any, problems: list[Problem]) -> list[dict[str, Any]]:
     """Every Compose service of one Compose document, in file order."""
     top = Fields(doc, "", problems, ignore=("version", "name"))
+    declared = top.sub("volumes")
+    for vname, decl in declared.data.items():
+        # Named volumes are the node engine's own (created on first use); only plain declarations fit.
+        declared.get(vname)
+        d = Fields(decl, declared.at(str(vname)), problems)
+        d.get("external")
+        d.done(" (drover uses the node engine's volume of that name)")
     for key in doc:
         if isinstance(key, str) and key.startswith("x-"):
             top.get(key)  # extension fields hold YAML anchors for the services

@@ -13,6 +13,7 @@ from typing import Any
 
 from drover.shared.convert.fields import Fields, Problem
 
+_PULL = {"Always": "always", "IfNotPresent": "if-missing", "Never": "never"}
 _HINT = " (drover honours image, command, args, env, ports, resources, probes)"
 
 
@@ -172,9 +173,12 @@ def _container(f: Fields) -> tuple[dict[str, Any], dict[str, int]]:
         if health is not None:
             spec["health"] = health
     f.refuse("startupProbe", "startupProbe is not supported by drover: use initialDelaySeconds on the probe")
-    pull = f.get("imagePullPolicy", "IfNotPresent")
-    if pull != "IfNotPresent":
-        f.problems.append((f.at("imagePullPolicy"), "only IfNotPresent is supported"))
+    pull = f.get("imagePullPolicy")
+    if pull is not None:
+        if pull not in _PULL:
+            f.problems.append((f.at("imagePullPolicy"), "must be Always, IfNotPresent or Never"))
+        else:
+            spec["pull"] = _PULL[pull]
     f.done(_HINT)
     return spec, named
 

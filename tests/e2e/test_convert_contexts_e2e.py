@@ -111,6 +111,9 @@ services:
     assert r.returncode == 0, r.stdout + r.stderr
     asyncio.run(wait_for(lambda: answers(port), timeout=30, message="cweb answers through the proxy"))
     assert b"hello" in get(f"http://127.0.0.1:{port}/")
+    # The other commands that read manifests take Compose files as well.
+    assert up.drover("diff", "-f", str(f)).returncode == 0
+    assert up.drover("apply", "--dry-run", "-f", str(f)).stdout.startswith("service/cweb unchanged (dry run)")
 
     words = subprocess.run(
         [sys.executable, "-m", "drover"],

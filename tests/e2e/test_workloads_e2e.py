@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -100,3 +103,104 @@ def test_diff_dry_run_and_if_revision(up: Up) -> None:
     r = up.drover("diff", "-f", "-", input=short.replace("replicas: 1", "replicas: -1"))
     assert r.returncode == 2 and "spec.replicas" in r.stderr
     assert up.drover("delete", "service", "plan").returncode == 0
+
+
+def docker(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["docker", *args], capture_output=True, text=True, timeout=60)
+
+
+def containers_of(up: Up, service: str) -> list[dict[str, Any]]:
+    return [c for c in up.json("get", "containers", "--service", service) if c["state"] == "running"]
+
+
+def docker_id(up: Up, service: str, replica: str) -> str:
+    r = docker("ps", "-q", "--no-trunc", "--filter", f"label=drover.cluster={up.cluster}",
+               "--filter", f"label=drover.id={replica}")
+    return r.stdout.strip()
+
+
+def rolled_out(up: Up, service: str, revision: int, count: int = 1) -> list[dict[str, Any]]:
+    def check() -> list[dict[str, Any]] | None:
+        rows = [c for c in containers_of(up, service) if c["revision"] == revision]
+        others = [c for c in up.json("get", "containers", "--service", service) if c["revision"] != revision]
+        return rows if len(rows) == count and not others else None
+
+    result: list[dict[str, Any]] = until(check, 90, f"{service} at revision {revision}")
+    return result
+
+
+def test_secrets_files_and_volumes(up: Up, tmp_path: Path) -> None:
+    secret = "s3cr3t-" + uuid.uuid4().hex[:10]
+    volume = f"{up.cluster}-data"
+    host_dir = tmp_path / "hostdata"
+    host_dir.mkdir()
+    r = up.drover("secret", "create", "dbpass", "--from-literal", secret)
+    assert (r.returncode, r.stdout.strip()) == (0, "secret/dbpass created"), r.stderr
+    listed = up.json("secret", "list")
+    assert [(s["name"], s["size"]) for s in listed] == [("dbpass", len(secret))]
+    body = f"""\
+  volumes:
+    - {{host: {host_dir}, container: /host}}
+    - {{volume: {volume}, container: /vol}}
+  files:
+    - {{path: /etc/app/app.conf, content: "listen 8080\\n", mode: "0640"}}
+    - {{path: /run/secrets/db, secret: dbpass}}
+"""
+    manifest = svc("files", body)
+    try:
+        r = up.drover("apply", "-f", "-", input=manifest)
+        assert r.returncode == 0, r.stderr
+        (c,) = rolled_out(up, "files", 1)
+        cid = docker_id(up, "files", c["id"])
+        assert docker("exec", cid, "cat", "/run/secrets/db").stdout == secret  # exact bytes, no newline
+        assert docker("exec", cid, "cat", "/etc/app/app.conf").stdout == "listen 8080\n"
+        assert docker("exec", cid, "stat", "-c", "%a", "/etc/app/app.conf", "/run/secrets/db").stdout.split() == [
+            "640", "400"]
+        inspect = json.loads(docker("inspect", cid).stdout)[0]
+        assert secret not in json.dumps([inspect["Config"]["Env"], inspect["Config"]["Labels"]])
+        mounts = {m["Destination"]: m for m in inspect["Mounts"]}
+        assert mounts["/vol"]["Type"] == "volume" and mounts["/vol"]["Name"] == volume
+        assert mounts["/host"]["Source"] == str(host_dir)
+        # Data written to the volumes survives a restart in place.
+        assert docker("exec", cid, "sh", "-c", "echo kept > /vol/x && echo kept > /host/y").returncode == 0
+        docker("kill", cid)
+        until(lambda: [x for x in containers_of(up, "files") if x["restarts"] >= 1], 60, "restart")
+        cid = docker_id(up, "files", c["id"])
+        assert docker("exec", cid, "cat", "/vol/x", "/host/y").stdout == "kept\nkept\n"
+
+        # A changed file content is a new revision; the replica stays on its node (sticky) and keeps its data.
+        r = up.drover("apply", "-f", "-", input=manifest.replace("listen 8080", "listen 9090"))
+        assert r.stdout.strip() == "service/files configured"
+        (c2,) = rolled_out(up, "files", 2)
+        assert c2["node"] == c["node"]
+        cid = docker_id(up, "files", c2["id"])
+        assert docker("exec", cid, "cat", "/etc/app/app.conf", "/vol/x").stdout == "listen 9090\nkept\n"
+
+        # A changed secret is a new revision too; the new replica sees the new bytes.
+        r = up.drover("secret", "create", "dbpass", "--from-file", str(write(tmp_path / "p", b"line\n")))
+        assert r.stdout.strip() == "secret/dbpass configured"
+        (c3,) = rolled_out(up, "files", 3)
+        assert docker("exec", docker_id(up, "files", c3["id"]), "cat", "/run/secrets/db").stdout == "line\n"
+
+        # The secret never shows in what drover prints.
+        for args in (("get", "services", "-o", "json"), ("describe", "service", "files"), ("events",),
+                     ("describe", "service", "files", "-o", "json"), ("secret", "list", "-o", "json"),
+                     ("logs", "files"), ("rollout", "history", "files")):
+            out = up.drover(*args)
+            assert secret not in out.stdout + out.stderr, args
+        assert up.drover("diff", "-f", "-", input=manifest).stdout.count(secret) == 0
+        # In use: cannot be deleted; unknown secrets are refused at apply.
+        assert up.drover("secret", "delete", "dbpass").returncode != 0
+        r = up.drover("apply", "-f", "-", input=svc("nosecret", "  files:\n    - {path: /s, secret: nope}\n"))
+        assert r.returncode == 2 and "no secret 'nope'" in r.stderr
+    finally:
+        up.drover("delete", "service", "files")
+        until(lambda: not up.json("get", "containers", "--service", "files"), 60, "files containers gone")
+        docker("volume", "rm", volume)
+    assert up.drover("secret", "delete", "dbpass").returncode == 0
+    assert up.json("secret", "list") == []
+
+
+def write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path

@@ -94,3 +94,37 @@ async def test_run_agent_runs_until_cancelled(nats_server: NatsServer, cluster_n
         task.cancel()
         await wait_for(task.done, 10, message="run_agent returned after cancel")
         assert task.exception() is None if not task.cancelled() else True
+
+
+async def test_process_driver_gives_each_replica_its_own_port(nats_server: NatsServer, cluster_name: str) -> None:
+    import asyncio
+    import sys
+
+    # Two replicas of one service on one node: each listens on its own DROVER_PORT_HTTP and both get ready.
+    cmd = ["sh", "-c", f"exec {sys.executable} -m http.server $DROVER_PORT_HTTP --bind 127.0.0.1"]
+    health = {"http": {"path": "/", "port": 8080}, "interval": 0.5, "timeout": 1.0, "failure_threshold": 3,
+              "initial_delay": 0.0}
+    async with tap(nats_server.url, cluster_name) as t:
+        agent = Agent(
+            AgentConfig(
+                nats_url=nats_server.url, node="p2", cluster=cluster_name, driver="process", heartbeat_interval=0.2
+            )
+        )
+        await agent.start()
+        try:
+            web = [replica(r, service="pweb", command=cmd, health=health) for r in ("w1", "w2")]
+            await t.assign("p2", web)
+            await wait_for(
+                lambda: all((s := t.statuses("p2").get(r)) and s.ready for r in ("w1", "w2")), 30,
+                message="both replicas ready",
+            )
+            ports = {r: t.statuses("p2")[r].ports["http"] for r in ("w1", "w2")}
+            assert ports["w1"] != ports["w2"] and 8080 not in ports.values()
+            assert {t.statuses("p2")[r].host_port for r in ("w1", "w2")} == set(ports.values())
+            for port in ports.values():
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.write(b"GET / HTTP/1.0\r\n\r\n")
+                assert (await reader.readline()).startswith(b"HTTP/1.0 200")
+                writer.close()
+        finally:
+            await agent.stop()

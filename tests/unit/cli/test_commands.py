@@ -16,6 +16,7 @@ from nats.errors import NoRespondersError
 
 from drover.cli import client as client_mod
 from drover.cli.main import cli
+from drover.controller import views
 from drover.shared import wire
 from drover.shared.models import ApiReply
 
@@ -109,6 +110,8 @@ class FakeMsg:
 
 
 class FakeNats:
+    max_payload = 1024 * 1024  # nats-server's default, as the server would announce it
+
     def __init__(self, handlers: dict[str, Callable[[dict[str, Any]], Any]]):
         self.handlers = handlers
         self.requests: list[tuple[str, dict[str, Any]]] = []
@@ -302,7 +305,7 @@ def test_get_named_empty_list_is_not_found(fake: Callable[..., FakeNats]) -> Non
 def test_get_containers_passes_service(fake: Callable[..., FakeNats]) -> None:
     nc = fake(get_containers=lambda b: [])
     assert run("get", "containers", "--service", "web").exit_code == 0
-    assert nc.requests[0][1] == {"name": None, "service": "web"}
+    assert nc.requests[0][1] == {"name": None, "service": "web", "page": 500}
 
 
 def test_delete(fake: Callable[..., FakeNats]) -> None:
@@ -373,3 +376,43 @@ def test_events_table(fake: Callable[..., FakeNats]) -> None:
     assert lines[0].split() == ["TIME", "KIND", "SERVICE", "NODE", "CONTAINER", "MESSAGE"]
     assert lines[1].split()[1:] == ["started", "web", "n1", "abc", "container", "started"]
     assert json.loads(run("events", "-o", "json").stdout) == [ev]
+
+
+# --- paging: `get` asks for big listings in pages and returns every row unless --limit ------------------------
+
+ROWS = [
+    {"id": f"r{i:05d}", "name": f"drover-s{i % 7}-r{i:05d}", "service": f"s{i % 7}", "node": f"n{i % 13}",
+     "revision": 1, "state": "running", "ready": True, "restarts": 0, "host_port": None}
+    for i in range(1234)
+]
+ROWS.sort(key=lambda r: views.page_key("containers", r))
+
+
+def paging_controller(body: dict[str, Any]) -> Any:
+    return views.page("containers", ROWS, body.get("after"), body.get("page"))
+
+
+def test_every_row_comes_in_pages(fake: Callable[..., FakeNats]) -> None:
+    nc = fake(get_containers=paging_controller)
+    result = run("get", "containers", "-o", "json")
+    assert result.exit_code == 0, result.output
+    got = json.loads(result.stdout)
+    assert [r["id"] for r in got] == [r["id"] for r in ROWS]
+    assert len(nc.requests) == 3 and all(b["page"] == 500 for _, b in nc.requests)
+
+
+def test_limit_stops_early(fake: Callable[..., FakeNats]) -> None:
+    nc = fake(get_containers=paging_controller)
+    result = run("get", "containers", "--limit", "7", "-o", "json")
+    assert [r["id"] for r in json.loads(result.stdout)] == [r["id"] for r in ROWS[:7]]
+    assert len(nc.requests) == 1 and nc.requests[0][1]["page"] == 7
+
+
+def test_a_controller_that_does_not_page(fake: Callable[..., FakeNats]) -> None:
+    nc = fake(get_containers=lambda body: ROWS)
+    result = run("get", "containers", "-o", "json")
+    assert len(json.loads(result.stdout)) == len(ROWS) and len(nc.requests) == 1
+    exactly = ROWS[:500]
+    nc = fake(get_containers=lambda body: exactly)
+    result = run("get", "containers", "-o", "json")
+    assert len(json.loads(result.stdout)) == 500 and len(nc.requests) == 2

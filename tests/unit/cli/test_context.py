@@ -74,3 +74,11 @@ def test_write_context_round_trip(home: Path) -> None:
 )
 def test_normalize_url(given: str, url: str) -> None:
     assert normalize_url(given) == url
+
+
+def test_client_target_lists_every_server(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("DROVER_HOME", str(tmp_path))
+    monkeypatch.setenv("DROVER_NATS", "nats://a:4222,nats://b:4222")
+    t = resolve()
+    assert t.nats == "nats://a:4222,nats://b:4222" and t.servers == ["nats://a:4222", "nats://b:4222"]
+    assert resolve("x:1,y").servers == ["nats://x:1", "nats://y:4222"]

@@ -197,8 +197,9 @@ def _worst_time(make: Callable[[int], str], n: int) -> float:
     ],
 )
 def test_parse_is_linear(make: Callable[[int], str]) -> None:
-    # 10x the input must cost about 10x, not 100x (quadratic); measured against the same shape, small.
-    small, big = 20_000, 200_000
+    # 100x the input must cost about 100x, not 10,000x (quadratic); measured against the same shape,
+    # small. The margin (1000x) absorbs the noise of a loaded machine; a quadratic scan cannot meet it.
+    small, big = 3_000, 300_000
     baseline = _worst_time(make, small)
     took = _worst_time(make, big)
-    assert took < max(baseline * 30, 0.05), (baseline, took)
+    assert took < max(baseline * 1000, 0.5), (baseline, took)

@@ -45,7 +45,7 @@ def test_example_deployment_and_service_become_one_service() -> None:
     (web,) = parse((EXAMPLES / "k8s-web.yaml").read_text())
     assert web["name"] == "web"
     assert web["replicas"] == 2
-    assert web["command"] == ["httpd", "-f", "-p", "8080"]
+    assert web["command"] == ["httpd", "-f", "-p", "8080", "-h", "/www"]
     assert web["env"] == {"GREETING": "hi"}
     assert web["ports"] == [{"name": "http", "container": 8080, "expose": 18080, "protocol": "tcp"}]
     assert web["resources"] == {"cpu": 0.1, "memory": 64 * 1024 * 1024}  # limit over request
@@ -58,7 +58,7 @@ def test_example_deployment_and_service_become_one_service() -> None:
 def test_example_compose_file_becomes_one_service_per_compose_service() -> None:
     shop, cache = parse((EXAMPLES / "compose.yaml").read_text())
     assert (shop["name"], cache["name"]) == ("shop", "cache")
-    assert shop["command"] == ["httpd", "-f", "-p", "8000"]
+    assert shop["command"] == ["httpd", "-f", "-p", "8000", "-h", "/www"]
     assert shop["env"] == {"MODE": "prod"} and cache["env"] == {"ROLE": "cache"}
     assert shop["ports"][0]["container"] == 8000 and shop["ports"][0]["expose"] == 18000
     assert shop["replicas"] == 2 and cache["replicas"] == 1
@@ -198,3 +198,35 @@ def test_native_documents_pass_untouched_beside_foreign_ones() -> None:
     native = (EXAMPLES / "web.yaml").read_text()
     out = parse_manifests([("web.yaml", native), ("compose.yaml", (EXAMPLES / "compose.yaml").read_text())])
     assert [m.name for m in out] == ["web", "shop", "cache"]
+
+
+def test_compose_volumes_and_pull_policy() -> None:
+    text = """
+services:
+  db:
+    image: local/busybox:latest
+    pull_policy: never
+    volumes:
+      - /srv/db:/data:ro
+      - cache:/cache
+      - {type: bind, source: /etc/app, target: /etc/app, read_only: true}
+volumes:
+  cache: {}
+"""
+    (db,) = parse(text)
+    assert db["pull"] == "never"
+    assert [(v["host"], v["volume"], v["container"], v["readonly"]) for v in db["volumes"]] == [
+        ("/srv/db", None, "/data", True),
+        (None, "cache", "/cache", False),
+        ("/etc/app", None, "/etc/app", True),
+    ]
+    bad = text.replace("/srv/db:/data:ro", "./db:/data").replace("cache: {}", "cache: {driver: nfs}")
+    lines = problems(bad)
+    relative = "in.yaml[doc 1] services.db.volumes[0]: a bind mount needs an absolute"
+    assert any(line.startswith(relative) for line in lines)
+    assert any(line.startswith("in.yaml[doc 1] volumes.cache.driver: not supported") for line in lines)
+
+
+def test_kubernetes_image_pull_policy() -> None:
+    assert parse(dump(deployment(imagePullPolicy="Always")))[0]["pull"] == "always"
+    assert any(".imagePullPolicy: must be" in line for line in problems(dump(deployment(imagePullPolicy="Sometimes"))))

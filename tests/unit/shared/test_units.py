@@ -3,9 +3,10 @@ from __future__ import annotations
 import math
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from drover.shared.limits import MAX_CPU, MAX_DURATION
 from drover.shared.units import (
     CPU_HINT,
     DURATION_HINT,
@@ -151,10 +152,11 @@ def test_formatters_reject(bad: float) -> None:
         format_cpu(bad)
 
 
-finite_non_negative = st.floats(min_value=0, max_value=1e12, allow_nan=False, allow_infinity=False)
+finite_non_negative = st.floats(min_value=0, max_value=MAX_CPU, allow_nan=False, allow_infinity=False)
+durations_s = st.floats(min_value=0, max_value=MAX_DURATION, allow_nan=False, allow_infinity=False)
 
 
-@given(finite_non_negative)
+@given(durations_s)
 def test_duration_round_trip(seconds: float) -> None:
     assert parse_duration(format_duration(seconds)) == seconds
 
@@ -186,3 +188,69 @@ def test_cpu_millis_round_trip(millis: int) -> None:
     cores = millis / 1000
     assert parse_cpu(f"{millis}m") == cores
     assert parse_cpu(format_cpu(cores)) == cores
+
+
+# -- bounded: whatever the input, only ValueError, and quickly -------------------------------------------
+
+PARSERS = (parse_duration, parse_memory, parse_cpu)
+number_texts = st.builds(
+    lambda sign, digits, frac, exp, unit: f"{sign}{digits}{frac}{exp}{unit}",
+    st.sampled_from(["", "+", "-"]),
+    st.text("0123456789", min_size=0, max_size=40),
+    st.sampled_from(["", ".", ".5", ".000001"]),
+    st.one_of(st.just(""), st.integers(-10**9, 10**9).map(lambda e: f"e{e}")),
+    st.sampled_from(["", "s", "ms", "m", "h", "ns", "Ki", "Mi", "Ei", "E", "k", "1m30s", "x"]),
+)
+anything = st.one_of(
+    st.text(max_size=60),
+    number_texts,
+    st.integers(),
+    st.integers(min_value=2**64, max_value=10**400),
+    st.floats(),
+    st.booleans(),
+    st.none(),
+    st.lists(st.integers(), max_size=2),
+)
+
+
+@settings(max_examples=500)
+@given(anything)
+def test_parsers_raise_only_value_error(value: object) -> None:
+    for parse in PARSERS:
+        try:
+            result = parse(value)  # type: ignore[arg-type]
+        except ValueError:
+            continue
+        assert isinstance(result, (int, float)) and math.isfinite(result) and result >= 0
+
+
+@pytest.mark.parametrize(
+    ("parse", "text"),
+    [
+        (parse_duration, "1e9999999s"),
+        (parse_duration, "1e9999999"),
+        (parse_duration, "9" * 5000 + "s"),
+        (parse_duration, "1e300"),
+        (parse_duration, "9999h"),
+        (parse_memory, "1e9999999Ki"),
+        (parse_memory, "18446744073709551616"),
+        (parse_cpu, "1e9999999"),
+        (parse_cpu, "1000001"),
+    ],
+)
+def test_huge_numbers_are_validation_errors(parse: object, text: str) -> None:
+    with pytest.raises(ValueError):
+        parse(text)  # type: ignore[operator]
+
+
+def test_huge_python_numbers_are_validation_errors() -> None:
+    for parse in PARSERS:
+        for value in (10**5000, float("inf"), float("nan"), -(10**40), 1e308):
+            with pytest.raises(ValueError):
+                parse(value)
+
+
+def test_limits_are_inclusive() -> None:
+    assert parse_duration("8760h") == MAX_DURATION
+    assert parse_cpu(MAX_CPU) == MAX_CPU
+    assert parse_memory(2**63 - 1) == 2**63 - 1

@@ -1,0 +1,33 @@
+"""Fixed limits on what a user (or anything with bus access) may hand drover.
+
+They keep every input bounded: a manifest cannot make the CLI, the controller's event loop or the
+scheduler do unbounded work, and every stored record stays well inside a NATS message. The CLI and the
+controller check the same limits (the controller cannot trust that a request came through the CLI).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "MAX_CPU",
+    "MAX_DURATION",
+    "MAX_ITEMS",
+    "MAX_MANIFEST_BYTES",
+    "MAX_NESTING",
+    "MAX_REPLICAS",
+    "MAX_YAML_NODES",
+]
+
+#: a manifest file (or stdin, or the documents of one apply request) in bytes
+MAX_MANIFEST_BYTES = 1024 * 1024
+#: ``replicas`` (and autoscale ``max``) per service
+MAX_REPLICAS = 10_000
+#: ports, volumes or files per service
+MAX_ITEMS = 100
+#: nesting of mappings and lists in a manifest (a real one nests about 6 deep)
+MAX_NESTING = 64
+#: YAML nodes of one source once aliases are expanded (a 1 MiB file without aliases has far fewer)
+MAX_YAML_NODES = 1_000_000
+#: the longest duration anything accepts, in seconds (a year): timers built from it stay representable
+MAX_DURATION = 365 * 24 * 3600.0
+#: the most cores a resource request may name
+MAX_CPU = 100_000.0

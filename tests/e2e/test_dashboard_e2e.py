@@ -1,0 +1,146 @@
+"""The web dashboard in a real headless browser (Debian's chromium driven by playwright over DevTools).
+
+A cluster from ``drover up`` plus a second ``drover controller --ui-port`` (any controller serves the
+dashboard): the first page holds services as R/D with status, revision and rollout, nodes, containers and
+events with their full message; a ``drover scale`` from the CLI shows on the open page without a reload;
+nothing is loaded from outside; a screenshot is saved as a test artefact and is not blank.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.test_cli_e2e import Up, _start_up, _stop_up, manifest
+from tests.fixtures import TEST_IMAGE, free_tcp_port, require_image
+from tests.fixtures.docker import remove_cluster_containers_sync
+
+pytestmark = [pytest.mark.docker, pytest.mark.nats]
+
+CHROMIUM = os.environ.get("DROVER_CHROMIUM", "/usr/bin/chromium")
+ARTIFACTS = Path(os.environ.get("DROVER_TEST_ARTIFACTS") or Path(__file__).resolve().parents[2] / "test-artifacts")
+
+
+def browser_binary() -> str:
+    found = shutil.which(CHROMIUM)
+    if not found:  # fail, never skip: scripts/setup.sh installs it
+        pytest.fail(f"{CHROMIUM} not found: the dashboard test needs Debian's chromium (run scripts/setup.sh)",
+                    pytrace=False)
+    return found
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Up, str]]:
+    require_image(TEST_IMAGE)
+    name = f"d{uuid.uuid4().hex[:8]}"
+    up = _start_up(tmp_path_factory.mktemp("up"), name, "--agents", "1")
+    port = free_tcp_port()
+    ctl = subprocess.Popen(
+        [sys.executable, "-m", "drover", "controller", "--nats", up.url, "--cluster", name, "--id", "ui",
+         "--ui-port", str(port)],
+        env=up.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield up, f"http://127.0.0.1:{port}/"
+    finally:
+        ctl.terminate()
+        try:
+            ctl.wait(30)
+        except subprocess.TimeoutExpired:
+            ctl.kill()
+        _stop_up(up)
+        remove_cluster_containers_sync([name])
+
+
+def wait_http(url: str, page: Any) -> None:
+    page.wait_for_timeout(0)
+    for _ in range(600):  # up to ~60 s for the controller to start serving
+        try:
+            urllib.request.urlopen(url, timeout=2).read()
+            return
+        except OSError:
+            page.wait_for_timeout(100)
+    raise AssertionError(f"{url} never answered")
+
+
+DISTINCT_COLOURS = """async (b64) => {
+  const img = new Image(); img.src = 'data:image/png;base64,' + b64; await img.decode();
+  const c = document.createElement('canvas'); c.width = img.width; c.height = img.height;
+  const g = c.getContext('2d'); g.drawImage(img, 0, 0);
+  const d = g.getImageData(0, 0, c.width, c.height).data; const seen = new Set();
+  for (let i = 0; i < d.length; i += 4 * 7) { seen.add((d[i] << 16) | (d[i + 1] << 8) | d[i + 2]); }
+  return seen.size;
+}"""
+
+
+def test_dashboard_live_in_a_browser(cluster: tuple[Up, str], tmp_path: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    up, url = cluster
+    f = tmp_path / "dash.yaml"
+    f.write_text(manifest("dash", replicas=1))
+    assert up.drover("apply", "-f", str(f)).returncode == 0
+    assert up.drover("rollout", "status", "dash", "--timeout", "90s").returncode == 0
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=browser_binary(), args=["--no-sandbox"])
+        try:
+            # The page's CSP forbids eval, which playwright's wait_for_function uses: let the test's own probes in
+            # (the page still loads nothing from outside: every request is checked below).
+            page = browser.new_context(viewport={"width": 1280, "height": 900}, bypass_csp=True).new_page()
+            requested: list[str] = []
+            page.on("request", lambda r: requested.append(r.url))
+            wait_http(url, page)
+            page.goto(url)
+            # In the DOM on load, before any live update: R/D, status as `get services` spells it, revision,
+            # rollout progress, the node, the container and the events with their full text.
+            services = page.inner_text("#services")
+            assert "dash" in services and "1/1" in services and "available" in services
+            assert "1/1 updated" in services
+            row = page.locator("#services tr", has_text="dash").inner_text().split("\t")
+            assert row[:4] == ["dash", "1/1", "available", "1"], row
+            assert up.json("get", "nodes")[0]["name"] in page.inner_text("#nodes")
+            [container] = up.json("get", "containers", "--service", "dash")
+            assert container["name"] in page.inner_text("#containers")
+            events = up.json("events", "--service", "dash")
+            assert events and all(e["message"] in page.inner_text("#events") for e in events[-3:])
+
+            # Live: the stream connects, and a scale from the CLI appears without a reload.
+            page.wait_for_function("document.getElementById('live').textContent.startsWith('live')", timeout=30_000)
+            page.evaluate("window.__sameDocument = true")
+            assert up.drover("scale", "dash", "2").returncode == 0
+            page.wait_for_function(
+                "document.querySelector('.rd[data-service=dash]').textContent === '2/2'", timeout=90_000
+            )
+            assert page.evaluate("window.__sameDocument === true"), "the page was reloaded"
+            assert len(page.locator("#containers tr", has_text="drover-dash-").all()) == 2
+
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            shot = ARTIFACTS / "dashboard.png"
+            page.screenshot(path=str(shot), full_page=True)
+            import base64
+
+            colours = page.evaluate(DISTINCT_COLOURS, base64.b64encode(shot.read_bytes()).decode())
+            assert colours > 10, f"screenshot {shot} looks blank ({colours} colours)"
+
+            # The service page: replicas, revision history, events and the chart.
+            page.goto(url + "service/dash")
+            assert page.locator("#svc-chart svg").count() == 1
+            assert len(page.locator("#svc-replicas tr", has_text="drover-dash-").all()) == 2
+            assert "created" in page.inner_text("#svc-history")
+            page.screenshot(path=str(ARTIFACTS / "dashboard-service.png"), full_page=True)
+
+            outside = [u for u in requested if not u.startswith(url) and not u.startswith("data:")]
+            assert outside == [], outside
+        finally:
+            browser.close()
+    up.drover("delete", "service", "dash")
