@@ -180,19 +180,38 @@ class Injector:
 
         async def heal() -> None:
             self.busy.discard(target)
+            problems = []
             for rule in added:
-                await iptables.delete(rule)
+                try:
+                    await iptables.delete(rule)
+                except RuntimeError as exc:
+                    if "matching rule" not in str(exc):  # a rule whose add never happened is fine
+                        problems.append(str(exc))
             added.clear()
+            if problems:
+                raise RuntimeError("; ".join(problems))
 
         key = self.undo.add(f"{kind} of {target}", heal)
         try:
             for rule in rules:
-                await iptables.add(rule)
-                added.append(rule)
-        except Exception:
+                added.append(rule)  # before the add: a cancellation during it still heals this rule
+                await _uncancellable(iptables.add(rule))
+        except BaseException:
             await self.undo.run(key)
             raise
         return Injected(kind, target, cut_node=cut, undo_key=key)
+
+
+async def _uncancellable(coro: Awaitable[None]) -> None:
+    """Let an iptables change finish even when the caller is cancelled (SIGINT), so that the undo that
+    follows sees the rule in place and removes it; then pass the cancellation on."""
+    fut = asyncio.ensure_future(coro)
+    try:
+        await asyncio.shield(fut)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            await fut
+        raise
 
 
 __all__ = ["Injected", "Injector", "NoTarget", "Undo"]
