@@ -109,7 +109,7 @@ class Agent:
         self._passes = 0
         self.gossip_port = 0  # set by the gossip layer, published in the registration
         self._status_listeners: list[Callable[[list[ContainerStatus]], None]] = []
-        self.discovery: Discovery | None = None  # gossip, per-node proxy, endpoints API (agent/discovery.py)
+        self.discovery: Discovery | None = None  # gossip, per-node proxy, endpoints API (agent/discovery/)
         self.usage: UsageCollector | None = None  # cpu/memory/request-rate measurements (agent/usage.py)
         self.workers: ReplicaWorkers = ReplicaWorkers(self._spawn, on_done=self.trigger)
         self.files: FileWriter | None = None  # spec.files written on the node (agent/files.py)
@@ -163,8 +163,11 @@ class Agent:
         )
         files_dir, secrets_dir = default_dirs(self.cfg.cluster, self.node, self.cfg.data_dir)
         self.files = FileWriter(files_dir, secrets_dir, secret_fetcher(self.nc, self.names.secret_read(self.node)))
-        self.discovery = Discovery(self)
-        await self.discovery.start()  # sets gossip_port before the registration
+        discovery = self.discovery = Discovery(
+            self.cfg, self.nc, self.store, self.names, self.sup, registry=self.metrics.registry
+        )
+        self.add_status_listener(discovery.on_statuses)
+        self.gossip_port = await discovery.start()  # before the registration, which carries it
         await feed.register()
         await feed.read_assignment()
         try:
@@ -416,7 +419,8 @@ class Agent:
             generation=self.assignment.generation if self.assignment else 0,
             containers=list(self.statuses),
         )
-        return self.usage.fill(hb, self.discovery) if self.usage is not None else hb
+        proxy = self.discovery.proxy if self.discovery is not None else None
+        return self.usage.fill(hb, proxy.stats if proxy is not None else None) if self.usage is not None else hb
 
     async def _publish_heartbeat(self) -> None:
         nc = self.nc

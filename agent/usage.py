@@ -34,7 +34,6 @@ from drover.shared.models import Assignment, ContainerState, ContainerStatus, He
 from drover.shared.tasks import cancel_all
 
 if TYPE_CHECKING:
-    from drover.agent.discovery import Discovery
     from drover.agent.proxy import ProxyStats
 
 log = structlog.get_logger("drover.agent.usage")
@@ -232,10 +231,10 @@ class UsageCollector:
                 out.append(s.model_copy(update={"cpu_percent": u.cpu_percent(), "memory_percent": u.memory_percent()}))
         return out
 
-    def fill(self, hb: Heartbeat, discovery: Discovery | None) -> Heartbeat:
-        """The heartbeat with the containers' usage and this node's request rates."""
-        proxy = discovery.proxy if discovery is not None else None
-        rps = self.rate.rates(proxy.stats, self._clock()) if proxy is not None else {}
+    def fill(self, hb: Heartbeat, proxy_stats: Mapping[str, ProxyStats] | None) -> Heartbeat:
+        """The heartbeat with the containers' usage and this node's request rates (``proxy_stats``: the
+        per-node proxy's counters by service; None without a proxy)."""
+        rps = self.rate.rates(proxy_stats, self._clock()) if proxy_stats is not None else {}
         return hb.model_copy(update={"containers": self.annotate(hb.containers), "service_rps": rps})
 
 

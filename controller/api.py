@@ -11,11 +11,10 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from nats.js.errors import KeyNotFoundError
-
 from drover.controller import autoscaler, preview, records, secrets, views
 from drover.controller.records import update_service
 from drover.shared.errors import NotFoundError, ValidationError
+from drover.shared.limits import MAX_REPLICAS
 from drover.shared.manifest import ManifestError, describe_change, revision_view, spec_hash
 from drover.shared.models import NodeControl, RevisionEntry, ServiceRecord
 
@@ -102,12 +101,9 @@ async def delete(ctl: Controller, body: dict[str, Any]) -> Any:
         raise ValidationError([("names", "must be a list of service names")])
     results = []
     for name in names:
-        try:
-            await ctl.store.services.get(name)
-        except KeyNotFoundError:
+        if await records.delete_service(ctl.store.services, name) is None:
             results.append({"name": name, "action": "not-found"})
             continue
-        await ctl.store.services.delete(name)
         ctl.state.set_service(name, None, 1 << 62)
         ctl.kick()
         await ctl.emit("service-deleted", service=name, message="service deleted")
@@ -120,8 +116,10 @@ async def delete(ctl: Controller, body: dict[str, Any]) -> Any:
 async def scale(ctl: Controller, body: dict[str, Any]) -> Any:
     name = body.get("name")
     replicas = body.get("replicas")
-    if not isinstance(name, str) or isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 0:
-        raise ValidationError([("replicas", "must be an integer >= 0")])
+    if not isinstance(name, str) or isinstance(replicas, bool) or not isinstance(replicas, int):
+        raise ValidationError([("replicas", f"must be an integer 0-{MAX_REPLICAS}")])
+    if not 0 <= replicas <= MAX_REPLICAS:  # the limit apply enforces, also for a request off the bus
+        raise ValidationError([("replicas", f"must be an integer 0-{MAX_REPLICAS}")])
 
     def change(old: ServiceRecord | None) -> ServiceRecord | None:
         if old is None or old.deleted:
@@ -142,9 +140,20 @@ def _node_name(ctl: Controller, body: dict[str, Any]) -> str:
     return node
 
 
-async def _set_control(ctl: Controller, node: str, control: NodeControl, kind: str) -> Any:
-    await ctl.store.nodectl.put(node, control.to_wire())
-    ctl.state.set_control(node, control)
+async def _set_control(
+    ctl: Controller, node: str, change: Callable[[NodeControl], NodeControl], kind: str
+) -> Any:
+    """Compare-and-set on the node's stored control (an absolute change of what is stored now, so a retry
+    or a concurrent cordon/drain is never lost or doubled)."""
+
+    def cas(old: NodeControl | None) -> NodeControl | None:
+        cur = old or NodeControl()
+        new = change(cur)
+        return None if old is not None and new == old else new
+
+    _, new, _ = await records.cas_update(ctl.store.nodectl, node, NodeControl.from_wire, cas)
+    if new is not None:
+        ctl.state.set_control(node, new)
     ctl.kick()
     await ctl.emit(kind, node=node, message=f"node {node} {kind}")
     row = views.node_rows(ctl.snapshot(), name=node)
@@ -153,18 +162,17 @@ async def _set_control(ctl: Controller, node: str, control: NodeControl, kind: s
 
 async def cordon(ctl: Controller, body: dict[str, Any]) -> Any:
     node = _node_name(ctl, body)
-    cur = ctl.state.controls.get(node, NodeControl())
-    return await _set_control(ctl, node, NodeControl(cordoned=True, draining=cur.draining), "cordoned")
+    return await _set_control(ctl, node, lambda c: NodeControl(cordoned=True, draining=c.draining), "cordoned")
 
 
 async def uncordon(ctl: Controller, body: dict[str, Any]) -> Any:
     node = _node_name(ctl, body)
-    return await _set_control(ctl, node, NodeControl(cordoned=False, draining=False), "uncordoned")
+    return await _set_control(ctl, node, lambda c: NodeControl(cordoned=False, draining=False), "uncordoned")
 
 
 async def drain(ctl: Controller, body: dict[str, Any]) -> Any:
     node = _node_name(ctl, body)
-    return await _set_control(ctl, node, NodeControl(cordoned=True, draining=True), "draining")
+    return await _set_control(ctl, node, lambda c: NodeControl(cordoned=True, draining=True), "draining")
 
 
 def _opt_name(body: dict[str, Any], key: str = "name") -> str | None:
@@ -311,9 +319,21 @@ async def rollout_undo(ctl: Controller, body: dict[str, Any]) -> Any:
     to = body.get("to_revision")
     if to is not None and (not isinstance(to, int) or isinstance(to, bool) or to < 1):
         raise ValidationError([("to_revision", "must be a revision number >= 1")])
-    _, new = await update_service(ctl, name, lambda old: records.undo(old, name, to, time.time()))
+    request_id = body.get("request_id") or ""
+    from_revision = body.get("from_revision")
+    if not isinstance(request_id, str):
+        raise ValidationError([("request_id", "must be a string")])
+    if from_revision is not None and (not isinstance(from_revision, int) or isinstance(from_revision, bool)):
+        raise ValidationError([("from_revision", "must be a revision number")])
+    old, new = await update_service(
+        ctl, name,
+        lambda old: records.undo(
+            old, name, to, time.time(), request_id=request_id, from_revision=from_revision
+        ),
+    )
     assert new is not None
-    await ctl.emit("rollout-undo", service=name, message=f"undo: revision {new.revision} is desired again")
+    if new is not old:  # a retry of an undo already done writes and tells nothing again
+        await ctl.emit("rollout-undo", service=name, message=f"undo: revision {new.revision} is desired again")
     return {"name": name, "revision": new.revision}
 
 

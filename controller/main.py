@@ -14,37 +14,32 @@ from typing import Any
 
 import structlog
 from nats.aio.msg import Msg
-from nats.js.api import DeliverPolicy
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
-from nats.js.kv import KeyValue
 
 from drover.controller import api, records
 from drover.controller import secrets as secrets_api
 from drover.controller.autoscaler import Autoscaler
 from drover.controller.config import ControllerConfig
+from drover.controller.eventlog import EventLog
+from drover.controller.feeds import StateFeeds
+from drover.controller.freshness import LoopWatch, disrupted
 from drover.controller.leader import Elector, LeaderState, open_leader_bucket
 from drover.controller.metrics import ControllerMetrics
 from drover.controller.problems import ServiceProblems
 from drover.controller.reconcile import plan
+from drover.controller.repair import rebuild_assignment
 from drover.controller.rollout import Verdict
 from drover.controller.secrets import Secrets
-from drover.controller.snapshot import Snapshot, node_status
+from drover.controller.snapshot import Snapshot, node_status, silent_for
 from drover.controller.state import ClusterState
 from drover.shared import bus, wire
 from drover.shared.cluster_key import cluster_key
 from drover.shared.errors import NotFoundError, PermanentError, ValidationError, WireError
 from drover.shared.loopwatch import watch_loop
 from drover.shared.manifest import ManifestError
-from drover.shared.models import (
-    ApiReply,
-    Assignment,
-    Event,
-    Heartbeat,
-    NodeControl,
-    NodeRegistration,
-    NodeStatus,
-    ServiceRecord,
-)
+from drover.shared.models import ApiReply, Assignment, Event, Heartbeat, NodeStatus
+from drover.shared.outbox import EventOutbox
+from drover.shared.retry import Backoff
 from drover.shared.secretbox import SecretBox, default_key_file, load_or_create_key
 from drover.shared.subjects import Names
 from drover.shared.tasks import Supervisor
@@ -64,7 +59,8 @@ class Controller:
         self.rng = random.Random()
         self.metrics = ControllerMetrics()
         self._dirty = asyncio.Event()
-        self._loaded: dict[str, asyncio.Event] = {}
+        self._disrupted = False
+        self._repair_tried: set[tuple[str, int]] = set()
         self._subs: list[Any] = []
         self.sup: Supervisor | None = None
         self.elector: Elector | None = None
@@ -85,32 +81,48 @@ class Controller:
         await cluster_key(self.store)  # the agents' shared gossip key exists from the cluster's start
         await self._open_secrets()
         self.state.started = time.time()
-        buckets: list[tuple[str, KeyValue]] = [
-            ("services", self.store.services),
-            ("assignments", self.store.assignments),
-            ("nodes", self.store.nodes),
-            ("nodectl", self.store.nodectl),
-        ]
-        for name, kv in buckets:
-            self._loaded[name] = asyncio.Event()
-            self.sup.start(f"watch-{name}", lambda n=name, k=kv: self._watch(n, k))  # type: ignore[misc]
-        await asyncio.wait_for(asyncio.gather(*(e.wait() for e in self._loaded.values())), 30)
+        nc = self.nc
+
+        def reconnects() -> int:
+            return int(nc.stats.get("reconnects", 0))
+
+        self.outbox = EventOutbox(self._js_publish, self.names.event)
+        self.sup.start("events-out", self.outbox.run)
+        self.loopwatch = LoopWatch(
+            connected=lambda: nc.is_connected, reconnects=reconnects, on_restart=self._restart_silence_clock,
+            stall=min(1.0, self.cfg.node_grace / 2),
+        )
+        self.sup.start("loopwatch", self.loopwatch.run)
+        self.feeds = StateFeeds(
+            self.store, self.state, report=self._report, kick=self.kick, reconnects=reconnects, clock=time.time,
+        )
+        for informer in self.feeds.all:
+            self.sup.start(f"watch-{informer.name}", informer.run)
+        await asyncio.wait_for(asyncio.gather(*(i.ready.wait() for i in self.feeds.all)), 30)
         self._subs.append(await self.nc.subscribe(self.names.heartbeat_all, cb=self._on_heartbeat))
         self._subs.append(
             await self.nc.subscribe(f"{self.names.api_prefix}.*", queue="controllers", cb=self._on_api)
         )
-        await self._follow_events()
+        self.eventlog = EventLog(
+            self.store.js, self.names.events_stream, self.names.events_all, self.state.events,
+            reconnects=reconnects, on_bad=self.metrics.bad_messages.inc,
+        )
+        self.sup.start("events-in", self.eventlog.run)
+        await asyncio.wait_for(self.eventlog.ready.wait(), 30)
         if self.cfg.metrics_port is not None:
             self.metrics.serve(self.cfg.metrics_address, self.cfg.metrics_port)
         leader_kv = await open_leader_bucket(self.store.js, self.names.leader_bucket, self.store.replicas)
         self.leader_kv = leader_kv
         self.elector = Elector(
             self.store.js, leader_kv, self.names.leader_bucket, self.id, ttl=self.cfg.lease_ttl,
-            on_change=self._on_leadership,
+            on_change=self._on_leadership, term_floor=self._term_floor,
+            on_damaged=lambda key, error: self._report(
+                "record-damaged", "leader", key,
+                f"leader record {key!r} cannot be decoded: {error}; rewritten by the next election", "",
+            ),
         )
         self.sup.start("elect", self.elector.run)
         self.sup.start("reconcile", self._reconcile_loop)
-        self.sup.start("resync", self._resync_loop)
         self.sup.start("autoscale", self.autoscaler.run)
         self.sup.start(
             "loop-lag",
@@ -138,6 +150,21 @@ class Controller:
         """An API read answered in-process (what the dashboard shows is what the CLI gets)."""
         return await api.HANDLERS[verb](self, body)
 
+    async def _js_publish(self, subject: str, data: bytes, headers: dict[str, str]) -> None:
+        await self.store.js.publish(subject, data, headers=headers)
+
+    def _restart_silence_clock(self, now: float) -> None:
+        self.state.restart_silence_clock(now)
+
+    def _term_floor(self) -> int:
+        """The highest term any assignment carries: a new term must be above it (the term key may be lost)."""
+        return max((a.value.term for a in self.state.assignments.values()), default=0)
+
+    def _report(self, kind: str, bucket: str, key: str, message: str, dedupe: str) -> None:
+        node = key if bucket in ("assignments", "nodes", "nodectl") else ""
+        service = key if bucket == "services" else ""
+        self.post(kind, service=service, node=node, message=message, msg_id=dedupe or None)
+
     def _on_leadership(self, st: LeaderState) -> None:
         self.state.term = st.term
         self.kick()
@@ -149,11 +176,14 @@ class Controller:
 
     @property
     def is_leader(self) -> bool:
-        return self.elector is not None and self.elector.state.is_leader
+        """Leading and able to prove it: a leader whose lease is not proven held stops acting."""
+        return self.elector is not None and self.elector.holds()
 
     async def stop(self) -> None:
         if self.elector is not None:
             await self.elector.resign()
+        with contextlib.suppress(Exception):
+            await self.outbox.flush()
         if self.sup is not None:
             await self.sup.stop()
         for sub in self._subs:
@@ -170,64 +200,19 @@ class Controller:
     def snapshot(self) -> Snapshot:
         return self.state.snapshot(time.time())
 
+    def post(
+        self, kind: str, *, service: str = "", node: str = "", container: str = "", message: str = "",
+        msg_id: str | None = None,
+    ) -> None:
+        """Record a cluster event; it is stored in the events stream by the outbox, retried across a NATS
+        outage (never blocks the caller)."""
+        ev = Event(time=time.time(), kind=kind, service=service, node=node, container=container, message=message)
+        self.outbox.put(ev, msg_id)
+
     async def emit(
         self, kind: str, *, service: str = "", node: str = "", container: str = "", message: str = ""
     ) -> None:
-        ev = Event(time=time.time(), kind=kind, service=service, node=node, container=container, message=message)
-        try:
-            await self.nc.publish(self.names.event(kind), ev.to_wire())
-        except Exception as exc:  # NATS away: the event is lost, the state is not
-            self.log.warning("event not published", kind=kind, error=str(exc))
-
-    # --- desired state from KV -------------------------------------------------------------------------------
-    async def _watch(self, bucket: str, kv: KeyValue) -> None:
-        watcher = await kv.watchall()
-        try:
-            async for entry in watcher:
-                if entry is None:
-                    self._loaded[bucket].set()
-                    continue
-                self._apply_entry(bucket, entry.key, entry.value, entry.revision, entry.operation)
-                self.kick()
-        finally:
-            with contextlib.suppress(Exception):
-                await watcher.stop()  # type: ignore[no-untyped-call]
-
-    def _apply_entry(self, bucket: str, key: str, value: bytes | None, rev: int, op: str | None) -> None:
-        deleted = op in ("DEL", "PURGE") or not value
-        try:
-            if bucket == "services":
-                self.state.set_service(key, None if deleted else ServiceRecord.from_wire(value or b""), rev)
-            elif bucket == "assignments":
-                self.state.set_assignment(key, None if deleted else Assignment.from_wire(value or b""), rev)
-            elif bucket == "nodes":
-                reg = None if deleted else NodeRegistration.from_wire(value or b"")
-                self.state.set_registration(reg, key, time.time())
-            elif bucket == "nodectl":
-                self.state.set_control(key, None if deleted else NodeControl.from_wire(value or b""))
-        except WireError as exc:
-            self.metrics.bad_messages.inc()
-            self.log.warning("undecodable KV entry dropped", bucket=bucket, key=key, error=str(exc))
-
-    async def _resync_loop(self) -> None:
-        """Safety net for watches that silently stalled (e.g. across a NATS restart): re-read every key."""
-        while True:
-            await asyncio.sleep(10)
-            for bucket, kv in (
-                ("services", self.store.services),
-                ("assignments", self.store.assignments),
-                ("nodes", self.store.nodes),
-                ("nodectl", self.store.nodectl),
-            ):
-                try:
-                    keys = await kv.keys()
-                except Exception:
-                    continue
-                for key in keys:
-                    with contextlib.suppress(Exception):
-                        e = await kv.get(key)
-                        self._apply_entry(bucket, key, e.value, e.revision or 0, e.operation)
-            self.kick()
+        self.post(kind, service=service, node=node, container=container, message=message)
 
     # --- observed state from agents --------------------------------------------------------------------------
     async def _on_heartbeat(self, msg: Msg) -> None:
@@ -253,33 +238,6 @@ class Controller:
         self._last_beat[node] = key
         if self.state.on_heartbeat(hb, now):
             self.kick()
-
-    async def _follow_events(self) -> None:
-        info = await self.store.js.stream_info(self.names.events_stream)
-        last = info.state.last_seq or 0
-        start = max(1, last - 999)
-
-        async def on_event(msg: Msg) -> None:
-            try:
-                self.state.events.append(Event.from_wire(msg.data))
-            except WireError:
-                self.metrics.bad_messages.inc()
-
-        if last == 0:
-            sub = await self.store.js.subscribe(
-                self.names.events_all, cb=on_event, ordered_consumer=True, deliver_policy=DeliverPolicy.ALL
-            )
-        else:
-            from nats.js.api import ConsumerConfig
-
-            sub = await self.store.js.subscribe(
-                self.names.events_all,
-                cb=on_event,
-                ordered_consumer=True,
-                deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
-                config=ConsumerConfig(opt_start_seq=start),
-            )
-        self._subs.append(sub)
 
     # --- API -------------------------------------------------------------------------------------------------
     async def _on_api(self, msg: Msg) -> None:
@@ -320,8 +278,7 @@ class Controller:
         node is acted on at once, not up to a resync interval later)."""
         wait = self.cfg.resync_interval
         for node in self.state.nodes.values():
-            last = node.last_heartbeat if node.last_heartbeat is not None else node.seen_since
-            due = last + self.cfg.node_grace - now
+            due = self.cfg.node_grace - silent_for(node, now)
             if due >= 0:
                 wait = min(wait, due + 0.01)
         return max(0.0, wait)
@@ -334,6 +291,7 @@ class Controller:
         return all(n.last_heartbeat is not None for n in self.state.nodes.values())
 
     async def _reconcile_loop(self) -> None:
+        backoff = Backoff(initial=0.2, cap=5.0)
         while True:
             # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that races a wake-up.
             with contextlib.suppress(TimeoutError):
@@ -344,39 +302,58 @@ class Controller:
                 self._rest = 0.0
             woken = self._dirty.is_set()
             self._dirty.clear()
+            if self.loopwatch.check():
+                continue  # the loop stalled or NATS came back: read what is queued before judging anyone
             now = time.time()
             if not self.is_leader or not self._warm(now):
                 continue
-            if not woken and self._settled and not self._nodes_changed(now):
+            if not woken and self._settled and not self._nodes_changed(now) and not self.feeds.damaged_assignments:
                 continue  # nothing changed and nothing is under way: a pass would find nothing to do
-            t0 = time.perf_counter()
-            snap = self.state.snapshot(now, detached=True)
-            await self._node_transitions(snap)
-            # plan() is pure and takes time in proportion to the replicas (≈0.2 s at 10,000): in a worker thread
-            # the event loop keeps running every few milliseconds (the GIL switches), so the lease renewal,
-            # heartbeats and API requests are never held up by a pass.
-            p = await asyncio.to_thread(plan, snap, self.rng)
-            took = time.perf_counter() - t0
-            self.metrics.reconcile_seconds.observe(took)
-            # Rest as long as the pass took (at most a second): the controller spends at most half its time
-            # planning, and a burst of changes (thousands of heartbeats) is planned in one pass, not one each.
-            self._rest = min(took, 1.0)
-            self._settled = p.empty and not any(
-                svc.rollout_state == "progressing" for svc in snap.services.values() if not svc.deleted
-            )
-            if took > 0.5:
-                replicas = sum(len(a.containers) for a in snap.assignments.values())
-                self.log.info("slow reconcile pass", seconds=round(took, 3), replicas=replicas)
-            for service, why in self.problems.update("placement", p.unplaced):
-                await self.emit("unschedulable", service=service, message=why)
-            for service, why in self.problems.update("reconcile", p.failed):
-                self.log.warning("service skipped", service=service, error=why)
-                await self.emit("reconcile-failed", service=service, message=f"skipped: {why}")
-            if p.empty:
-                continue
-            await self._record_verdicts(p.verdicts)
-            for ev in p.events:
-                await self.emit(ev.kind, service=ev.service, node=ev.node, container=ev.container, message=ev.message)
+            try:
+                await self._reconcile_once(now)
+                backoff.reset()
+            except Exception as exc:  # never crash-loop the task: report once, retry with backoff
+                self.log.error("reconcile pass failed", error=repr(exc), exc_info=True)
+                if self.problems.set("reconcile", "", f"reconcile pass failed: {exc!r}"):
+                    self.post("reconcile-failed", message=f"reconcile pass failed: {exc!r}")
+                await backoff.wait()
+                self.kick()
+
+    async def _reconcile_once(self, now: float) -> None:
+        t0 = time.perf_counter()
+        if self.feeds.damaged_assignments:
+            await self._repair_assignments()
+        snap = self.state.snapshot(now, detached=True)
+        self._node_transitions(snap)
+        # plan() is pure and takes time in proportion to the replicas (≈0.2 s at 10,000): in a worker thread
+        # the event loop keeps running every few milliseconds (the GIL switches), so the lease renewal,
+        # heartbeats and API requests are never held up by a pass.
+        p = await asyncio.to_thread(plan, snap, self.rng)
+        took = time.perf_counter() - t0
+        self.metrics.reconcile_seconds.observe(took)
+        # Rest as long as the pass took (at most a second): the controller spends at most half its time
+        # planning, and a burst of changes (thousands of heartbeats) is planned in one pass, not one each.
+        self._rest = min(took, 1.0)
+        self._settled = p.empty and not p.disrupted and not any(
+            svc.rollout_state == "progressing" for svc in snap.services.values() if not svc.deleted
+        )
+        if took > 0.5:
+            replicas = sum(len(a.containers) for a in snap.assignments.values())
+            self.log.info("slow reconcile pass", seconds=round(took, 3), replicas=replicas)
+        if p.disrupted:
+            return
+        self.problems.set("reconcile", "", None)
+        for service, why in self.problems.update("placement", p.unplaced):
+            self.post("unschedulable", service=service, message=why)
+        for service, why in self.problems.update("reconcile", p.failed):
+            self.log.warning("service skipped", service=service, error=why)
+            self.post("reconcile-failed", service=service, message=f"skipped: {why}")
+        if p.empty:
+            return
+        await self._record_verdicts(p.verdicts)
+        for ev in p.events:
+            self.post(ev.kind, service=ev.service, node=ev.node, container=ev.container, message=ev.message)
+        if self.is_leader:  # the lease may have lapsed while the verdicts were written
             await self._write_assignments(p.assignments)
 
     def _nodes_changed(self, now: float) -> bool:
@@ -384,18 +361,56 @@ class Controller:
         grace = self.cfg.node_grace
         return any(node_status(n, now, grace) != self._node_status.get(name) for name, n in self.state.nodes.items())
 
-    async def _node_transitions(self, snap: Snapshot) -> None:
-        """Tell (as events) when a node is lost or comes back; the plan acts on the level, not on these."""
-        for name, node in snap.nodes.items():
-            status = node_status(node, snap.now, snap.node_grace)
+    def _node_transitions(self, snap: Snapshot) -> None:
+        """Tell (as events) when a node is lost or comes back, or when most nodes fall silent at once (a
+        control-plane disruption: then no node is called lost); the plan acts on the level, not on these."""
+        statuses = {name: node_status(node, snap.now, snap.node_grace) for name, node in snap.nodes.items()}
+        silent = sum(st is NodeStatus.LOST for st in statuses.values())
+        now_disrupted = disrupted(silent, len(statuses))
+        if now_disrupted != self._disrupted:
+            self._disrupted = now_disrupted
+            if now_disrupted:
+                self.post("control-plane-disrupted", message=(
+                    f"{silent} of {len(statuses)} nodes silent at once: treated as a control-plane disruption, "
+                    "nothing is evicted or moved until heartbeats resume"))
+            else:
+                self.post("control-plane-recovered", message="heartbeats resumed; reconciling again")
+        if now_disrupted:
+            return
+        for name, status in statuses.items():
             before = self._node_status.get(name)
             self._node_status[name] = status
             if before is None or before == status:
                 continue
             if status is NodeStatus.LOST:
-                await self.emit("node-lost", node=name, message=f"no heartbeat for {snap.node_grace:g}s")
+                self.post("node-lost", node=name, message=f"no heartbeat for {snap.node_grace:g}s")
             elif before is NodeStatus.LOST:
-                await self.emit("node-recovered", node=name, message="heartbeats resumed")
+                self.post("node-recovered", node=name, message="heartbeats resumed")
+
+    async def _repair_assignments(self) -> None:
+        """Rewrite each damaged assignment once per damaged revision, from this controller's view."""
+        for node, rev in list(self.feeds.damaged_assignments.items()):
+            if (node, rev) in self._repair_tried:
+                continue
+            cur = self.state.assignments.get(node)
+            ns = self.state.nodes.get(node)
+            new = rebuild_assignment(
+                node,
+                last_good=cur.value if cur else None,
+                observed=ns.observed if ns else {},
+                services={n: v.value for n, v in self.state.services.items()},
+                generation_seen=ns.generation_seen if ns else 0,
+                term=self.state.term,
+            )
+            try:
+                new_rev = await self.store.assignments.update(node, new.to_wire(), last=rev)
+            except KeyWrongLastSequenceError:
+                self._repair_tried.add((node, rev))  # replaced meanwhile: the informer brings the new value
+                continue
+            self._repair_tried.add((node, rev))
+            self.feeds.damaged_assignments.pop(node, None)
+            self.state.set_assignment(node, new, new_rev)
+            self.log.info("damaged assignment rewritten", node=node, revision=new_rev, replicas=len(new.containers))
 
     async def _record_verdicts(self, verdicts: dict[str, Verdict]) -> None:
         for name, verdict in verdicts.items():
@@ -406,7 +421,7 @@ class Controller:
                 new = records.apply_verdict(rec.value, verdict, time.time())
             except Exception as exc:  # a record the verdict cannot be applied to: this service only
                 if self.problems.set("reconcile", name, f"rollout verdict failed: {exc!r}"):
-                    await self.emit("reconcile-failed", service=name, message=f"rollout verdict failed: {exc!r}")
+                    self.post("reconcile-failed", service=name, message=f"rollout verdict failed: {exc!r}")
                 continue
             try:
                 rev = await self.store.services.update(name, new.to_wire(), last=rec.rev)
@@ -420,7 +435,7 @@ class Controller:
                     msg += f": {verdict.reason}"
                 if verdict.state == "rolled-back":
                     msg += f"; returning to revision {verdict.rollback_to}"
-                await self.emit("rollout-" + verdict.state, service=name, message=msg)
+                self.post("rollout-" + verdict.state, service=name, message=msg)
             self.kick()
 
     async def _write_assignments(self, changes: dict[str, Any]) -> None:
@@ -428,9 +443,14 @@ class Controller:
         independent; a pass that touches hundreds of nodes must not wait for them one round trip at a time)."""
         kv = self.store.assignments
         limit = asyncio.Semaphore(ASSIGNMENT_WRITES_IN_FLIGHT)
+        fenced: list[str] = []
 
         async def write(node: str, containers: Any) -> None:
             cur = self.state.assignments.get(node)
+            if cur is not None and cur.value.term > self.state.term:
+                # Fencing: a leader of a higher term wrote this node; never overwrite it with a lower term.
+                fenced.append(f"assignment of {node} carries term {cur.value.term} > {self.state.term}")
+                return
             generation = (cur.value.generation if cur else 0) + 1
             new = Assignment(node=node, generation=generation, term=self.state.term, containers=containers)
             try:
@@ -448,14 +468,17 @@ class Controller:
                 await self._reload_assignment(node)
 
         await asyncio.gather(*(write(node, containers) for node, containers in changes.items()))
+        if fenced and self.elector is not None:
+            self.elector.step_down(fenced[0])
 
     async def _reload_assignment(self, node: str) -> None:
+        """A CAS write lost: take the stored value (through the informer's decode path) and plan again."""
         with contextlib.suppress(Exception):
             try:
                 e = await self.store.assignments.get(node)
-                self._apply_entry("assignments", node, e.value, e.revision or 0, e.operation)
+                self.feeds.assignments.apply(node, e.value, e.revision or 0, e.operation)
             except KeyNotFoundError:
-                self.state.assignments.pop(node, None)
+                self.feeds.assignments.apply(node, None, 1 << 62, "DEL")
         self.kick()
 
 

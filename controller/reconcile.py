@@ -12,6 +12,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from drover.controller.freshness import disrupted
 from drover.controller.rollout import ReplicaView, Verdict, judge_rollout, service_step
 from drover.controller.scheduler import NodeView, PlacementRequest, place
 from drover.controller.snapshot import Snapshot, node_status
@@ -36,6 +37,7 @@ class ClusterPlan:
     unplaced: dict[str, str] = field(default_factory=dict)  # service -> why (level, not an event)
     failed: dict[str, str] = field(default_factory=dict)  # service -> the error that made this pass skip it
     verdicts: dict[str, Verdict] = field(default_factory=dict)  # service -> rollout change to record
+    disrupted: bool = False  # most nodes silent at once: a control-plane disruption, nothing was planned
 
     @property
     def empty(self) -> bool:
@@ -69,6 +71,11 @@ def _why(exc: Exception) -> str:
 def plan(snap: Snapshot, rng: random.Random) -> ClusterPlan:
     out = ClusterPlan()
     status = {name: node_status(n, snap.now, snap.node_grace) for name, n in snap.nodes.items()}
+    if disrupted(sum(st is NodeStatus.LOST for st in status.values()), len(status)):
+        # Most nodes silent together: the control plane is cut off, not the nodes. Evict and move nothing
+        # (a rollout would otherwise see its replicas vanish and replace them all at once).
+        out.disrupted = True
+        return out
     # Working copy of every node's containers; changed nodes are tracked.
     work: dict[str, list[AssignedContainer]] = {n: list(a.containers) for n, a in snap.assignments.items()}
     changed: set[str] = set()
@@ -83,6 +90,8 @@ def plan(snap: Snapshot, rng: random.Random) -> ClusterPlan:
         st = status.get(node, NodeStatus.LOST)
         for c in containers:
             svc = snap.services.get(c.service)
+            if c.service in snap.held_services:
+                continue  # its record is damaged: keep its replicas as they are until it is readable again
             if svc is None or svc.deleted:
                 remove(node, c.id)
             elif st is NodeStatus.LOST:

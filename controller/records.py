@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.kv import KeyValue
 
 from drover.controller.rollout import Verdict
 from drover.shared.errors import ConflictError, NotFoundError
-from drover.shared.models import RevisionEntry, ServiceRecord
+from drover.shared.models import Record, RevisionEntry, ServiceRecord
 
 if TYPE_CHECKING:
     from drover.controller.main import Controller
@@ -20,38 +21,66 @@ CAS_ATTEMPTS = 8
 HISTORY_LIMIT = 20
 
 Change = Callable[[ServiceRecord | None], ServiceRecord | None]
+R = TypeVar("R", bound=Record)
 
 
-async def update_service(
-    ctl: Controller, name: str, change: Change
-) -> tuple[ServiceRecord | None, ServiceRecord | None]:
-    """Read-modify-write one service with CAS; ``change`` returns the new record, or None to write nothing.
-    A lost race re-reads and calls ``change`` again."""
-    kv = ctl.store.services
+async def cas_update(
+    kv: KeyValue, key: str, decode: Callable[[bytes], R], change: Callable[[R | None], R | None]
+) -> tuple[R | None, R | None, int]:
+    """Read-modify-write one key with compare-and-set: ``change`` gets the stored record (None when absent)
+    and returns the new one, or None to write nothing. A lost race re-reads and calls ``change`` again, so a
+    retried request computes from what is stored now (safe to retry). Returns (old, new, revision)."""
     for _ in range(CAS_ATTEMPTS):
         try:
-            entry = await kv.get(name)
-            old: ServiceRecord | None = ServiceRecord.from_wire(entry.value) if entry.value else None
+            entry = await kv.get(key)
+            old = decode(entry.value) if entry.value else None
             rev: int | None = entry.revision
         except KeyNotFoundError:
             old, rev = None, None
         new = change(old)
         if new is None:
-            return old, old
+            return old, old, rev or 0
         try:
-            if rev is None or old is None:
-                new_rev = await kv.create(name, new.to_wire())
+            if rev is None:
+                new_rev = await kv.create(key, new.to_wire())
             else:
-                new_rev = await kv.update(name, new.to_wire(), last=rev)
+                new_rev = await kv.update(key, new.to_wire(), last=rev)
         except KeyWrongLastSequenceError:
             continue
         except Exception as exc:  # create() on a key that appeared meanwhile
             if "wrong last sequence" in str(exc).lower() or "key exists" in str(exc).lower():
                 continue
             raise
-        ctl.state.set_service(name, new, new_rev)
+        return old, new, new_rev
+    raise ConflictError(f"{key}: too many concurrent writers, try again")
+
+
+async def update_service(
+    ctl: Controller, name: str, change: Change
+) -> tuple[ServiceRecord | None, ServiceRecord | None]:
+    """Read-modify-write one service with CAS (``cas_update``) and update the controller's cache."""
+    old, new, rev = await cas_update(ctl.store.services, name, ServiceRecord.from_wire, change)
+    if new is not None and new is not old:
+        ctl.state.set_service(name, new, rev)
         ctl.kick()
-        return old, new
+    return old, new
+
+
+async def delete_service(kv: KeyValue, name: str) -> int | None:
+    """Delete with compare-and-set on the revision just read; None when there is nothing to delete (absent,
+    already deleted), so a retried delete is harmless. Returns the revision deleted."""
+    for _ in range(CAS_ATTEMPTS):
+        try:
+            entry = await kv.get(name)
+        except KeyNotFoundError:
+            return None
+        if not entry.value:
+            return None
+        try:
+            await kv.delete(name, last=entry.revision)
+        except KeyWrongLastSequenceError:
+            continue  # changed meanwhile (an apply): delete what is stored now
+        return entry.revision
     raise ConflictError(f"service {name}: too many concurrent writers, try again")
 
 
@@ -126,10 +155,28 @@ def new_revision(rec: ServiceRecord, spec: dict[str, object], change: str, now: 
     )
 
 
-def undo(rec: ServiceRecord | None, name: str, to_revision: int | None, now: float) -> ServiceRecord:
-    """Make an earlier revision the desired one again (pure); its replicas, if any remain, are kept."""
+def undo(
+    rec: ServiceRecord | None,
+    name: str,
+    to_revision: int | None,
+    now: float,
+    *,
+    request_id: str = "",
+    from_revision: int | None = None,
+) -> ServiceRecord | None:
+    """Make an earlier revision the desired one again (pure); its replicas, if any remain, are kept.
+
+    Safe to retry: a request whose ``request_id`` is the one that made the record's current revision is not
+    done again (None: nothing to write); with ``from_revision`` (the revision the client saw), an undo that
+    finds another revision desired refuses instead of moving again."""
     if rec is None or rec.deleted:
         raise NotFoundError(f'service "{name}" not found')
+    if request_id and rec.last_request == request_id:
+        return None  # this very request was applied already (its reply was lost)
+    if from_revision is not None and rec.revision != from_revision:
+        raise ConflictError(
+            f'service "{name}" is at revision {rec.revision}, not {from_revision}: not undone (read it again)'
+        )
     if to_revision is None:
         earlier = sorted({h.revision for h in rec.history if h.revision != rec.revision})
         if not earlier:
@@ -147,6 +194,7 @@ def undo(rec: ServiceRecord | None, name: str, to_revision: int | None, now: flo
             "spec": spec,
             "revision": to_revision,
             "history": [*history, entry][-HISTORY_LIMIT:],
+            "last_request": request_id,
             **_new_rollout(now),
         }
     )

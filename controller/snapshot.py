@@ -19,7 +19,9 @@ class NodeState:
     reg: NodeRegistration
     ctl: NodeControl
     last_heartbeat: float | None  # controller clock; None = not heard since this controller started
-    seen_since: float  # when this controller first knew the node (start time for a restarted controller)
+    # Silence is counted from here at the earliest: when this controller first knew the node, and again after
+    # each of its own reconnects or loop stalls (see ``freshness``), so stale timestamps never make a node lost.
+    seen_since: float
     boot_id: str = ""
     generation_seen: int = 0
     observed: dict[str, ContainerStatus] = field(default_factory=dict)  # replica id -> status
@@ -34,12 +36,20 @@ class Snapshot:
     assignments: dict[str, Assignment]  # node -> assignment (possibly a node with no registration)
     term: int = 1
     ready_since: dict[str, float] = field(default_factory=dict)  # replica id -> first seen ready (controller clock)
+    # Services whose stored record is damaged (undecodable) and that have no good value: their replicas are
+    # kept as they are, neither removed as orphans nor replaced.
+    held_services: frozenset[str] = frozenset()
+
+
+def silent_for(node: NodeState, now: float) -> float:
+    """Seconds of silence that count: since the last heartbeat, or since ``seen_since`` if that is later."""
+    last = node.last_heartbeat if node.last_heartbeat is not None else node.seen_since
+    return now - max(last, node.seen_since)
 
 
 def node_status(node: NodeState, now: float, grace: float) -> NodeStatus:
-    """lost when no heartbeat for ``grace`` seconds (counted from when this controller first knew it)."""
-    last = node.last_heartbeat if node.last_heartbeat is not None else node.seen_since
-    if now - last > grace:
+    """lost when no heartbeat for ``grace`` seconds (of silence that counts: see ``silent_for``)."""
+    if silent_for(node, now) > grace:
         return NodeStatus.LOST
     if node.ctl.draining:
         return NodeStatus.DRAINING

@@ -10,7 +10,7 @@ import copy
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from drover.controller.snapshot import NodeState, Snapshot
+from drover.controller.snapshot import NodeState, Snapshot, silent_for
 from drover.shared.models import (
     Assignment,
     ContainerStatus,
@@ -42,6 +42,7 @@ class ClusterState:
     service_rps: dict[str, dict[str, float]] = field(default_factory=dict)  # node -> service -> new conns/s
     events: collections.deque[Event] = field(default_factory=lambda: collections.deque(maxlen=5000))
     term: int = 1
+    held_services: set[str] = field(default_factory=set)  # damaged service records without a good value
 
     # --- desired state, from KV -------------------------------------------------------------------------
     def set_service(self, name: str, rec: ServiceRecord | None, rev: int) -> None:
@@ -81,6 +82,11 @@ class ClusterState:
         if name in self.nodes:
             self.nodes[name].ctl = ctl
 
+    def restart_silence_clock(self, now: float) -> None:
+        """Count every node's silence from ``now`` (after a reconnect or a stall of this controller)."""
+        for node in self.nodes.values():
+            node.seen_since = max(node.seen_since, now)
+
     # --- observed state, from heartbeats ----------------------------------------------------------------
     def on_heartbeat(self, hb: Heartbeat, now: float) -> bool:
         """Record a heartbeat; True when something that matters to reconciliation changed."""
@@ -94,7 +100,7 @@ class ClusterState:
                 seen_since=now,
             )
             self.nodes[hb.node] = node
-        was_lost = node.last_heartbeat is None or now - node.last_heartbeat > self.node_grace
+        was_lost = node.last_heartbeat is None or silent_for(node, now) > self.node_grace
         node.last_heartbeat = now
         node.boot_id = hb.boot_id
         node.generation_seen = hb.generation
@@ -132,6 +138,7 @@ class ClusterState:
             assignments={n: v.value for n, v in self.assignments.items()},
             term=self.term,
             ready_since=dict(self.ready_since) if detached else self.ready_since,
+            held_services=frozenset(self.held_services),
         )
 
 

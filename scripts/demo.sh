@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # drover in one command: set up (venv, Docker, local/busybox image), start an all-in-one cluster
 # (`drover up`: nats-server + controller + agent) in the background, deploy examples/web.yaml
-# (3 busybox httpd replicas behind the proxy on 127.0.0.1:18080), wait until they are ready, show them.
+# (3 busybox httpd replicas behind the proxy on 127.0.0.1:18080), wait until they are ready, show them and
+# the web dashboard's address.
 #
 #   scripts/demo.sh          # start (or reuse) the cluster and deploy the example
 #   scripts/demo.sh --stop   # stop the cluster started by this script (its containers are removed)
@@ -161,6 +162,13 @@ print(ports[0] if ports else "")')"
 fi
 
 echo
+# The dashboard's line follows the ready line once the page answers.
+deadline=$((SECONDS + 15))
+until dashboard="$(grep -o 'dashboard: http://[0-9.:]*/' "$LOG" 2>/dev/null | tail -n 1)" && [[ -n "$dashboard" ]] \
+    || ((SECONDS >= deadline)); do
+    sleep 0.2
+done
+[[ -n "$dashboard" ]] && say "$dashboard  (open it in a browser: live services, nodes, containers, events)"
 pid="$(running_pid)"
 say "drover is running in the background (PID ${pid:-?}, log .drover/up.log)."
 say "try: .venv/bin/drover get services; .venv/bin/drover scale web 5; .venv/bin/drover apply -f examples/worker.yaml"

@@ -250,6 +250,7 @@ class ServiceRecord(Record):
     rollout_progress_at: float = 0.0
     last_good: int = 0  # newest revision whose rollout completed (0 = none yet)
     paused: bool = False
+    last_request: str = ""  # id of the last request that changed the desired revision (retries are not redone)
 
     def revision_spec(self, revision: int) -> dict[str, Any] | None:
         for h in self.history:

@@ -66,6 +66,7 @@ def page(title: str, cluster: str, stream: str, sections: Mapping[str, str], lay
         f"<title>{esc(title)} · drover</title><style>{_CSS}</style></head>"
         f'<body data-stream="{esc(stream)}"><header><h1><a href="{esc(home)}">drover</a></h1>'
         f"<span>cluster <b>{esc(cluster)}</b></span><span>{esc(title)}</span>"
+        '<span><a href="/">overview</a> · <a href="/nodes">nodes</a> · <a href="/events">events</a></span>'
         '<span id="live">loading…</span></header>'
         f"<main><nav>{nav}</nav>{body}</main>"
         f"<script>{_SCRIPT}</script></body></html>"

@@ -55,9 +55,16 @@ def bar(done: float, total: float, label: str, *, warn: bool = False) -> str:
     )
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], empty: str) -> str:
+#: rows shown per table: a page of thousands of containers helps nobody and costs the controller every tick
+MAX_ROWS = 500
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], empty: str, more: str = "drover get") -> str:
     head = "".join(f"<th>{esc(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows[:MAX_ROWS])
+    if len(rows) > MAX_ROWS:
+        note = f"… and {len(rows) - MAX_ROWS} more ({more})"
+        body += f'<tr><td colspan="{len(headers)}" class="muted">{esc(note)}</td></tr>'
     if not rows:
         body = f'<tr><td colspan="{len(headers)}" class="muted">{esc(empty)}</td></tr>'
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
@@ -97,7 +104,7 @@ def services(rows: Sequence[Mapping[str, Any]], autoscale: Mapping[str, Mapping[
             ]
         )
     headers = ["Name", "Ready", "Status", "Revision", "Rollout", "Autoscale", "Image", "Message"]
-    return _table(headers, out, "no services yet: drover apply -f FILE")
+    return _table(headers, out, "no services yet: drover apply -f FILE", "drover get services")
 
 
 def nodes(rows: Sequence[Mapping[str, Any]], now: float) -> str:
@@ -117,7 +124,8 @@ def nodes(rows: Sequence[Mapping[str, Any]], now: float) -> str:
                 esc(age(r.get("last_heartbeat"), now)),
             ]
         )
-    return _table(["Name", "Status", "Address", "CPU", "Memory", "Containers", "Heartbeat"], out, "no nodes")
+    headers = ["Name", "Status", "Address", "CPU", "Memory", "Containers", "Heartbeat"]
+    return _table(headers, out, "no nodes", "drover get nodes")
 
 
 def containers(rows: Sequence[Mapping[str, Any]], *, show_service: bool = True) -> str:
@@ -137,7 +145,7 @@ def containers(rows: Sequence[Mapping[str, Any]], *, show_service: bool = True) 
         out.append(row)
     headers = ["Name", *(["Service"] if show_service else [])]
     headers += ["Node", "Revision", "State", "Ready", "Restarts", "Host port"]
-    return _table(headers, out, "no containers")
+    return _table(headers, out, "no containers", "drover get containers")
 
 
 def events(rows: Sequence[Mapping[str, Any]]) -> str:

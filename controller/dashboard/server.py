@@ -1,10 +1,11 @@
 """The web dashboard: an aiohttp server inside the controller, fed from the controller's own state.
 
-``Dashboard.run`` is one supervised task: it serves ``/`` (services, nodes, containers, events),
-``/service/NAME`` (replicas, revision history, events, a chart of ready replicas and request rate),
-``/stream`` and ``/stream/service/NAME`` (server-sent events carrying re-rendered sections) and
-``/api/state`` (the same data as JSON), and samples each service's ready count and request rate every
-``tick`` for the charts. It is read-only: it only calls the API's read verbs through ``query``.
+``Dashboard.run`` is one supervised task: it serves ``/`` (services, nodes, containers, events), ``/nodes``
+and ``/events`` (those sections alone), ``/service/NAME`` (replicas, revision history, events, a chart of
+ready replicas and request rate), ``/stream`` and ``/stream/service/NAME`` (server-sent events carrying
+re-rendered sections) and ``/api/state`` (the same data as JSON), and samples each service's ready count and
+request rate every ``tick`` for the charts. It is read-only: it only calls the API's read verbs through
+``query``.
 Any controller serves it (every one watches the same buckets); the autoscaler's last decision is known to
 the leader only.
 """
@@ -31,6 +32,7 @@ Rates = Callable[[], Mapping[str, Mapping[str, float]]]
 
 HISTORY_SECONDS = 600.0
 KEEPALIVE = 15.0  # an SSE comment at least this often keeps proxies and browsers from closing the stream
+SAMPLE_EVERY = 5  # ticks between chart samples: 60 points over the charts' 5 minutes is plenty
 MAX_AUTOSCALE_LOOKUPS = 50  # describing every service each tick is fine for a few dozen, not for thousands
 
 MAIN_LAYOUT = [("services", "Services"), ("nodes", "Nodes"), ("containers", "Containers"), ("events", "Events")]
@@ -65,6 +67,8 @@ class Dashboard:
         self.samples: dict[str, deque[tuple[float, int, float]]] = {}
         self._changed = asyncio.Event()
         self._closing = False
+        self._generation = 0  # counts ticks
+        self._main_cache: tuple[int, dict[str, str]] | None = None
         self.bound: tuple[str, int] | None = None  # where it listens once started (port 0 → a free one)
 
     # --- serving ---------------------------------------------------------------------------------------------
@@ -72,6 +76,8 @@ class Dashboard:
         app = web.Application()
         app.router.add_get("/", self._main_page)
         app.router.add_get("/service/{name}", self._service_page)
+        app.router.add_get("/nodes", self._section_page("nodes", "Nodes"))
+        app.router.add_get("/events", self._section_page("events", "Events"))
         app.router.add_get("/stream", self._main_stream)
         app.router.add_get("/stream/service/{name}", self._service_stream)
         app.router.add_get("/api/state", self._state)
@@ -91,8 +97,10 @@ class Dashboard:
                 host, port = sockets[0].getsockname()[:2]
                 self.bound = (host, port)
             while True:
-                with contextlib.suppress(Exception):  # a failed sample only leaves a gap in the chart
-                    await self.sample()
+                if self._generation % SAMPLE_EVERY == 0:
+                    with contextlib.suppress(Exception):  # a failed sample only leaves a gap in the chart
+                        await self.sample()
+                self._generation += 1
                 changed, self._changed = self._changed, asyncio.Event()
                 changed.set()
                 await asyncio.sleep(self.tick)  # the period of the charts' samples and of the live updates
@@ -132,16 +140,21 @@ class Dashboard:
         }
 
     async def main_sections(self) -> dict[str, str]:
+        # Built once a tick however many pages are open: every stream of the same tick shares it.
+        if self._main_cache is not None and self._main_cache[0] == self._generation:
+            return self._main_cache[1]
         try:
             s = await self.state()
         except Exception as exc:  # keep the page (and the stream) alive; show why instead
             return {"services": f'<div class="error">cannot read the cluster state: {render.esc(exc)}</div>'}
-        return {
+        sections = {
             "services": render.services(s["services"], s["autoscale"]),
             "nodes": render.nodes(s["nodes"], self.clock()),
             "containers": render.containers(s["containers"]),
             "events": render.events(s["events"]),
         }
+        self._main_cache = (self._generation, sections)
+        return sections
 
     async def service_sections(self, name: str) -> dict[str, str]:
         try:
@@ -162,6 +175,15 @@ class Dashboard:
     async def _main_page(self, _req: web.Request) -> web.Response:
         html = page("overview", self.cluster, "/stream", await self.main_sections(), MAIN_LAYOUT)
         return web.Response(text=html, content_type="text/html")
+
+    def _section_page(self, sid: str, heading: str) -> Callable[[web.Request], Awaitable[web.Response]]:
+        """A page of one section of the overview (it follows the overview's stream)."""
+
+        async def handler(_req: web.Request) -> web.Response:
+            html = page(heading.lower(), self.cluster, "/stream", await self.main_sections(), [(sid, heading)])
+            return web.Response(text=html, content_type="text/html")
+
+        return handler
 
     async def _service_page(self, req: web.Request) -> web.Response:
         name = req.match_info["name"]

@@ -135,6 +135,8 @@ async def _first_logs(c: Client, node: str, name: str, req: dict[str, Any], p: _
     if not reply.get("ok", False):
         p.error(f"logs of {name}: {reply.get('error') or 'the agent refused'}")
         return False
+    if reply.get("truncated"):  # the agent's default tail or reply size limit left older lines out
+        output.warn(f"{name}: older lines left out (the agent sends at most its newest ~900 kB; use --tail N)")
     p.lines(name, reply.get("lines") or [])
     return True
 

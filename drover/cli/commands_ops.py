@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from typing import Any
 
 import click
@@ -39,8 +40,12 @@ def _replicas(value: str) -> int:
         n = int(value.strip())
     except ValueError:
         n = -1
-    if n < 0:
-        raise click.BadParameter(f"{value!r} is not a number of replicas (an integer >= 0)", param_hint="'N'")
+    from drover.shared.limits import MAX_REPLICAS
+
+    if not 0 <= n <= MAX_REPLICAS:
+        raise click.BadParameter(
+            f"{value!r} is not a number of replicas (an integer 0-{MAX_REPLICAS})", param_hint="'N'"
+        )
     return n
 
 
@@ -219,7 +224,9 @@ def rollout_undo_cmd(name: str, to_revision: int | None) -> None:
     name = _service_name(name)
 
     async def go(c: Client) -> Any:
-        return await _new_verb(c, "rollout_undo", {"name": name, "to_revision": to_revision}, "rollout undo")
+        # A request id makes the undo safe to retry: the controller does not undo the same request twice.
+        body = {"name": name, "to_revision": to_revision, "request_id": uuid.uuid4().hex}
+        return await _new_verb(c, "rollout_undo", body, "rollout undo")
 
     data = options.run(go) or {}
     rev = data.get("revision") if isinstance(data, dict) else None

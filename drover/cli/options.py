@@ -41,6 +41,15 @@ def _store_cluster(ctx: click.Context, _param: click.Parameter, value: str | Non
     return value
 
 
+def _complete_context(_ctx: click.Context, _param: click.Parameter, incomplete: str) -> list[Any]:
+    from click.shell_completion import CompletionItem
+
+    from drover.cli.context import all_contexts
+
+    names = dict.fromkeys(["default", *all_contexts()])
+    return [CompletionItem(n) for n in names if n.startswith(incomplete)]
+
+
 def cluster_options(f: F) -> F:
     """``--nats URL``, ``--cluster NAME`` and ``--context NAME`` (also accepted before the command name)."""
     f = click.option(
@@ -49,6 +58,7 @@ def cluster_options(f: F) -> F:
         expose_value=False,
         is_eager=True,
         callback=_store(_CONTEXT),
+        shell_complete=_complete_context,
         help="Named context to use (else $DROVER_CONTEXT, else the current one; see 'drover context').",
     )(f)
     f = click.option(

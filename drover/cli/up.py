@@ -57,6 +57,21 @@ def port_in_use(host: str, port: int) -> bool:
     return False
 
 
+async def wait_listening(host: str, port: int, timeout: float = 10.0) -> bool:
+    """Whether something accepts connections on ``host:port`` within ``timeout`` (polled every 0.1 s)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 1.0)
+        except (OSError, TimeoutError):
+            await asyncio.sleep(0.1)  # the server is still starting
+            continue
+        writer.close()
+        return True
+    return False
+
+
 async def _accepts(port: int) -> bool:
     try:
         _, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 0.5)
@@ -86,11 +101,13 @@ class UpOptions:
     log_level: str
     nats_servers: int = 1
     controllers: int = 1
+    ui_port: int | None = None  # the dashboard's port; None: a free one
 
 
-def lab_children(opts: UpOptions, binary: str) -> tuple[str, list[Child]]:
+def lab_children(opts: UpOptions, binary: str, ui_port: int = 0) -> tuple[str, list[Child]]:
     """The lab's NATS URL list and its child processes (not started): nats-servers, controllers, agents.
-    Agent N's NATS connections leave from 127.0.1.N so that a partition can cut exactly that agent."""
+    Agent N's NATS connections leave from 127.0.1.N so that a partition can cut exactly that agent. The
+    first controller serves the dashboard on ``ui_port`` (when not 0)."""
     logs = opts.data_dir / "logs"
     nodes = nats_nodes(opts.nats_servers, opts.nats_port)
     urls = ",".join(n.url for n in nodes)
@@ -107,6 +124,9 @@ def lab_children(opts: UpOptions, binary: str) -> tuple[str, list[Child]]:
         ident = f"{host}-ctl{i + 1}"
         argv = drover_argv("controller", *common, "--id", ident)
         info: dict[str, Any] = {"id": ident}
+        if i == 0 and ui_port:
+            info["ui_port"] = ui_port
+            argv += ["--ui-port", str(ui_port)]
         if opts.metrics:
             info["metrics_port"] = free_port()
             argv += ["--metrics-port", str(info["metrics_port"])]
@@ -139,7 +159,8 @@ async def run_up(opts: UpOptions) -> None:
         )
     if opts.driver == "docker" and opts.agents > 0:
         await check_docker()
-    urls, children = lab_children(opts, find_nats_server())
+    ui_port = opts.ui_port or free_port()
+    urls, children = lab_children(opts, find_nats_server(), ui_port)
     state_path = drover_home() / STATE_FILE
 
     def save() -> None:
@@ -164,6 +185,9 @@ async def run_up(opts: UpOptions) -> None:
         ctx = write_context(urls, opts.cluster)
         n = opts.agents
         output.echo(f"drover ready: {urls} (cluster {opts.cluster}, {n} agent{'s' if n != 1 else ''})")
+        # Printed once it answers, so that whoever reads the line can open it at once.
+        await _until(stop_event, wait_listening("127.0.0.1", ui_port))
+        output.echo(f"dashboard: http://127.0.0.1:{ui_port}/")
         for c in children:
             if "metrics_port" in c.info:
                 what = f"agent {c.info['node']}" if c.kind == "agent" else c.kind
@@ -331,6 +355,9 @@ def _cluster(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
     "--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="warning", show_default=True,
 )
 @click.option(
+    "--ui-port", type=click.IntRange(1, 65535), default=None, help="Port of the web dashboard (default: a free one)."
+)
+@click.option(
     "--nats-servers", type=click.IntRange(1, 9), default=1, show_default=True,
     help="nats-servers to run as one JetStream cluster (3: every bucket and stream kept 3 times).",
 )
@@ -347,6 +374,7 @@ def up_cmd(
     metrics: bool,
     driver: str,
     log_level: str,
+    ui_port: int | None,
     nats_servers: int,
     controllers: int,
 ) -> None:
@@ -366,6 +394,7 @@ def up_cmd(
         log_level=log_level,
         nats_servers=nats_servers,
         controllers=controllers,
+        ui_port=ui_port,
     )
     from drover.shared.loop import install_fast_loop
 

@@ -92,8 +92,15 @@ class Fields:
         if key in self.data:
             self.problems.append((self.at(key), why))
 
-    def done(self, hint: str = "") -> None:
-        """Report every key that was not read as unsupported."""
-        for key in self.data:
-            if key not in self._used:
+    def accept(self, key: str, *defaults: Any) -> None:
+        """``key`` is fine when absent or equal to one of ``defaults`` (what the foreign tool writes anyway)."""
+        self._used.add(key)
+        if key in self.data and self.data[key] not in (None, *defaults):
+            self.problems.append((self.at(key), f"not supported by drover unless {' or '.join(map(repr, defaults))}"))
+
+    def done(self, hint: str = "", *, strict: bool = False) -> None:
+        """Report every key that was not read as unsupported. An empty value asks for nothing and passes,
+        unless ``strict`` (where the key itself is the request, as ``emptyDir: {}``)."""
+        for key, value in self.data.items():
+            if key not in self._used and (strict or value not in (None, {}, [])):
                 self.problems.append((self.at(str(key)), f"not supported by drover{hint}"))

@@ -14,7 +14,7 @@ from typing import Any
 from drover.shared.convert.fields import Fields, Problem
 
 _PULL = {"Always": "always", "IfNotPresent": "if-missing", "Never": "never"}
-_HINT = " (drover honours image, command, args, env, ports, resources, probes)"
+_HINT = " (drover honours image, command, args, env, ports, resources, probes, volumeMounts)"
 
 
 def is_deployment(doc: Any) -> bool:
@@ -33,7 +33,8 @@ def _metadata(doc: Fields, problems: list[Problem]) -> tuple[str, dict[str, Any]
     namespace = meta.get("namespace")
     if namespace not in (None, "default"):
         problems.append((meta.at("namespace"), "drover has no namespaces: leave it out or use 'default'"))
-    meta.get("annotations")  # informational only
+    for key in ("annotations", "creationTimestamp", "uid", "resourceVersion", "generation", "managedFields"):
+        meta.get(key)  # informational, or written by the API server: nothing to honour
     labels = meta.get("labels", {})
     meta.done()
     return name, labels if isinstance(labels, dict) else {}
@@ -115,7 +116,43 @@ def _resources(f: Fields) -> dict[str, Any]:
     return out
 
 
-def _container(f: Fields) -> tuple[dict[str, Any], dict[str, int]]:
+def _pod_volumes(pod: Fields) -> dict[str, str]:
+    """``{volume name: host path}`` of the pod's ``hostPath`` volumes (the only kind drover can honour)."""
+    out: dict[str, str] = {}
+    for path, item in pod.items("volumes"):
+        v = Fields(item, path, pod.problems)
+        name = v.text("name")
+        host = v.sub("hostPath")
+        where = host.text("path")
+        host.get("type")
+        host.done()
+        v.done(": drover mounts hostPath volumes only", strict=True)
+        if not v.has("hostPath") and len(v.data) <= 1:
+            v.problems.append((path, "needs hostPath: drover mounts hostPath volumes only"))
+        if name and where:
+            out[name] = where
+    return out
+
+
+def _mounts(f: Fields, volumes: dict[str, str]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for path, item in f.items("volumeMounts"):
+        m = Fields(item, path, f.problems)
+        name, target = m.text("name"), m.text("mountPath")
+        readonly = m.get("readOnly", False) is True
+        m.refuse("subPath", "not supported by drover")
+        m.done()
+        if name not in volumes:
+            f.problems.append((m.at("name"), f"no hostPath volume named {name!r} in the pod's volumes"))
+            continue
+        mount: dict[str, Any] = {"host": volumes[name], "container": target}
+        if readonly:
+            mount["readonly"] = True
+        out.append(mount)
+    return out
+
+
+def _container(f: Fields, volumes: dict[str, str]) -> tuple[dict[str, Any], dict[str, int]]:
     spec: dict[str, Any] = {}
     f.get("name")  # the container's name has no drover counterpart and needs none
     image = f.text("image")
@@ -158,6 +195,9 @@ def _container(f: Fields) -> tuple[dict[str, Any], dict[str, int]]:
         ports.append(port)
     if ports:
         spec["ports"] = ports
+    mounts = _mounts(f, volumes)
+    if mounts:
+        spec["volumes"] = mounts
     resources = _resources(f.sub("resources"))
     if resources:
         spec["resources"] = resources
@@ -172,6 +212,8 @@ def _container(f: Fields) -> tuple[dict[str, Any], dict[str, int]]:
         health = _probe(Fields(f.data[probe_key], f.at(probe_key), f.problems), named)
         if health is not None:
             spec["health"] = health
+    f.accept("terminationMessagePath", "/dev/termination-log")
+    f.accept("terminationMessagePolicy", "File")
     f.refuse("startupProbe", "startupProbe is not supported by drover: use initialDelaySeconds on the probe")
     pull = f.get("imagePullPolicy")
     if pull is not None:
@@ -227,7 +269,8 @@ def convert_deployment(doc: Any, problems: list[Problem]) -> tuple[dict[str, Any
     pod_meta = template.sub("metadata")
     pod_labels = pod_meta.get("labels", {})
     pod_labels = pod_labels if isinstance(pod_labels, dict) else {}
-    pod_meta.get("annotations")
+    for key in ("annotations", "creationTimestamp"):
+        pod_meta.get(key)
     pod_meta.done()
     pod = template.sub("spec")
     template.done()
@@ -239,7 +282,7 @@ def convert_deployment(doc: Any, problems: list[Problem]) -> tuple[dict[str, Any
     else:
         if len(containers) > 1:
             problems.append((containers[1][0], "drover runs one container per replica: give exactly one"))
-        body, named = _container(Fields(containers[0][1], containers[0][0], problems))
+        body, named = _container(Fields(containers[0][1], containers[0][0], problems), _pod_volumes(pod))
         out.update(body)
     restart = pod.get("restartPolicy", "Always")
     if restart != "Always":
@@ -252,7 +295,10 @@ def convert_deployment(doc: Any, problems: list[Problem]) -> tuple[dict[str, Any
     selectors = pod.get("nodeSelector", {})
     if isinstance(selectors, dict) and selectors:
         out["placement"] = {"constraints": [f"node.labels.{k} == {v}" for k, v in selectors.items()]}
-    pod.done(" in a pod spec (drover honours containers, restartPolicy, nodeSelector, hostNetwork)")
+    # What `kubectl get -o yaml` writes out as defaults asks for nothing drover does differently.
+    pod.accept("dnsPolicy", "ClusterFirst")
+    pod.accept("schedulerName", "default-scheduler")
+    pod.done(" in a pod spec (drover honours containers, volumes, restartPolicy, nodeSelector, hostNetwork)")
     replicas = spec.number("replicas")
     out["replicas"] = 1 if replicas is None else replicas
     _selector(spec, pod_labels)

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.test_cli_e2e import Up, _start_up, _stop_up
+from tests.e2e.test_dashboard_e2e import security_args
 from tests.fixtures import TEST_IMAGE, free_tcp_port, require_image, wait_for
 from tests.fixtures.docker import remove_cluster_containers_sync
 
@@ -144,8 +145,9 @@ def test_contexts_switch_clusters(up: Up, tmp_path: Path) -> None:
             return subprocess.run([sys.executable, "-m", "drover", *args], env=env, capture_output=True, text=True,
                                   timeout=60)
 
-        assert drover("context", "add", "one", "--nats", up.url, "--cluster", up.cluster).returncode == 0
-        assert drover("context", "add", "two", "--nats", other.url, "--cluster", other.cluster).returncode == 0
+        for name, lab in (("one", up), ("two", other)):
+            r = drover("context", "add", name, "--nats", lab.url, "--cluster", lab.cluster, *security_args(lab))
+            assert r.returncode == 0, r.stderr
         f = tmp_path / "only-two.yaml"
         f.write_text(f"services:\n  onlytwo:\n    image: {TEST_IMAGE}\n    command: [sleep, '600']\n")
         assert drover("context", "use", "two").returncode == 0

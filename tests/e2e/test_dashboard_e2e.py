@@ -8,6 +8,7 @@ nothing is loaded from outside; a screenshot is saved as a test artefact and is 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -30,6 +31,12 @@ CHROMIUM = os.environ.get("DROVER_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = Path(os.environ.get("DROVER_TEST_ARTIFACTS") or Path(__file__).resolve().parents[2] / "test-artifacts")
 
 
+def security_args(up: Up) -> list[str]:
+    """``--creds F --ca F`` when the cluster ``drover up`` started wants them (as its context says)."""
+    ctx = json.loads((up.home / "context.json").read_text())
+    return [arg for key in ("creds", "ca") if ctx.get(key) for arg in (f"--{key}", ctx[key])]
+
+
 def browser_binary() -> str:
     found = shutil.which(CHROMIUM)
     if not found:  # fail, never skip: scripts/setup.sh installs it
@@ -43,10 +50,16 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Up, str]
     require_image(TEST_IMAGE)
     name = f"d{uuid.uuid4().hex[:8]}"
     up = _start_up(tmp_path_factory.mktemp("up"), name, "--agents", "1")
+    assert up.proc.stdout is not None
+    for _ in range(10):  # the line right after "ready"; metrics and context lines follow
+        line = up.proc.stdout.readline()
+        up.stdout.append(line)
+        if line.startswith("dashboard: ") or not line:
+            break
     port = free_tcp_port()
     ctl = subprocess.Popen(
         [sys.executable, "-m", "drover", "controller", "--nats", up.url, "--cluster", name, "--id", "ui",
-         "--ui-port", str(port)],
+         "--ui-port", str(port), *security_args(up)],
         env=up.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
@@ -59,6 +72,16 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Up, str]
             ctl.kill()
         _stop_up(up)
         remove_cluster_containers_sync([name])
+
+
+def test_up_prints_a_dashboard_that_answers(cluster: tuple[Up, str]) -> None:
+    up, _ = cluster
+    [line] = [ln for ln in up.stdout if ln.startswith("dashboard: ")]
+    url = line.split()[1]
+    assert url.startswith("http://127.0.0.1:") and url.endswith("/")
+    with urllib.request.urlopen(url, timeout=10) as r:
+        page = r.read().decode()
+    assert r.status == 200 and up.cluster in page and 'id="services"' in page and 'id="events"' in page
 
 
 def wait_http(url: str, page: Any) -> None:

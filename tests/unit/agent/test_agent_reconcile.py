@@ -311,3 +311,17 @@ def test_assignment_gate_orders_by_revision_and_fences_by_term() -> None:
     deleted = g.offer(None, 13, authoritative=False)
     assert deleted is not None and deleted.containers == []
     assert g.offer(enc(3, 9, "d"), 2, authoritative=True) is not None  # a reset store: re-read wins
+
+
+def test_assignment_gate_keeps_a_new_highest_term_before_handing_it_out() -> None:
+    from drover.agent.assignment import AssignmentGate
+    from drover.shared.models import Assignment
+
+    def enc(term: int, *ids: str) -> bytes:
+        return Assignment(node="n", term=term, generation=1, containers=[want(i) for i in ids]).to_wire()
+
+    kept: list[int] = []
+    g = AssignmentGate("n", max_term=7, on_term=kept.append)  # 7: read back from the node's term file
+    assert g.offer(enc(6, "old"), 1, authoritative=True) is None and g.rejected == 1 and kept == []
+    assert g.offer(enc(7, "a"), 2, authoritative=True) is not None and kept == []  # same term: nothing to keep
+    assert g.offer(enc(9, "b"), 3, authoritative=False) is not None and kept == [9] and g.max_term == 9

@@ -93,7 +93,8 @@ odd_scalars = st.one_of(
     st.none(),
     st.text(max_size=20),
     st.sampled_from(["1e9999999s", "1e9999999Ki", "-1", "250m", "64Mi", "2s", "node.labels.zone == a b",
-                     "web!canary", "x=y", "node.name == 'a b'", "%", "100%", "*", "&", "\x00", "é" * 10]),
+                     "web!canary", "x=y", "node.name == 'a b'", "%", "100%", "*", "&", "\x00", "é" * 10,
+                     "apps/v1", "v1", "Deployment", "Service", "batch/v1", "CronJob"]),
 )
 odd_values = st.recursive(
     odd_scalars,
@@ -112,10 +113,22 @@ SPEC_SHAPES = st.fixed_dictionaries(
 )
 
 
+DEPLOYMENT: dict[str, Any] = {
+    "apiVersion": "apps/v1",
+    "kind": "Deployment",
+    "metadata": {"name": "web"},
+    "spec": {"replicas": 2, "template": {"spec": {"containers": [{"name": "web", "image": "local/busybox:latest"}]}}},
+}
+COMPOSE: dict[str, Any] = {"services": {"web": {"image": "local/busybox:latest", "ports": ["8080:80"]}}}
+
+
 @st.composite
 def manifests(draw: st.DrawFn) -> str:
-    doc = json.loads(json.dumps(BASE))
-    doc["spec"].update(draw(SPEC_SHAPES))
+    # mostly drover's own kind; now and then a Kubernetes or Compose document (converted by apply)
+    template = draw(st.sampled_from([BASE, BASE, BASE, DEPLOYMENT, COMPOSE]))
+    doc = json.loads(json.dumps(template))
+    if template is BASE:
+        doc["spec"].update(draw(SPEC_SHAPES))
     for _ in range(draw(st.integers(0, 3))):
         path = draw(st.sampled_from(FIELDS))
         target = doc

@@ -115,6 +115,18 @@ def test_completion_scripts_load_and_complete_commands() -> None:
     assert "plain,context" in words.stdout.splitlines() and "plain,controller" in words.stdout.splitlines()
 
 
+def test_context_names_complete(home: Path) -> None:
+    drover("context", "add", "lab", "--nats", "n:1")
+    r = subprocess.run(
+        [sys.executable, "-m", "drover"],
+        env=_completion_env(
+            DROVER_HOME=str(home), _DROVER_COMPLETE="bash_complete", COMP_WORDS="drover get --context l", COMP_CWORD="3"
+        ),
+        capture_output=True, text=True, timeout=30,
+    )
+    assert r.stdout.split() == ["plain,lab"], r.stdout + r.stderr
+
+
 def test_name_completion_without_a_cluster_is_quick_and_quiet(home: Path) -> None:
     start = time.monotonic()
     r = subprocess.run(
@@ -130,3 +142,32 @@ def test_name_completion_without_a_cluster_is_quick_and_quiet(home: Path) -> Non
     assert time.monotonic() - start < 10
     assert r.returncode == 0
     assert r.stdout.strip() == "" and "Traceback" not in r.stderr
+
+
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
+
+
+def test_convert_prints_native_manifests_that_round_trip(tmp_path: Path) -> None:
+    import yaml
+
+    from drover.shared.manifest import parse_manifests
+
+    code, out = drover("convert", "-f", str(EXAMPLES / "k8s-web.yaml"), "-f", str(EXAMPLES / "compose.yaml"))
+    assert code == 0, out
+    docs = list(yaml.safe_load_all(out))
+    assert [d["metadata"]["name"] for d in docs] == ["web", "shop", "cache"]
+    assert all(d["apiVersion"] == "drover/v1" and d["kind"] == "Service" for d in docs)
+    assert docs[0]["spec"]["ports"] == [{"container": 8080, "name": "http", "expose": 18080}]
+    native = tmp_path / "native.yaml"
+    native.write_text(out)
+    again = parse_manifests([(str(native), out)])
+    original = parse_manifests([(n, (EXAMPLES / n).read_text()) for n in ("k8s-web.yaml", "compose.yaml")])
+    assert [m.spec_dict() for m in again] == [m.spec_dict() for m in original]
+
+
+def test_convert_unsupported_field_is_exit_2_naming_it(tmp_path: Path) -> None:
+    f = tmp_path / "c.yaml"
+    f.write_text("services:\n  web:\n    image: x\n    privileged: true\n")
+    code, out = drover("convert", "-f", str(f))
+    assert code == 2
+    assert f"error: {f}[doc 1] services.web.privileged: not supported by drover" in out

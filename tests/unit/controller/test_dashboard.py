@@ -51,6 +51,13 @@ def test_nodes_show_allocation_bars_and_heartbeat_age() -> None:
     assert ">7s<" in render.nodes([NODE], now=now)
 
 
+def test_long_tables_are_cut_with_a_note() -> None:
+    rows = [dict(CONTAINER, name=f"drover-web-{i}") for i in range(render.MAX_ROWS + 7)]
+    html = render.containers(rows)
+    assert html.count("<tr>") == render.MAX_ROWS + 2  # header, rows, the note
+    assert "… and 7 more (drover get containers)" in html
+
+
 def test_chart_draws_ready_and_rate_lines() -> None:
     svg = render.chart([(NOW - 60, 1, 0.0), (NOW - 30, 2, 5.0), (NOW, 3, 2.5)], NOW)
     assert svg.startswith("<svg") and svg.count("<polyline") == 2
@@ -96,6 +103,11 @@ async def test_server_pages_and_live_stream() -> None:
             for needle in ('data-service="web">2/3<', ">progressing<", "drover-web-abc", "x" * 300, ">n1<"):
                 assert needle in page
             assert "http://" not in page and "https://" not in page  # nothing from outside
+            async with http.get(base + "/nodes") as r:
+                nodes_page = await r.text()
+            assert "500m / 2 cpu" in nodes_page and 'id="events"' not in nodes_page
+            async with http.get(base + "/events") as r:
+                assert "x" * 300 in await r.text()
             async with http.get(base + "/service/web") as r:
                 assert "<svg" in await r.text()
             async with http.get(base + "/service/nope") as r:

@@ -102,14 +102,14 @@ def test_probes_resources_and_strategy() -> None:
 
 
 def test_unsupported_kubernetes_fields_are_named() -> None:
-    d = deployment(volumeMounts=[{"name": "x", "mountPath": "/x"}], env=[{"name": "A", "valueFrom": {}}])
+    d = deployment(securityContext={"privileged": True}, env=[{"name": "A", "valueFrom": {}}])
     d["spec"]["template"]["spec"]["volumes"] = [{"name": "x"}]
     d["spec"]["template"]["spec"]["containers"].append({"name": "side", "image": "x"})
     lines = problems(dump(d))
     base = "in.yaml[doc 1] spec.template.spec"
-    assert f"{base}.containers[0].volumeMounts: not supported by drover" in " ".join(lines)
+    assert f"{base}.containers[0].securityContext: not supported by drover" in " ".join(lines)
     assert any(line.startswith(f"{base}.containers[0].env[0].valueFrom: ") for line in lines)
-    assert any(line.startswith(f"{base}.volumes: not supported by drover") for line in lines)
+    assert f"{base}.volumes[0]: needs hostPath: drover mounts hostPath volumes only" in lines
     assert any(line.startswith(f"{base}.containers[1]: drover runs one container") for line in lines)
 
 
@@ -230,3 +230,53 @@ volumes:
 def test_kubernetes_image_pull_policy() -> None:
     assert parse(dump(deployment(imagePullPolicy="Always")))[0]["pull"] == "always"
     assert any(".imagePullPolicy: must be" in line for line in problems(dump(deployment(imagePullPolicy="Sometimes"))))
+
+
+def test_kubernetes_host_path_volumes() -> None:
+    d = deployment(volumeMounts=[{"name": "data", "mountPath": "/data", "readOnly": True}])
+    d["spec"]["template"]["spec"]["volumes"] = [{"name": "data", "hostPath": {"path": "/srv/data"}}]
+    expected = {"host": "/srv/data", "volume": None, "container": "/data", "readonly": True}
+    assert parse(dump(d))[0]["volumes"] == [expected]
+    d["spec"]["template"]["spec"]["volumes"] = [{"name": "data", "emptyDir": {}}]
+    lines = problems(dump(d))
+    empty_dir = "in.yaml[doc 1] spec.template.spec.volumes[0].emptyDir: not supported"
+    assert any(line.startswith(empty_dir) for line in lines)
+    assert any(".volumeMounts[0].name: no hostPath volume named 'data'" in line for line in lines)
+
+
+KUBECTL_EXPORT = """
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  creationTimestamp: null
+  labels: {app: hello}
+  name: hello
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: hello}}
+  strategy: {}
+  template:
+    metadata:
+      creationTimestamp: null
+      labels: {app: hello}
+    spec:
+      containers:
+      - image: local/busybox:latest
+        name: busybox
+        resources: {}
+        terminationMessagePath: /dev/termination-log
+        terminationMessagePolicy: File
+      dnsPolicy: ClusterFirst
+      schedulerName: default-scheduler
+      securityContext: {}
+status: {}
+"""
+
+
+def test_what_kubectl_writes_out_is_accepted_and_other_values_are_not() -> None:
+    (hello,) = parse(KUBECTL_EXPORT)
+    assert hello["name"] == "hello" and hello["image"] == "local/busybox:latest"
+    changed = KUBECTL_EXPORT.replace("dnsPolicy: ClusterFirst", "dnsPolicy: None")
+    lines = problems(changed.replace("securityContext: {}", "securityContext: {runAsUser: 1}"))
+    assert any(line.startswith("in.yaml[doc 1] spec.template.spec.dnsPolicy: not supported") for line in lines)
+    assert any(line.startswith("in.yaml[doc 1] spec.template.spec.securityContext: not supported") for line in lines)

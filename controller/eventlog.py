@@ -1,0 +1,105 @@
+"""The controller's copy of the recent cluster events (what ``drover events`` and ``describe`` show), followed
+from the events stream.
+
+It resumes from the last stream sequence it holds whenever the NATS client reconnected (the server's
+ephemeral consumer did not survive a restart, and nats-py's ordered consumer only notices after two missed
+idle heartbeats, then tries once), and every ``resync`` seconds as a safety net; a sequence already held is
+never appended twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import ConsumerConfig, DeliverPolicy
+
+from drover.shared.errors import WireError
+from drover.shared.models import Event
+from drover.shared.retry import Backoff
+
+log = structlog.get_logger("drover.controller.eventlog")
+
+KEEP = 1000  # events read back from the stream at start
+
+
+class EventLog:
+    def __init__(
+        self,
+        js: JetStreamContext,
+        stream: str,
+        subjects: str,
+        events: collections.deque[Event],
+        *,
+        reconnects: Callable[[], int],
+        on_bad: Callable[[], None] = lambda: None,
+        resync: float = 30.0,
+        poll: float = 0.25,
+    ) -> None:
+        self.js, self.stream, self.subjects, self.events = js, stream, subjects, events
+        self.reconnects = reconnects
+        self.on_bad = on_bad
+        self.resync = resync
+        self.poll = poll
+        self.last_seq = 0
+        self.ready = asyncio.Event()
+        self.resubscribed = 0
+
+    def _on_message(self, seq: int, data: bytes) -> None:
+        if seq <= self.last_seq:
+            return  # already held (a resubscription overlapping what was delivered)
+        self.last_seq = seq
+        try:
+            self.events.append(Event.from_wire(data))
+        except WireError:
+            self.on_bad()
+
+    async def run(self) -> None:
+        backoff = Backoff(initial=0.1, cap=2.0)
+        while True:
+            try:
+                await self._follow()
+                backoff.reset()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.info("events stream unavailable, resubscribing", error=repr(exc))
+                await backoff.wait()
+
+    async def _follow(self) -> None:
+        seen = self.reconnects()
+        if self.last_seq == 0:
+            info = await self.js.stream_info(self.stream)
+            last = info.state.last_seq or 0
+            start = max(1, last - KEEP + 1)
+            self.last_seq = start - 1
+        start = self.last_seq + 1
+
+        async def cb(msg: Msg) -> None:
+            self._on_message(msg.metadata.sequence.stream, msg.data)
+
+        sub: Any = await self.js.subscribe(
+            self.subjects,
+            cb=cb,
+            ordered_consumer=True,
+            deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+            config=ConsumerConfig(opt_start_seq=start),
+        )
+        self.resubscribed += 1
+        self.ready.set()
+        try:
+            loop = asyncio.get_running_loop()
+            began = loop.time()
+            while True:  # polled: the client offers no reconnect notification we could wait on
+                await asyncio.sleep(self.poll)
+                if self.reconnects() != seen or loop.time() - began >= self.resync:
+                    return
+        finally:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()

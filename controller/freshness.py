@@ -1,0 +1,79 @@
+"""Deciding node loss on fresh information only.
+
+A node's silence counts only while this controller could have heard it: not while the controller was
+disconnected from NATS, not across a reconnect, and not across a stall of its own event loop (SIGSTOP, a GC
+pause, a busy loop), after which the heartbeats queued in its socket have not been read yet. Each of those
+restarts the silence clock (``restart_clock``). And when most nodes fall silent together, the likely cause is
+the control plane (a NATS restart, a partition of the controller), not the nodes: the controller then evicts
+nothing (Kubernetes' full-disruption mode).
+
+The decisions are pure functions; ``LoopWatch`` measures the loop's lag and the connection at the edge.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+# More than this fraction of the known nodes silent at once is a control-plane disruption.
+DISRUPTION_FRACTION = 0.5
+
+
+def clock_restarts(*, connected: bool, reconnected: bool, lag: float, stall: float) -> bool:
+    """True when the silence clock must restart now: the controller is disconnected (nothing can be heard),
+    it reconnected (what was sent meanwhile is lost or still queued), or its loop stalled for ``stall``
+    seconds or more (queued heartbeats are unread)."""
+    return not connected or reconnected or lag >= stall
+
+
+def disrupted(silent: int, total: int, fraction: float = DISRUPTION_FRACTION) -> bool:
+    """Most nodes silent at once: a control-plane disruption (needs at least two nodes to tell)."""
+    return total >= 2 and silent > total * fraction
+
+
+@dataclass
+class LoopWatch:
+    """Ticks every ``interval`` seconds, measures how late each tick is (the event loop's lag) and watches the
+    NATS connection; calls ``on_restart(now)`` whenever the silence clock must restart.
+
+    Narrow dependencies: ``connected()`` and ``reconnects()`` of the NATS client, a wall clock for the
+    callback and a monotonic clock for the lag."""
+
+    connected: Callable[[], bool]
+    reconnects: Callable[[], int]
+    on_restart: Callable[[float], None]
+    interval: float = 0.1
+    stall: float = 1.0
+    wall: Callable[[], float] = time.time
+    mono: Callable[[], float] = time.monotonic
+    last_tick: float = 0.0
+    max_lag: float = 0.0
+    stalls: int = 0
+
+    def check(self) -> bool:
+        """Measure now (also called by the reconcile loop before it acts, in case it wakes before the ticker
+        after a stall). True when the clock was restarted."""
+        now = self.mono()
+        lag = max(0.0, now - self.last_tick - self.interval) if self.last_tick else 0.0
+        self.last_tick = now
+        self.max_lag = max(self.max_lag, lag)
+        count = self.reconnects()
+        reconnected = count != self._seen_reconnects
+        self._seen_reconnects = count
+        if clock_restarts(connected=self.connected(), reconnected=reconnected, lag=lag, stall=self.stall):
+            if lag >= self.stall:
+                self.stalls += 1
+            self.on_restart(self.wall())
+            return True
+        return False
+
+    _seen_reconnects: int = 0
+
+    async def run(self) -> None:
+        self._seen_reconnects = self.reconnects()
+        self.last_tick = self.mono()
+        while True:
+            await asyncio.sleep(self.interval)
+            self.check()

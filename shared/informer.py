@@ -1,0 +1,162 @@
+"""One informer per KV bucket: list + watch into typed records, the only way drover daemons read a bucket.
+
+Like a Kubernetes informer: it lists the bucket (the watch's initial snapshot), then follows updates; it
+relists when the client reconnected to NATS (an ordered consumer can silently stall across a server restart)
+and every ``resync`` seconds as a safety net. Keys present before a relist and absent after it count as
+deleted, so a delete missed while disconnected is not kept forever. Every value goes through one decode
+path; a DEL, a PURGE, a TTL expiry marker and an empty value are all "deleted".
+
+An entry that does not decode is *damaged*: it is handed to ``on_damaged`` once per (key, revision) — never
+retried in a loop — and the cache keeps the key's last good value (the owner decides to repair it or to
+ignore it). A later good value or a delete clears the damage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+import structlog
+from nats.js.kv import KeyValue
+
+from drover.shared.errors import WireError
+from drover.shared.retry import Backoff
+
+T = TypeVar("T")
+
+log = structlog.get_logger("drover.informer")
+
+DELETE_OPS = ("DEL", "PURGE")
+
+
+@dataclass(frozen=True)
+class Damage:
+    key: str
+    revision: int
+    error: str
+
+
+class Informer(Generic[T]):
+    """Keeps ``items`` (key -> (record, revision)) equal to the bucket; calls ``on_change(key, record|None,
+    revision)`` on every change and ``on_damaged(Damage)`` once per undecodable (key, revision).
+
+    Narrow dependencies: the bucket, a decoder, and ``reconnects()`` (a counter that grows when the NATS client
+    reconnected, e.g. ``lambda: nc.stats["reconnects"]``)."""
+
+    def __init__(
+        self,
+        name: str,
+        kv: KeyValue,
+        decode: Callable[[bytes], T],
+        *,
+        on_change: Callable[[str, T | None, int], None],
+        on_damaged: Callable[[Damage], None] | None = None,
+        reconnects: Callable[[], int] = lambda: 0,
+        resync: float = 30.0,
+        poll: float = 0.25,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.name = name
+        self.kv = kv
+        self.decode = decode
+        self.on_change = on_change
+        self.on_damaged = on_damaged
+        self.reconnects = reconnects
+        self.resync = resync
+        self.poll = poll
+        self.clock = clock
+        self.items: dict[str, tuple[T, int]] = {}
+        self.damaged: dict[str, Damage] = {}
+        self.ready = asyncio.Event()  # set once the first listing has been applied
+        self.relists = 0
+
+    # --- the one decode path ------------------------------------------------------------------------------
+    def apply(self, key: str, value: bytes | None, revision: int, op: str | None) -> None:
+        """Apply one entry of the bucket (from the listing or the watch)."""
+        cur = self.items.get(key)
+        if cur is not None and cur[1] > revision:
+            return  # older than what we hold (a relist racing an update)
+        if op in DELETE_OPS or not value:
+            self.damaged.pop(key, None)
+            if self.items.pop(key, None) is not None or cur is None:
+                self.on_change(key, None, revision)
+            return
+        try:
+            record = self.decode(value)
+        except (WireError, ValueError, TypeError) as exc:
+            known = self.damaged.get(key)
+            if known is not None and known.revision == revision:
+                return  # already told
+            damage = Damage(key, revision, str(exc) or type(exc).__name__)
+            self.damaged[key] = damage
+            log.warning("damaged record", bucket=self.name, key=key, revision=revision, error=damage.error)
+            if self.on_damaged is not None:
+                self.on_damaged(damage)
+            return
+        self.damaged.pop(key, None)
+        self.items[key] = (record, revision)
+        self.on_change(key, record, revision)
+
+    def _relisted(self, listing: dict[str, tuple[bytes | None, int, str | None]]) -> None:
+        for key, (value, revision, op) in listing.items():
+            self.apply(key, value, revision, op)
+        for key in set(self.items) - set(listing):
+            rev = self.items[key][1]
+            del self.items[key]
+            self.on_change(key, None, rev)
+        for key in set(self.damaged) - set(listing):
+            del self.damaged[key]
+
+    # --- list + watch ---------------------------------------------------------------------------------------
+    async def run(self) -> None:
+        backoff = Backoff(initial=0.1, cap=2.0)
+        while True:
+            try:
+                await self._list_and_watch()
+                backoff.reset()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # NATS away, JetStream not ready: relist after a pause
+                log.info("watch interrupted, relisting", bucket=self.name, error=repr(exc))
+                await backoff.wait()
+
+    async def _list_and_watch(self) -> None:
+        seen_reconnects = self.reconnects()
+        watcher = await self.kv.watchall()
+        try:
+            listing: dict[str, tuple[bytes | None, int, str | None]] = {}
+            listed = False
+            started = self.clock()
+            while True:
+                try:
+                    entry: Any = await watcher.updates(timeout=self.poll)  # type: ignore[no-untyped-call]
+                except Exception as exc:
+                    if "timeout" not in type(exc).__name__.lower():
+                        raise
+                    entry = _NOTHING
+                if self.reconnects() != seen_reconnects or self.clock() - started > self.resync:
+                    return  # relist: a new watch delivers the whole bucket again
+                if entry is _NOTHING:
+                    continue
+                if entry is None:
+                    if not listed:
+                        listed = True
+                        self.relists += 1
+                        self._relisted(listing)
+                        listing.clear()
+                        self.ready.set()
+                    continue
+                if not listed:
+                    listing[entry.key] = (entry.value, entry.revision or 0, entry.operation)
+                else:
+                    self.apply(entry.key, entry.value, entry.revision or 0, entry.operation)
+        finally:
+            with contextlib.suppress(Exception):
+                await watcher.stop()  # type: ignore[no-untyped-call]
+
+
+_NOTHING = object()

@@ -1,0 +1,34 @@
+"""One retry/backoff helper: exponential delays with a cap and a reset, for every loop that waits out a
+failure (a watch to re-establish, an event to re-publish, a CAS to retry) instead of hand-written sleeps."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Backoff:
+    """Delays ``initial``, ``initial*factor``, … up to ``cap``; ``reset()`` after a success starts over.
+    ``jitter`` (0..1) shortens each delay by up to that fraction so that many clients do not retry in step."""
+
+    initial: float = 0.1
+    cap: float = 5.0
+    factor: float = 2.0
+    jitter: float = 0.0
+    _next: float = field(default=0.0, init=False)
+    _rng: random.Random = field(default_factory=random.Random, init=False, repr=False)
+
+    def next_delay(self) -> float:
+        delay = self._next or self.initial
+        self._next = min(delay * self.factor, self.cap)
+        if self.jitter:
+            delay *= 1.0 - self.jitter * self._rng.random()
+        return delay
+
+    def reset(self) -> None:
+        self._next = 0.0
+
+    async def wait(self) -> None:
+        await asyncio.sleep(self.next_delay())

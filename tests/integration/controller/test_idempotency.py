@@ -1,0 +1,47 @@
+"""Retried writes on a real nats-server: undo with the same request id moves once, delete and node control
+are compare-and-set and harmless when repeated."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drover.shared.models import NodeControl
+from tests.fixtures import wait_for
+from tests.integration.controller.test_controller import env, manifest  # noqa: F401 (env: fixture)
+
+
+async def _revision(call: Any) -> int:
+    return int((await call("get_services", name="web")).data[0]["revision"])
+
+
+async def test_retried_writes_do_not_act_twice(env: Any) -> None:  # noqa: F811
+    _ctl, agents, call = env
+    await agents.add("n1")
+    assert (await call("apply", manifests=[manifest(replicas=1)])).ok
+    assert (await call("apply", manifests=[manifest(replicas=1, env={"A": "2"})])).ok
+    await wait_for(lambda: _is(call, 2), 10)
+
+    first = await call("rollout_undo", name="web", request_id="req-1")
+    assert first.ok and first.data["revision"] == 1
+    retry = await call("rollout_undo", name="web", request_id="req-1")
+    assert retry.ok and retry.data["revision"] == 1  # not 2 -> 1 -> 2
+    assert await _revision(call) == 1
+    undos = [e for e in (await call("events", service="web")).data if e["kind"] == "rollout-undo"]
+    assert len(undos) == 1
+    stale = await call("rollout_undo", name="web", from_revision=2)
+    assert not stale.ok and "not undone" in stale.error and await _revision(call) == 1
+
+    for _ in range(2):  # cordon twice, then drain: absolute changes of what is stored
+        assert (await call("cordon", node="n1")).ok
+    assert (await call("drain", node="n1")).ok
+    e = await agents.store.nodectl.get("n1")
+    assert NodeControl.from_wire(e.value) == NodeControl(cordoned=True, draining=True)
+    assert (await call("uncordon", node="n1")).ok
+
+    assert (await call("delete", names=["web"])).ok
+    again = await call("delete", names=["web"])
+    assert not again.ok and again.code == "not-found"
+
+
+async def _is(call: Any, rev: int) -> bool:
+    return await _revision(call) == rev

@@ -1,0 +1,71 @@
+"""Stall-safe node loss: the pure decisions (clock restarts, full disruption) and the plan under them."""
+
+from __future__ import annotations
+
+import random
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from drover.controller.freshness import LoopWatch, clock_restarts, disrupted
+from drover.controller.reconcile import plan
+from drover.controller.snapshot import NodeState, node_status
+from drover.controller.state import ClusterState
+from drover.shared.models import Heartbeat, NodeStatus
+from tests.unit.controller.test_reconcile import NOW, ac, node, snap, svc
+
+
+def test_clock_restarts_on_disconnect_reconnect_and_stall() -> None:
+    assert clock_restarts(connected=False, reconnected=False, lag=0.0, stall=1.0)
+    assert clock_restarts(connected=True, reconnected=True, lag=0.0, stall=1.0)
+    assert clock_restarts(connected=True, reconnected=False, lag=1.5, stall=1.0)
+    assert not clock_restarts(connected=True, reconnected=False, lag=0.2, stall=1.0)
+
+
+@given(st.integers(min_value=0, max_value=50), st.integers(min_value=0, max_value=50))
+def test_disruption_is_most_nodes_silent(silent: int, total: int) -> None:
+    silent = min(silent, total)
+    assert disrupted(silent, total) == (total >= 2 and 2 * silent > total)
+
+
+def test_one_lost_node_of_three_is_replaced_but_most_silent_moves_nothing() -> None:
+    a = {"a": [ac("x")], "b": [ac("y")], "c": [ac("z")]}
+    one = plan(snap([node("a"), node("b"), node("c", alive=False)], [svc("web", 3)], a), random.Random(1))
+    assert not one.disrupted and one.assignments["c"] == []
+    most = plan(snap([node("a"), node("b", alive=False), node("c", alive=False)], [svc("web", 3)], a),
+                random.Random(1))
+    assert most.disrupted and most.assignments == {} and most.events == []
+
+
+def test_silence_counts_only_from_the_clock_restart() -> None:
+    """A controller that was stopped for 7 s (grace 3 s) restarts its silence clock on waking: heartbeats
+    7 s old do not make the node lost, and only fresh silence afterwards does."""
+    state = ClusterState(started=0.0, node_grace=3.0)
+    state.on_heartbeat(Heartbeat(node="a"), NOW - 7)
+    n: NodeState = state.nodes["a"]
+    assert node_status(n, NOW, 3.0) is NodeStatus.LOST
+    state.restart_silence_clock(NOW)
+    assert node_status(n, NOW + 2.9, 3.0) is NodeStatus.READY
+    assert node_status(n, NOW + 3.1, 3.0) is NodeStatus.LOST
+
+
+def test_loop_watch_restarts_the_clock_after_a_stall_and_on_reconnect() -> None:
+    t = [100.0]
+    conn = [True]
+    reconnects = [0]
+    restarts: list[float] = []
+    w = LoopWatch(connected=lambda: conn[0], reconnects=lambda: reconnects[0], on_restart=restarts.append,
+                  interval=0.1, stall=1.0, wall=lambda: t[0], mono=lambda: t[0])
+    w.last_tick = t[0]
+    t[0] += 0.15
+    assert not w.check()
+    t[0] += 7.0  # SIGSTOP
+    assert w.check() and restarts == [t[0]] and w.stalls == 1
+    t[0] += 0.1
+    reconnects[0] += 1
+    assert w.check()
+    t[0] += 0.1
+    assert not w.check()
+    conn[0] = False
+    t[0] += 0.1
+    assert w.check() and len(restarts) == 3

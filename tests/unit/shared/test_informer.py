@@ -1,0 +1,58 @@
+"""The informer's one decode path: changes, deletions of every kind, damage told once per revision."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from drover.shared.informer import Damage, Informer
+from drover.shared.models import NodeControl
+
+
+def make() -> tuple[Informer[NodeControl], list[tuple[str, Any, int]], list[Damage]]:
+    changes: list[tuple[str, Any, int]] = []
+    damages: list[Damage] = []
+    inf: Informer[NodeControl] = Informer(
+        "nodectl", None, NodeControl.from_wire,  # type: ignore[arg-type]
+        on_change=lambda k, v, r: changes.append((k, v, r)), on_damaged=damages.append,
+    )
+    return inf, changes, damages
+
+
+def test_changes_deletes_and_damage() -> None:
+    inf, changes, damages = make()
+    inf.apply("n1", NodeControl(cordoned=True).to_wire(), 1, None)
+    assert inf.items["n1"][0].cordoned and changes[-1][0] == "n1"
+    inf.apply("n1", b"\xc1garbage", 2, None)
+    inf.apply("n1", b"\xc1garbage", 2, None)  # the same revision again (a relist): not told twice
+    assert [d.revision for d in damages] == [2]
+    assert inf.items["n1"][0].cordoned  # the last good value is kept
+    inf.apply("n1", b"\xc1garbage", 3, None)
+    assert [d.revision for d in damages] == [2, 3]
+    for op in ("DEL", "PURGE"):
+        inf.apply("n2", NodeControl().to_wire(), 5, None)
+        inf.apply("n2", None, 6, op)
+        assert "n2" not in inf.items and changes[-1] == ("n2", None, 6)
+    inf.apply("n1", b"", 7, None)  # an empty value (a TTL marker) is a deletion too
+    assert "n1" not in inf.items and "n1" not in inf.damaged
+    inf.apply("n3", NodeControl().to_wire(), 9, None)
+    inf.apply("n3", NodeControl(cordoned=True).to_wire(), 8, None)  # older than held: ignored
+    assert not inf.items["n3"][0].cordoned
+
+
+def test_relist_drops_keys_that_vanished() -> None:
+    inf, changes, _ = make()
+    inf.apply("a", NodeControl().to_wire(), 1, None)
+    inf.apply("b", NodeControl().to_wire(), 2, None)
+    inf._relisted({"a": (NodeControl().to_wire(), 1, None)})
+    assert set(inf.items) == {"a"} and changes[-1] == ("b", None, 2)
+
+
+@given(st.binary(max_size=200))
+@settings(max_examples=200)
+def test_random_bytes_never_raise(data: bytes) -> None:
+    inf, _, damages = make()
+    inf.apply("k", data, 1, None)
+    assert ("k" in inf.items) != bool(damages) or not data
