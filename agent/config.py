@@ -29,6 +29,8 @@ def host_memory() -> int:
 class AgentConfig:
     nats_url: str
     node: str
+    creds: str | None = None  # NATS credentials (or nkey seed) file; None: anonymous
+    ca: str | None = None  # the cluster CA (PEM): TLS to NATS; None: plain
     cluster: str = "default"
     address: str = "127.0.0.1"
     labels: dict[str, str] = field(default_factory=dict)
@@ -39,7 +41,8 @@ class AgentConfig:
     metrics_port: int | None = None
     metrics_address: str = "127.0.0.1"
     resync_interval: float = 5.0  # level-triggered re-read of the assignment
-    pull_images: bool = True  # docker: try one pull of a missing image
+    pull_images: bool = True  # docker: pull images as the spec's `pull` says (False: never pull)
+    docker_config: str | None = None  # registry credentials (a Docker config.json); None: ~/.docker/config.json
     gossip_key: bytes | None = None  # cluster gossip key; fetched from (or created in) the KV store when None
     proxy_strategy: str = "round-robin"  # per-node proxy: round-robin | least-conn
     dns_port: int | None = None  # UDP port of the <service>.drover responder on `address`; None = off, 0 = free

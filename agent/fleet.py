@@ -55,6 +55,8 @@ class FleetConfig:
     prefix: str
     count: int
     cluster: str = "default"
+    creds: str | None = None  # NATS credentials: admin, or 'drover credentials agent "P-*"'; None: anonymous
+    ca: str | None = None  # the cluster CA (PEM): TLS to NATS
     address: str = "127.0.0.1"
     labels: dict[str, str] = field(default_factory=dict)
     cpu: float | None = None  # per node; the host's when None
@@ -108,7 +110,10 @@ class HollowFleet:
 
     async def start(self) -> None:
         self.sup = Supervisor(f"fleet-{self.cfg.prefix}")
-        self.nc = await bus.connect(self.cfg.nats_url, name=f"drover-fleet-{self.cfg.prefix}", retry_forever=True)
+        self.nc = await bus.connect(
+            self.cfg.nats_url, name=f"drover-fleet-{self.cfg.prefix}", retry_forever=True, creds=self.cfg.creds,
+            ca=self.cfg.ca,
+        )
         self.store = await bus.open_store(self.nc, self.cfg.cluster)
         base = AgentConfig(nats_url=self.cfg.nats_url, node=self.cfg.prefix, cpu=self.cfg.cpu, memory=self.cfg.memory)
         start = time.monotonic()

@@ -26,6 +26,7 @@ import structlog
 from drover.agent.drivers.base import Driver, Observed
 from drover.shared import wire
 from drover.shared.errors import WireError
+from drover.shared.subjects import is_inbox
 
 if TYPE_CHECKING:
     from nats.aio.client import Client as NATS
@@ -125,6 +126,8 @@ class LogsApi:
             self._sub = None
 
     async def _on_request(self, msg: Msg) -> None:
+        if not is_inbox(msg.reply):  # replies go only to the requester's own inbox
+            return
         if self.active >= self.max_requests:  # refused at once: a flood never queues work on the agent
             await self._reply(
                 msg, {"ok": False, "error": f"node {self.node} serves {self.active} log requests already; retry later"}
@@ -166,6 +169,9 @@ class LogsApi:
         obs = self._find(key)
         if obs is None:
             await self._reply(msg, {"ok": False, "error": f"container {key!r} not found on node {self.node}"})
+            return
+        if follow and stream and not is_inbox(stream):
+            await self._reply(msg, {"ok": False, "error": "stream must be the requester's _INBOX. subject"})
             return
         if not follow or not isinstance(stream, str) or not stream:
             try:

@@ -69,12 +69,13 @@ from drover.shared.models import (
     Heartbeat,
     NodeRegistration,
 )
+from drover.shared.outbox import EventOutbox
 from drover.shared.subjects import Names
 from drover.shared.tasks import Supervisor
 
 
 def make_driver(cfg: AgentConfig) -> Driver:
-    return _make_driver(cfg.driver, cfg.cluster, cfg.node, pull=cfg.pull_images)
+    return _make_driver(cfg.driver, cfg.cluster, cfg.node, pull=cfg.pull_images, docker_config=cfg.docker_config)
 
 
 class Agent:
@@ -86,6 +87,7 @@ class Agent:
         self.boot_id = ""
         self.nc: NATS | None = None
         self.store: ClusterStore | None = None
+        self.outbox: EventOutbox | None = None
         self.sup: Supervisor | None = None
         self.metrics = AgentMetrics(cfg.node)
         self.metrics_port: int | None = None
@@ -143,10 +145,20 @@ class Agent:
         if self.cfg.metrics_port is not None:
             self.metrics_port = self.metrics.serve(self.cfg.metrics_address, self.cfg.metrics_port)
         self.nc = await bus.connect(
-            self.cfg.nats_url, name=f"drover-agent-{self.node}", retry_forever=True, source=self.cfg.nats_source
+            self.cfg.nats_url, name=f"drover-agent-{self.node}", retry_forever=True, creds=self.cfg.creds,
+            ca=self.cfg.ca, source=self.cfg.nats_source,
         )
         reconnects = reconnect_count(self.nc)
         self.store = await bus.open_store(self.nc, self.cfg.cluster)
+        js = self.store.js
+
+        async def js_publish(subject: str, data: bytes, headers: dict[str, str]) -> None:
+            await js.publish(subject, data, headers=headers)
+
+        # Events go through an outbox (acknowledged, retried): a plain publish just after a NATS restart, before
+        # JetStream recovered the events stream, was accepted and silently not stored.
+        self.outbox = EventOutbox(js_publish, self.names.event)
+        self.sup.start("events-out", self.outbox.run)
         feed = self.feed = AssignmentFeed(
             self.node,
             self.boot_id,
@@ -477,18 +489,8 @@ class Agent:
 
     def event(self, kind: str, service: str, container: str, message: str) -> None:
         ev = Event(time=time.time(), kind=kind, service=service, node=self.node, container=container, message=message)
-        nc = self.nc
-        if nc is None or nc.is_closed:
-            return
-        if self.sup is not None:
-            self.sup.spawn(f"event-{kind}", self._publish(self.names.event(kind), ev.to_wire()))
-
-    async def _publish(self, subject: str, data: bytes) -> None:
-        nc = self.nc
-        if nc is None or not (nc.is_connected or nc.is_reconnecting):
-            return
-        with contextlib.suppress(Exception):
-            await nc.publish(subject, data)
+        if self.outbox is not None:
+            self.outbox.put(ev)
 
 
 async def run_agent(cfg: AgentConfig, *, remove_containers: bool = False) -> None:

@@ -23,6 +23,7 @@ import structlog
 
 from drover.agent.drivers.base import Driver, Observed
 from drover.agent.drivers.lines import read_line
+from drover.shared.manifest import HealthSpec
 from drover.shared.models import AssignedContainer
 from drover.shared.tasks import cancel_all
 
@@ -55,11 +56,13 @@ def probe_spec(spec: dict[str, Any]) -> ProbeSpec | None:
     h = spec.get("health")
     if not isinstance(h, dict):
         return None
+    # Defaults from the manifest schema (one definition: the agent used 10 s where the schema says 2 s).
+    d = HealthSpec.model_fields
     common: dict[str, Any] = {
-        "interval": max(0.05, _num(h.get("interval"), 10.0)),
-        "timeout": max(0.05, _num(h.get("timeout"), 1.0)),
-        "failure_threshold": max(1, int(_num(h.get("failure_threshold"), 3))),
-        "initial_delay": _num(h.get("initial_delay"), 0.0),
+        "interval": max(0.05, _num(h.get("interval"), d["interval"].default)),
+        "timeout": max(0.05, _num(h.get("timeout"), d["timeout"].default)),
+        "failure_threshold": max(1, int(_num(h.get("failure_threshold"), d["failure_threshold"].default))),
+        "initial_delay": _num(h.get("initial_delay"), d["initial_delay"].default),
     }
     http, tcp, exe = h.get("http"), h.get("tcp"), h.get("exec")
     if isinstance(http, dict) and isinstance(http.get("port"), int):

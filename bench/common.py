@@ -25,11 +25,12 @@ def nats_binary() -> str:
 
 
 class Nats:
-    def __init__(self) -> None:
+    def __init__(self, *, config: str | None = None) -> None:
+        """``config``: a nats-server config file read first (e.g. TLS and authorisation)."""
         self.dir = Path(tempfile.mkdtemp(prefix="drover-bench-"))
         self.proc = subprocess.Popen(
-            [nats_binary(), "-a", "127.0.0.1", "-p", "-1", "--ports_file_dir", str(self.dir), "-js",
-             "-sd", str(self.dir / "js")],
+            [nats_binary(), *(["-c", config] if config else []), "-a", "127.0.0.1", "-p", "-1",
+             "--ports_file_dir", str(self.dir), "-js", "-sd", str(self.dir / "js")],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 10
@@ -75,14 +76,15 @@ def rss_mib(pid: int) -> float:
 
 
 class Api:
-    def __init__(self, url: str, cluster: str):
+    def __init__(self, url: str, cluster: str, *, creds: str | None = None, ca: str | None = None):
         self.url, self.cluster = url, cluster
+        self.creds, self.ca = creds, ca
 
     async def __aenter__(self) -> Api:
         from drover.shared import bus
         from drover.shared.subjects import Names
 
-        self.nc = await bus.connect(self.url, name="bench")
+        self.nc = await bus.connect(self.url, name="bench", creds=self.creds, ca=self.ca)
         self.names = Names(self.cluster)
         return self
 

@@ -249,6 +249,10 @@ async def describe_service(ctl: Controller, body: dict[str, Any]) -> Any:
         "autoscale": autoscaler.describe(ctl, rec),
         "labels": rec.labels,
         "history": history,
+        "runs": [
+            {**r, "started": views.iso(r.get("started")), "finished": views.iso(r.get("finished") or None)}
+            for r in rec.job_runs
+        ],
         # A big service's replicas do not fit in one reply (nor on a screen): the first ones and a summary.
         "containers": containers[:DESCRIBE_CONTAINERS],
         "containers_summary": views.summary(containers),

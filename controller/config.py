@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 class ControllerConfig:
     nats_url: str
     cluster: str = "default"
+    creds: str | None = None  # NATS credentials (or nkey seed) file; None: anonymous
+    ca: str | None = None  # the cluster CA (PEM): TLS to NATS; None: plain
     id: str | None = None
     node_grace: float = 3.0  # seconds without a heartbeat before a node is lost
     metrics_port: int | None = None

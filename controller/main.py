@@ -40,7 +40,7 @@ from drover.shared.manifest import ManifestError
 from drover.shared.models import ApiReply, Assignment, Event, Heartbeat, NodeStatus
 from drover.shared.outbox import EventOutbox
 from drover.shared.retry import Backoff
-from drover.shared.secretbox import SecretBox, default_key_file, load_or_create_key
+from drover.shared.secretbox import default_key_file
 from drover.shared.subjects import Names
 from drover.shared.tasks import Supervisor
 
@@ -66,7 +66,7 @@ class Controller:
         self.elector: Elector | None = None
         self._node_status: dict[str, NodeStatus] = {}
         self._last_beat: dict[str, tuple[Any, ...]] = {}  # node -> what its last full heartbeat said
-        self._rest = 0.0  # seconds to leave the event loop to others before the next reconcile pass
+        self._rest_until = 0.0  # perf_counter time before which the next reconcile pass waits (see the loop)
         # The last pass changed nothing and no rollout is under way: timed passes can be skipped until a change.
         self._settled = False
         self.autoscaler = Autoscaler(self)
@@ -76,7 +76,10 @@ class Controller:
     # --- lifecycle ------------------------------------------------------------------------------------------
     async def start(self) -> None:
         self.sup = Supervisor(f"controller-{self.id}")
-        self.nc = await bus.connect(self.cfg.nats_url, name=f"drover-controller-{self.id}", retry_forever=True)
+        self.nc = await bus.connect(
+            self.cfg.nats_url, name=f"drover-controller-{self.id}", retry_forever=True, creds=self.cfg.creds,
+            ca=self.cfg.ca,
+        )
         self.store = await bus.open_store(self.nc, self.cfg.cluster)
         await cluster_key(self.store)  # the agents' shared gossip key exists from the cluster's start
         await self._open_secrets()
@@ -142,7 +145,7 @@ class Controller:
         """The secrets bucket, the cluster's secret key (from a file, never NATS) and the agents' reads."""
         key_file = Path(self.cfg.secret_key_file) if self.cfg.secret_key_file else default_key_file(self.cfg.cluster)
         kv = await self.store.open_bucket(self.names.secrets_bucket)
-        self.secrets = Secrets(kv, SecretBox(load_or_create_key(key_file)))
+        self.secrets = Secrets(kv, key_file)
         handler = secrets_api.read_handler(self)
         self._subs.append(await self.nc.subscribe(self.names.secret_read_all, queue="controllers", cb=handler))
 
@@ -297,14 +300,15 @@ class Controller:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self._next_wait(time.time())):
                     await self._dirty.wait()
-            if self._rest > 0:
-                await asyncio.sleep(self._rest)
-                self._rest = 0.0
+            rest = self._rest_until - time.perf_counter()
+            if rest > 0:
+                await asyncio.sleep(rest)
             woken = self._dirty.is_set()
             self._dirty.clear()
             if self.loopwatch.check():
                 continue  # the loop stalled or NATS came back: read what is queued before judging anyone
             now = time.time()
+            self.state.expire_unregistered(now)  # heartbeats of names nobody registered do not pile up
             if not self.is_leader or not self._warm(now):
                 continue
             if not woken and self._settled and not self._nodes_changed(now) and not self.feeds.damaged_assignments:
@@ -333,9 +337,11 @@ class Controller:
         self.metrics.reconcile_seconds.observe(took)
         # Rest as long as the pass took (at most a second): the controller spends at most half its time
         # planning, and a burst of changes (thousands of heartbeats) is planned in one pass, not one each.
-        self._rest = min(took, 1.0)
+        self._rest_until = time.perf_counter() + min(took, 1.0)
+        # (a scheduled job is never settled: its next tick must be looked at without anything changing)
         self._settled = p.empty and not p.disrupted and not any(
-            svc.rollout_state == "progressing" for svc in snap.services.values() if not svc.deleted
+            svc.rollout_state == "progressing" or svc.spec.get("schedule")
+            for svc in snap.services.values() if not svc.deleted
         )
         if took > 0.5:
             replicas = sum(len(a.containers) for a in snap.assignments.values())
@@ -351,6 +357,7 @@ class Controller:
         if p.empty:
             return
         await self._record_verdicts(p.verdicts)
+        await records.record_jobs(self, p.jobs)
         for ev in p.events:
             self.post(ev.kind, service=ev.service, node=ev.node, container=ev.container, message=ev.message)
         if self.is_leader:  # the lease may have lapsed while the verdicts were written

@@ -11,13 +11,16 @@ import random
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from drover.controller.freshness import disrupted
+from drover.controller.jobs import job_decision, stopped
 from drover.controller.rollout import ReplicaView, Verdict, judge_rollout, service_step
 from drover.controller.scheduler import NodeView, PlacementRequest, place
 from drover.controller.snapshot import Snapshot, node_status
-from drover.controller.workloads import sticky_homes
-from drover.shared.models import AssignedContainer, NodeStatus, ServiceRecord
+from drover.controller.workloads import eligible_nodes, global_homes, job_replica_id, sticky_homes
+from drover.shared.constraints import pin_to
+from drover.shared.models import AssignedContainer, ContainerStatus, NodeStatus, ServiceRecord
 from drover.shared.workloads import sticky
 
 
@@ -37,11 +40,12 @@ class ClusterPlan:
     unplaced: dict[str, str] = field(default_factory=dict)  # service -> why (level, not an event)
     failed: dict[str, str] = field(default_factory=dict)  # service -> the error that made this pass skip it
     verdicts: dict[str, Verdict] = field(default_factory=dict)  # service -> rollout change to record
+    jobs: dict[str, dict[str, Any]] = field(default_factory=dict)  # job service -> record fields to write
     disrupted: bool = False  # most nodes silent at once: a control-plane disruption, nothing was planned
 
     @property
     def empty(self) -> bool:
-        return not self.assignments and not self.verdicts
+        return not self.assignments and not self.verdicts and not self.jobs
 
 
 def new_replica_id(rng: random.Random) -> str:
@@ -85,6 +89,15 @@ def plan(snap: Snapshot, rng: random.Random) -> ClusterPlan:
         work[node] = [c for c in work[node] if c.id != rid]
         changed.add(node)
 
+    respecced: set[str] = set()  # nodes where a replica's spec changed (a failed job's: restart never)
+
+    def stop_retrying(node: str, rid: str) -> None:
+        new = [stopped(c) if c.id == rid else c for c in work[node]]
+        if new != work[node]:
+            work[node] = new
+            changed.add(node)
+            respecced.add(node)
+
     # 1. Replicas of deleted services go; replicas of lost (or unknown) nodes are replaced elsewhere.
     for node, containers in list(work.items()):
         st = status.get(node, NodeStatus.LOST)
@@ -111,12 +124,25 @@ def plan(snap: Snapshot, rng: random.Random) -> ClusterPlan:
 
     creates: list[tuple[ServiceRecord, int, frozenset[str]]] = []
     evictable: dict[str, list[tuple[str, str]]] = {}
+    nodes_info = {n: (status[n] is NodeStatus.READY, n, dict(s.reg.labels)) for n, s in snap.nodes.items()}
     for name in sorted(snap.services):
         svc = snap.services[name]
         if svc.deleted:
             continue
         try:
-            _service_pass(snap, svc, status, replicas_of.get(name, []), out, remove, creates, evictable)
+            mode = svc.spec.get("mode")
+            replicas = replicas_of.get(name, [])
+            if mode == "job":
+                _job_pass(snap, svc, replicas, out, remove, stop_retrying, creates)
+                continue
+            if mode == "global":  # one per eligible node: as many replicas as such nodes, none elsewhere
+                eligible = set(eligible_nodes(nodes_info, svc.spec))
+                for node, c in replicas:
+                    if node not in eligible:
+                        remove(node, c.id)
+                replicas = [(node, c) for node, c in replicas if node in eligible]
+                svc = svc.model_copy(update={"replicas": len(eligible)})
+            _service_pass(snap, svc, status, replicas, out, remove, creates, evictable)
         except Exception as exc:  # one service's bad record must never stop the others (reported, skipped)
             out.failed[name] = f"rollout step failed: {_why(exc)}"
 
@@ -130,7 +156,11 @@ def plan(snap: Snapshot, rng: random.Random) -> ClusterPlan:
                 # Replicas with volumes go back to the nodes that hold their data (sticky), the rest anywhere.
                 homes = sticky_homes(svc.name, svc.revision, snap.assignments, work, schedulable, count) \
                     if sticky(svc.spec) else []
-                for home, n in [*Counter(homes).items(), (None, count - len(homes))]:
+                rest = count - len(homes)
+                if svc.spec.get("mode") == "global":
+                    targets = eligible_nodes(nodes_info, svc.spec)
+                    homes, rest = global_homes(svc.name, svc.revision, targets, work, count), 0
+                for home, n in [*Counter(homes).items(), (None, rest)]:
                     if n > 0:
                         _place_service(svc, n, avoid, views_by_node, order, work, changed, carried_restarts,
                                        evictable, out, remove, rng, home=home)
@@ -139,7 +169,7 @@ def plan(snap: Snapshot, rng: random.Random) -> ClusterPlan:
 
     for node in changed:
         before = [c.id for c in snap.assignments[node].containers] if node in snap.assignments else []
-        if [c.id for c in work[node]] != before:
+        if [c.id for c in work[node]] != before or node in respecced:
             out.assignments[node] = work[node]
     return out
 
@@ -235,14 +265,15 @@ def _place_service(
         count=count,
         cpu=cpu,
         memory=mem,
-        constraints=tuple(placement.get("constraints") or ()) + ((f"node.name == {home}",) if home else ()),
+        # the home pin written through the grammar's own normal form: a node name may hold '=' (a KV key can)
+        constraints=tuple(placement.get("constraints") or ()) + ((pin_to(home),) if home else ()),
         spread=placement.get("spread"),
         avoid_nodes=avoid,
     )
     result = place(views_by_node, req, rng=rng)
     carried = carried_restarts.get(svc.name, [])
     for p in result.placements:
-        rid = new_replica_id(rng)
+        rid = job_replica_id(svc.job_run, rng) if svc.spec.get("mode") == "job" else new_replica_id(rng)
         restarts = carried.pop(0) if carried else 0
         work.setdefault(p.node, []).append(
             AssignedContainer(id=rid, service=svc.name, revision=svc.revision, spec=svc.spec, restarts=restarts)
@@ -256,6 +287,33 @@ def _place_service(
         out.unplaced[svc.name] = f"{result.unplaced} replica(s) cannot be placed ({why})"
         for rid, node in evictable.get(svc.name, []):
             remove(node, rid)
+
+
+def _job_pass(
+    snap: Snapshot,
+    svc: ServiceRecord,
+    replicas: list[tuple[str, AssignedContainer]],
+    out: ClusterPlan,
+    remove: Callable[[str, str], None],
+    stop_retrying: Callable[[str, str], None],
+    creates: list[tuple[ServiceRecord, int, frozenset[str]]],
+) -> None:
+    """A job's pass (controller/jobs.py decides; here the plan is changed)."""
+
+    def observed(node: str, rid: str) -> ContainerStatus | None:
+        n = snap.nodes.get(node)
+        return n.observed.get(rid) if n is not None else None
+
+    d = job_decision(svc, replicas, observed, snap.now)
+    for node, rid in d.remove:
+        remove(node, rid)
+    for node, rid in d.stop_retrying:
+        stop_retrying(node, rid)
+    if d.record:
+        out.jobs[svc.name] = d.record
+    out.events.extend(PlannedEvent(kind, svc.name, message=msg) for kind, msg in d.events)
+    if d.create:
+        creates.append((svc.model_copy(update={"job_run": d.run}), d.create, frozenset()))
 
 
 def _with_added(v: NodeView, service: str, cpu: float, mem: int) -> NodeView:

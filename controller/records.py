@@ -84,6 +84,19 @@ async def delete_service(kv: KeyValue, name: str) -> int | None:
     raise ConflictError(f"service {name}: too many concurrent writers, try again")
 
 
+async def record_jobs(ctl: Controller, jobs: dict[str, dict[str, object]]) -> None:
+    """Write what a pass decided about jobs (current run, last tick, runs) into their records."""
+    for name, fields in jobs.items():
+
+        def change(old: ServiceRecord | None, fields: dict[str, object] = fields) -> ServiceRecord | None:
+            return None if old is None or old.deleted else old.model_copy(update=fields)
+
+        try:
+            await update_service(ctl, name, change)
+        except Exception as exc:  # the next pass decides again from the record as it is
+            ctl.log.info("job state not recorded", service=name, error=str(exc))
+
+
 def _set_result(history: list[RevisionEntry], revision: int, result: str) -> list[RevisionEntry]:
     return [h.model_copy(update={"result": result}) if h.revision == revision else h for h in history]
 

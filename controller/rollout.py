@@ -12,6 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from drover.shared.manifest import UpdatePolicy
+
 
 @dataclass(frozen=True)
 class ReplicaView:
@@ -43,12 +45,23 @@ def resolve_bound(value: Any, replicas: int, *, round_up: bool) -> int:
     return max(0, int(value))
 
 
+def _default(name: str) -> Any:
+    """The manifest schema's default of an ``update`` field: the one definition every reader uses (a stored
+    spec has every field written out; older records and hand-built ones may not)."""
+    return UpdatePolicy.model_fields[name].default
+
+
 def update_bounds(update: Mapping[str, Any], replicas: int) -> tuple[int, int, float]:
-    surge = resolve_bound(update.get("max_surge", 1), replicas, round_up=True)
-    unavailable = resolve_bound(update.get("max_unavailable", 0), replicas, round_up=False)
+    surge = resolve_bound(update.get("max_surge", _default("max_surge")), replicas, round_up=True)
+    unavailable = resolve_bound(update.get("max_unavailable", _default("max_unavailable")), replicas, round_up=False)
     if surge == 0 and unavailable == 0:
         surge = 1  # both zero could never make progress
-    return surge, unavailable, float(update.get("min_ready", 0.0) or 0.0)
+    min_ready = update.get("min_ready", _default("min_ready"))
+    return surge, unavailable, float(min_ready if min_ready is not None else _default("min_ready"))
+
+
+def progress_deadline(update: Mapping[str, Any]) -> float:
+    return float(update.get("progress_deadline") or _default("progress_deadline"))
 
 
 def _available(r: ReplicaView, now: float, min_ready: float) -> bool:
@@ -143,7 +156,7 @@ def judge_rollout(
         return None
     update = spec.get("update") or {}
     _, _, min_ready = update_bounds(update, replicas)
-    deadline = float(update.get("progress_deadline", 120.0) or 120.0)
+    deadline = progress_deadline(update)
     new = [r for r in current if r.revision == revision and not r.leaving]
     old = [r for r in current if r.revision != revision]
     available = sum(_available(r, now, min_ready) for r in new)
@@ -164,7 +177,7 @@ def judge_rollout(
     elif now - since > deadline:
         reason = f"revision {revision} made no progress within progress_deadline ({deadline:g}s)"
     if reason:
-        auto = bool(update.get("auto_rollback", True))
+        auto = bool(update.get("auto_rollback", _default("auto_rollback")))
         if auto and last_good and last_good != revision:
             return Verdict("rolled-back", reason, rollback_to=last_good)
         return Verdict("failed", reason)

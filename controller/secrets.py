@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nats.aio.msg import Msg
@@ -20,7 +21,7 @@ from drover.controller import records
 from drover.shared import wire
 from drover.shared.errors import NotFoundError, ValidationError, WireError
 from drover.shared.models import ServiceRecord
-from drover.shared.secretbox import SecretBox, SecretKeyError, SecretRecord
+from drover.shared.secretbox import SecretBox, SecretKeyError, SecretRecord, load_or_create_key
 from drover.shared.workloads import secret_name, secrets_used
 
 if TYPE_CHECKING:
@@ -40,11 +41,19 @@ def node_may_read(containers: list[Any], name: str) -> bool:
 
 
 class Secrets:
-    """The secrets bucket and the cluster key; narrow: a KV bucket and a box."""
+    """The secrets bucket and the cluster key; narrow: a KV bucket and the key file."""
 
-    def __init__(self, kv: KeyValue, box: SecretBox):
+    def __init__(self, kv: KeyValue, key_file: Path):
         self.kv = kv
-        self.box = box
+        self.key_file = key_file
+        self._box: SecretBox | None = None
+
+    @property
+    def box(self) -> SecretBox:
+        """The key is read (or made) on first use: a cluster without secrets never touches the file."""
+        if self._box is None:
+            self._box = SecretBox(load_or_create_key(self.key_file))
+        return self._box
 
     async def get(self, name: str) -> tuple[SecretRecord, int] | None:
         try:

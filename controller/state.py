@@ -23,6 +23,11 @@ from drover.shared.models import (
 
 T = TypeVar("T")
 
+# Heartbeats of nodes with no registration yet are kept (one may simply arrive first), but only this many,
+# and each only this long without a registration: names nobody registered cannot grow the controller.
+MAX_UNREGISTERED = 256
+UNREGISTERED_TTL = 60.0
+
 
 @dataclass
 class Versioned(Generic[T]):
@@ -42,6 +47,7 @@ class ClusterState:
     service_rps: dict[str, dict[str, float]] = field(default_factory=dict)  # node -> service -> new conns/s
     events: collections.deque[Event] = field(default_factory=lambda: collections.deque(maxlen=5000))
     term: int = 1
+    unregistered: set[str] = field(default_factory=set)  # nodes known from heartbeats only
     held_services: set[str] = field(default_factory=set)  # damaged service records without a good value
 
     # --- desired state, from KV -------------------------------------------------------------------------
@@ -64,6 +70,7 @@ class ClusterState:
             self.assignments[node] = Versioned(a, rev)
 
     def set_registration(self, reg: NodeRegistration | None, name: str, now: float) -> None:
+        self.unregistered.discard(name)
         if reg is None:
             self.nodes.pop(name, None)
             self.service_rps.pop(name, None)
@@ -92,7 +99,13 @@ class ClusterState:
         """Record a heartbeat; True when something that matters to reconciliation changed."""
         node = self.nodes.get(hb.node)
         if node is None:
-            # A heartbeat before its registration reached us: keep it with a minimal registration.
+            # A heartbeat before its registration reached us: keep it with a minimal registration, within
+            # bounds (forged or stray names must not grow this cache without limit).
+            if len(self.unregistered) >= MAX_UNREGISTERED:
+                self.expire_unregistered(now)
+                if len(self.unregistered) >= MAX_UNREGISTERED:
+                    return False
+            self.unregistered.add(hb.node)
             node = NodeState(
                 reg=NodeRegistration(name=hb.node),
                 ctl=self.controls.get(hb.node, NodeControl()),
@@ -116,6 +129,18 @@ class ClusterState:
             self.ready_since.pop(rid, None)
         node.observed = new
         return changed
+
+    def expire_unregistered(self, now: float) -> list[str]:
+        """Forget nodes that never registered and sent no heartbeat for ``UNREGISTERED_TTL``."""
+        gone = [
+            n for n in self.unregistered
+            if (hb := self.nodes[n].last_heartbeat if n in self.nodes else None) is None or now - hb > UNREGISTERED_TTL
+        ]
+        for n in gone:
+            self.unregistered.discard(n)
+            self.nodes.pop(n, None)
+            self.service_rps.pop(n, None)
+        return gone
 
     def touch(self, name: str, now: float) -> bool:
         """A heartbeat that repeats the node's last one: only its time counts. False when that is not enough

@@ -7,7 +7,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from drover.controller.reconcile import allocation
+from drover.controller.rollout import progress_deadline
 from drover.controller.snapshot import Snapshot, node_status
+from drover.controller.workloads import JobReplica, eligible_nodes, job_params, job_state, run_of
 from drover.shared.models import (
     AssignedContainer,
     ContainerState,
@@ -85,11 +87,25 @@ def service_status(rec: ServiceRecord, rows: list[dict[str, Any]], now: float, u
         return ServiceStatus.ROLLED_BACK if settled and ready == rec.replicas else ServiceStatus.ROLLING_BACK
     if settled and ready == rec.replicas:
         return ServiceStatus.AVAILABLE
-    deadline = float((rec.spec.get("update") or {}).get("progress_deadline", 120.0) or 120.0)
+    deadline = progress_deadline(rec.spec.get("update") or {})
     crashing = any(r["state"] in (ContainerState.CRASH_LOOP, ContainerState.LOST) for r in rows)
     if (settled and crashing) or now - rec.updated > deadline:
         return ServiceStatus.DEGRADED
     return ServiceStatus.PROGRESSING
+
+
+def job_status(rec: ServiceRecord, rows: list[dict[str, Any]]) -> str:
+    """running | succeeded | failed: the current run's, else the last recorded run's (a scheduled job before
+    its first tick is running: its schedule is)."""
+    run = rec.job_run if rec.spec.get("schedule") else max(rec.job_run, 1)
+    current = [
+        JobReplica(r["id"], r["node"], r["state"], r.get("exit_code"), int(r.get("restarts") or 0))
+        for r in rows if r["revision"] == rec.revision and run_of(r["id"]) == run
+    ]
+    if current or not rec.spec.get("schedule"):
+        return job_state(rec.spec, current).status
+    last = [r for r in rec.job_runs if r.get("result")]
+    return str(last[-1]["result"]) if last else "running"
 
 
 def service_rows(
@@ -105,8 +121,13 @@ def service_rows(
     notes = notes or {}
     # Only what the counts and the status need (no full container rows: `get services` at 10,000 replicas).
     by_service: dict[str, list[dict[str, Any]]] = {}
-    for _node, c, _obs, state, ready in _replicas(snap, name, None):
-        by_service.setdefault(c.service, []).append({"revision": c.revision, "state": str(state), "ready": ready})
+    for node, c, obs, state, ready in _replicas(snap, name, None):
+        by_service.setdefault(c.service, []).append({
+            "revision": c.revision, "state": str(state), "ready": ready,
+            # what a job's status needs: which run, how it ended, how often it was retried
+            "id": c.id, "node": node, "exit_code": obs.exit_code if obs else None,
+            "restarts": c.restarts + (obs.restarts if obs else 0),
+        })
     out = []
     for svc_name in sorted(snap.services):
         if name is not None and svc_name != name:
@@ -115,6 +136,15 @@ def service_rows(
         if rec.deleted:
             continue
         rows = by_service.get(svc_name, [])
+        mode = rec.spec.get("mode")
+        if mode == "global":  # desired: one per eligible node
+            info = {n: (node_status(s, snap.now, snap.node_grace) is NodeStatus.READY, n, s.reg.labels)
+                    for n, s in snap.nodes.items()}
+            rec = rec.model_copy(update={"replicas": len(eligible_nodes(info, rec.spec))})
+        elif mode == "job":
+            rec = rec.model_copy(update={"replicas": job_params(rec.spec)[0]})
+        stuck = svc_name in unplaced
+        status = job_status(rec, rows) if mode == "job" else str(service_status(rec, rows, snap.now, stuck))
         out.append(
             {
                 "name": svc_name,
@@ -124,7 +154,7 @@ def service_rows(
                 "running": sum(1 for r in rows if r["state"] == ContainerState.RUNNING),
                 "ready": sum(1 for r in rows if r["ready"]),
                 "updated": sum(1 for r in rows if r["revision"] == rec.revision),
-                "status": str(service_status(rec, rows, snap.now, svc_name in unplaced)),
+                "status": status,
                 "labels": dict(rec.labels),
                 "message": unplaced.get(svc_name, "") or notes.get(svc_name, "") or rec.rollout_reason,
                 "created": iso(rec.created),

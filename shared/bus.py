@@ -4,6 +4,7 @@ and creating the JetStream KV buckets and the events stream of a cluster."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -20,6 +21,7 @@ from nats.js.kv import KeyValue
 
 from drover.shared.errors import PermanentError, TemporaryError
 from drover.shared.natsurls import split_urls
+from drover.shared.security import connect_options, is_permission_error
 from drover.shared.subjects import Names
 
 log = structlog.get_logger("drover.bus")
@@ -61,14 +63,34 @@ class SourceBoundTransport(TcpTransport):
         return super().writelines(payload)  # type: ignore[no-untyped-call]
 
 
+async def _log_permission_errors(exc: Exception) -> None:
+    # The server refused something our credentials do not allow: worth a log line (a misconfigured role),
+    # never a crash. Other async errors are reconnect noise.
+    if is_permission_error(exc):
+        log.warning("nats refused an operation: permission denied", error=str(exc))
+
+
 async def connect(
-    url: str | Sequence[str], *, name: str, retry_forever: bool = False, timeout: float = 2.0,
+    url: str | Sequence[str],
+    *,
+    name: str,
+    retry_forever: bool = False,
+    timeout: float = 2.0,
+    creds: str | None = None,
+    ca: str | None = None,
     source: str | None = None,
 ) -> NATS:
     """Connect to NATS: ``url`` is one URL, a comma-separated list or a list; nats-py tries the servers in
     turn (and reconnects to any of them later). Daemons pass ``retry_forever`` so that a NATS outage at
-    start is waited out; after the first connection the client reconnects on its own, forever.
-    ``source``: the local address the connections leave from."""
+    start is waited out; after the first connection the client reconnects on its own, forever. ``creds``
+    (a NATS credentials or nkey seed file) and ``ca`` (the cluster CA's PEM: TLS) authenticate and encrypt
+    the connection; without them it is plain and anonymous, which a secured server refuses. ``source``: the
+    local address the connections leave from."""
+    security = connect_options(creds, ca)
+    if ca:
+        # nats-py's protocol makes asyncio warn "returning true from eof_received() has no effect when using
+        # ssl" whenever a TLS connection closes: noise, not news.
+        logging.getLogger("asyncio").setLevel(logging.ERROR)
     servers = split_urls(url)
     url = ",".join(servers)  # for messages
     delay = 0.2
@@ -82,12 +104,13 @@ async def connect(
             }
             await nc.connect(
                 servers=servers,
+                **security,
                 name=name,
                 allow_reconnect=True,
                 max_reconnect_attempts=-1,
                 ping_interval=5,
                 max_outstanding_pings=2,
-                error_cb=_quiet,
+                error_cb=_log_permission_errors,
                 disconnected_cb=_quiet,
                 reconnected_cb=_quiet,
                 **options,

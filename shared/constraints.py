@@ -32,6 +32,7 @@ __all__ = [
     "parse_constraint",
     "parse_constraints",
     "parse_spread",
+    "pin_to",
     "spread_label",
 ]
 
@@ -189,6 +190,11 @@ def parse_constraint(text: str, *, max_length: int | None = MAX_CONSTRAINT_LENGT
             detail = f"{text[i]!r} in a value must be quoted"
         raise ConstraintError(f"{SYNTAX_HINT}: {detail}")
     return Constraint(label=label, equal=equal, value=value)
+
+
+def pin_to(node: str) -> str:
+    """The constraint text ``node.name == <node>``, quoted when the name needs it."""
+    return Constraint(label=None, equal=True, value=node).text
 
 
 def parse_constraints(texts: tuple[str, ...] | list[str]) -> tuple[Constraint, ...]:

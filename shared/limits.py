@@ -10,10 +10,12 @@ from __future__ import annotations
 __all__ = [
     "MAX_CPU",
     "MAX_DURATION",
+    "MAX_IMAGE_LENGTH",
     "MAX_ITEMS",
     "MAX_MANIFEST_BYTES",
     "MAX_NESTING",
     "MAX_REPLICAS",
+    "MAX_SPEC_BYTES",
     "MAX_YAML_NODES",
 ]
 
@@ -31,3 +33,8 @@ MAX_YAML_NODES = 1_000_000
 MAX_DURATION = 365 * 24 * 3600.0
 #: the most cores a resource request may name
 MAX_CPU = 100_000.0
+#: a service's spec once encoded (JSON): its record keeps it with up to 20 earlier revisions, and all of
+#: that must fit in one NATS message (1 MiB by default)
+MAX_SPEC_BYTES = 40 * 1024
+#: an image reference (Docker's own limit on a name is 255 per component)
+MAX_IMAGE_LENGTH = 1024

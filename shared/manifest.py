@@ -21,7 +21,7 @@ from pydantic_core import PydanticCustomError
 
 from drover.shared import convert, units
 from drover.shared.constraints import Constraint, parse_constraint, parse_spread
-from drover.shared.limits import MAX_ITEMS, MAX_REPLICAS
+from drover.shared.limits import MAX_IMAGE_LENGTH, MAX_ITEMS, MAX_REPLICAS, MAX_SPEC_BYTES
 from drover.shared.manifest_errors import (
     CROSS_CHECK_ERROR,
     ManifestError,
@@ -248,7 +248,7 @@ class PlacementSpec(_Model):
 
 
 class ServiceSpec(_Model):
-    image: Annotated[str, Field(min_length=1)]
+    image: Annotated[str, Field(min_length=1, max_length=MAX_IMAGE_LENGTH)]
     command: StringList | None = None
     env: dict[Annotated[str, AfterValidator(_env_name)], Text] = Field(default_factory=dict)
     replicas: int = Field(default=1, ge=0, le=MAX_REPLICAS)
@@ -267,6 +267,14 @@ class ServiceSpec(_Model):
     volumes: Annotated[list[VolumeSpec], Field(max_length=MAX_ITEMS)] = Field(default_factory=list)
     files: Annotated[list[FileSpec], Field(max_length=MAX_ITEMS)] = Field(default_factory=list)
     pull: PullPolicy = "if-missing"
+
+    @model_validator(mode="after")
+    def _small_enough_to_store(self) -> Self:
+        size = len(json.dumps(self.model_dump(mode="json"), separators=(",", ":")).encode())
+        if size > MAX_SPEC_BYTES:
+            _cross_check([((), f"is {size // 1024} KiB once encoded, more than {MAX_SPEC_BYTES // 1024} KiB "
+                                "(large files belong in a volume)")])
+        return self
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:

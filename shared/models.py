@@ -141,11 +141,15 @@ class Assignment(Record):
     """
 
     node: str
-    generation: Counter = 0
-    term: Counter = 0
+    # Plain ints in memory (building one never raises); the bound is checked where it is stored or read.
+    generation: int = 0
+    term: int = 0
     containers: list[AssignedContainer] = Field(default_factory=list)
 
     def to_wire(self) -> bytes:
+        for field, value in (("term", self.term), ("generation", self.generation)):
+            if not 0 <= value <= MAX_COUNTER:
+                raise WireError(f"Assignment: {field}: {value} is outside 0..{MAX_COUNTER}")
         services: dict[str, dict[str, Any]] = {}
         for c in self.containers:
             section = services.setdefault(c.service, {"specs": {}, "replicas": []})
@@ -160,7 +164,10 @@ class Assignment(Record):
     @classmethod
     def from_dict(cls, body: dict[str, Any]) -> Self:
         if "services" not in body:
-            return super().from_dict(body)
+            old = super().from_dict(body)
+            if not (0 <= old.term <= MAX_COUNTER and 0 <= old.generation <= MAX_COUNTER):
+                raise WireError(f"Assignment: term or generation outside 0..{MAX_COUNTER}")
+            return old
         w = AssignmentWire.from_dict(body)
         containers: list[AssignedContainer] = []
         for name, section in w.services.items():
@@ -250,6 +257,11 @@ class ServiceRecord(Record):
     rollout_progress_at: float = 0.0
     last_good: int = 0  # newest revision whose rollout completed (0 = none yet)
     paused: bool = False
+    # mode: job — the current run (replica ids r<run>-…), the last schedule tick handled, recent runs
+    # ({run, revision, started, finished, result}).
+    job_run: int = 0
+    job_last_tick: float = 0.0
+    job_runs: list[dict[str, Any]] = Field(default_factory=list)
     last_request: str = ""  # id of the last request that changed the desired revision (retries are not redone)
 
     def revision_spec(self, revision: int) -> dict[str, Any] | None:

@@ -44,6 +44,14 @@ class Names:
     def heartbeat(self, node: str) -> str:
         return f"{self.heartbeat_prefix}.{node}"
 
+    def heartbeat_node(self, subject: str) -> str | None:
+        """The node a heartbeat subject names (None if it is not one)."""
+        prefix = self.heartbeat_prefix + "."
+        if not subject.startswith(prefix):
+            return None
+        node = subject[len(prefix):]
+        return node if node and "." not in node else None
+
     @property
     def heartbeat_all(self) -> str:
         return f"{self.heartbeat_prefix}.*"
@@ -70,3 +78,19 @@ class Names:
     @property
     def events_all(self) -> str:
         return f"{self.events_prefix}.>"
+
+
+INBOX_PREFIX = "_INBOX."
+
+
+def is_inbox(subject: object) -> bool:
+    """A concrete reply inbox (``_INBOX.…``, no wildcards): the only subjects an agent answers or streams to,
+    so a request cannot make it publish (logs, …) onto another component's subject."""
+    return (
+        isinstance(subject, str)
+        and subject.startswith(INBOX_PREFIX)
+        and len(subject) > len(INBOX_PREFIX)
+        and not any(c in subject for c in "*> \t\r\n")
+        and ".." not in subject
+        and not subject.endswith(".")
+    )

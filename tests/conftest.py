@@ -6,6 +6,7 @@ Integration tests need both engines and FAIL (never skip) when either is missing
 Fixtures
   nats_server_factory   make(name=..., port=None, extra_args=(), start=True) -> NatsServer; all stopped at teardown
   nats_server           one started NatsServer (.url, .port, .stop(), .start(), .kill(), .astop(), .astart())
+  secure_nats           one started SecureNats: TLS + JWT auth required (.url, .ca, .admin, .creds(role, cluster, node))
   docker_client         aiodocker.Docker whose engine answered ``version``
   busybox_image         "local/busybox:latest", checked to exist
   cluster_name          a unique cluster name per test ("t" + 8 hex chars)
@@ -29,7 +30,7 @@ from tests.fixtures.docker import (
     remove_cluster_containers_sync,
     require_image,
 )
-from tests.fixtures.nats import NatsServer
+from tests.fixtures.nats import NatsServer, SecureNats
 
 # Cluster names handed out in this session: swept once more at the end, in case a test started
 # containers without asking for docker_cleanup (or crashed past it).
@@ -66,6 +67,15 @@ def nats_server_factory(tmp_path: Path) -> Iterator[Callable[..., NatsServer]]:
 @pytest.fixture
 def nats_server(nats_server_factory: Callable[..., NatsServer]) -> NatsServer:
     return nats_server_factory()
+
+
+@pytest.fixture
+def secure_nats(tmp_path: Path) -> Iterator[SecureNats]:
+    """A started nats-server requiring TLS and JWT authentication (``.url``, ``.ca``, ``.admin``,
+    ``.creds(role, cluster, node)``)."""
+    server = SecureNats(tmp_path / "secure-nats").start()
+    yield server
+    server.stop()
 
 
 # ---------------------------------------------------------------------- Docker

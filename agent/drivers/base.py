@@ -53,9 +53,9 @@ class DriverEvent:
 class ImageMissing(PermanentError):
     """The image is not on the host (and could not be pulled)."""
 
-    def __init__(self, image: str):
+    def __init__(self, image: str, why: str = "not found"):
         self.image = image
-        super().__init__(f"image {image} not found")
+        super().__init__(f"image {image} {why}")
 
 
 class DriverError(TemporaryError):

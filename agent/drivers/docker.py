@@ -15,6 +15,7 @@ import re
 import struct
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import aiodocker
@@ -36,6 +37,7 @@ from drover.agent.drivers.base import (
     spec_env,
 )
 from drover.agent.drivers.lines import CHUNK, text_lines
+from drover.agent.drivers.pull import credentials, policy
 from drover.agent.files import spec_binds
 from drover.shared.models import AssignedContainer
 
@@ -133,13 +135,16 @@ def observed_from_inspect(info: dict[str, Any]) -> Observed:
 class DockerDriver:
     name = "docker"
 
-    def __init__(self, cluster: str, node: str, *, pull: bool = True, docker: aiodocker.Docker | None = None):
+    def __init__(
+        self, cluster: str, node: str, *, pull: bool = True, docker: aiodocker.Docker | None = None,
+        docker_config: Path | None = None,
+    ):
         self.cluster = cluster
         self.node = node
-        self.pull = pull
+        self.pull = pull  # False: never pull, whatever the spec says
+        self.docker_config = docker_config  # registry credentials (None: ~/.docker/config.json)
         self._docker = docker
         self._inspect_cache: dict[str, tuple[str, Observed]] = {}  # container id -> (list state, observed)
-        self._pulled: set[str] = set()
 
     @property
     def docker(self) -> aiodocker.Docker:
@@ -250,17 +255,17 @@ class DockerDriver:
             config["StopTimeout"] = max(1, math.ceil(grace))
         return config
 
-    async def _pull(self, image: str) -> bool:
-        if not self.pull or image in self._pulled:
-            return False
-        self._pulled.add(image)
-        log.info("pulling missing image", image=image)
+    async def _pull(self, image: str) -> None:
+        """Pull an image with the host's registry credentials; a failure raises ``ImageMissing`` saying why
+        (the agent retries the create with its backoff)."""
+        auth = credentials(image, self.docker_config)
+        log.info("pulling image", image=image, authenticated=auth is not None)
         try:
-            await asyncio.wait_for(self.docker.images.pull(image), timeout=120)
-            return True
-        except (DockerError, TimeoutError) as exc:
-            log.warning("pull failed", image=image, error=str(exc))
-            return False
+            await asyncio.wait_for(self.docker.images.pull(image, auth=auth), timeout=300)
+        except DockerError as exc:
+            raise ImageMissing(image, f"could not be pulled: {exc.message}") from exc
+        except TimeoutError as exc:
+            raise ImageMissing(image, "could not be pulled: timed out") from exc
 
     async def create_and_start(self, assigned: AssignedContainer, address: str) -> Observed:
         config = self.container_config(assigned, address)
@@ -268,12 +273,16 @@ class DockerDriver:
         image = config["Image"]
         if not image:
             raise ImageMissing("(none)")
+        how = policy(assigned.spec) if self.pull else "never"
+        if how == "always":
+            await self._pull(image)
         try:
             container = await self.docker.containers.create(config, name=name)
         except DockerError as exc:
             if exc.status == 404 and "image" in exc.message.lower():
-                if not await self._pull(image):
-                    raise ImageMissing(image) from exc
+                if how == "never":
+                    raise ImageMissing(image, "is not on this node (pull: never)") from exc
+                await self._pull(image)
                 try:
                     container = await self.docker.containers.create(config, name=name)
                 except DockerError as exc2:

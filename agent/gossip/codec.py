@@ -38,6 +38,9 @@ MAX_ADDRESS = 64
 MAX_META_PAIRS = 16
 MAX_META_STR = 128
 MAX_U64 = 2**64 - 1
+# Incarnations, epochs and counters: never past 2^63 - 1, so a forged 2^64 - 1 cannot pin a member dead for
+# good or make a refutation (``incarnation + 1``) overflow what peers accept.
+MAX_COUNTER = 2**63 - 1
 
 
 class Kind(IntEnum):
@@ -123,9 +126,9 @@ def decode_update(row: Any) -> Update:
             name=_str(row[1], MAX_NAME, "member name"),
             address=_str(row[2], MAX_ADDRESS, "member address"),
             port=_int(row[3], 1, 65535, "member port"),
-            incarnation=_int(row[4], 0, MAX_U64, "member incarnation"),
+            incarnation=_int(row[4], 0, MAX_COUNTER, "member incarnation"),
             status=BY_RANK[_int(row[5], 0, len(BY_RANK) - 1, "member status")],
-            epoch=_int(row[6], 0, MAX_U64, "member epoch"),
+            epoch=_int(row[6], 0, MAX_COUNTER, "member epoch"),
             meta=tuple(zip(strs[0::2], strs[1::2], strict=True)),
         )
     if tag == 1 and type(tag) is int:
@@ -142,8 +145,8 @@ def decode_update(row: Any) -> Update:
         )
         return EndpointEntry(
             endpoint=ep,
-            epoch=_int(row[4], 0, MAX_U64, "endpoint epoch"),
-            counter=_int(row[5], 0, MAX_U64, "endpoint counter"),
+            epoch=_int(row[4], 0, MAX_COUNTER, "endpoint epoch"),
+            counter=_int(row[5], 0, MAX_COUNTER, "endpoint counter"),
             present=_bool(row[6], "endpoint present"),
         )
     raise MalformedError(f"update: unknown tag {tag!r}")

@@ -15,6 +15,7 @@ STAT_KEYS = (
     "dropped_auth",
     "dropped_oversize",
     "dropped_version",
+    "dropped_implausible",
     "handler_errors",
     "callback_errors",
     "send_errors",

@@ -42,6 +42,7 @@ from drover.agent.gossip.state import (
     Member,
     Status,
     Update,
+    plausible,
     refute,
 )
 from drover.shared.tasks import Supervisor
@@ -274,7 +275,11 @@ class GossipNode:
     # ------------------------------------------------------------------ merging remote updates
     def _apply(self, updates: Iterable[Update], now: float) -> None:
         changed = False
+        now_ms = time.time_ns() // 1_000_000
         for u in updates:
+            if not plausible(u, now_ms):
+                self.stats["dropped_implausible"] += 1
+                continue
             if isinstance(u, Member):
                 if u.name == self.name:
                     changed |= self._refute(u, now)

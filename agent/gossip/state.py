@@ -96,6 +96,20 @@ class EndpointEntry:
 Update = Member | EndpointEntry
 
 
+# Incarnations and epochs start from the wall clock in ms and grow by one per refutation: one far ahead of
+# the clock is forged (or from a host whose clock is off by more than this), and would outrank every real
+# record of that node until the clock caught up.
+FUTURE_SLACK_MS = 3_600_000
+
+
+def plausible(u: Update, now_ms: int, slack_ms: int = FUTURE_SLACK_MS) -> bool:
+    """Whether an update's incarnation and epoch are no further ahead of the wall clock than ``slack_ms``."""
+    limit = now_ms + slack_ms
+    if isinstance(u, Member):
+        return u.incarnation <= limit and u.epoch <= limit
+    return u.epoch <= limit
+
+
 def update_key(u: Update) -> tuple[str, ...] | tuple[str, str, str, int]:
     if isinstance(u, Member):
         return ("m", u.name)

@@ -34,6 +34,9 @@ from drover.agent.proxy.balancer import Backend, Balancer
 log = structlog.get_logger("drover.agent.proxy")
 
 MAX_REPLAY = 256 * 1024  # client bytes kept for a retry until the backend answers
+# Hardening: a flood of connections (or of idle ones held open) must not exhaust the agent's descriptors.
+MAX_CLIENTS = 4096  # open client connections per service proxy; more are closed at once
+IDLE_TIMEOUT = 300.0  # seconds without a byte either way before a connection is closed
 
 _PAUSE_CONNECTING = 1  # the client's reading is paused: the kept bytes are at MAX_REPLAY while no backend is connected
 _PAUSE_UPSTREAM = 2  # the client's reading is paused: the backend's write buffer is full
@@ -48,6 +51,8 @@ class ProxyStats:
     failed_attempts: int = 0  # backend attempts that failed: refused, timed out, reset/closed before answering
     retries: int = 0  # attempts after a connection's first one
     no_backend: int = 0  # clients closed because no (further) backend was available or attempts ran out
+    refused: int = 0  # clients closed at once: the proxy already had MAX_CLIENTS open
+    idle_closed: int = 0  # connections closed after IDLE_TIMEOUT without traffic
 
     def as_dict(self) -> dict[str, int]:
         return {
@@ -56,6 +61,8 @@ class ProxyStats:
             "failed_attempts": self.failed_attempts,
             "retries": self.retries,
             "no_backend": self.no_backend,
+            "refused": self.refused,
+            "idle_closed": self.idle_closed,
         }
 
 
@@ -64,8 +71,8 @@ class Route:
     the counters, the open connections, and the connect attempts under way (with deadlines)."""
 
     __slots__ = (
-        "_sweep_handle", "balancer", "clients", "connect_timeout", "connecting", "log", "loop", "max_attempts",
-        "resolve", "service", "stats",
+        "_idle_handle", "_sweep_handle", "balancer", "clients", "connect_timeout", "connecting", "idle_timeout", "log",
+        "loop", "max_attempts", "max_clients", "resolve", "service", "stats",
     )
 
     def __init__(
@@ -77,6 +84,8 @@ class Route:
         connect_timeout: float,
         max_attempts: int,
         loop: asyncio.AbstractEventLoop,
+        max_clients: int = MAX_CLIENTS,
+        idle_timeout: float = IDLE_TIMEOUT,
     ) -> None:
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
@@ -92,7 +101,36 @@ class Route:
         # route), so one timer for the oldest replaces a timer per connection.
         self.connecting: dict[UpstreamSide, float] = {}
         self._sweep_handle: asyncio.TimerHandle | None = None
+        self.max_clients = max_clients
+        self.idle_timeout = idle_timeout
+        self._idle_handle: asyncio.TimerHandle | None = None
         self.log = log.bind(service=service)
+
+    def admit(self, client: ClientSide) -> bool:
+        """Count a new client in, unless the cap is reached; starts the idle sweep with the first one."""
+        if len(self.clients) >= self.max_clients:
+            self.stats.refused += 1
+            return False
+        self.clients.add(client)
+        if self._idle_handle is None:
+            self._idle_handle = self.loop.call_later(self.idle_timeout / 2, self._idle_sweep)
+        return True
+
+    def _idle_sweep(self) -> None:
+        """Every half timeout: a connection with no traffic in two sweeps in a row (≥ the timeout) is closed.
+        A flag per connection (set on every read) keeps the data path free of clock reads."""
+        self._idle_handle = None
+        for client in list(self.clients):
+            if client.busy:
+                client.busy = False
+                client.idle = 0
+                continue
+            client.idle += 1
+            if client.idle >= 2:
+                self.stats.idle_closed += 1
+                client.abort()
+        if self.clients:
+            self._idle_handle = self.loop.call_later(self.idle_timeout / 2, self._idle_sweep)
 
     def start_connect(self, up: UpstreamSide) -> None:
         deadline = self.loop.time() + self.connect_timeout
@@ -128,6 +166,9 @@ class Route:
         if self._sweep_handle is not None:
             self._sweep_handle.cancel()
             self._sweep_handle = None
+        if self._idle_handle is not None:
+            self._idle_handle.cancel()
+            self._idle_handle = None
 
 
 class UpstreamSide(asyncio.Protocol):
@@ -211,6 +252,7 @@ class UpstreamSide(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         client = self._client
+        client.busy = True
         if client.pipe is None:
             client.upstream_answered(self)
         self._client_transport.write(data)
@@ -244,6 +286,8 @@ class ClientSide(asyncio.Protocol):
         "_excluded",
         "_paused",
         "_up_eof",
+        "busy",
+        "idle",
         "pipe",
         "route",
         "sink",
@@ -265,18 +309,24 @@ class ClientSide(asyncio.Protocol):
         self._up_eof = False
         self._closed = False
         self._paused = 0
+        self.busy = True  # traffic since the last idle sweep
+        self.idle = 0  # idle sweeps in a row without traffic
 
     # ------------------------------------------------------------------ client callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not asyncio.Transport
         route = self.route
+        if not route.admit(self):
+            self._closed = True  # never counted as open: connection_lost has nothing to undo
+            self.transport.abort()
+            return
         stats = route.stats
         stats.connections += 1
         stats.active += 1
-        route.clients.add(self)
         self._attempt()
 
     def data_received(self, data: bytes) -> None:
+        self.busy = True
         pipe = self.pipe
         if pipe is not None:
             pipe.write(data)

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 import structlog
 
 from drover.agent.proxy.balancer import STRATEGIES, Backend, make_balancer
-from drover.agent.proxy.relay import ClientSide, ProxyStats, Route
+from drover.agent.proxy.relay import IDLE_TIMEOUT, MAX_CLIENTS, ClientSide, ProxyStats, Route
 
 log = structlog.get_logger("drover.agent.proxy")
 
@@ -37,8 +37,12 @@ class ServiceProxy:
         strategy: str = "round-robin",
         connect_timeout: float = 1.0,
         max_attempts: int = 3,
+        max_clients: int = MAX_CLIENTS,
+        idle_timeout: float = IDLE_TIMEOUT,
     ) -> None:
         self.service = service
+        self._max_clients = max_clients
+        self._idle_timeout = idle_timeout
         self.address = address
         self.port = port
         self.strategy = strategy
@@ -76,6 +80,7 @@ class ServiceProxy:
             self._route = Route(
                 self.service, self._resolve, self._balancer,
                 connect_timeout=self._connect_timeout, max_attempts=self._max_attempts, loop=loop,
+                max_clients=self._max_clients, idle_timeout=self._idle_timeout,
             )
         route = self._route
 

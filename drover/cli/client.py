@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import logging
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from drover.cli import natsload
 from drover.cli.context import Target
-from drover.cli.errors import EXIT_FAILED, EXIT_INVALID, CliError, Unsupported
+from drover.cli.errors import EXIT_FAILED, EXIT_INVALID, CliError, Unsupported, reply_error
 from drover.cli.signals import run_until_signal
 from drover.shared import wire
 from drover.shared.errors import WireError
@@ -31,7 +32,7 @@ REQUEST_TIMEOUT = 10.0
 T = TypeVar("T")
 
 
-__all__ = ["EXIT_FAILED", "EXIT_INVALID", "CliError", "Client", "Reply", "Unsupported", "connect", "run"]
+__all__ = ["EXIT_FAILED", "EXIT_INVALID", "CliError", "Client", "Reply", "Unsupported", "connect", "reply_error", "run"]
 
 
 @dataclass
@@ -89,13 +90,68 @@ def unreachable(url: str, reason: str) -> CliError:
     )
 
 
-async def connect(target: Target, *, name: str = "drover-cli", keep_reconnecting: bool = False) -> NATS:
+class Denials:
+    """Permission violations the server reported on this connection (asynchronously: a refused publish
+    gets no reply, only an ``-ERR``), so that a request refused by the server fails at once as 'permission
+    denied' instead of timing out."""
+
+    def __init__(self) -> None:
+        self.errors: list[str] = []
+        self._changed = asyncio.Event()
+
+    def add(self, exc: BaseException) -> None:
+        self.errors.append(str(exc))
+        self._changed.set()
+
+    def about(self, subject: str) -> str | None:
+        # The server lower-cases the subject in its message; compare the same way.
+        needle = f'"{subject.lower()}"'
+        return next((e for e in self.errors if needle in e.lower()), None)
+
+    async def wait_for(self, subject: str) -> str:
+        while True:
+            found = self.about(subject)
+            if found is not None:
+                return found
+            self._changed.clear()
+            await self._changed.wait()
+
+
+def permission_denied(what: str, detail: str) -> CliError:
+    return CliError(f"permission denied: the cluster refused {what} for these credentials ({detail.strip()})")
+
+
+async def connect(
+    target: Target, *, name: str = "drover-cli", keep_reconnecting: bool = False, denials: Denials | None = None
+) -> NATS:
     """Connect once (two quick attempts); any failure is the 'cannot reach' error. ``keep_reconnecting``
-    lets long-running commands (``-f``) ride out a NATS restart afterwards."""
+    lets long-running commands (``-f``) ride out a NATS restart afterwards. ``target.creds``/``target.ca``
+    authenticate and encrypt; permission violations are collected in ``denials``."""
     last: list[BaseException] = []
 
     async def on_error(exc: Exception) -> None:
+        from drover.shared.security import is_permission_error
+
+        if is_permission_error(exc):
+            if denials is not None:
+                denials.add(exc)
+            return
         last.append(exc)
+
+    # asyncio warns "returning true from eof_received() has no effect when using ssl" when a TLS peer
+    # closes: noise for a CLI user.
+    logging.getLogger("asyncio").setLevel(logging.ERROR)
+    security: dict[str, Any] = {}
+    if target.creds or target.ca:  # the nkeys/JWT code loads only for a secured cluster (a fast plain `get`)
+        from drover.shared.security import connect_options
+        from drover.shared.security_jwt import CredentialsError
+
+        try:
+            security = connect_options(target.creds, target.ca)
+        except CredentialsError as exc:
+            raise CliError(str(exc), code=EXIT_INVALID) from None
+        except (OSError, ValueError) as exc:  # an unreadable or malformed CA file
+            raise CliError(f"cannot use the CA file {target.ca}: {exc}", code=EXIT_INVALID) from None
 
     async def quiet(*_: Any) -> None:
         return None
@@ -105,6 +161,7 @@ async def connect(target: Target, *, name: str = "drover-cli", keep_reconnecting
         nc: NATS = await asyncio.wait_for(
             nats.connect(
                 servers=target.servers,
+                **security,
                 name=name,
                 connect_timeout=CONNECT_TIMEOUT,
                 allow_reconnect=True,
@@ -120,8 +177,19 @@ async def connect(target: Target, *, name: str = "drover-cli", keep_reconnecting
     except asyncio.CancelledError:
         raise
     except Exception as exc:  # nats-py raises NoServersError after the attempts; the cause is in `last`
+        from nats.errors import AuthorizationError
+
+        if any(isinstance(e, AuthorizationError) or "authorization violation" in str(e).lower() for e in last):
+            who = f"the credentials {target.creds}" if target.creds else "an anonymous connection (no credentials)"
+            raise CliError(
+                f"the drover cluster at {target.nats} refused {who}: authorization violation "
+                "(set --creds or DROVER_CREDS, or use the context 'drover up' wrote)"
+            ) from exc
         cause = last[-1] if last else exc
-        raise unreachable(target.nats, _reason(cause)) from exc
+        reason = _reason(cause)
+        if "certificate" in reason.lower():
+            reason += " (the server's certificate is not signed by the CA given with --ca / DROVER_CA / the context)"
+        raise unreachable(target.nats, reason) from exc
     if keep_reconnecting:
         nc.options["max_reconnect_attempts"] = -1
         nc.options["reconnect_time_wait"] = 0.5
@@ -135,6 +203,7 @@ class Client:
         self.target = target
         self.names = Names(target.cluster)
         self.keep_reconnecting = keep_reconnecting
+        self.denials = Denials()
         self._nc: NATS | None = None
 
     @property
@@ -143,7 +212,7 @@ class Client:
         return self._nc
 
     async def __aenter__(self) -> Client:
-        self._nc = await connect(self.target, keep_reconnecting=self.keep_reconnecting)
+        self._nc = await connect(self.target, keep_reconnecting=self.keep_reconnecting, denials=self.denials)
         return self
 
     async def __aexit__(self, *exc: Any) -> None:
@@ -170,17 +239,36 @@ class Client:
                 code=EXIT_INVALID,
             )
         try:
-            msg = await self.nc.request(self.names.api(verb), payload, timeout=timeout)
+            subject = self.names.api(verb)
+            msg = await self.guarded(subject, self.nc.request(subject, payload, timeout=timeout), verb)
         except NoRespondersError:
             raise self.no_controller("no responders") from None
         except (TimeoutError, NatsTimeoutError):
             raise self.no_controller(f"timed out after {timeout:g}s") from None
+        except CliError:
+            raise
         except Exception as exc:
             raise CliError(f"request {verb} to {self.target.nats} failed: {_reason(exc)}") from exc
         try:
             return Reply.from_wire(msg.data)
         except WireError as exc:
             raise CliError(f"bad reply from the controller to {verb}: {exc}") from exc
+
+    async def guarded(self, subject: str, coro: Awaitable[T], what: str) -> T:
+        """Await ``coro`` (a request on ``subject``); if the server reports a permission violation for that
+        subject meanwhile, fail at once with 'permission denied' (exit 1)."""
+        task = asyncio.ensure_future(coro)
+        denied = asyncio.ensure_future(self.denials.wait_for(subject))
+        try:
+            await asyncio.wait({task, denied}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            denied.cancel()
+        if task.done():
+            return task.result()
+        task.cancel()
+        with contextlib.suppress(BaseException):
+            await task
+        raise permission_denied(what, denied.result() if not denied.cancelled() and denied.done() else "")
 
     async def call(self, verb: str, body: dict[str, Any], timeout: float = REQUEST_TIMEOUT) -> Any:
         """``data`` of a successful reply; a failed reply becomes ``CliError`` (exit 2 for ``invalid``)."""
@@ -217,7 +305,7 @@ class Client:
         """A request to agents (plain wire dicts, not ``ApiReply``)."""
         NoRespondersError, NatsTimeoutError = _nats_errors()
         try:
-            msg = await self.nc.request(subject, wire.encode(body), timeout=timeout)
+            msg = await self.guarded(subject, self.nc.request(subject, wire.encode(body), timeout=timeout), subject)
         except NoRespondersError:
             raise CliError(f"{who} did not answer (no responders)") from None
         except (TimeoutError, NatsTimeoutError):
@@ -235,20 +323,6 @@ class Client:
         finally:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
-
-
-def reply_error(verb: str, reply: Reply) -> CliError:
-    lines: list[str] = []
-    for p in reply.problems:
-        where = str(p.get("where") or "")
-        message = str(p.get("message") or "")
-        lines.append(f"{where}: {message}" if where else message)
-    if not lines:
-        lines = [line for line in (reply.error or f"{verb} failed ({reply.code or 'no reason given'})").split("; ")]
-    code = EXIT_INVALID if reply.code == "invalid" else EXIT_FAILED
-    if reply.code == "unsupported":
-        return Unsupported(*lines, code=EXIT_FAILED)
-    return CliError(*lines, code=code)
 
 
 def run(target: Target, fn: Callable[[Client], Awaitable[T]], *, keep_reconnecting: bool = False) -> T:

@@ -5,12 +5,15 @@ from __future__ import annotations
 import io
 import sys
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import click
 
 from drover.cli import options, output
-from drover.cli.client import EXIT_FAILED, EXIT_INVALID, Client, CliError
+from drover.cli.errors import EXIT_FAILED, EXIT_INVALID, CliError, reply_error
+
+if TYPE_CHECKING:
+    from drover.cli.client import Client  # the client (asyncio, nats) loads only when a command runs
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 SERVICE_WORDS = ("service", "services", "svc")
@@ -178,8 +181,6 @@ def delete_cmd(files: tuple[str, ...], args: tuple[str, ...]) -> None:
     async def go(c: Client) -> Any:
         reply = await c.request_raw("delete", {"names": names}, timeout=30.0)
         if not reply.ok and reply.code != "not-found":
-            from drover.cli.client import reply_error
-
             raise reply_error("delete", reply)
         return reply
 

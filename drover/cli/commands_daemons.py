@@ -79,6 +79,10 @@ def _configure_logs(level: str) -> None:
 @click.option("--nats", "nats_url", envvar="DROVER_NATS", required=True, metavar="URL[,URL…]", callback=_nats_urls,
               help="NATS URL or comma-separated URLs ($DROVER_NATS).")
 @click.option("--id", "ident", metavar="ID", default=None, help="Controller id (default: <hostname>-<random>).")
+@click.option("--creds", envvar="DROVER_CREDS", default=None, metavar="FILE",
+              help="NATS credentials (or nkey seed) file ($DROVER_CREDS); without it the connection is anonymous.")
+@click.option("--ca", envvar="DROVER_CA", default=None, metavar="FILE",
+              help="The cluster CA's PEM ($DROVER_CA): TLS to NATS; without it the connection is plain.")
 @click.option("--cluster", envvar="DROVER_CLUSTER", default="default", show_default=True, callback=_cluster)
 @click.option(
     "--node-grace", default="3s", show_default=True, callback=_parsed(parse_duration),
@@ -98,6 +102,8 @@ def _configure_logs(level: str) -> None:
 def controller_cmd(
     nats_url: str,
     ident: str | None,
+    creds: str | None,
+    ca: str | None,
     cluster: str,
     node_grace: float,
     metrics_port: int | None,
@@ -115,6 +121,8 @@ def controller_cmd(
     cfg = ControllerConfig(
         nats_url=nats_url,
         cluster=cluster,
+        creds=_readable(creds, "--creds"),
+        ca=_readable(ca, "--ca"),
         id=ident,
         node_grace=node_grace,
         metrics_port=metrics_port,
@@ -130,6 +138,10 @@ def controller_cmd(
 @click.option("--nats", "nats_url", envvar="DROVER_NATS", required=True, metavar="URL[,URL…]", callback=_nats_urls,
               help="NATS URL or comma-separated URLs ($DROVER_NATS).")
 @click.option("--node", default=None, metavar="NAME", help="Node name (default: the host name).")
+@click.option("--creds", envvar="DROVER_CREDS", default=None, metavar="FILE",
+              help="NATS credentials (or nkey seed) file ($DROVER_CREDS); without it the connection is anonymous.")
+@click.option("--ca", envvar="DROVER_CA", default=None, metavar="FILE",
+              help="The cluster CA's PEM ($DROVER_CA): TLS to NATS; without it the connection is plain.")
 @click.option("--label", "labels", multiple=True, metavar="K=V", callback=_labels, help="Node label (repeatable).")
 @click.option("--address", default="127.0.0.1", show_default=True, help="Where ports are published and proxied.")
 @click.option("--driver", type=click.Choice(["docker", "process", "sim"]), default="docker", show_default=True)
@@ -157,10 +169,14 @@ def controller_cmd(
               help="--driver sim --count: a hollow replica reports running this long after it was assigned.")
 @click.option("--data-dir", "data_dir", default=None, metavar="DIR",
               help="Where the agent keeps its state (default: $DROVER_HOME/agents/<cluster>/<node>).")
+@click.option("--docker-config", "docker_config", default=None, metavar="FILE",
+              help="Registry credentials for pulls: a Docker config.json (default: ~/.docker/config.json).")
 @click.option("--log-level", type=LOG_LEVELS, default="info", show_default=True)
 def agent_cmd(
     nats_url: str,
     node: str | None,
+    creds: str | None,
+    ca: str | None,
     labels: dict[str, str],
     address: str,
     driver: str,
@@ -178,12 +194,13 @@ def agent_cmd(
     node_prefix: str | None,
     start_delay: float,
     data_dir: str | None,
+    docker_config: str | None,
     log_level: str,
 ) -> None:
     """Run an agent for one node in the foreground (until SIGINT/SIGTERM)."""
     if count is not None or node_prefix is not None:
         _run_fleet(nats_url, node_prefix or node, count or 1, driver, labels, address, cpu, memory, cluster,
-                   start_delay, log_level)
+                   start_delay, log_level, creds=_readable(creds, "--creds"), ca=_readable(ca, "--ca"))
         return
     from drover.agent.config import AgentConfig
     from drover.agent.fence import default_data_dir
@@ -194,6 +211,8 @@ def agent_cmd(
     cfg = AgentConfig(
         nats_url=nats_url,
         node=node,
+        creds=_readable(creds, "--creds"),
+        ca=_readable(ca, "--ca"),
         cluster=cluster,
         address=address,
         labels=labels,
@@ -207,13 +226,27 @@ def agent_cmd(
         dns_port=dns_port,
         nats_source=nats_source,
         data_dir=data_dir or str(default_data_dir(cluster, node)),
+        docker_config=docker_config,
     )
     _run_daemon("agent", run_agent(cfg, remove_containers=remove_on_stop))
+
+
+def _readable(path: str | None, flag: str) -> str | None:
+    """A credentials or CA file must be readable now: a typo is bad input, not an endless reconnect."""
+    if path is None:
+        return None
+    try:
+        with open(path, "rb") as f:
+            f.read(1)
+    except OSError as exc:
+        raise click.BadParameter(f"cannot read {path}: {exc.strerror or exc}", param_hint=f"'{flag}'") from None
+    return path
 
 
 def _run_fleet(
     nats_url: str, prefix: str | None, count: int, driver: str, labels: dict[str, str], address: str,
     cpu: float | None, memory: int | None, cluster: str, start_delay: float, log_level: str,
+    *, creds: str | None = None, ca: str | None = None,
 ) -> None:
     if driver != "sim":
         raise click.UsageError("--count and --node-prefix need --driver sim (hollow agents)")
@@ -225,7 +258,7 @@ def _run_fleet(
     _configure_logs(log_level)
     cfg = FleetConfig(
         nats_url=nats_url, prefix=prefix, count=count, cluster=cluster, address=address,
-        labels=labels, cpu=cpu, memory=memory, start_delay=start_delay,
+        labels=labels, cpu=cpu, memory=memory, start_delay=start_delay, creds=creds, ca=ca,
     )
     _run_daemon("hollow fleet", run_fleet(cfg))
 

@@ -10,11 +10,14 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from drover.cli import options, output
-from drover.cli.client import EXIT_FAILED, Client, CliError
 from drover.cli.commands_context import complete_services
 from drover.cli.commands_get import fetch, not_found
+from drover.cli.errors import EXIT_FAILED, CliError
 from drover.shared import wire
 from drover.shared.errors import WireError
+
+if TYPE_CHECKING:
+    from drover.cli.client import Client  # the client (asyncio, nats) loads only when a command runs
 
 if TYPE_CHECKING:
     from drover.shared.models import Event

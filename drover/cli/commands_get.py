@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from click.shell_completion import CompletionItem
 
 from drover.cli import options, output
-from drover.cli.client import EXIT_FAILED, Client, CliError
 from drover.cli.commands_context import complete_resource_name
+from drover.cli.errors import EXIT_FAILED, CliError, reply_error
+
+if TYPE_CHECKING:
+    from drover.cli.client import Client  # the client (asyncio, nats) loads only when a command runs
 
 RESOURCES = {
     "services": "services",
@@ -146,8 +149,6 @@ async def fetch(
                 raise not_found(kind, name)
             if reply.code == "not-found" and service is not None:
                 raise not_found("services", service)
-            from drover.cli.client import reply_error
-
             raise reply_error(f"get_{kind}", reply)
         chunk = reply.data if isinstance(reply.data, list) else []
         chunk = [r for r in chunk if isinstance(r, dict)]
@@ -339,6 +340,12 @@ def describe_service_text(data: dict[str, Any]) -> str:
     history = data.get("history") or []
     if history:
         lines += _section("History", history_table(history))
+    runs = data.get("runs") or []
+    if runs:
+        table = [[r.get("run"), r.get("revision"), output.clock(r.get("started")),
+                  output.clock(r.get("finished")) if r.get("finished") else "-", r.get("result") or "running"]
+                 for r in runs]
+        lines += _section("Runs", output.table(["RUN", "REVISION", "STARTED", "FINISHED", "RESULT"], table))
     lines += _section("Containers", _containers_block(data, str(row.get("name") or "")))
     lines += _section("Events", events_block(data.get("events") or []))
     return "\n".join(lines)
@@ -406,8 +413,6 @@ def describe_cmd(resource: str, name: str, fmt: str | None) -> None:
         if not reply.ok:
             if reply.code == "not-found":
                 raise not_found(kind, name)
-            from drover.cli.client import reply_error
-
             raise reply_error(verb, reply)
         return reply.data
 

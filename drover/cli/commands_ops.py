@@ -6,15 +6,18 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from drover.cli import options, output
-from drover.cli.client import EXIT_FAILED, Client, CliError, Unsupported, reply_error
 from drover.cli.commands_context import complete_nodes, complete_services
 from drover.cli.commands_get import history_table, not_found
+from drover.cli.errors import EXIT_FAILED, CliError, Unsupported, reply_error
 from drover.shared.units import parse_duration
+
+if TYPE_CHECKING:
+    from drover.cli.client import Client  # the client (asyncio, nats) loads only when a command runs
 
 POLL = 0.5
 

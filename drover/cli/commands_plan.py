@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import difflib
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from drover.cli import options, output
-from drover.cli.client import EXIT_INVALID, Client, CliError
+from drover.cli.errors import EXIT_INVALID, CliError
+
+if TYPE_CHECKING:
+    from drover.cli.client import Client  # the client (asyncio, nats) loads only when a command runs
 
 
 def _yaml(doc: dict[str, Any] | None) -> list[str]:

@@ -8,12 +8,15 @@ added); ``--from-file F`` gives F's bytes as they are.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from drover.cli import options, output
-from drover.cli.client import EXIT_INVALID, Client, CliError
+from drover.cli.errors import EXIT_INVALID, CliError
+
+if TYPE_CHECKING:
+    from drover.cli.client import Client  # the client (asyncio, nats) loads only when a command runs
 
 MAX_SECRET = 512 * 1024
 

@@ -8,7 +8,9 @@ else ``default``. This module is the one place that reads them (``load_context``
 
 The NATS URL: ``--nats URL``, else an explicit ``--context``'s, else env ``DROVER_NATS``, else the context's
 ``"nats"``, else ``nats://127.0.0.1:4222``. The cluster name: ``--cluster``, else env ``DROVER_CLUSTER``, else
-the context's ``"cluster"``, else ``default``. ``DROVER_HOME`` defaults to ``~/.drover``.
+the context's ``"cluster"``, else ``default``. Credentials and CA the same way: ``--creds``/``--ca``, else an
+explicit ``--context``'s, else env ``DROVER_CREDS``/``DROVER_CA``, else the context's ``"creds"``/``"ca"``, else
+none (a plain, anonymous connection). ``DROVER_HOME`` defaults to ``~/.drover``.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ class Target:
     nats: str  # one URL or a comma-separated list, normalised
     cluster: str
     nats_from: str  # "flag" | "env" | "context" | "default": where the URL came from (for messages)
+    creds: str | None = None  # NATS credentials file: --creds, $DROVER_CREDS, the context's "creds"
+    ca: str | None = None  # the cluster CA's PEM (TLS): --ca, $DROVER_CA, the context's "ca"
 
     @property
     def servers(self) -> list[str]:
@@ -111,14 +115,20 @@ def load_context(name: str | None = None) -> dict[str, Any]:
     return dict(contexts[chosen])
 
 
-def write_context(nats_url: str, cluster: str) -> Path:
-    """Write ``{"nats": url, "cluster": name}`` atomically (what ``drover up`` leaves for the clients).
+def write_context(nats_url: str, cluster: str, *, creds: str | None = None, ca: str | None = None) -> Path:
+    """Write ``{"nats": url, "cluster": name, "creds": file, "ca": file}`` atomically (what ``drover up``
+    leaves for the clients; ``creds``/``ca`` only when given).
 
     It also makes ``default`` the current context again: the cluster just started is the one the user
     means next.
     """
     path = context_path()
-    _write_json(path, {"nats": nats_url, "cluster": cluster})
+    body: dict[str, str] = {"nats": nats_url, "cluster": cluster}
+    if creds:
+        body["creds"] = creds
+    if ca:
+        body["ca"] = ca
+    _write_json(path, body)
     stored = read_contexts()
     if stored["current"] not in (None, DEFAULT_CONTEXT):
         _write_json(contexts_path(), {**stored, "current": None})
@@ -167,7 +177,14 @@ def normalize_url(url: str) -> str:
     return join_urls(url)
 
 
-def resolve(nats_opt: str | None = None, cluster_opt: str | None = None, context_opt: str | None = None) -> Target:
+def resolve(
+    nats_opt: str | None = None,
+    cluster_opt: str | None = None,
+    context_opt: str | None = None,
+    *,
+    creds_opt: str | None = None,
+    ca_opt: str | None = None,
+) -> Target:
     ctx: dict[str, Any] | None = None
 
     def context() -> dict[str, Any]:
@@ -195,9 +212,22 @@ def resolve(nats_opt: str | None = None, cluster_opt: str | None = None, context
         cluster = context()["cluster"]
     else:
         cluster = DEFAULT_CLUSTER
+
+    def pick(opt: str | None, env: str, key: str) -> str | None:
+        value = context().get(key)
+        from_context = value if isinstance(value, str) and value else None
+        if opt:
+            return opt
+        if context_opt and from_context:
+            return from_context
+        return os.environ.get(env) or from_context
+
     try:
         nats = normalize_url(url)
     except ValueError:
         where = {"flag": "--nats", "env": "DROVER_NATS", "context": "the context's nats"}.get(source, source)
         raise ContextError(f"{where}: give at least one NATS URL") from None
-    return Target(nats=nats, cluster=cluster, nats_from=source)
+    return Target(
+        nats=nats, cluster=cluster, nats_from=source,
+        creds=pick(creds_opt, "DROVER_CREDS", "creds"), ca=pick(ca_opt, "DROVER_CA", "ca"),
+    )

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 EXIT_FAILED = 1
 EXIT_INVALID = 2
 
@@ -18,3 +20,19 @@ class CliError(Exception):
 
 class Unsupported(CliError):
     """The controller does not know the verb."""
+
+
+def reply_error(verb: str, reply: Any) -> CliError:
+    """The CliError for a failed controller reply (``client.Reply``): its problems one a line, exit 2 for
+    ``invalid``."""
+    lines: list[str] = []
+    for p in reply.problems:
+        where = str(p.get("where") or "")
+        message = str(p.get("message") or "")
+        lines.append(f"{where}: {message}" if where else message)
+    if not lines:
+        lines = [line for line in (reply.error or f"{verb} failed ({reply.code or 'no reason given'})").split("; ")]
+    code = EXIT_INVALID if reply.code == "invalid" else EXIT_FAILED
+    if reply.code == "unsupported":
+        return Unsupported(*lines, code=EXIT_FAILED)
+    return CliError(*lines, code=code)

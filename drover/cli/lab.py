@@ -61,14 +61,18 @@ def nats_nodes(count: int, first_port: int) -> list[NatsNode]:
     return [NatsNode(i + 1, p, free_port()) for i, p in enumerate(ports)]
 
 
-def nats_server_argv(binary: str, data_dir: Path, node: NatsNode, peers: list[NatsNode]) -> list[str]:
-    """The command line of one nats-server of the lab: 127.0.0.1, JetStream under ``data_dir``, and for a
-    cluster the routes to every peer (a JetStream cluster needs a server name and a cluster name)."""
+def nats_server_argv(
+    binary: str, data_dir: Path, node: NatsNode, peers: list[NatsNode], config: Path | None = None
+) -> list[str]:
+    """The command line of one nats-server of the lab: ``config`` (TLS and authorisation, from
+    ``shared.security``), 127.0.0.1, JetStream under ``data_dir``, and for a cluster the routes to every peer
+    (a JetStream cluster needs a server name and a cluster name)."""
+    head = [binary, *(["-c", str(config)] if config else [])]
     if node.cluster_port == 0:
-        return [binary, "-a", "127.0.0.1", "-js", "-sd", str(data_dir / "nats"), "-p", str(node.port)]
+        return [*head, "-a", "127.0.0.1", "-js", "-sd", str(data_dir / "nats"), "-p", str(node.port)]
     routes = ",".join(f"nats://127.0.0.1:{p.cluster_port}" for p in peers if p.index != node.index)
     return [
-        binary, "-a", "127.0.0.1", "-p", str(node.port), "-js", "-sd", str(data_dir / f"nats-{node.index}"),
+        *head, "-a", "127.0.0.1", "-p", str(node.port), "-js", "-sd", str(data_dir / f"nats-{node.index}"),
         "-n", f"nats-{node.index}", "--cluster_name", NATS_CLUSTER_NAME,
         "--cluster", f"nats://127.0.0.1:{node.cluster_port}", "--routes", routes,
     ]

@@ -38,6 +38,10 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "Print the drover manifests equivalent to Kubernetes or Compose files (nothing is applied).",
     ),
     "controller": ("commands_daemons", "controller_cmd", "Run a controller in the foreground (until SIGINT/SIGTERM)."),
+    "credentials": (
+        "commands_security", "credentials_group",
+        "Credentials for a role (agent NODE, controller, client), and the cluster's keys and CA.",
+    ),
     "cordon": ("commands_ops", "cordon_cmd", "Mark a node unschedulable: no new replicas are placed on it."),
     "delete": (
         "commands_apply", "delete_cmd",

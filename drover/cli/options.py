@@ -20,6 +20,8 @@ T = TypeVar("T")
 _NATS = "drover.nats"
 _CLUSTER = "drover.cluster"
 _CONTEXT = "drover.context"
+_CREDS = "drover.creds"
+_CA = "drover.ca"
 
 
 def _store(key: str) -> Callable[[click.Context, click.Parameter, str | None], str | None]:
@@ -51,7 +53,16 @@ def _complete_context(_ctx: click.Context, _param: click.Parameter, incomplete: 
 
 
 def cluster_options(f: F) -> F:
-    """``--nats URL``, ``--cluster NAME`` and ``--context NAME`` (also accepted before the command name)."""
+    """``--nats URL``, ``--cluster NAME``, ``--context NAME``, ``--creds FILE`` and ``--ca FILE`` (also
+    accepted before the command name)."""
+    f = click.option(
+        "--ca", metavar="FILE", expose_value=False, is_eager=True, callback=_store(_CA),
+        help="The cluster CA's PEM for TLS (else $DROVER_CA, else the context's).",
+    )(f)
+    f = click.option(
+        "--creds", metavar="FILE", expose_value=False, is_eager=True, callback=_store(_CREDS),
+        help="NATS credentials file (else $DROVER_CREDS, else the context's).",
+    )(f)
     f = click.option(
         "--context",
         metavar="NAME",
@@ -85,7 +96,10 @@ def target(ctx: click.Context | None = None) -> Target:
     """The cluster of the current command (or of ``ctx``, e.g. during shell completion)."""
     ctx = ctx or click.get_current_context()
     try:
-        t = resolve(ctx.meta.get(_NATS), ctx.meta.get(_CLUSTER), ctx.meta.get(_CONTEXT))
+        t = resolve(
+            ctx.meta.get(_NATS), ctx.meta.get(_CLUSTER), ctx.meta.get(_CONTEXT),
+            creds_opt=ctx.meta.get(_CREDS), ca_opt=ctx.meta.get(_CA),
+        )
     except ContextError as exc:
         raise CliError(str(exc), code=EXIT_INVALID) from None
     try:

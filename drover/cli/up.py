@@ -83,6 +83,54 @@ async def _accepts(port: int) -> bool:
     return True
 
 
+@dataclass
+class UpSecurity:
+    """The files ``drover up`` hands its nats-server, controller, agents and the client context."""
+
+    sec: Any  # shared.security.SecurityDir (imported lazily: the CLI starts fast)
+    cluster: str
+    nats_config: Path
+
+    @property
+    def ca(self) -> str:
+        return str(self.sec.ca)
+
+    @property
+    def admin(self) -> str:
+        return str(self.sec.admin_creds)
+
+    def _role_creds(self, file: str, role: str, node: str | None = None) -> str:
+        path = self.sec.path / file
+        if not path.exists():  # made once, like the rest of the material; a role's rights do not change
+            from drover.shared.security import write_credentials
+
+            write_credentials(path, self.sec.issue(role, cluster=self.cluster, node=node))
+        return str(path)
+
+    @property
+    def controller(self) -> str:
+        return self._role_creds(f"controller-{self.cluster}.creds", "controller")
+
+    def agent_creds(self, node: str) -> str:
+        return self._role_creds(f"agent-{self.cluster}-{node}.creds", "agent", node)
+
+
+def prepare_security(opts: UpOptions) -> UpSecurity:
+    """The cluster's CA, certificates and credentials under ``$DROVER_HOME/security`` (created the first
+    time, reused after), and the nats-server config requiring TLS and authentication."""
+    from drover.shared.security import SecurityDir, write_credentials
+    from drover.shared.security_jwt import CredentialsError
+
+    try:
+        sec = SecurityDir(drover_home() / "security").ensure(["127.0.0.1"])
+        conf = opts.data_dir / "nats-security.conf"
+        opts.data_dir.mkdir(parents=True, exist_ok=True)
+        write_credentials(conf, sec.security_config() + "\n")
+    except (OSError, CredentialsError) as exc:
+        raise CliError(f"cannot prepare the cluster's certificates and credentials: {exc}") from exc
+    return UpSecurity(sec=sec, cluster=opts.cluster, nats_config=conf)
+
+
 def agent_names(n: int) -> list[tuple[str, str]]:
     """``(name, address)`` of the local agents: ``<hostname>``, ``<hostname>-2``, … on 127.0.0.1, .2, …"""
     host = socket.gethostname().split(".")[0].lower() or "node"
@@ -104,7 +152,9 @@ class UpOptions:
     ui_port: int | None = None  # the dashboard's port; None: a free one
 
 
-def lab_children(opts: UpOptions, binary: str, ui_port: int = 0) -> tuple[str, list[Child]]:
+def lab_children(
+    opts: UpOptions, binary: str, ui_port: int = 0, secure: UpSecurity | None = None
+) -> tuple[str, list[Child]]:
     """The lab's NATS URL list and its child processes (not started): nats-servers, controllers, agents.
     Agent N's NATS connections leave from 127.0.1.N so that a partition can cut exactly that agent. The
     first controller serves the dashboard on ``ui_port`` (when not 0)."""
@@ -113,7 +163,9 @@ def lab_children(opts: UpOptions, binary: str, ui_port: int = 0) -> tuple[str, l
     urls = ",".join(n.url for n in nodes)
     children = [
         Child(
-            f"nats-{n.index}", "nats", nats_server_argv(binary, opts.data_dir, n, nodes), logs / f"nats-{n.index}.log",
+            f"nats-{n.index}", "nats",
+            nats_server_argv(binary, opts.data_dir, n, nodes, secure.nats_config if secure else None),
+            logs / f"nats-{n.index}.log",
             info={"port": n.port, "cluster_port": n.cluster_port, "url": n.url},
         )
         for n in nodes
@@ -123,6 +175,8 @@ def lab_children(opts: UpOptions, binary: str, ui_port: int = 0) -> tuple[str, l
     for i in range(opts.controllers):
         ident = f"{host}-ctl{i + 1}"
         argv = drover_argv("controller", *common, "--id", ident)
+        if secure is not None:
+            argv += ["--creds", secure.controller, "--ca", secure.ca]
         info: dict[str, Any] = {"id": ident}
         if i == 0 and ui_port:
             info["ui_port"] = ui_port
@@ -138,6 +192,8 @@ def lab_children(opts: UpOptions, binary: str, ui_port: int = 0) -> tuple[str, l
         )
         if not opts.keep:
             argv.append("--remove-on-stop")
+        if secure is not None:
+            argv += ["--creds", secure.agent_creds(name), "--ca", secure.ca]
         info = {"node": name, "address": address, "nats_source": source}
         if opts.metrics:
             info["metrics_port"] = free_port()
@@ -159,8 +215,9 @@ async def run_up(opts: UpOptions) -> None:
         )
     if opts.driver == "docker" and opts.agents > 0:
         await check_docker()
+    secure = prepare_security(opts)
     ui_port = opts.ui_port or free_port()
-    urls, children = lab_children(opts, find_nats_server(), ui_port)
+    urls, children = lab_children(opts, find_nats_server(), ui_port, secure)
     state_path = drover_home() / STATE_FILE
 
     def save() -> None:
@@ -172,17 +229,17 @@ async def run_up(opts: UpOptions) -> None:
         for c in nats:
             c.start()
         save()
-        if await _until(stop_event, _nats_ready(nats, urls)) is None:
+        if await _until(stop_event, _nats_ready(nats, urls, secure)) is None:
             return
         started = True
         for c in children:
             if c.kind != "nats":
                 c.start()
         save()
-        await _until(stop_event, _nodes_ready(urls, opts.cluster, opts.agents))
+        await _until(stop_event, _nodes_ready(urls, opts.cluster, opts.agents, secure))
         if stop_event.is_set():
             return
-        ctx = write_context(urls, opts.cluster)
+        ctx = write_context(urls, opts.cluster, creds=secure.admin, ca=secure.ca)
         n = opts.agents
         output.echo(f"drover ready: {urls} (cluster {opts.cluster}, {n} agent{'s' if n != 1 else ''})")
         # Printed once it answers, so that whoever reads the line can open it at once.
@@ -250,7 +307,7 @@ async def _until(stop: asyncio.Event, coro: Any) -> Any:
     return None
 
 
-async def _nats_ready(nats: list[Child], urls: str, deadline: float = NATS_START_DEADLINE) -> bool:
+async def _nats_ready(nats: list[Child], urls: str, secure: UpSecurity, deadline: float = NATS_START_DEADLINE) -> bool:
     """Every nats-server accepts connections and, for a cluster, every server knows the others and
     JetStream has a meta leader (so that buckets get created with all their replicas)."""
     end = time.monotonic() + deadline
@@ -268,17 +325,17 @@ async def _nats_ready(nats: list[Child], urls: str, deadline: float = NATS_START
                 raise CliError(f"nats-server did not start within {deadline:g}s: {c.log_tail(5) or 'no output'}")
             await asyncio.sleep(0.05)
     if len(nats) > 1:
-        await _cluster_formed(urls, len(nats), end)
+        await _cluster_formed(urls, len(nats), end, secure)
     return True
 
 
-async def _cluster_formed(urls: str, servers: int, end: float) -> None:
+async def _cluster_formed(urls: str, servers: int, end: float, secure: UpSecurity) -> None:
     from drover.shared import bus
 
     while True:
         nc = None
         try:
-            nc = await bus.connect(urls, name="drover-up")
+            nc = await bus.connect(urls, name="drover-up", creds=secure.admin, ca=secure.ca)
             if bus.cluster_replicas(nc) >= min(3, servers):
                 await nc.jetstream(timeout=2.0).account_info()
                 return
@@ -293,7 +350,9 @@ async def _cluster_formed(urls: str, servers: int, end: float) -> None:
         await asyncio.sleep(0.2)
 
 
-async def _nodes_ready(urls: str, cluster: str, agents: int, deadline: float = NODES_READY_DEADLINE) -> None:
+async def _nodes_ready(
+    urls: str, cluster: str, agents: int, secure: UpSecurity, deadline: float = NODES_READY_DEADLINE
+) -> None:
     """Wait until the controller answers and every agent is a ready node (a warning after ``deadline``)."""
     from drover.cli.client import Client
     from drover.cli.context import Target
@@ -301,7 +360,7 @@ async def _nodes_ready(urls: str, cluster: str, agents: int, deadline: float = N
     end = time.monotonic() + deadline
     while time.monotonic() < end:
         try:
-            async with Client(Target(urls, cluster, "flag")) as c:
+            async with Client(Target(urls, cluster, "flag", creds=secure.admin, ca=secure.ca)) as c:
                 rows = await c.call("get_nodes", {"name": None}, timeout=3.0)
                 if sum(1 for r in rows if r.get("status") == "ready") >= agents:
                     return

@@ -131,6 +131,32 @@ def test_up_writes_context_and_registers_agents(up: Up) -> None:
     assert table.stdout.splitlines()[0].split()[:3] == ["NAME", "STATUS", "ADDRESS"]
 
 
+def test_up_is_secure_by_default(up: Up, tmp_path: Path) -> None:
+    ctx = json.loads((up.home / "context.json").read_text())
+    assert Path(ctx["creds"]).is_file() and Path(ctx["ca"]).read_text().startswith("-----BEGIN CERTIFICATE-----")
+    # Anonymous (no context, no flags): refused by the server, exit 1, one clear line.
+    bare = {**up.env, "DROVER_HOME": str(tmp_path / "nohome")}
+    r = subprocess.run([sys.executable, "-m", "drover", "--nats", up.url, "get", "nodes"], env=bare,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r
+    # Plain TCP: the server sends INFO first and requires TLS.
+    host, port = up.url.removeprefix("nats://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as s:
+        assert b'"tls_required":true' in s.recv(4096)
+    # Credentials issued while the cluster runs work at once; read-only ones cannot apply or scale.
+    ro = tmp_path / "ro.creds"
+    r = up.drover("credentials", "client", "--read-only", "-o", str(ro))
+    assert r.returncode == 0, r.stderr
+    assert up.drover("--creds", str(ro), "get", "services").returncode == 0
+    (tmp_path / "w.yaml").write_text(manifest("ro", replicas=1))
+    r = up.drover("--creds", str(ro), "apply", "-f", str(tmp_path / "w.yaml"))
+    assert r.returncode == 1 and "permission denied" in r.stderr, r
+    agent = tmp_path / "agent.creds"
+    assert up.drover("credentials", "agent", "somenode", "-o", str(agent)).returncode == 0
+    r = up.drover("--creds", str(agent), "scale", "ro", "2")
+    assert r.returncode == 1 and "permission denied" in r.stderr, r
+
+
 def test_apply_rollout_get_scale_delete(up: Up, tmp_path: Path) -> None:
     port = free_tcp_port()
     f = tmp_path / "web.yaml"

@@ -204,3 +204,93 @@ def test_secrets_files_and_volumes(up: Up, tmp_path: Path) -> None:
 def write(path: Path, data: bytes) -> Path:
     path.write_bytes(data)
     return path
+
+
+def job(name: str, command: str, body: str) -> str:
+    return svc(name, body).replace('["sleep", "3600"]', json.dumps(["sh", "-c", command]))
+
+
+def status_of(up: Up, name: str) -> str:
+    return str(up.json("get", "services", name)[0]["status"])
+
+
+def test_job_completes_n_times_and_a_failing_job_stops_after_its_backoff_limit(up: Up) -> None:
+    ok = job("jobok", "echo done-$HOSTNAME; sleep 1", "  mode: job\n  job: {completions: 3, parallelism: 2}\n")
+    bad = job("jobbad", "echo trying; exit 3", "  mode: job\n  job: {completions: 1, backoff_limit: 1}\n")
+    try:
+        assert up.drover("apply", "-f", "-", input=ok + "---\n" + bad).returncode == 0
+        assert status_of(up, "jobok") == "running"
+        until(lambda: status_of(up, "jobok") == "succeeded", 90, "jobok succeeded")
+        rows = up.json("get", "containers", "--service", "jobok")
+        assert len(rows) == 3 and all(r["state"] == "exited" for r in rows)  # one container per completion, kept
+        logs = up.drover("logs", "jobok").stdout
+        assert logs.count("done-") == 3, logs
+
+        until(lambda: status_of(up, "jobbad") == "failed", 90, "jobbad failed")
+        (row,) = up.json("get", "containers", "--service", "jobbad")
+        assert row["restarts"] == 1  # backoff_limit 1: one retry, then no more
+        assert "trying" in up.drover("logs", "jobbad").stdout
+        kinds = [e["kind"] for e in up.json("events", "--service", "jobbad")]
+        assert "job-failed" in kinds
+        assert up.json("get", "containers", "--service", "jobbad")[0]["restarts"] == 1
+    finally:
+        up.drover("delete", "service", "jobok", "jobbad")
+
+
+def test_every_runs_never_overlap(up: Up) -> None:
+    # Each run takes ~3 s and a tick comes every 2 s: every other tick is skipped, never two runs at once.
+    cron = job("cron", "sleep 3", '  mode: job\n  schedule: "@every 2s"\n')
+    try:
+        assert up.drover("apply", "-f", "-", input=cron).returncode == 0
+        seen_runs: set[str] = set()
+
+        def runs_and_skips() -> bool:
+            running = [c for c in up.json("get", "containers", "--service", "cron") if c["state"] == "running"]
+            assert len(running) <= 1, running  # never overlapping
+            seen_runs.update(c["id"].split("-")[0] for c in running)
+            kinds = [e["kind"] for e in up.json("events", "--service", "cron")]
+            return len(seen_runs) >= 2 and "job-tick-skipped" in kinds
+
+        until(runs_and_skips, 90, "two runs and a skipped tick")
+        described = up.drover("describe", "service", "cron").stdout
+        assert "Runs" in described and "RUN" in described
+        runs = up.json("describe", "service", "cron")["runs"]
+        assert [r["run"] for r in runs] == sorted(r["run"] for r in runs) and len(runs) >= 2
+        assert all(r["result"] == "succeeded" for r in runs[:-1] if r["finished"])
+    finally:
+        up.drover("delete", "service", "cron")
+
+
+def test_global_follows_nodes(up: Up) -> None:
+    nodes = sorted(n["name"] for n in up.json("get", "nodes"))
+    glob = svc("glob", "  mode: global\n")
+    try:
+        assert up.drover("apply", "-f", "-", input=glob).returncode == 0
+        until(lambda: sorted(c["node"] for c in containers_of(up, "glob")) == nodes, 60, "one per node")
+        assert up.json("get", "services", "glob")[0]["replicas"] == len(nodes)
+        assert up.drover("cordon", nodes[1]).returncode == 0
+        until(lambda: sorted(c["node"] for c in up.json("get", "containers", "--service", "glob")) == nodes[:1],
+              60, "gone from the cordoned node")
+        assert up.drover("uncordon", nodes[1]).returncode == 0
+        until(lambda: sorted(c["node"] for c in containers_of(up, "glob")) == nodes, 60, "back on every node")
+    finally:
+        up.drover("uncordon", nodes[1])
+        up.drover("delete", "service", "glob")
+
+
+def test_pull_policies_report_failures(up: Up) -> None:
+    never = svc("pullnever", "  pull: never\n").replace(TEST_IMAGE, "local/absent-image:1")
+    always = svc("pullalways", "  pull: always\n").replace(TEST_IMAGE, "127.0.0.1:1/nowhere:1")  # refused at once
+    try:
+        assert up.drover("apply", "-f", "-", input=never + "---\n" + always).returncode == 0
+
+        def event(service: str, text: str) -> bool:
+            return any(text in e["message"] for e in up.json("events", "--service", service))
+
+        until(lambda: event("pullnever", "is not on this node (pull: never)"), 60, "pull: never event")
+        until(lambda: event("pullalways", "could not be pulled"), 60, "pull failure event")
+        row = up.json("get", "containers", "--service", "pullalways")[0]
+        assert row["state"] != "running"
+        assert up.json("get", "services", "pullalways")[0]["status"] != "available"
+    finally:
+        up.drover("delete", "service", "pullnever", "pullalways")

@@ -92,6 +92,9 @@ async def test_logs_api_tail_and_follow(
         assert tail["ok"] and len(tail["lines"]) == 2
         missing = await ask({"container": "nope", "tail": 2, "follow": False})
         assert not missing["ok"] and "nope" in missing["error"]
+        # Logs go only to the requester's inbox, never onto another subject (e.g. a node's heartbeats).
+        forged = await ask({"container": "l1", "tail": 1, "follow": True, "stream": t.names.heartbeat("n2")})
+        assert not forged["ok"] and "_INBOX." in forged["error"]
 
         stream = t.nc.new_inbox()
         got: list[dict[str, Any]] = []

@@ -4,6 +4,7 @@ forged, malformed or oversized datagrams are dropped and counted without disturb
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 
@@ -253,3 +254,23 @@ async def test_a_failing_change_callback_is_counted_not_fatal(cluster: Make) -> 
     await wait_for(lambda: len(nodes[0].endpoints()) == 1 and nodes[0].stats["callback_errors"] >= 1, timeout=3)
     nodes[1].set_local_endpoints([])
     await wait_for(lambda: nodes[0].endpoints() == [], timeout=3)
+
+
+async def test_far_future_incarnations_and_epochs_are_dropped(cluster: Make) -> None:
+    """Even with the cluster key, a node cannot be declared dead for good (incarnation far past the clock or
+    2^64 - 1), nor a service's endpoints redirected with a huge epoch: dropped and counted."""
+    nodes = await joined(cluster, 3)
+    target = nodes[0]
+    victim = target.member("n1")
+    assert victim is not None
+    far = time.time_ns() // 1_000_000 + 10 * 3_600_000
+    rows = [
+        codec.encode_update(replace(victim, status=Status.DEAD, incarnation=far)),
+        codec.encode_update(codec.decode_update([1, "n1", "evil", 31337, far, 1, True, "web", "127.0.0.1", 1, True])),
+    ]
+    forged, _ = codec.pack(Kind.GOSSIP, "n2", 0, rows, KEY)
+    send_raw(target, forged)
+    await wait_for(lambda: target.stats["dropped_implausible"] >= 2, timeout=3, message=f"{target.stats}")
+    m = target.member("n1")
+    assert m is not None and m.status is Status.ALIVE
+    assert target.endpoints() == []

@@ -370,3 +370,39 @@ async def test_failure_after_the_first_answer_byte_is_not_retried(backends: Back
     assert got == b"partial"
     assert good.accepted == 0
     assert proxy.stats.failed_attempts == 0
+
+
+async def test_connections_beyond_the_cap_are_closed_at_once(backends: Backends, proxies: Proxies) -> None:
+    b = await backends("b0", helpers.hello)
+    proxy = await proxies(lambda: (b.backend,), max_clients=2)
+    async with connect(proxy.bound_port) as (r1, w1), connect(proxy.bound_port) as (r2, w2):
+        for r, w in ((r1, w1), (r2, w2)):
+            w.write(b"hi\n")
+            assert (await asyncio.wait_for(r.readline(), 5)).startswith(b"b0")
+        async with connect(proxy.bound_port) as (r3, w3):
+            w3.write(b"hi\n")
+            with contextlib.suppress(ConnectionError):
+                assert await asyncio.wait_for(r3.read(), 5) == b""  # closed without an answer
+        assert proxy.stats.refused == 1 and proxy.stats.active == 2
+    await wait_for(lambda: proxy.stats.active == 0)
+    assert await ask(proxy.bound_port, "again")  # room again once they are gone
+
+
+async def test_idle_connections_are_closed_busy_ones_kept(backends: Backends, proxies: Proxies) -> None:
+    b = await backends("b0", helpers.hello)
+    proxy = await proxies(lambda: (b.backend,), idle_timeout=0.6)
+    async with connect(proxy.bound_port) as (quiet_r, quiet_w), connect(proxy.bound_port) as (busy_r, busy_w):
+        for r, w in ((quiet_r, quiet_w), (busy_r, busy_w)):
+            w.write(b"hi\n")
+            await asyncio.wait_for(r.readline(), 5)
+        loop = asyncio.get_running_loop()
+        end = loop.time() + 2.0
+        while loop.time() < end:  # the busy one talks every 0.1 s, the quiet one says nothing
+            busy_w.write(b"tick\n")
+            assert (await asyncio.wait_for(busy_r.readline(), 5)).startswith(b"b0")
+            await asyncio.sleep(0.1)
+        with contextlib.suppress(ConnectionError):
+            assert await asyncio.wait_for(quiet_r.read(), 5) == b""
+        assert proxy.stats.idle_closed == 1
+        busy_w.write(b"still\n")
+        assert (await asyncio.wait_for(busy_r.readline(), 5)).startswith(b"b0 still")

@@ -86,7 +86,7 @@ def test_probe_spec_and_target() -> None:
     assert p is not None and p.kind == "http" and p.path == "/healthz" and p.interval == 2.0
     assert p.failure_threshold == 5 and p.timeout == 1.0
     e = probe_spec({"health": {"http": None, "exec": {"command": ["true"]}, "interval": "bad"}})
-    assert e is not None and e.kind == "exec" and e.command == ("true",) and e.interval == 10.0
+    assert e is not None and e.kind == "exec" and e.command == ("true",) and e.interval == 2.0  # the schema default
     obs = Observed("a", "c", "n", "s", 1, "running", port_map={8080: 32000})
     assert probe_target(p, obs, "127.0.0.2") == ("127.0.0.2", 32000)
     host = Observed("a", "c", "n", "s", 1, "running", port_map={8080: 8080}, host_network=True)

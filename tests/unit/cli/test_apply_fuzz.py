@@ -199,11 +199,13 @@ def test_delete_f_is_bounded_too(controller: ValidatingController, tmp_path: Pat
 
 
 def test_expanded_request_over_the_server_limit_is_exit_2(controller: ValidatingController) -> None:
-    # 2,000 aliases of a 900-byte string: a small file, 1.8 MB of values, more than one NATS message
-    text = (
-        "apiVersion: drover/v1\nkind: Service\nmetadata: {name: web}\nspec:\n  image: local/busybox:latest\n"
-        '  env: {A: &x "' + "x" * 900 + '"}\n  command: [' + ",".join(["*x"] * 2000) + "]\n"
-    )
+    # one YAML list of 40 services sharing a 30 KB value through an alias: a 35 KB file, each spec within
+    # its limit, 1.2 MB of values in all: more than one NATS message holds
+    def item(i: int, value: str) -> str:
+        return (f"- {{apiVersion: drover/v1, kind: Service, metadata: {{name: s{i}}}, "
+                f"spec: {{image: local/busybox:latest, env: {{A: {value}}}}}}}\n")
+
+    text = item(0, '&x "' + "x" * 30_000 + '"') + "".join(item(i, "*x") for i in range(1, 40))
     result = apply(text)
     assert_clean(result, allowed=(2,))
     assert "more than the server accepts (1,048,576 bytes)" in result.stderr and controller.applied == 0

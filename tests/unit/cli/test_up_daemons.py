@@ -24,6 +24,8 @@ def test_nats_argv(tmp_path: Path) -> None:
     fixed = lab.nats_server_argv("/bin/nats-server", tmp_path, single, [single])
     assert fixed == ["/bin/nats-server", "-a", "127.0.0.1", "-js", "-sd", str(tmp_path / "nats"), "-p", "4300"]
     assert lab.nats_nodes(1, 0)[0].port > 0
+    secured = lab.nats_server_argv("/bin/nats-server", tmp_path, single, [single], tmp_path / "sec.conf")
+    assert secured[:3] == ["/bin/nats-server", "-c", str(tmp_path / "sec.conf")]
 
 
 def test_nats_cluster_argv_routes_to_the_peers(tmp_path: Path) -> None:
@@ -97,6 +99,23 @@ def test_agent_command_builds_config(monkeypatch: pytest.MonkeyPatch) -> None:
     assert cfg.nats_url == "nats://10.0.0.1:4222"
     assert (cfg.node, cfg.address, cfg.driver, cfg.cpu, cfg.memory) == ("n1", "127.0.0.2", "sim", 0.5, 1 << 30)
     assert cfg.labels == {"zone": "a", "disk": "ssd"}
+
+
+def test_agent_data_dir_default_and_flag(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    import drover.agent.main as agent_main
+
+    seen: list[Any] = []
+
+    async def fake_run(cfg: Any, **_: Any) -> None:
+        seen.append(cfg)
+
+    monkeypatch.setattr(agent_main, "run_agent", fake_run)
+    monkeypatch.setattr("drover.shared.log.configure", lambda **_: None)
+    monkeypatch.setenv("DROVER_NATS", "nats://10.0.0.1:4222")
+    monkeypatch.setenv("DROVER_HOME", str(tmp_path / "home"))
+    assert CliRunner().invoke(cli, ["agent", "--node", "n1", "--cluster", "lab", "--driver", "sim"]).exit_code == 0
+    assert CliRunner().invoke(cli, ["agent", "--node", "n2", "--data-dir", str(tmp_path / "d")]).exit_code == 0
+    assert [c.data_dir for c in seen] == [str(tmp_path / "home" / "agents" / "lab" / "n1"), str(tmp_path / "d")]
 
 
 def test_daemon_failure_is_exit_1(monkeypatch: pytest.MonkeyPatch) -> None:

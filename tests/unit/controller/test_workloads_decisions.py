@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+from drover.controller.jobs import job_decision
 from drover.controller.secrets import node_may_read, users
-from drover.controller.workloads import sticky_homes
-from drover.shared.models import AssignedContainer, Assignment, ServiceRecord
+from drover.controller.workloads import (
+    JobReplica,
+    eligible_nodes,
+    global_homes,
+    job_creates,
+    job_state,
+    schedule_tick,
+    sticky_homes,
+)
+from drover.shared.models import AssignedContainer, Assignment, ContainerState, ContainerStatus, ServiceRecord
 
 VOL = {"volumes": [{"volume": "v", "container": "/v"}]}
 
@@ -36,3 +45,84 @@ def test_secret_readers_and_users() -> None:
         "c": ServiceRecord(name="c", spec=files, deleted=True),
     }
     assert users(services, "pw") == ["a"]
+
+
+# -- jobs, schedules, global ------------------------------------------------------------------------------
+
+
+JOB = {"mode": "job", "restart": "on-failure", "job": {"completions": 3, "parallelism": 2, "backoff_limit": 1}}
+
+
+def jr(rid: str, state: str, code: int | None = None, restarts: int = 0) -> JobReplica:
+    return JobReplica(rid, "n1", state, code, restarts)
+
+
+def test_job_state_and_creates() -> None:
+    assert job_state(JOB, []).status == "running" and job_creates(JOB, []) == 2
+    running = [jr("a", "running"), jr("b", "exited", 0)]
+    assert job_creates(JOB, running) == 1  # 2 completions missing, 1 running: parallelism 2
+    assert job_creates(JOB, [jr("a", "running"), jr("b", "running")]) == 0
+    done = [jr("a", "exited", 0), jr("b", "exited", 0), jr("c", "exited", 0)]
+    assert job_state(JOB, done).status == "succeeded" and job_creates(JOB, done) == 0
+    # backoff_limit 1: one restart is allowed, a second failure fails the job.
+    assert job_state(JOB, [jr("a", "running", restarts=1)]).status == "running"
+    failed = [jr("a", "exited", 2, restarts=1)]
+    assert job_state(JOB, failed).status == "failed" and job_creates(JOB, failed) == 0
+
+
+def test_every_ticks_never_overlap_and_collapse() -> None:
+    assert schedule_tick("@every 5s", 100.0, 104.9, running=False) is None
+    t = schedule_tick("@every 5s", 100.0, 105.0, running=False)
+    assert t is not None and (t.action, t.tick) == ("start", 105.0)
+    t = schedule_tick("@every 5s", 100.0, 106.0, running=True)
+    assert t is not None and t.action == "skip"
+    t = schedule_tick("@every 5s", 100.0, 131.0, running=False)  # five ticks missed: only the latest runs
+    assert t is not None and (t.tick, t.missed) == (130.0, 5)
+
+
+def test_cron_tick_collapse() -> None:
+    t = schedule_tick("* * * * *", 0.0, 600.5, running=False)
+    assert t is not None and t.tick == 600.0 and t.missed == 9
+
+
+def _svc(spec: dict[str, object], **kw: object) -> ServiceRecord:
+    return ServiceRecord(name="j", spec=spec, revision=1, created=100.0, **kw)  # type: ignore[arg-type]
+
+
+def _status(rid: str, state: ContainerState, code: int | None = None) -> ContainerStatus:
+    return ContainerStatus(id=rid, state=state, exit_code=code, revision=1)
+
+
+def test_scheduled_run_starts_skips_and_removes_the_previous_run() -> None:
+    spec = {**JOB, "schedule": "@every 10s", "job": {"completions": 1, "parallelism": 1, "backoff_limit": 0}}
+    d = job_decision(_svc(spec), [], lambda n, r: None, now=105.0)
+    assert (d.run, d.create, d.record) == (0, 0, {})  # before the first tick
+    d = job_decision(_svc(spec), [], lambda n, r: None, now=110.5)
+    assert d.run == 1 and d.create == 1 and d.record["job_run"] == 1 and d.record["job_last_tick"] == 110.0
+    assert [k for k, _ in d.events] == ["job-run-started"]
+    running = _svc(spec, job_run=1, job_last_tick=110.0, job_runs=d.record["job_runs"])
+    replica = ("n1", ac("r1-00000001", 1, service="j", spec=spec))
+    obs = {"r1-00000001": _status("r1-00000001", ContainerState.RUNNING)}
+    d = job_decision(running, [replica], lambda n, r: obs.get(r), now=120.2)
+    assert d.create == 0 and d.remove == [] and [k for k, _ in d.events] == ["job-tick-skipped"]
+    obs["r1-00000001"] = _status("r1-00000001", ContainerState.EXITED, 0)
+    d = job_decision(running.model_copy(update={"job_last_tick": 120.0}), [replica], lambda n, r: obs.get(r), 125.0)
+    assert [k for k, _ in d.events] == ["job-succeeded"] and d.record["job_runs"][-1]["result"] == "succeeded"
+    d = job_decision(running.model_copy(update={"job_last_tick": 120.0}), [replica], lambda n, r: obs.get(r), 130.1)
+    assert d.run == 2 and d.remove == [("n1", "r1-00000001")] and d.create == 1
+
+
+def test_failed_job_stops_retrying() -> None:
+    spec = {**JOB, "job": {"completions": 1, "parallelism": 1, "backoff_limit": 0}}
+    replica = ("n1", ac("r1-0000000a", 1, service="j", spec=spec))
+    d = job_decision(_svc(spec), [replica], lambda n, r: _status(r, ContainerState.EXITED, 3), now=200.0)
+    assert d.stop_retrying == [("n1", "r1-0000000a")] and d.create == 0
+    assert [k for k, _ in d.events] == ["job-failed"]
+
+
+def test_global_follows_eligible_nodes() -> None:
+    nodes = {"a": (True, "a", {"zone": "x"}), "b": (True, "b", {"zone": "y"}), "c": (False, "c", {"zone": "x"})}
+    assert eligible_nodes(nodes, {}) == ["a", "b"]
+    assert eligible_nodes(nodes, {"placement": {"constraints": ["node.labels.zone == x"]}}) == ["a"]
+    work = {"a": [ac("1", 2, service="g")], "b": [ac("2", 1, service="g")]}
+    assert global_homes("g", 2, ["a", "b"], work, 5) == ["b"]

@@ -173,3 +173,9 @@ def test_assignment_sections_on_random_maps_raise_only_wire_error(body: dict[str
         Assignment.from_wire(data)
     except WireError:
         pass
+
+
+def test_an_out_of_range_term_fails_only_where_it_is_stored() -> None:
+    a = Assignment(node="n1", term=2**63, containers=[])  # building one never raises (a controller's loop)
+    with pytest.raises(WireError, match="term"):
+        a.to_wire()

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError as PydanticValidationError
 
 from drover.controller.scheduler import NodeView, PlacementRequest, place
-from drover.shared.constraints import ConstraintError, parse_constraint, parse_spread, spread_label
+from drover.shared.constraints import ConstraintError, parse_constraint, parse_spread, pin_to, spread_label
 from drover.shared.manifest import PlacementSpec
 
 
@@ -203,3 +203,29 @@ def test_parse_is_linear(make: Callable[[int], str]) -> None:
     baseline = _worst_time(make, small)
     took = _worst_time(make, big)
     assert took < max(baseline * 1000, 0.5), (baseline, took)
+
+
+def test_pin_to_quotes_what_needs_quoting() -> None:
+    assert pin_to("n1") == "node.name == n1"
+    for name in ["a=b", "a b", "x!y", 'say"hi']:
+        c = parse_constraint(pin_to(name))
+        assert c.on_name and c.equal and c.value == name
+
+
+_spreads = st.one_of(st.none(), st.sampled_from(["node.name", "node.labels.zone", " node.labels.zone ", "zone"]),
+                     st.lists(_pieces, max_size=4).map("".join))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(constraint_texts, max_size=3), _spreads)
+def test_any_valid_placement_is_planned_without_raising(constraints: list[str], spread: str | None) -> None:
+    # as reconcile builds the request from a stored (validated) spec dict
+    try:
+        spec = PlacementSpec.model_validate({"constraints": constraints, "spread": spread})
+    except PydanticValidationError:
+        return
+    placement = spec.model_dump(mode="json")
+    request = PlacementRequest("svc", 3, 0.1, 1, constraints=(*placement["constraints"], pin_to("a")),
+                               spread=placement["spread"])
+    plan = place(_nodes(), request, rng=random.Random(2))
+    assert not any(r.startswith("invalid constraint") for r in plan.reasons)

@@ -128,3 +128,14 @@ def test_parse_request_enforces_the_same_limits() -> None:
     ]
     [m] = parse_request([json.loads(json.dumps(doc(replicas=3)))])
     assert m.spec.replicas == 3
+
+
+def test_huge_strings_are_refused_with_a_path() -> None:
+    assert problems(HEAD.replace("local/busybox:latest", "x" * 2000)) == [
+        "web.yaml[doc 1] spec.image: must be at most 1024 characters"
+    ]
+    # a record keeps the spec with its 20 previous revisions in one NATS message: the spec stays small
+    [line] = problems(HEAD + "  env: {A: " + "x" * 50_000 + "}\n")
+    assert line == "web.yaml[doc 1] spec: is 49 KiB once encoded, more than 40 KiB (large files belong in a volume)"
+    [m] = parse_manifests([("w.yaml", HEAD + "  env: {A: " + "x" * 30_000 + "}\n")])
+    assert len(m.spec.env["A"]) == 30_000

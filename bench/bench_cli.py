@@ -1,0 +1,159 @@
+"""CLI start-up and apply → 10 running against Docker Swarm on the same engine, in one run.
+
+    .venv/bin/python bench/bench_cli.py [--runs 10] [--trials 3] [--no-swarm]
+
+1. Wall time of ``drover --help``, ``drover get --help``, an argument error and ``drover get services``
+   (against a live controller), each the median of ``--runs`` runs of a fresh process.
+2. ``drover apply -f web.yaml`` (the real CLI, a real agent on the local Docker engine) → 10 replicas
+   running, against ``docker service create --detach --replicas 10`` → 10 tasks running. Both are the user's
+   command as a fresh process, then polled in-process (NATS API / Docker API) every 50 ms.
+   Swarm is initialised with ``--advertise-addr 127.0.0.1`` only when the engine is not in a swarm already
+   (if it is, someone else uses it: the Swarm half is skipped), and left afterwards.
+
+Everything runs on 127.0.0.1 against the local engine and the local/busybox image.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import VENV_BIN, Api, Nats, daemon, docker, remove_labelled, stop_daemon
+
+DROVER = str(VENV_BIN / "drover")
+SLEEP = ["sleep", "3600"]
+
+
+def wall(cmd: list[str], env: dict[str, str], runs: int) -> tuple[float, float]:
+    """(median wall time, median CPU time user+sys) of ``runs`` fresh processes. The CPU time says what
+    the command costs even when the machine is shared and busy (wall time then includes waiting for a core)."""
+    times, cpus = [], []
+    for _ in range(runs):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        t0 = time.perf_counter()
+        subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+        times.append(time.perf_counter() - t0)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpus.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+    return round(statistics.median(times), 3), round(statistics.median(cpus), 3)
+
+
+def web_yaml(name: str) -> str:
+    return (f"apiVersion: drover/v1\nkind: Service\nmetadata: {{name: {name}}}\nspec:\n"
+            f"  image: local/busybox:latest\n  command: {json.dumps(SLEEP)}\n  replicas: 10\n"
+            "  resources: {cpu: 0.01, memory: 8Mi}\n  stop_grace: 1s\n")
+
+
+async def drover_apply_10(api: Api, env: dict[str, str], name: str, workdir: Path) -> float:
+    path = workdir / f"{name}.yaml"
+    path.write_text(web_yaml(name))
+    t0 = time.monotonic()
+    subprocess.run([DROVER, "apply", "-f", str(path)], env=env, check=True, stdout=subprocess.DEVNULL)
+
+    async def running() -> bool:
+        rows = await api.call("get_containers", service=name)
+        return len(rows) == 10 and all(r["state"] == "running" for r in rows)
+
+    await api.wait(running, 120, "10 replicas running", interval=0.05)
+    took = time.monotonic() - t0
+    await api.call("delete", names=[name])
+    await api.wait(lambda: _gone(api, name), 120, "replicas removed")
+    return took
+
+
+async def _gone(api: Api, name: str) -> bool:
+    return not await api.call("get_containers", service=name)
+
+
+async def swarm_create_10(name: str) -> float:
+    import aiodocker
+
+    client = aiodocker.Docker()
+    try:
+        t0 = time.monotonic()
+        docker("service", "create", "--detach", "--quiet", "--replicas", "10", "--name", name,
+               "--label", "drover-bench=swarm", "local/busybox:latest", *SLEEP)
+        while time.monotonic() - t0 < 120:
+            tasks = await client.tasks.list(filters={"service": name, "desired-state": "running"})
+            if sum(1 for t in tasks if t["Status"]["State"] == "running") >= 10:
+                return time.monotonic() - t0
+            await asyncio.sleep(0.05)
+        raise TimeoutError("swarm service not running within 120 s")
+    finally:
+        subprocess.run(["docker", "service", "rm", name], capture_output=True, check=False)
+        await client.close()
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=10)
+    ap.add_argument("--trials", type=int, default=3)
+    ap.add_argument("--no-swarm", action="store_true")
+    args = ap.parse_args()
+    cluster = f"cli{uuid.uuid4().hex[:6]}"
+    workdir = Path(tempfile.mkdtemp(prefix="drover-bench-cli-"))
+    nats = Nats()
+    env = {**os.environ, "DROVER_NATS": nats.url, "DROVER_CLUSTER": cluster, "DROVER_HOME": str(workdir / "home")}
+    ctl = daemon("controller", "--nats", nats.url, "--cluster", cluster)
+    agent = daemon("agent", "--nats", nats.url, "--cluster", cluster, "--node", "bench-cli", "--address", "127.0.0.1")
+    out: dict[str, object] = {}
+    swarm_times: list[float] = []
+    drover_times: list[float] = []
+    try:
+        async with Api(nats.url, cluster) as api:
+            await api.wait(lambda: _node_ready(api), 30, "agent registered")
+            await api.call("apply", manifests=[json.loads(json.dumps(_svc("idle", 3)))])
+            # (wall s, cpu s) medians
+            out["help"] = wall([DROVER, "--help"], env, args.runs)
+            out["get_help"] = wall([DROVER, "get", "--help"], env, args.runs)
+            out["bad_argument"] = wall([DROVER, "get", "bogus"], env, args.runs)
+            out["get_services"] = wall([DROVER, "get", "services"], env, args.runs)
+            out["python_startup"] = wall([sys.executable, "-c", "pass"], env, args.runs)
+            out["load_average"] = os.getloadavg()[0]
+            await api.call("delete", names=["idle"])
+            swarm = not args.no_swarm and docker("info", "--format", "{{.Swarm.LocalNodeState}}").strip() == "inactive"
+            if swarm:
+                docker("swarm", "init", "--advertise-addr", "127.0.0.1")
+            try:
+                for trial in range(args.trials):
+                    drover_times.append(await drover_apply_10(api, env, f"w{trial}", workdir))
+                    if swarm:
+                        swarm_times.append(await swarm_create_10(f"drover-bench-{cluster}-{trial}"))
+            finally:
+                if swarm:
+                    subprocess.run(["docker", "swarm", "leave", "--force"], capture_output=True, check=False)
+    finally:
+        stop_daemon(agent)
+        stop_daemon(ctl)
+        remove_labelled(f"drover.cluster={cluster}")
+        nats.stop()
+    out["drover_apply_10_s"] = [round(t, 2) for t in drover_times]
+    out["swarm_create_10_s"] = [round(t, 2) for t in swarm_times]
+    if drover_times and swarm_times:
+        out["ratio_drover_swarm"] = round(statistics.median(drover_times) / statistics.median(swarm_times), 2)
+    print(json.dumps(out))
+
+
+def _svc(name: str, replicas: int) -> dict[str, object]:
+    return {"apiVersion": "drover/v1", "kind": "Service", "metadata": {"name": name},
+            "spec": {"image": "local/busybox:latest", "command": SLEEP, "replicas": replicas,
+                     "resources": {"cpu": 0.01, "memory": "8Mi"}, "stop_grace": "1s"}}
+
+
+async def _node_ready(api: Api) -> bool:
+    return any(n["status"] == "ready" for n in await api.call("get_nodes"))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

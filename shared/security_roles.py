@@ -1,0 +1,109 @@
+"""What each role may publish and subscribe to on the bus (enforced by nats-server through the user JWT).
+
+A KV put is a publish to ``$KV.<bucket>.<key>``; a KV read goes through the JetStream API: ``STREAM.INFO``
+of the bucket's stream, a direct get ``$JS.API.DIRECT.GET.KV_<bucket>.$KV.<bucket>.<key>`` and, for
+watches, an ordered consumer (``CONSUMER.CREATE.KV_<bucket>``, the filter in the body). So writes are
+scoped to single keys, reads to whole buckets (an agent may read every assignment; it may write none).
+Destructive API verbs (stream delete/purge/update) are granted to the controller only.
+Replies go to ``_INBOX.…`` subjects.
+
+NATS permissions are per subject token, so an agent credential for a fleet prefix (``P-*``) can only be
+expressed as "any node of this cluster" (``*``); one for a single node is bound to that name.
+"""
+
+from __future__ import annotations
+
+from drover.shared.security_jwt import Permissions
+from drover.shared.subjects import Names
+
+ROLES = ("admin", "controller", "agent", "client", "client-read-only")
+
+# Controller API verbs that only read (the read-only client's set). Unknown verbs are denied.
+READ_VERBS = (
+    "get_services", "get_containers", "get_nodes", "describe_service", "describe_node", "events",
+    "rollout_status", "rollout_history", "leader", "endpoints", "diff", "secret_list", "get_secrets",
+    "snapshot_save", "dashboard",
+)
+
+INBOX = "_INBOX.>"
+
+
+def _buckets(n: Names) -> dict[str, str]:
+    return {
+        "services": n.services_bucket, "assign": n.assignments_bucket, "nodes": n.nodes_bucket,
+        "nodectl": n.nodectl_bucket, "leader": n.leader_bucket, "config": n.config_bucket,
+    }
+
+
+def _read_bucket(bucket: str) -> list[str]:
+    """Read (get, history, keys, watch) every key of a bucket."""
+    s = f"KV_{bucket}"
+    return [
+        f"$JS.API.STREAM.INFO.{s}", f"$JS.API.STREAM.MSG.GET.{s}", f"$JS.API.DIRECT.GET.{s}",
+        f"$JS.API.DIRECT.GET.{s}.>", f"$JS.API.CONSUMER.CREATE.{s}", f"$JS.API.CONSUMER.CREATE.{s}.>",
+        f"$JS.API.CONSUMER.DELETE.{s}.>", f"$JS.API.CONSUMER.INFO.{s}.>",
+    ]
+
+
+def _js_common(n: Names) -> list[str]:
+    # Account info, the events stream's info (every component checks it exists), and flow-control replies
+    # of ordered consumers (KV watches).
+    return ["$JS.API.INFO", f"$JS.API.STREAM.INFO.{n.events_stream}", "$JS.FC.>", INBOX]
+
+
+def controller(cluster: str) -> Permissions:
+    n = Names(cluster)
+    b = _buckets(n)
+    pub = [f"drover.{cluster}.>", *(f"$KV.{x}.>" for x in b.values()), "$JS.API.>", "$JS.ACK.>", *_js_common(n)]
+    return Permissions(pub=pub, sub=[f"drover.{cluster}.>", INBOX], tags=["drover-role:controller"])
+
+
+def agent(cluster: str, node: str) -> Permissions:
+    """``node`` is one node name, or ``P-*`` for a fleet (any node: see the module doc)."""
+    n = Names(cluster)
+    b = _buckets(n)
+    me = "*" if node.endswith("*") else node
+    pub = [
+        n.heartbeat(me),
+        f"$KV.{b['nodes']}.{me}",
+        f"{n.events_prefix}.>",
+        *_js_common(n),
+        *_read_bucket(b["assign"]),
+        *_read_bucket(b["nodes"]),
+        *_read_bucket(b["services"]),
+        *_read_bucket(b["nodectl"]),
+        *_read_bucket(b["config"]),
+    ]
+    sub = [n.agent_api(me, ">"), n.endpoints, INBOX]
+    return Permissions(pub=pub, sub=sub, tags=["drover-role:agent"])
+
+
+def client(cluster: str, *, read_only: bool) -> Permissions:
+    n = Names(cluster)
+    b = _buckets(n)
+    verbs = [n.api(v) for v in READ_VERBS] if read_only else [n.api("*")]
+    # Logs (and logs -f keep-alives to the client's own inbox), endpoints through any agent.
+    pub = [*verbs, n.agent_api("*", "logs"), n.endpoints, *_js_common(n)]
+    for bucket in ("services", "nodes", "nodectl", "assign"):
+        pub += _read_bucket(b[bucket])
+    sub = [f"{n.events_prefix}.>", INBOX]
+    role = "client-read-only" if read_only else "client"
+    return Permissions(pub=pub, sub=sub, tags=[f"drover-role:{role}"])
+
+
+def admin() -> Permissions:
+    return Permissions(pub=None, sub=None, tags=["drover-role:admin"])
+
+
+def for_role(role: str, cluster: str, node: str | None = None) -> Permissions:
+    if role == "admin":
+        return admin()
+    if role == "controller":
+        return controller(cluster)
+    if role == "agent":
+        if not node:
+            raise ValueError("an agent credential needs a node name")
+        return agent(cluster, node)
+    if role in ("client", "client-read-only"):
+        return client(cluster, read_only=role == "client-read-only")
+    raise ValueError(f"unknown role {role!r} (one of {', '.join(ROLES)})")
