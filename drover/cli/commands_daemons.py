@@ -94,6 +94,10 @@ def _configure_logs(level: str) -> None:
     "--ui-port", type=click.IntRange(0, 65535), default=None, help="Serve the read-only web dashboard here (0: any)."
 )
 @click.option("--ui-address", default="127.0.0.1", show_default=True, help="Address the dashboard listens on.")
+@click.option(
+    "--ui-actions", is_flag=True,
+    help="Offer scale, undo and cordon on the dashboard, each confirmed and run with the user's own credentials.",
+)
 @click.option("--log-level", type=LOG_LEVELS, default="info", show_default=True)
 @click.option(
     "--allow-privileged-mounts", is_flag=True, envvar="DROVER_ALLOW_PRIVILEGED_MOUNTS",
@@ -110,6 +114,7 @@ def controller_cmd(
     metrics_address: str,
     ui_port: int | None,
     ui_address: str,
+    ui_actions: bool,
     log_level: str,
     allow_privileged_mounts: bool,
 ) -> None:
@@ -129,6 +134,7 @@ def controller_cmd(
         metrics_address=metrics_address,
         ui_port=ui_port,
         ui_address=ui_address,
+        ui_actions=ui_actions,
         allow_privileged_mounts=allow_privileged_mounts,
     )
     _run_daemon("controller", run_controller(cfg))

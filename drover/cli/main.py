@@ -69,6 +69,10 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "commands_secret", "secret_group",
         "Secrets for `files` entries: create, list, delete (values are never shown).",
     ),
+    "snapshot": (
+        "commands_snapshot", "snapshot_group",
+        "Save all desired state to a file, or restore it (services, revisions, secrets encrypted, node controls).",
+    ),
     "uncordon": ("commands_ops", "uncordon_cmd", "Mark a node schedulable again (also ends a drain)."),
     "up": (
         "up", "up_cmd",
