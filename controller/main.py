@@ -114,7 +114,7 @@ class Controller:
         await asyncio.wait_for(self.eventlog.ready.wait(), 30)
         if self.cfg.metrics_port is not None:
             self.metrics.serve(self.cfg.metrics_address, self.cfg.metrics_port)
-        leader_kv = await open_leader_bucket(self.store.js, self.names.leader_bucket)
+        leader_kv = await open_leader_bucket(self.store.js, self.names.leader_bucket, self.store.replicas)
         self.leader_kv = leader_kv
         self.elector = Elector(
             self.store.js, leader_kv, self.names.leader_bucket, self.id, ttl=self.cfg.lease_ttl,
