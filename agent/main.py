@@ -147,7 +147,7 @@ class Agent:
             self.metrics_port = self.metrics.serve(self.cfg.metrics_address, self.cfg.metrics_port)
         self.nc = await bus.connect(
             self.cfg.nats_url, name=f"drover-agent-{self.node}", retry_forever=True, creds=self.cfg.creds,
-            ca=self.cfg.ca,
+            ca=self.cfg.ca, source=self.cfg.nats_source,
         )
         reconnects = reconnect_count(self.nc)
         self.store = await bus.open_store(self.nc, self.cfg.cluster)
@@ -503,15 +503,16 @@ class Agent:
             self.outbox.put(ev)
 
 
-async def run_agent(cfg: AgentConfig) -> None:
-    """Run an agent until cancelled (the ``drover agent`` command). Containers keep running on exit."""
+async def run_agent(cfg: AgentConfig, *, remove_containers: bool = False) -> None:
+    """Run an agent until cancelled (the ``drover agent`` command). Containers keep running on exit unless
+    ``remove_containers`` (``drover up`` without ``--keep``)."""
     agent = Agent(cfg)
     await agent.start()
     assert agent.sup is not None
     try:
         await asyncio.shield(agent.sup.failed)
     finally:
-        await asyncio.shield(agent.stop())
+        await asyncio.shield(agent.stop(remove_containers=remove_containers))
 
 
 def default_node_name() -> str:
