@@ -4,8 +4,8 @@ planned, each part in its own process (nats-server, controller, a hollow fleet).
     .venv/bin/python bench/bench_loop_lag.py [--nodes 100] [--replicas 10000] [--applies 5]
 
 1. ``drover agent --driver sim --count NODES`` registers hollow nodes.
-2. Load, at the same time: ``apply`` of a request of about 0.9 MiB (``--big-services`` services of about 4.5 KiB, with zero
-   replicas, each with a large ``env``, so validation and storage are exercised without a huge assignment),
+2. Load, at the same time: ``apply`` of a request of about 0.9 MiB (``--big-services`` services of about
+   4.5 KiB with zero replicas, each with a large ``env``: validation and storage without a huge assignment),
    re-applied ``--applies`` times with a changed value (a new revision each); and one service scaled to
    ``--replicas`` replicas (the planning load) until all of them run.
 3. The controller's own loop-lag histogram (a 100 ms timer's lateness), counted over the load only: p99 and
@@ -29,6 +29,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_scale import _nodes_ready, free_port, manifest, totals
 from common import Api, Nats, daemon, stop_daemon
+
+from drover.shared import wire
+from drover.shared.models import ApiReply
 
 
 def lag_buckets(port: int) -> list[tuple[float, float]]:
@@ -103,7 +106,10 @@ async def main() -> None:
                 took = []
                 for r in range(args.applies):
                     t = time.perf_counter()
-                    await api.call("apply", manifests=big_manifests(args.big_services, r, args.big_bytes))
+                    body = wire.encode({"manifests": big_manifests(args.big_services, r, args.big_bytes)})
+                    reply = ApiReply.from_wire((await api.nc.request(api.names.api("apply"), body, timeout=120)).data)
+                    if not reply.ok:
+                        raise RuntimeError(f"apply: {reply.error}")
                     took.append(time.perf_counter() - t)
                 return took
 
