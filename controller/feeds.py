@@ -70,6 +70,10 @@ class StateFeeds:
 
     def _node(self, key: str, reg: object, rev: int) -> None:
         assert reg is None or isinstance(reg, NodeRegistration)
+        if reg is not None and reg.name != key:
+            # The key is what the server let this agent's credentials write ($KV.<nodes>.<key>); a body naming
+            # another node must not speak for it.
+            reg = reg.model_copy(update={"name": key})
         self.state.set_registration(reg, key, self.clock())
         self.kick()
 

@@ -62,7 +62,9 @@ def seeds_from_records(records: Mapping[str, bytes], me: str) -> list[tuple[str,
             reg = NodeRegistration.from_wire(data)
         except WireError:
             continue
-        name = reg.name or key
+        # The key, not the body: an agent's credentials may write only its own key, so the key is the node
+        # the server vouched for; a body naming another node must not become a seed under that name.
+        name = key
         if name != me and reg.gossip_port > 0:
             out.append((name, reg.address, reg.gossip_port))
     return out

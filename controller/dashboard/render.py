@@ -59,11 +59,15 @@ def bar(done: float, total: float, label: str, *, warn: bool = False) -> str:
 MAX_ROWS = 500
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], empty: str, more: str = "drover get") -> str:
+def _table(
+    headers: Sequence[str], rows: Sequence[Sequence[str]], empty: str, more: str = "drover get", total: int = 0
+) -> str:
+    """``rows`` already cut to ``MAX_ROWS`` by the caller (formatting rows nobody sees costs the controller);
+    ``total`` is how many there were."""
     head = "".join(f"<th>{esc(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows[:MAX_ROWS])
-    if len(rows) > MAX_ROWS:
-        note = f"… and {len(rows) - MAX_ROWS} more ({more})"
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
+    if total > len(rows):
+        note = f"… and {total - len(rows)} more ({more})"
         body += f'<tr><td colspan="{len(headers)}" class="muted">{esc(note)}</td></tr>'
     if not rows:
         body = f'<tr><td colspan="{len(headers)}" class="muted">{esc(empty)}</td></tr>'
@@ -87,7 +91,7 @@ def autoscale_text(auto: Mapping[str, Any] | None) -> str:
 
 def services(rows: Sequence[Mapping[str, Any]], autoscale: Mapping[str, Mapping[str, Any]]) -> str:
     out = []
-    for r in rows:
+    for r in rows[:MAX_ROWS]:
         desired = int(r.get("replicas") or 0)
         ready, updated = int(r.get("ready") or 0), int(r.get("updated") or 0)
         name = esc(r.get("name"))
@@ -104,12 +108,12 @@ def services(rows: Sequence[Mapping[str, Any]], autoscale: Mapping[str, Mapping[
             ]
         )
     headers = ["Name", "Ready", "Status", "Revision", "Rollout", "Autoscale", "Image", "Message"]
-    return _table(headers, out, "no services yet: drover apply -f FILE", "drover get services")
+    return _table(headers, out, "no services yet: drover apply -f FILE", "drover get services", len(rows))
 
 
 def nodes(rows: Sequence[Mapping[str, Any]], now: float) -> str:
     out = []
-    for r in rows:
+    for r in rows[:MAX_ROWS]:
         cap, alloc = r.get("capacity") or {}, r.get("allocated") or {}
         cpu_c, cpu_a = float(cap.get("cpu") or 0), float(alloc.get("cpu") or 0)
         mem_c, mem_a = int(cap.get("memory") or 0), int(alloc.get("memory") or 0)
@@ -125,12 +129,12 @@ def nodes(rows: Sequence[Mapping[str, Any]], now: float) -> str:
             ]
         )
     headers = ["Name", "Status", "Address", "CPU", "Memory", "Containers", "Heartbeat"]
-    return _table(headers, out, "no nodes", "drover get nodes")
+    return _table(headers, out, "no nodes", "drover get nodes", len(rows))
 
 
 def containers(rows: Sequence[Mapping[str, Any]], *, show_service: bool = True) -> str:
     out = []
-    for r in rows:
+    for r in rows[:MAX_ROWS]:
         row = [esc(r.get("name"))]
         if show_service:
             row.append(esc(r.get("service")))
@@ -145,7 +149,7 @@ def containers(rows: Sequence[Mapping[str, Any]], *, show_service: bool = True) 
         out.append(row)
     headers = ["Name", *(["Service"] if show_service else [])]
     headers += ["Node", "Revision", "State", "Ready", "Restarts", "Host port"]
-    return _table(headers, out, "no containers", "drover get containers")
+    return _table(headers, out, "no containers", "drover get containers", len(rows))
 
 
 def events(rows: Sequence[Mapping[str, Any]]) -> str:

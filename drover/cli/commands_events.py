@@ -58,8 +58,8 @@ def events_cmd(follow: bool, service: str | None, node: str | None, limit: int, 
 
     async def go(c: Client) -> None:
         sub = await c.nc.subscribe(c.names.events_all) if follow else None
-        past = await c.call("events", {"service": service, "limit": limit})
-        past = [e for e in past or [] if isinstance(e, dict) and keep(e)]
+        past = await past_events(c, service, limit)
+        past = [e for e in past if isinstance(e, dict) and keep(e)]
         if not follow:
             if as_json:
                 output.echo(output.to_json(past))
@@ -91,6 +91,21 @@ def events_cmd(follow: bool, service: str | None, node: str | None, limit: int, 
             output.echo(json.dumps(e) if as_json else _line(event_row(e), widths))
 
     _run_following(go, follow)
+
+
+EVENTS_PAGE = 1000  # events per request: a reply must fit in one NATS message
+
+
+async def past_events(c: Client, service: str | None, limit: int) -> list[Any]:
+    """The last ``limit`` events (0: all the controller keeps), asked for in pages of ``EVENTS_PAGE``."""
+    out: list[Any] = []
+    while True:
+        body = {"service": service, "limit": limit, "page": EVENTS_PAGE, "offset": len(out)}
+        chunk = await c.call("events", body)
+        chunk = chunk if isinstance(chunk, list) else []
+        out += chunk
+        if len(chunk) != EVENTS_PAGE:
+            return out  # a short page is the last (a longer one: a controller without paging sent all)
 
 
 def _line(cells: list[Any], widths: list[int]) -> str:

@@ -259,6 +259,9 @@ def test_exposed_ports_env_and_strategy() -> None:
         for i, (n, p) in enumerate([("me", 1), ("n2", 7000), ("n3", 0)], 1)
     }
     assert seeds_from_records(regs, "me") == [("n2", "127.0.0.2", 7000)]
+    # n4's own key, a body claiming to be n2: it seeds as n4 (the key the server let it write), never as n2.
+    regs["n4"] = NodeRegistration(name="n2", address="10.9.9.9", gossip_port=7001).to_wire()
+    assert seeds_from_records(regs, "me") == [("n2", "127.0.0.2", 7000), ("n4", "10.9.9.9", 7001)]
 
 
 def test_local_endpoints() -> None:

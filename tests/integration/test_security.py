@@ -240,3 +240,29 @@ async def test_forged_heartbeat_body_changes_nothing(
     finally:
         await nc.close()
         await client.close()
+
+
+async def test_registration_is_bound_to_its_key(
+    secure_nats: SecureNats, secure_controller: Controller, cluster_name: str
+) -> None:
+    names = Names(cluster_name)
+    nc = await connect(secure_nats, secure_nats.creds("agent", cluster_name, "n1"))
+    client = await connect(secure_nats, secure_nats.creds("client", cluster_name))
+    try:
+        store = await bus.open_store(nc, cluster_name)
+        # Its own key (the only one it may write), a body that claims to be n2.
+        await store.nodes.put("n1", NodeRegistration(name="n2", address="10.9.9.9").to_wire())
+        await nc.publish(names.heartbeat("n1"), Heartbeat(node="n1", time=time.time()).to_wire())
+
+        async def rows() -> list[dict[str, Any]]:
+            msg = await client.request(names.api("get_nodes"), wire.encode({"name": None}), timeout=5)
+            return list(ApiReply.from_wire(msg.data).data)
+
+        async def seen() -> bool:
+            return any(r["address"] == "10.9.9.9" for r in await rows())
+
+        await wait_for(seen, timeout=10, message="registration of n1 seen")
+        assert sorted(r["name"] for r in await rows()) == ["n1"]
+    finally:
+        await nc.close()
+        await client.close()

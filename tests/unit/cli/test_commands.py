@@ -416,3 +416,16 @@ def test_a_controller_that_does_not_page(fake: Callable[..., FakeNats]) -> None:
     nc = fake(get_containers=lambda body: exactly)
     result = run("get", "containers", "-o", "json")
     assert len(json.loads(result.stdout)) == 500 and len(nc.requests) == 2
+
+
+def test_events_come_in_pages(fake: Callable[..., FakeNats]) -> None:
+    evs = [{"time": "2024-05-01T12:00:03.000Z", "kind": "started", "service": "web", "node": "n1",
+            "container": f"c{i}", "message": "m"} for i in range(2500)]
+
+    def events(body: dict[str, Any]) -> Any:
+        chosen = evs[-body["limit"]:] if body["limit"] else evs
+        return chosen[body["offset"]:body["offset"] + body["page"]]
+
+    nc = fake(events=events)
+    got = json.loads(run("events", "--limit", "0", "-o", "json").stdout)
+    assert [e["container"] for e in got] == [e["container"] for e in evs] and len(nc.requests) == 3
