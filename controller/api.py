@@ -11,7 +11,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from drover.controller import autoscaler, preview, records, secrets, views
+from drover.controller import autoscaler, backup, preview, records, secrets, views
 from drover.controller.records import update_service
 from drover.shared.errors import NotFoundError, ValidationError
 from drover.shared.limits import MAX_REPLICAS
@@ -381,6 +381,8 @@ HANDLERS: dict[str, Handler] = {
     "rollout_resume": rollout_resume,
     "apply": apply,
     "preview": preview.preview,
+    "snapshot_save": backup.snapshot_save,
+    "snapshot_restore": backup.snapshot_restore,
     "secret_create": secrets.secret_create,
     "secret_list": secrets.secret_list,
     "secret_delete": secrets.secret_delete,

@@ -116,7 +116,7 @@ class Controller:
         await asyncio.wait_for(self.eventlog.ready.wait(), 30)
         if self.cfg.metrics_port is not None:
             self.metrics.serve(self.cfg.metrics_address, self.cfg.metrics_port)
-        leader_kv = await open_leader_bucket(self.store.js, self.names.leader_bucket)
+        leader_kv = await open_leader_bucket(self.store.js, self.names.leader_bucket, self.store.replicas)
         self.leader_kv = leader_kv
         self.elector = Elector(
             self.store.js, leader_kv, self.names.leader_bucket, self.id, ttl=self.cfg.lease_ttl,
@@ -135,10 +135,12 @@ class Controller:
         )
         if self.cfg.ui_port is not None:
             from drover.controller.dashboard import Dashboard  # aiohttp loads only when the UI is wanted
+            from drover.controller.dashboard.actions import NatsActor
 
+            actor = NatsActor(self.cfg.nats_url, self.names.api, self.cfg.ca) if self.cfg.ui_actions else None
             self.dashboard = Dashboard(
                 self.query, lambda: self.state.service_rps, cluster=self.cfg.cluster,
-                address=self.cfg.ui_address, port=self.cfg.ui_port,
+                address=self.cfg.ui_address, port=self.cfg.ui_port, act=actor,
             )
             self.sup.start("dashboard", self.dashboard.run)
         self.log.info("controller started", nats=self.cfg.nats_url)
