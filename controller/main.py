@@ -47,6 +47,7 @@ from drover.shared.tasks import Supervisor
 log = structlog.get_logger("drover.controller")
 
 ASSIGNMENT_WRITES_IN_FLIGHT = 32
+API_IN_FLIGHT = 64
 
 
 class Controller:
@@ -60,6 +61,7 @@ class Controller:
         self.metrics = ControllerMetrics()
         self._dirty = asyncio.Event()
         self._disrupted = False
+        self._api_slots = asyncio.Semaphore(API_IN_FLIGHT)
         self._repair_tried: set[tuple[str, int]] = set()
         self._subs: list[Any] = []
         self.sup: Supervisor | None = None
@@ -114,7 +116,7 @@ class Controller:
         await asyncio.wait_for(self.eventlog.ready.wait(), 30)
         if self.cfg.metrics_port is not None:
             self.metrics.serve(self.cfg.metrics_address, self.cfg.metrics_port)
-        leader_kv = await open_leader_bucket(self.store.js, self.names.leader_bucket)
+        leader_kv = await open_leader_bucket(self.store.js, self.names.leader_bucket, self.store.replicas)
         self.leader_kv = leader_kv
         self.elector = Elector(
             self.store.js, leader_kv, self.names.leader_bucket, self.id, ttl=self.cfg.lease_ttl,
@@ -246,6 +248,14 @@ class Controller:
 
     # --- API -------------------------------------------------------------------------------------------------
     async def _on_api(self, msg: Msg) -> None:
+        """nats-py runs one callback of a subscription at a time: each request is answered in its own task
+        (at most ``API_IN_FLIGHT`` at once), so a cheap read never waits behind a long apply."""
+        assert self.sup is not None
+        await self._api_slots.acquire()
+        task = self.sup.spawn("api", self._answer_api(msg))
+        task.add_done_callback(lambda _: self._api_slots.release())
+
+    async def _answer_api(self, msg: Msg) -> None:
         verb = msg.subject.rsplit(".", 1)[-1]
         self.metrics.api_requests.labels(verb=verb).inc()
         reply: ApiReply

@@ -21,8 +21,7 @@ ROLES = ("admin", "controller", "agent", "client", "client-read-only")
 # Controller API verbs that only read (the read-only client's set). Unknown verbs are denied.
 READ_VERBS = (
     "get_services", "get_containers", "get_nodes", "describe_service", "describe_node", "events",
-    "rollout_status", "rollout_history", "leader", "endpoints", "diff", "preview", "secret_list", "get_secrets",
-    "snapshot_save", "dashboard",
+    "rollout_status", "rollout_history", "leader", "endpoints", "preview", "diff",
 )
 
 INBOX = "_INBOX.>"

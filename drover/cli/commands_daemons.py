@@ -164,6 +164,9 @@ def controller_cmd(
               help="Answer DNS for <service>.drover on --address at this UDP port (0: a free one; default: off).")
 @click.option("--gossip-key", envvar="DROVER_GOSSIP_KEY", default=None, metavar="HEX",
               help="Cluster gossip key, hex (default: fetched from the cluster's KV store).")
+@click.option("--nats-source", default=None, metavar="ADDR",
+              help="Local address the NATS connections leave from (default: the kernel's choice).")
+@click.option("--remove-on-stop", is_flag=True, help="Remove this node's containers when the agent stops.")
 @click.option("--count", type=click.IntRange(min=1), default=None,
               help="--driver sim: run this many hollow agents PREFIX-1 … PREFIX-N in this one process.")
 @click.option("--node-prefix", "node_prefix", default=None, metavar="PREFIX",
@@ -191,6 +194,8 @@ def agent_cmd(
     proxy_strategy: str,
     gossip_key: str | None,
     dns_port: int | None,
+    nats_source: str | None,
+    remove_on_stop: bool,
     count: int | None,
     node_prefix: str | None,
     start_delay: float,
@@ -225,10 +230,11 @@ def agent_cmd(
         proxy_strategy=proxy_strategy,
         gossip_key=_hex_key(gossip_key),
         dns_port=dns_port,
+        nats_source=nats_source,
         data_dir=data_dir or str(default_data_dir(cluster, node)),
         docker_config=docker_config,
     )
-    _run_daemon("agent", run_agent(cfg))
+    _run_daemon("agent", run_agent(cfg, remove_containers=remove_on_stop))
 
 
 def _readable(path: str | None, flag: str) -> str | None:
