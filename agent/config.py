@@ -46,6 +46,7 @@ class AgentConfig:
     gossip_key: bytes | None = None  # cluster gossip key; fetched from (or created in) the KV store when None
     proxy_strategy: str = "round-robin"  # per-node proxy: round-robin | least-conn
     dns_port: int | None = None  # UDP port of the <service>.drover responder on `address`; None = off, 0 = free
+    nats_source: str | None = None  # local address of the NATS connections (lets a lab cut exactly this agent)
     data_dir: str | None = None  # the agent's state (the highest accepted term); None = kept nowhere
 
     def __post_init__(self) -> None:

@@ -11,7 +11,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from drover.controller import autoscaler, preview, records, secrets, views
+from drover.controller import autoscaler, backup, preview, records, secrets, views
 from drover.controller.records import update_service
 from drover.shared.errors import NotFoundError, ValidationError
 from drover.shared.limits import MAX_REPLICAS
@@ -196,7 +196,10 @@ def _paging(body: dict[str, Any]) -> tuple[list[str] | None, int | None]:
 async def get_services(ctl: Controller, body: dict[str, Any]) -> Any:
     name = _opt_name(body)
     after, size = _paging(body)
-    rows = views.service_rows(ctl.snapshot(), unplaced=ctl.unplaced, name=name, notes=ctl.problems.messages())
+    rows = ctl.listings.rows(
+        ("services", name), after, time.monotonic(),
+        lambda: views.service_rows(ctl.snapshot(), unplaced=ctl.unplaced, name=name, notes=ctl.problems.messages()),
+    )
     if name is not None and not rows:
         raise NotFoundError(f'service "{name}" not found')
     return views.page("services", rows, after, size)
@@ -206,7 +209,9 @@ async def get_containers(ctl: Controller, body: dict[str, Any]) -> Any:
     name = _opt_name(body)
     service = _opt_name(body, "service")
     after, size = _paging(body)
-    rows = views.container_rows(ctl.snapshot(), service=service)
+    rows = ctl.listings.rows(
+        ("containers", service), after, time.monotonic(), lambda: views.container_rows(ctl.snapshot(), service=service)
+    )
     if name is not None:
         rows = [r for r in rows if name in (r["id"], r["name"], r["container_id"])]
         if not rows:
@@ -217,7 +222,9 @@ async def get_containers(ctl: Controller, body: dict[str, Any]) -> Any:
 async def get_nodes(ctl: Controller, body: dict[str, Any]) -> Any:
     name = _opt_name(body)
     after, size = _paging(body)
-    rows = views.node_rows(ctl.snapshot(), name=name)
+    rows = ctl.listings.rows(
+        ("nodes", name), after, time.monotonic(), lambda: views.node_rows(ctl.snapshot(), name=name)
+    )
     if name is not None and not rows:
         raise NotFoundError(f'node "{name}" not found')
     return views.page("nodes", rows, after, size)
@@ -381,6 +388,8 @@ HANDLERS: dict[str, Handler] = {
     "rollout_resume": rollout_resume,
     "apply": apply,
     "preview": preview.preview,
+    "snapshot_save": backup.snapshot_save,
+    "snapshot_restore": backup.snapshot_restore,
     "secret_create": secrets.secret_create,
     "secret_list": secrets.secret_list,
     "secret_delete": secrets.secret_delete,

@@ -18,6 +18,7 @@ class ControllerConfig:
     metrics_address: str = "127.0.0.1"
     ui_port: int | None = None  # the web dashboard's port (0: a free one); None: no dashboard
     ui_address: str = "127.0.0.1"
+    ui_actions: bool = False  # scale/undo/cordon from the dashboard, each with the user's own credentials
     resync_interval: float = 1.0  # level-triggered re-evaluation even without changes
     lease_ttl: int = 2  # seconds; a new leader takes over about this long after the old one stops renewing
     secret_key_file: str | None = None  # None: $DROVER_SECRET_KEY, else $DROVER_HOME/<cluster>.secret.key

@@ -46,13 +46,15 @@ class LeaderState:
     since: float = 0.0
 
 
-async def open_leader_bucket(js: JetStreamContext, bucket: str) -> KeyValue:
+async def open_leader_bucket(js: JetStreamContext, bucket: str, replicas: int = 1) -> KeyValue:
     try:
         return await js.key_value(bucket)
     except (BucketNotFoundError, NotFoundError):
         pass
     try:
-        return await js.create_key_value(KeyValueConfig(bucket=bucket, history=1, storage=StorageType.FILE))
+        return await js.create_key_value(
+            KeyValueConfig(bucket=bucket, history=1, storage=StorageType.FILE, replicas=replicas)
+        )
     except Exception:
         return await js.key_value(bucket)
 

@@ -16,7 +16,7 @@ import structlog
 from nats.aio.msg import Msg
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 
-from drover.controller import api, records
+from drover.controller import api, records, views
 from drover.controller import secrets as secrets_api
 from drover.controller.autoscaler import Autoscaler
 from drover.controller.config import ControllerConfig
@@ -47,6 +47,7 @@ from drover.shared.tasks import Supervisor
 log = structlog.get_logger("drover.controller")
 
 ASSIGNMENT_WRITES_IN_FLIGHT = 32
+API_IN_FLIGHT = 64
 
 
 class Controller:
@@ -60,11 +61,13 @@ class Controller:
         self.metrics = ControllerMetrics()
         self._dirty = asyncio.Event()
         self._disrupted = False
+        self._api_slots = asyncio.Semaphore(API_IN_FLIGHT)
         self._repair_tried: set[tuple[str, int]] = set()
         self._subs: list[Any] = []
         self.sup: Supervisor | None = None
         self.elector: Elector | None = None
         self._node_status: dict[str, NodeStatus] = {}
+        self.listings = views.ListingCache()  # rows of listings being paged through (api.get_*)
         self._last_beat: dict[str, tuple[Any, ...]] = {}  # node -> what its last full heartbeat said
         self._rest_until = 0.0  # perf_counter time before which the next reconcile pass waits (see the loop)
         # The last pass changed nothing and no rollout is under way: timed passes can be skipped until a change.
@@ -114,7 +117,7 @@ class Controller:
         await asyncio.wait_for(self.eventlog.ready.wait(), 30)
         if self.cfg.metrics_port is not None:
             self.metrics.serve(self.cfg.metrics_address, self.cfg.metrics_port)
-        leader_kv = await open_leader_bucket(self.store.js, self.names.leader_bucket)
+        leader_kv = await open_leader_bucket(self.store.js, self.names.leader_bucket, self.store.replicas)
         self.leader_kv = leader_kv
         self.elector = Elector(
             self.store.js, leader_kv, self.names.leader_bucket, self.id, ttl=self.cfg.lease_ttl,
@@ -133,10 +136,12 @@ class Controller:
         )
         if self.cfg.ui_port is not None:
             from drover.controller.dashboard import Dashboard  # aiohttp loads only when the UI is wanted
+            from drover.controller.dashboard.actions import NatsActor
 
+            actor = NatsActor(self.cfg.nats_url, self.names.api, self.cfg.ca) if self.cfg.ui_actions else None
             self.dashboard = Dashboard(
                 self.query, lambda: self.state.service_rps, cluster=self.cfg.cluster,
-                address=self.cfg.ui_address, port=self.cfg.ui_port,
+                address=self.cfg.ui_address, port=self.cfg.ui_port, act=actor,
             )
             self.sup.start("dashboard", self.dashboard.run)
         self.log.info("controller started", nats=self.cfg.nats_url)
@@ -244,6 +249,14 @@ class Controller:
 
     # --- API -------------------------------------------------------------------------------------------------
     async def _on_api(self, msg: Msg) -> None:
+        """nats-py runs one callback of a subscription at a time: each request is answered in its own task
+        (at most ``API_IN_FLIGHT`` at once), so a cheap read never waits behind a long apply."""
+        assert self.sup is not None
+        await self._api_slots.acquire()
+        task = self.sup.spawn("api", self._answer_api(msg))
+        task.add_done_callback(lambda _: self._api_slots.release())
+
+    async def _answer_api(self, msg: Msg) -> None:
         verb = msg.subject.rsplit(".", 1)[-1]
         self.metrics.api_requests.labels(verb=verb).inc()
         reply: ApiReply

@@ -95,7 +95,7 @@ class Secrets:
         return "configured"
 
 
-def _secrets(ctl: Controller) -> Secrets:
+def store_of(ctl: Controller) -> Secrets:
     if ctl.secrets is None:
         raise SecretKeyError("this controller has no secret key")
     return ctl.secrets
@@ -111,7 +111,7 @@ async def secret_create(ctl: Controller, body: dict[str, Any]) -> Any:
         raise ValidationError([(name, str(exc))]) from None
     if not isinstance(data, bytes) or len(data) > MAX_SECRET:
         raise ValidationError([("data", f"must be at most {MAX_SECRET // 1024} KiB of bytes")])
-    action = await _secrets(ctl).put(name, data, time.time())
+    action = await store_of(ctl).put(name, data, time.time())
     if action != "unchanged":
         await ctl.emit("secret-" + action, message=f"secret {name} {action}")
     if action == "configured":
@@ -135,7 +135,7 @@ async def roll_out(ctl: Controller, service: str, secret: str) -> None:
 
 
 async def secret_list(ctl: Controller, body: dict[str, Any]) -> Any:
-    s = _secrets(ctl)
+    s = store_of(ctl)
     services = ctl.snapshot().services
     rows = []
     for name in await s.names():
@@ -152,7 +152,7 @@ async def secret_delete(ctl: Controller, body: dict[str, Any]) -> Any:
     name = body.get("name")
     if not isinstance(name, str) or not name:
         raise ValidationError([("name", "must be a secret name")])
-    s = _secrets(ctl)
+    s = store_of(ctl)
     if await s.get(name) is None:
         raise NotFoundError(f'secret "{name}" not found')
     used = users(ctl.snapshot().services, name)
@@ -191,7 +191,7 @@ def read_handler(ctl: Controller) -> Callable[[Msg], Awaitable[None]]:
             if not isinstance(name, str) or not node_may_read(containers, name):
                 reply = {"ok": False, "error": f"node {node} runs nothing that uses secret {name}"}
             else:
-                data = await _secrets(ctl).read(name)
+                data = await store_of(ctl).read(name)
                 reply = {"ok": False, "error": f"no secret {name}"} if data is None else {"ok": True, "data": data}
         except (WireError, SecretKeyError) as exc:
             reply = {"ok": False, "error": str(exc)}

@@ -13,6 +13,7 @@ import nats
 import nats.errors
 import structlog
 from nats.aio.client import Client as NATS
+from nats.aio.transport import TcpTransport
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import BucketNotFoundError, NotFoundError
@@ -32,6 +33,36 @@ async def _quiet(*_: Any) -> None:
     return None
 
 
+class SourceBoundTransport(TcpTransport):
+    """A TCP transport whose connections leave from one local address. ``drover up`` gives each agent its
+    own loopback source address so that ``drover chaos`` can cut exactly that agent off NATS with
+    iptables rules matching the address (the kernel would otherwise pick 127.0.0.1 for everyone)."""
+
+    def __init__(self, source: str) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self.source = source
+
+    async def connect(self, uri: Any, buffer_size: int, connect_timeout: int) -> None:
+        r, w = await asyncio.wait_for(
+            asyncio.open_connection(
+                host=uri.hostname, port=uri.port, limit=buffer_size, local_addr=(self.source, 0)
+            ),
+            connect_timeout,
+        )
+        # Same bookkeeping as TcpTransport.connect (kept for a later TLS upgrade).
+        self._bare_io_reader = self._io_reader = r
+        self._bare_io_writer = self._io_writer = w
+
+    def __bool__(self) -> bool:
+        # nats-py replaces a transport that is false ("not connected yet") with a plain TcpTransport.
+        return True
+
+    def writelines(self, payload: Any) -> Any:
+        if self._io_writer is None:  # never connected: nothing to flush
+            return None
+        return super().writelines(payload)  # type: ignore[no-untyped-call]
+
+
 async def _log_permission_errors(exc: Exception) -> None:
     # The server refused something our credentials do not allow: worth a log line (a misconfigured role),
     # never a crash. Other async errors are reconnect noise.
@@ -47,12 +78,14 @@ async def connect(
     timeout: float = 2.0,
     creds: str | None = None,
     ca: str | None = None,
+    source: str | None = None,
 ) -> NATS:
     """Connect to NATS: ``url`` is one URL, a comma-separated list or a list; nats-py tries the servers in
     turn (and reconnects to any of them later). Daemons pass ``retry_forever`` so that a NATS outage at
     start is waited out; after the first connection the client reconnects on its own, forever. ``creds``
     (a NATS credentials or nkey seed file) and ``ca`` (the cluster CA's PEM: TLS) authenticate and encrypt
-    the connection; without them it is plain and anonymous, which a secured server refuses."""
+    the connection; without them it is plain and anonymous, which a secured server refuses. ``source``: the
+    local address the connections leave from."""
     security = connect_options(creds, ca)
     if ca:
         # nats-py's protocol makes asyncio warn "returning true from eof_received() has no effect when using
@@ -62,21 +95,27 @@ async def connect(
     url = ",".join(servers)  # for messages
     delay = 0.2
     while True:
+        nc = NATS()
+        if source:
+            nc._transport = SourceBoundTransport(source)  # nats-py creates its transport only when unset
         try:
-            return await nats.connect(
+            options: dict[str, Any] = {  # nats-py's stubs want ints where it takes floats
+                "connect_timeout": timeout, "reconnect_time_wait": 0.25,
+            }
+            await nc.connect(
                 servers=servers,
                 **security,
                 name=name,
-                connect_timeout=timeout,
                 allow_reconnect=True,
                 max_reconnect_attempts=-1,
-                reconnect_time_wait=0.25,
                 ping_interval=5,
                 max_outstanding_pings=2,
                 error_cb=_log_permission_errors,
                 disconnected_cb=_quiet,
                 reconnected_cb=_quiet,
+                **options,
             )
+            return nc
         except Exception as exc:
             if not retry_forever:
                 raise TemporaryError(f"cannot reach NATS at {url}: {exc or type(exc).__name__}") from exc
@@ -104,6 +143,16 @@ async def check_server(nc: NATS) -> None:
         raise PermanentError("nats-server has JetStream disabled: start it with -js")
 
 
+def cluster_replicas(nc: NATS) -> int:
+    """How many copies of each bucket and stream to ask for: one per server of the cluster the client is
+    connected to (its INFO's ``connect_urls``), at most 3 — a single server gets 1."""
+    info = getattr(nc, "_server_info", {}) or {}
+    if not info.get("cluster"):
+        return 1
+    servers = {str(u) for u in info.get("connect_urls") or []}
+    return max(1, min(3, len(servers)))
+
+
 class ClusterStore:
     """Handles on one cluster's KV buckets and events stream."""
 
@@ -111,6 +160,7 @@ class ClusterStore:
         self.nc = nc
         self.names = names
         self.js: JetStreamContext = nc.jetstream(timeout=5.0)
+        self.replicas = cluster_replicas(nc)
         self.services: KeyValue
         self.assignments: KeyValue
         self.nodes: KeyValue
@@ -136,7 +186,7 @@ class ClusterStore:
             return await self.js.key_value(name)
         except (BucketNotFoundError, NotFoundError):
             pass
-        cfg = KeyValueConfig(bucket=name, history=history, storage=StorageType.FILE)
+        cfg = KeyValueConfig(bucket=name, history=history, storage=StorageType.FILE, replicas=self.replicas)
         try:
             return await self.js.create_key_value(cfg)
         except Exception:
@@ -157,6 +207,7 @@ class ClusterStore:
             max_msgs=20_000,
             max_age=7 * 24 * 3600,
             storage=StorageType.FILE,
+            num_replicas=self.replicas,
         )
         try:
             await self.js.add_stream(cfg)

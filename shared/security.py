@@ -12,6 +12,7 @@ for one server of N.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import ssl
 from dataclasses import dataclass
@@ -143,6 +144,10 @@ class SecurityDir:
         """A NATS credentials file for ``role`` on ``cluster`` signed by the cluster account's key."""
         perms = roles.for_role(role, cluster, node)
         user_seed = sj.new_seed("user")
+        if perms.sub is not None:
+            # Subscriptions to inboxes: only this user's own (nobody reads another component's replies).
+            mine = f"{roles.own_inbox(sj.public_key(user_seed))}.>"
+            perms = dataclasses.replace(perms, sub=[mine if s == roles.INBOX else s for s in perms.sub])
         label = name or (f"agent {node}" if role == "agent" else role)
         token = sj.user_jwt(self.seed("account"), sj.public_key(user_seed), name=f"{label} ({cluster})", perms=perms)
         return sj.creds_text(token, user_seed)
@@ -230,6 +235,7 @@ def connect_options(creds: str | None, ca: str | None) -> dict[str, Any]:
         opts["tls"] = tls_context(ca)
     if creds:
         loaded = load_credentials(creds)
+        opts["inbox_prefix"] = roles.own_inbox(loaded.public_key)
         if loaded.jwt is None:
             opts["nkeys_seed"] = creds
         else:

@@ -21,17 +21,25 @@ ROLES = ("admin", "controller", "agent", "client", "client-read-only")
 # Controller API verbs that only read (the read-only client's set). Unknown verbs are denied.
 READ_VERBS = (
     "get_services", "get_containers", "get_nodes", "describe_service", "describe_node", "events",
-    "rollout_status", "rollout_history", "leader", "endpoints", "diff", "secret_list", "get_secrets",
-    "snapshot_save", "dashboard",
+    "rollout_status", "rollout_history", "leader", "endpoints", "preview", "diff",
 )
 
 INBOX = "_INBOX.>"
+# Keep-alives of a ``logs -f`` stream (``<the client's inbox>.alive``), which the agent listens to.
+STREAM_ALIVE = "_INBOX.*.*.alive"
+
+
+def own_inbox(user_public: str) -> str:
+    """The inbox prefix of one user: its replies and streams arrive under it, and only it may subscribe there
+    (``shared.security.connect_options`` makes nats-py use it)."""
+    return f"_INBOX.{user_public}"
 
 
 def _buckets(n: Names) -> dict[str, str]:
     return {
         "services": n.services_bucket, "assign": n.assignments_bucket, "nodes": n.nodes_bucket,
         "nodectl": n.nodectl_bucket, "leader": n.leader_bucket, "config": n.config_bucket,
+        "secrets": n.secrets_bucket,  # written and read by the controller only (agents ask it, see below)
     }
 
 
@@ -68,6 +76,7 @@ def agent(cluster: str, node: str) -> Permissions:
     pub = [
         n.heartbeat(me),
         f"$KV.{b['nodes']}.{me}",
+        n.secret_read(me),  # a secret one of its replicas uses, asked as itself (the controller checks)
         f"{n.events_prefix}.>",
         # Asks the controllers for the secrets its own replicas use (they check the node's assignment).
         n.secret_read(me),
@@ -78,7 +87,7 @@ def agent(cluster: str, node: str) -> Permissions:
         *_read_bucket(b["nodectl"]),
         *_read_bucket(b["config"]),
     ]
-    sub = [n.agent_api(me, ">"), n.endpoints, INBOX]
+    sub = [n.agent_api(me, ">"), n.endpoints, INBOX, STREAM_ALIVE]
     return Permissions(pub=pub, sub=sub, tags=["drover-role:agent"])
 
 

@@ -3,8 +3,9 @@ API, wired together (see the package doc)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -12,22 +13,17 @@ import structlog
 from drover.agent.config import AgentConfig
 from drover.agent.discovery.announce import Announcer
 from drover.agent.discovery.api import answer_endpoints
-from drover.agent.discovery.keys import (
-    backends_by_service,
-    proxy_strategy,
-    seeds_from_records,
-    service_env,
-    services_from_records,
-)
-from drover.agent.discovery.kvwatch import follow_bucket, read_all
+from drover.agent.discovery.keys import backends_by_service, proxy_strategy, seeds_of, service_env, services_of
+from drover.agent.discovery.kvwatch import RELIST_INTERVAL, apply_on_change
 from drover.agent.discovery.metrics import DiscoveryCollector
-from drover.agent.dns import DnsResponder, lookup_table
+from drover.agent.dns import DnsResponder, lookup_of
 from drover.agent.drivers.base import spec_env
 from drover.agent.gossip import Endpoint, GossipConfig, GossipNode
 from drover.agent.proxy import Backend, NodeProxy
 from drover.shared.bus import ClusterStore
 from drover.shared.cluster_key import cluster_key
-from drover.shared.models import AssignedContainer, ContainerStatus
+from drover.shared.informer import Damage, Informer
+from drover.shared.models import AssignedContainer, ContainerStatus, NodeRegistration, ServiceRecord
 from drover.shared.subjects import Names
 from drover.shared.tasks import Supervisor
 
@@ -69,6 +65,19 @@ class Discovery:
         self.bad_records = 0
         self.backends: dict[str, tuple[Backend, ...]] = {}
         self.announcer = Announcer(cfg.node, cfg.address, self.log)
+        # The services and nodes buckets through the shared informer (list + watch, relist on reconnect and
+        # every RELIST_INTERVAL s, one decode path; a damaged entry is counted once and skipped).
+        reconnects = lambda: int(nc.stats.get("reconnects", 0))  # noqa: E731
+        self.services_dirty = asyncio.Event()
+        self.nodes_dirty = asyncio.Event()
+        self.service_records: Informer[ServiceRecord] = Informer(
+            "services", store.services, ServiceRecord.from_wire, on_change=lambda *_: self.services_dirty.set(),
+            on_damaged=self._damaged, reconnects=reconnects, resync=RELIST_INTERVAL,
+        )
+        self.node_records: Informer[NodeRegistration] = Informer(
+            "nodes", store.nodes, NodeRegistration.from_wire, on_change=lambda *_: self.nodes_dirty.set(),
+            on_damaged=self._damaged, reconnects=reconnects, resync=RELIST_INTERVAL,
+        )
         self._sub: Any = None
         self._stopped = False
 
@@ -92,17 +101,18 @@ class Discovery:
         if self.registry is not None:
             with contextlib.suppress(Exception):
                 self.registry.register(DiscoveryCollector(self))
-        try:
-            await self._apply_services(await read_all(self.store.services))
-            self._apply_nodes(await read_all(self.store.nodes))
-        except Exception as exc:  # NATS hiccup: the follow loops below catch up
-            self.log.warning("first read of services/nodes failed", error=repr(exc))
+        self.sup.start("informer-services", self.service_records.run)
+        self.sup.start("informer-nodes", self.node_records.run)
+        self.sup.start("discovery-services", lambda: apply_on_change(self.services_dirty, self._apply_services))
+        self.sup.start("discovery-nodes", lambda: apply_on_change(self.nodes_dirty, self._apply_nodes))
+        try:  # the first listing before the node registers (a NATS hiccup: the loops above catch up)
+            async with asyncio.timeout(5):
+                await asyncio.gather(self.service_records.ready.wait(), self.node_records.ready.wait())
+            await self._apply_services()
+            await self._apply_nodes()
+        except TimeoutError:
+            self.log.warning("first read of services/nodes timed out")
         self._sub = await self.nc.subscribe(self.names.endpoints, queue="agents", cb=self._on_endpoints)
-        store = self.store
-        self.sup.start("discovery-nodes", lambda: follow_bucket(lambda: store.nodes, self._on_nodes, self.log))
-        self.sup.start(
-            "discovery-services", lambda: follow_bucket(lambda: store.services, self._apply_services, self.log)
-        )
         self.log.info(
             "discovery started",
             gossip_port=port,
@@ -167,10 +177,13 @@ class Discovery:
 
     # --- KV: services and nodes --------------------------------------------------------------------
 
-    async def _apply_services(self, records: Mapping[str, bytes]) -> None:
-        services, bad = services_from_records(records)
-        self.bad_records += bad
-        self.dns_names = lookup_table(records)
+    def _damaged(self, damage: Damage) -> None:
+        self.bad_records += 1
+
+    async def _apply_services(self) -> None:
+        records = {k: rec for k, (rec, _) in self.service_records.items.items()}
+        services = services_of(records)
+        self.dns_names = lookup_of(records)
         if self.proxy is None or self._stopped:
             return
         if services != self.services or self.proxy.errors():
@@ -179,11 +192,9 @@ class Discovery:
             self.services = services
             await self.proxy.set_services(services)
 
-    async def _on_nodes(self, records: Mapping[str, bytes]) -> None:
-        self._apply_nodes(records)
-
-    def _apply_nodes(self, records: Mapping[str, bytes]) -> None:
-        seeds = seeds_from_records(records, self.cfg.node)
+    async def _apply_nodes(self) -> None:
+        records = {k: reg for k, (reg, _) in self.node_records.items.items()}
+        seeds = seeds_of(records, self.cfg.node)
         self.seeds = seeds
         if self.gossip is not None and seeds and not self._stopped:
             self.gossip.join(seeds)

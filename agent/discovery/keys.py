@@ -4,8 +4,8 @@ the service env of new containers, the endpoints a node announces, proxy backend
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Collection, Iterable, Mapping
+from typing import Any, TypeVar
 
 from drover.agent.drivers.base import exposed_ports as spec_exposed_ports
 from drover.agent.gossip import Endpoint
@@ -20,6 +20,7 @@ _STRATEGIES = {
     "least-connections": LEAST_CONNECTIONS,
 }
 _ENV_UNSAFE = re.compile(r"[^A-Za-z0-9]")
+T = TypeVar("T")
 
 
 def proxy_strategy(name: str) -> str:
@@ -39,35 +40,47 @@ def exposed_ports(service: str, spec: Mapping[str, Any]) -> dict[str, int]:
     return {proxy_key(service, i, name): expose for i, name, expose in spec_exposed_ports(spec)}
 
 
-def services_from_records(records: Mapping[str, bytes]) -> tuple[dict[str, int], int]:
-    """The proxy map of every live service in a services-bucket snapshot, and how many entries were bad."""
+def services_of(records: Mapping[str, ServiceRecord]) -> dict[str, int]:
+    """The proxy map of every live service (records by bucket key)."""
     out: dict[str, int] = {}
-    bad = 0
-    for key, data in sorted(records.items()):
-        try:
-            rec = ServiceRecord.from_wire(data)
-        except WireError:
-            bad += 1
-            continue
+    for key, rec in sorted(records.items()):
         if not rec.deleted:
             out.update(exposed_ports(rec.name or key, rec.spec))
-    return out, bad
+    return out
 
 
-def seeds_from_records(records: Mapping[str, bytes], me: str) -> list[tuple[str, str, int]]:
+def seeds_of(records: Mapping[str, NodeRegistration], me: str) -> list[tuple[str, str, int]]:
     """(name, address, gossip port) of every other registered node that has a gossip port."""
     out: list[tuple[str, str, int]] = []
-    for key, data in sorted(records.items()):
-        try:
-            reg = NodeRegistration.from_wire(data)
-        except WireError:
-            continue
+    for key, reg in sorted(records.items()):
         # The key, not the body: an agent's credentials may write only its own key, so the key is the node
         # the server vouched for; a body naming another node must not become a seed under that name.
         name = key
         if name != me and reg.gossip_port > 0:
             out.append((name, reg.address, reg.gossip_port))
     return out
+
+
+def _decoded(records: Mapping[str, bytes], decode: Callable[[bytes], T]) -> tuple[dict[str, T], int]:
+    out: dict[str, T] = {}
+    bad = 0
+    for key, data in records.items():
+        try:
+            out[key] = decode(data)
+        except WireError:
+            bad += 1
+    return out, bad
+
+
+def services_from_records(records: Mapping[str, bytes]) -> tuple[dict[str, int], int]:
+    """The proxy map of every live service in a services-bucket snapshot, and how many entries were bad."""
+    decoded, bad = _decoded(records, ServiceRecord.from_wire)
+    return services_of(decoded), bad
+
+
+def seeds_from_records(records: Mapping[str, bytes], me: str) -> list[tuple[str, str, int]]:
+    """``seeds_of`` a nodes-bucket snapshot (undecodable entries left out)."""
+    return seeds_of(_decoded(records, NodeRegistration.from_wire)[0], me)
 
 
 def env_name(key: str) -> str:

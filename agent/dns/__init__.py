@@ -2,6 +2,6 @@
 wire codec (``codec``). Each agent runs one when ``AgentConfig.dns_port`` is set."""
 
 from drover.agent.dns.codec import DnsError
-from drover.agent.dns.server import DnsResponder, Lookup, lookup_table
+from drover.agent.dns.server import DnsResponder, Lookup, lookup_of, lookup_table
 
-__all__ = ["DnsError", "DnsResponder", "Lookup", "lookup_table"]
+__all__ = ["DnsError", "DnsResponder", "Lookup", "lookup_of", "lookup_table"]

@@ -76,14 +76,21 @@ def _label(raw: bytes) -> str | None:
 
 
 def lookup_table(records: Mapping[str, bytes]) -> dict[str, int]:
-    """DNS keys → expose ports of every live service in a services-bucket snapshot: ``NAME`` (its first
-    port) and ``NAME:PORTNAME`` for every exposed port (port names as the per-node proxy keys them)."""
-    out: dict[str, int] = {}
-    for key, data in sorted(records.items()):
+    """``lookup_of`` a services-bucket snapshot (undecodable entries left out)."""
+    decoded: dict[str, ServiceRecord] = {}
+    for key, data in records.items():
         try:
-            rec = ServiceRecord.from_wire(data)
+            decoded[key] = ServiceRecord.from_wire(data)
         except WireError:
             continue
+    return lookup_of(decoded)
+
+
+def lookup_of(records: Mapping[str, ServiceRecord]) -> dict[str, int]:
+    """DNS keys → expose ports of every live service (records by bucket key): ``NAME`` (its first port) and
+    ``NAME:PORTNAME`` for every exposed port (port names as the per-node proxy keys them)."""
+    out: dict[str, int] = {}
+    for key, rec in sorted(records.items()):
         if rec.deleted:
             continue
         name = rec.name or key

@@ -48,8 +48,34 @@ _SCRIPT = """
 """
 
 
+_ACTIONS = """
+(function(){
+  var creds='', note=document.getElementById('act-note');
+  document.getElementById('act-creds').addEventListener('change',function(e){
+    var f=e.target.files[0]; if(!f) return; var r=new FileReader();
+    r.onload=function(){creds=r.result; note.textContent='credentials loaded ('+f.name+')';}; r.readAsText(f);
+  });
+  document.addEventListener('click',function(e){
+    var b=e.target.closest('button.act'); if(!b) return;
+    var verb=b.dataset.verb, body={}, what;
+    if(b.dataset.name){body.name=b.dataset.name;} if(b.dataset.node){body.node=b.dataset.node;}
+    if(verb==='scale'){
+      var n=prompt('Scale '+body.name+' to how many replicas?', b.dataset.replicas); if(n===null) return;
+      body.replicas=parseInt(n,10); what='scale '+body.name+' to '+body.replicas;
+    } else { what=verb.replace('rollout_','rollout ')+' '+(body.name||body.node); }
+    if(!creds){note.textContent='choose your client credentials file first'; return;}
+    if(!confirm('Really '+what+'?')) return;
+    fetch('/api/action',{method:'POST',headers:{'Content-Type':'application/json','X-Drover-Confirm':'yes'},
+      body:JSON.stringify({verb:verb,body:body,credentials:creds})})
+      .then(function(r){return r.json();})
+      .then(function(d){note.textContent=(d.ok?'done: ':'failed: ')+what+(d.error?' \u2014 '+d.error:'');});
+  });
+})();
+"""
+
+
 def page(title: str, cluster: str, stream: str, sections: Mapping[str, str], layout: list[tuple[str, str]],
-         *, home: str = "/") -> str:
+         *, home: str = "/", actions: bool = False) -> str:
     """A full page: ``layout`` is ``[(section id, heading)]`` in order; ``sections`` their HTML."""
     body = "".join(
         f'<h2 id="h-{esc(sid)}">{esc(heading)}</h2><section id="{esc(sid)}">{sections.get(sid, "")}</section>'
@@ -68,8 +94,15 @@ def page(title: str, cluster: str, stream: str, sections: Mapping[str, str], lay
         f"<span>cluster <b>{esc(cluster)}</b></span><span>{esc(title)}</span>"
         '<span><a href="/">overview</a> · <a href="/nodes">nodes</a> · <a href="/events">events</a></span>'
         '<span id="live">loading…</span></header>'
-        f"<main><nav>{nav}</nav>{body}</main>"
-        f"<script>{_SCRIPT}</script></body></html>"
+        f"<main><nav>{nav}</nav>{_actions_bar() if actions else ''}{body}</main>"
+        f"<script>{_SCRIPT}{_ACTIONS if actions else ''}</script></body></html>"
+    )
+
+
+def _actions_bar() -> str:
+    return (
+        '<p class="actions">Actions run with your own client credentials (never sent anywhere but this '
+        'controller, kept in this tab only): <input type="file" id="act-creds"> <span id="act-note"></span></p>'
     )
 
 

@@ -89,7 +89,14 @@ def autoscale_text(auto: Mapping[str, Any] | None) -> str:
     return f"on {span}" + (f" → {desired}" if desired is not None else "")
 
 
-def services(rows: Sequence[Mapping[str, Any]], autoscale: Mapping[str, Mapping[str, Any]]) -> str:
+def _button(verb: str, label: str, **data: Any) -> str:
+    attrs = "".join(f' data-{k}="{esc(v)}"' for k, v in data.items())
+    return f'<button class="act" data-verb="{esc(verb)}"{attrs}>{esc(label)}</button>'
+
+
+def services(
+    rows: Sequence[Mapping[str, Any]], autoscale: Mapping[str, Mapping[str, Any]], *, actions: bool = False
+) -> str:
     out = []
     for r in rows[:MAX_ROWS]:
         desired = int(r.get("replicas") or 0)
@@ -107,11 +114,17 @@ def services(rows: Sequence[Mapping[str, Any]], autoscale: Mapping[str, Mapping[
                 esc(r.get("message")),
             ]
         )
+        if actions:
+            out[-1].append(
+                _button("scale", "scale", name=r.get("name"), replicas=desired)
+                + _button("rollout_undo", "undo", name=r.get("name"))
+            )
     headers = ["Name", "Ready", "Status", "Revision", "Rollout", "Autoscale", "Image", "Message"]
+    headers += ["Actions"] if actions else []
     return _table(headers, out, "no services yet: drover apply -f FILE", "drover get services", len(rows))
 
 
-def nodes(rows: Sequence[Mapping[str, Any]], now: float) -> str:
+def nodes(rows: Sequence[Mapping[str, Any]], now: float, *, actions: bool = False) -> str:
     out = []
     for r in rows[:MAX_ROWS]:
         cap, alloc = r.get("capacity") or {}, r.get("allocated") or {}
@@ -128,7 +141,12 @@ def nodes(rows: Sequence[Mapping[str, Any]], now: float) -> str:
                 esc(age(r.get("last_heartbeat"), now)),
             ]
         )
+        if actions:
+            cordoned = r.get("status") in ("cordoned", "draining")
+            verb = "uncordon" if cordoned else "cordon"
+            out[-1].append(_button(verb, verb, node=r.get("name")))
     headers = ["Name", "Status", "Address", "CPU", "Memory", "Containers", "Heartbeat"]
+    headers += ["Actions"] if actions else []
     return _table(headers, out, "no nodes", "drover get nodes", len(rows))
 
 

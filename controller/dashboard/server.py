@@ -22,6 +22,7 @@ from typing import Any
 from aiohttp import web
 
 from drover.controller.dashboard import render
+from drover.controller.dashboard.actions import Act, ActionError, check
 from drover.controller.dashboard.page import page, sse
 from drover.shared.errors import NotFoundError
 
@@ -56,6 +57,7 @@ class Dashboard:
         port: int = 0,
         tick: float = 1.0,
         clock: Callable[[], float] = time.time,
+        act: Act | None = None,
     ) -> None:
         self.query = query
         self.rates = rates
@@ -64,6 +66,7 @@ class Dashboard:
         self.port = port
         self.tick = tick
         self.clock = clock
+        self.act = act  # None: read-only (the default); else how an action is carried out
         self.samples: dict[str, deque[tuple[float, int, float]]] = {}
         self._changed = asyncio.Event()
         self._closing = False
@@ -81,6 +84,8 @@ class Dashboard:
         app.router.add_get("/stream", self._main_stream)
         app.router.add_get("/stream/service/{name}", self._service_stream)
         app.router.add_get("/api/state", self._state)
+        if self.act is not None:
+            app.router.add_post("/api/action", self._action)
         return app
 
     async def run(self) -> None:
@@ -148,8 +153,8 @@ class Dashboard:
         except Exception as exc:  # keep the page (and the stream) alive; show why instead
             return {"services": f'<div class="error">cannot read the cluster state: {render.esc(exc)}</div>'}
         sections = {
-            "services": render.services(s["services"], s["autoscale"]),
-            "nodes": render.nodes(s["nodes"], self.clock()),
+            "services": render.services(s["services"], s["autoscale"], actions=self.act is not None),
+            "nodes": render.nodes(s["nodes"], self.clock(), actions=self.act is not None),
             "containers": render.containers(s["containers"]),
             "events": render.events(s["events"]),
         }
@@ -164,7 +169,9 @@ class Dashboard:
         except Exception as exc:
             return {"svc-summary": f'<div class="error">cannot read the service: {render.esc(exc)}</div>'}
         return {
-            "svc-summary": render.services([d["service"]], {name: d.get("autoscale") or {}}),
+            "svc-summary": render.services(
+                [d["service"]], {name: d.get("autoscale") or {}}, actions=self.act is not None
+            ),
             "svc-chart": render.chart(list(self.samples.get(name, ())), self.clock()),
             "svc-replicas": render.containers(d.get("containers") or [], show_service=False),
             "svc-history": render.history(d.get("history") or []),
@@ -173,7 +180,9 @@ class Dashboard:
 
     # --- handlers --------------------------------------------------------------------------------------------
     async def _main_page(self, _req: web.Request) -> web.Response:
-        html = page("overview", self.cluster, "/stream", await self.main_sections(), MAIN_LAYOUT)
+        html = page(
+            "overview", self.cluster, "/stream", await self.main_sections(), MAIN_LAYOUT, actions=self.act is not None
+        )
         return web.Response(text=html, content_type="text/html")
 
     def _section_page(self, sid: str, heading: str) -> Callable[[web.Request], Awaitable[web.Response]]:
@@ -188,8 +197,26 @@ class Dashboard:
     async def _service_page(self, req: web.Request) -> web.Response:
         name = req.match_info["name"]
         sections = await self.service_sections(name)
-        html = page(f"service {name}", self.cluster, f"/stream/service/{name}", sections, SERVICE_LAYOUT)
+        html = page(
+            f"service {name}", self.cluster, f"/stream/service/{name}", sections, SERVICE_LAYOUT,
+            actions=self.act is not None,
+        )
         return web.Response(text=html, content_type="text/html")
+
+    async def _action(self, req: web.Request) -> web.Response:
+        # A cross-site form cannot set this header (and a cross-site fetch with it needs a CORS preflight we
+        # never answer): only the page's own script can post an action.
+        if req.headers.get("X-Drover-Confirm") != "yes":
+            return web.json_response({"ok": False, "error": "missing confirmation"}, status=403)
+        try:
+            creds, verb, body = check(await req.json())
+        except (ActionError, ValueError) as exc:
+            return web.json_response({"ok": False, "error": str(exc)}, status=400)
+        assert self.act is not None
+        reply = await self.act(creds, verb, body)
+        return web.json_response(
+            {"ok": reply.ok, "error": reply.error, "data": reply.data}, status=200 if reply.ok else 502
+        )
 
     async def _state(self, _req: web.Request) -> web.Response:
         return web.json_response(await self.state())

@@ -94,6 +94,10 @@ def _configure_logs(level: str) -> None:
     "--ui-port", type=click.IntRange(0, 65535), default=None, help="Serve the read-only web dashboard here (0: any)."
 )
 @click.option("--ui-address", default="127.0.0.1", show_default=True, help="Address the dashboard listens on.")
+@click.option(
+    "--ui-actions", is_flag=True,
+    help="Offer scale, undo and cordon on the dashboard, each confirmed and run with the user's own credentials.",
+)
 @click.option("--log-level", type=LOG_LEVELS, default="info", show_default=True)
 @click.option(
     "--allow-privileged-mounts", is_flag=True, envvar="DROVER_ALLOW_PRIVILEGED_MOUNTS",
@@ -110,6 +114,7 @@ def controller_cmd(
     metrics_address: str,
     ui_port: int | None,
     ui_address: str,
+    ui_actions: bool,
     log_level: str,
     allow_privileged_mounts: bool,
 ) -> None:
@@ -129,6 +134,7 @@ def controller_cmd(
         metrics_address=metrics_address,
         ui_port=ui_port,
         ui_address=ui_address,
+        ui_actions=ui_actions,
         allow_privileged_mounts=allow_privileged_mounts,
     )
     _run_daemon("controller", run_controller(cfg))
@@ -158,6 +164,9 @@ def controller_cmd(
               help="Answer DNS for <service>.drover on --address at this UDP port (0: a free one; default: off).")
 @click.option("--gossip-key", envvar="DROVER_GOSSIP_KEY", default=None, metavar="HEX",
               help="Cluster gossip key, hex (default: fetched from the cluster's KV store).")
+@click.option("--nats-source", default=None, metavar="ADDR",
+              help="Local address the NATS connections leave from (default: the kernel's choice).")
+@click.option("--remove-on-stop", is_flag=True, help="Remove this node's containers when the agent stops.")
 @click.option("--count", type=click.IntRange(min=1), default=None,
               help="--driver sim: run this many hollow agents PREFIX-1 … PREFIX-N in this one process.")
 @click.option("--node-prefix", "node_prefix", default=None, metavar="PREFIX",
@@ -185,6 +194,8 @@ def agent_cmd(
     proxy_strategy: str,
     gossip_key: str | None,
     dns_port: int | None,
+    nats_source: str | None,
+    remove_on_stop: bool,
     count: int | None,
     node_prefix: str | None,
     start_delay: float,
@@ -219,10 +230,11 @@ def agent_cmd(
         proxy_strategy=proxy_strategy,
         gossip_key=_hex_key(gossip_key),
         dns_port=dns_port,
+        nats_source=nats_source,
         data_dir=data_dir or str(default_data_dir(cluster, node)),
         docker_config=docker_config,
     )
-    _run_daemon("agent", run_agent(cfg))
+    _run_daemon("agent", run_agent(cfg, remove_containers=remove_on_stop))
 
 
 def _readable(path: str | None, flag: str) -> str | None:

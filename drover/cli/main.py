@@ -24,6 +24,10 @@ from drover.cli.errors import CliError
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "agent": ("commands_daemons", "agent_cmd", "Run an agent for one node in the foreground (until SIGINT/SIGTERM)."),
     "apply": ("commands_apply", "apply_cmd", "Create or update services from manifests."),
+    "chaos": (
+        "commands_chaos", "chaos_cmd",
+        "Inject faults into the local 'drover up' lab and check that drover survives them.",
+    ),
     "completion": ("commands_context", "completion_cmd", "Print a shell completion script (bash, zsh or fish)."),
     "context": (
         "commands_context", "context_group",
@@ -65,10 +69,15 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "commands_secret", "secret_group",
         "Secrets for `files` entries: create, list, delete (values are never shown).",
     ),
+    "snapshot": (
+        "commands_snapshot", "snapshot_group",
+        "Save all desired state to a file, or restore it (services, revisions, secrets encrypted, node controls).",
+    ),
     "uncordon": ("commands_ops", "uncordon_cmd", "Mark a node schedulable again (also ends a drain)."),
     "up": (
         "up", "up_cmd",
-        "Run an all-in-one cluster in the foreground: nats-server, a controller and local agents.",
+        "Run an all-in-one cluster in the foreground: nats-server(s), controller(s) and local agents, each a child "
+        "process restarted about 1 s after it dies.",
     ),
 }
 

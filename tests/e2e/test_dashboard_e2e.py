@@ -8,11 +8,13 @@ nothing is loaded from outside; a screenshot is saved as a test artefact and is 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -22,7 +24,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.test_cli_e2e import Up, _start_up, _stop_up, manifest
-from tests.fixtures import TEST_IMAGE, free_tcp_port, require_image
+from tests.fixtures import TEST_IMAGE, free_tcp_port, require_image, wait_for
 from tests.fixtures.docker import remove_cluster_containers_sync
 
 pytestmark = [pytest.mark.docker, pytest.mark.nats]
@@ -59,7 +61,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Up, str]
     port = free_tcp_port()
     ctl = subprocess.Popen(
         [sys.executable, "-m", "drover", "controller", "--nats", up.url, "--cluster", name, "--id", "ui",
-         "--ui-port", str(port), *security_args(up)],
+         "--ui-port", str(port), "--ui-actions", *security_args(up)],
         env=up.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
@@ -84,15 +86,15 @@ def test_up_prints_a_dashboard_that_answers(cluster: tuple[Up, str]) -> None:
     assert r.status == 200 and up.cluster in page and 'id="services"' in page and 'id="events"' in page
 
 
-def wait_http(url: str, page: Any) -> None:
-    page.wait_for_timeout(0)
-    for _ in range(600):  # up to ~60 s for the controller to start serving
+def wait_http(url: str) -> None:
+    async def answers() -> bool:
         try:
-            urllib.request.urlopen(url, timeout=2).read()
-            return
+            await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=2).read())
+            return True
         except OSError:
-            page.wait_for_timeout(100)
-    raise AssertionError(f"{url} never answered")
+            return False
+
+    asyncio.run(wait_for(answers, timeout=60, interval=0.1, message=f"{url} never answered"))
 
 
 DISTINCT_COLOURS = """async (b64) => {
@@ -114,6 +116,7 @@ def test_dashboard_live_in_a_browser(cluster: tuple[Up, str], tmp_path: Path) ->
     assert up.drover("apply", "-f", str(f)).returncode == 0
     assert up.drover("rollout", "status", "dash", "--timeout", "90s").returncode == 0
 
+    wait_http(url)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=browser_binary(), args=["--no-sandbox"])
         try:
@@ -122,7 +125,6 @@ def test_dashboard_live_in_a_browser(cluster: tuple[Up, str], tmp_path: Path) ->
             page = browser.new_context(viewport={"width": 1280, "height": 900}, bypass_csp=True).new_page()
             requested: list[str] = []
             page.on("request", lambda r: requested.append(r.url))
-            wait_http(url, page)
             page.goto(url)
             # In the DOM on load, before any live update: R/D, status as `get services` spells it, revision,
             # rollout progress, the node, the container and the events with their full text.
@@ -167,3 +169,38 @@ def test_dashboard_live_in_a_browser(cluster: tuple[Up, str], tmp_path: Path) ->
         finally:
             browser.close()
     up.drover("delete", "service", "dash")
+
+
+def post_action(url: str, verb: str, body: dict[str, Any], credentials: str) -> tuple[int, dict[str, Any]]:
+    req = urllib.request.Request(
+        url + "api/action", method="POST",
+        data=json.dumps({"verb": verb, "body": body, "credentials": credentials}).encode(),
+        headers={"Content-Type": "application/json", "X-Drover-Confirm": "yes"},
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_actions_run_with_the_users_own_credentials(cluster: tuple[Up, str], tmp_path: Path) -> None:
+    up, url = cluster
+    ctx = json.loads((up.home / "context.json").read_text())
+    assert ctx.get("creds"), "drover up writes admin credentials into the context"
+    f = tmp_path / "act.yaml"
+    f.write_text(manifest("act", replicas=1))
+    assert up.drover("apply", "-f", str(f)).returncode == 0
+    wait_http(url)
+    reader = tmp_path / "reader.creds"
+    r = up.drover("credentials", "client", "--read-only", "-o", str(reader))
+    assert r.returncode == 0, r.stderr
+    status, reply = post_action(url, "scale", {"name": "act", "replicas": 3}, reader.read_text())
+    assert (status, reply["ok"]) == (502, False), reply
+    assert up.json("get", "services", "act")[0]["replicas"] == 1  # refused by the NATS server
+    status, reply = post_action(url, "scale", {"name": "act", "replicas": 3}, Path(ctx["creds"]).read_text())
+    assert (status, reply["ok"]) == (200, True), reply
+    assert up.json("get", "services", "act")[0]["replicas"] == 3
+    status, reply = post_action(url, "scale", {"name": "act", "replicas": 3}, "not credentials")
+    assert status == 502 and not reply["ok"]
+    up.drover("delete", "service", "act")

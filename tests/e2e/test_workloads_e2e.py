@@ -294,3 +294,54 @@ def test_pull_policies_report_failures(up: Up) -> None:
         assert up.json("get", "services", "pullalways")[0]["status"] != "available"
     finally:
         up.drover("delete", "service", "pullnever", "pullalways")
+
+
+def test_snapshot_delete_restore_and_another_cluster(up: Up, tmp_path: Path) -> None:
+    assert up.drover("secret", "create", "snap-pw", "--from-literal", "pw-123").returncode == 0
+    manifest = svc("snapsvc", "  files:\n    - {path: /run/pw, secret: snap-pw}\n")
+    node = sorted(n["name"] for n in up.json("get", "nodes"))[1]
+    snap = tmp_path / "snap.json"
+    try:
+        assert up.drover("apply", "-f", "-", input=manifest).returncode == 0
+        assert up.drover("apply", "-f", "-", input=manifest.replace('"3600"', '"3599"')).returncode == 0
+        assert up.drover("cordon", node).returncode == 0
+        r = up.drover("snapshot", "save", str(snap))
+        assert r.returncode == 0, r.stderr
+        text = snap.read_text()
+        assert "pw-123" not in text and json.loads(text)["version"] == 1
+        # Delete everything, then restore.
+        assert up.drover("delete", "service", "snapshot-missing", "snapsvc").returncode in (0, 1)
+        assert up.drover("secret", "delete", "snap-pw").returncode == 0
+        assert up.drover("uncordon", node).returncode == 0
+        r = up.drover("snapshot", "restore", str(snap))
+        assert r.returncode == 0, r.stderr
+        assert up.json("get", "services", "snapsvc")[0]["revision"] == 2
+        history = up.json("rollout", "history", "snapsvc")
+        assert [h["revision"] for h in history] == [1, 2]
+        assert [s["name"] for s in up.json("secret", "list")] == ["snap-pw"]
+        assert [n["status"] for n in up.json("get", "nodes") if n["name"] == node] == ["cordoned"]
+        (c,) = rolled_out(up, "snapsvc", 2)
+        assert docker("exec", docker_id(up, "snapsvc", c["id"]), "cat", "/run/pw").stdout == "pw-123"
+
+        # Another cluster (its own key): the secrets need the first cluster's key.
+        other = _start_up(tmp_path / "other", f"o{uuid.uuid4().hex[:8]}", "--agents", "1")
+        try:
+            r = other.drover("snapshot", "restore", str(snap))
+            assert r.returncode == 2 and "--key" in r.stderr, r.stderr
+            assert other.drover("get", "services", "snapsvc").returncode != 0  # nothing restored
+            key = up.home / f"{up.cluster}.secret.key"
+            r = other.drover("snapshot", "restore", str(snap), "--key", str(key))
+            assert r.returncode == 0, r.stderr
+            assert [s["name"] for s in other.json("secret", "list")] == ["snap-pw"]
+            (c,) = until(lambda: [x for x in other.json("get", "containers", "--service", "snapsvc")
+                                  if x["state"] == "running"], 90, "restored service running elsewhere")
+            cid = docker("ps", "-q", "--filter", f"label=drover.cluster={other.cluster}",
+                         "--filter", f"label=drover.id={c['id']}").stdout.strip()
+            assert docker("exec", cid, "cat", "/run/pw").stdout == "pw-123"
+        finally:
+            _stop_up(other)
+            remove_cluster_containers_sync([other.cluster])
+    finally:
+        up.drover("uncordon", node)
+        up.drover("delete", "service", "snapsvc")
+        up.drover("secret", "delete", "snap-pw")

@@ -113,6 +113,9 @@ async def test_agent_credentials_are_bound_to_their_node(secure_nats: SecureNats
         await nc.publish(f"$KV.{names.leader_bucket}.lease", b"forged")
         await wait_for(lambda: denied.about(f"$KV.{names.leader_bucket}.lease"), timeout=5)
         assert (await store.assignments.get("n2")).value == b"assignment of n2"
+        # Nor can it listen to others' replies (API answers, logs): only its own inbox.
+        await nc.subscribe("_INBOX.>")
+        await wait_for(lambda: any("subscription" in e and '"_inbox.>"' in e for e in denied.errors), timeout=5)
     finally:
         await nc.close()
         await admin.close()

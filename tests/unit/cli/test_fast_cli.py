@@ -83,3 +83,17 @@ def test_the_command_table_matches_the_commands() -> None:
         assert cmd is not None and cmd.name == name
         for limit in (20, 45, 60, 100, 200):
             assert _short_help(text, limit).strip() == cmd.get_short_help_str(limit), (name, limit)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--count", "3"], "--count and --node-prefix need --driver sim"),
+        (["--count", "3", "--driver", "sim", "--node-prefix", "a b"], "'--node-prefix'"),
+        (["--count", "0", "--driver", "sim"], "'--count'"),
+    ],
+)
+def test_hollow_fleet_bad_arguments(tmp_path: Path, args: list[str], message: str) -> None:
+    code, mods, out = loaded(tmp_path, "agent", "--nats", "nats://127.0.0.1:1", *args)
+    assert code == 2 and message in out and len(out.strip().splitlines()) == 1, out
+    assert mods == []

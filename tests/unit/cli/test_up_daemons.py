@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from drover.cli import up
+from drover.cli import lab, up
 from drover.cli.main import cli
 
 
@@ -20,11 +20,32 @@ def test_agent_names_and_addresses(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_nats_argv(tmp_path: Path) -> None:
-    fixed = up.NatsProcess("/bin/nats-server", tmp_path, 4300).argv()
-    assert fixed[:6] == ["/bin/nats-server", "-a", "127.0.0.1", "-js", "-sd", str(tmp_path / "nats")]
-    assert fixed[-2:] == ["-p", "4300"]
-    picked = up.NatsProcess("/bin/nats-server", tmp_path, 0).argv()
-    assert picked[-4:] == ["-p", "-1", "--ports_file_dir", str(tmp_path)]
+    [single] = lab.nats_nodes(1, 4300)
+    fixed = lab.nats_server_argv("/bin/nats-server", tmp_path, single, [single])
+    assert fixed == ["/bin/nats-server", "-a", "127.0.0.1", "-js", "-sd", str(tmp_path / "nats"), "-p", "4300"]
+    assert lab.nats_nodes(1, 0)[0].port > 0
+    secured = lab.nats_server_argv("/bin/nats-server", tmp_path, single, [single], tmp_path / "sec.conf")
+    assert secured[:3] == ["/bin/nats-server", "-c", str(tmp_path / "sec.conf")]
+
+
+def test_nats_cluster_argv_routes_to_the_peers(tmp_path: Path) -> None:
+    nodes = lab.nats_nodes(3, 0)
+    assert len({n.port for n in nodes} | {n.cluster_port for n in nodes}) == 6
+    argv = lab.nats_server_argv("/bin/nats-server", tmp_path, nodes[1], nodes)
+    routes = argv[argv.index("--routes") + 1].split(",")
+    assert routes == [f"nats://127.0.0.1:{n.cluster_port}" for n in (nodes[0], nodes[2])]
+    assert argv[argv.index("-n") + 1] == "nats-2" and "--cluster_name" in argv
+    assert argv[argv.index("-sd") + 1] == str(tmp_path / "nats-2")
+
+
+def test_lab_children_give_each_agent_its_own_nats_source(tmp_path: Path) -> None:
+    opts = up.UpOptions(tmp_path, 0, 3, "lab", False, False, "docker", "warning", nats_servers=3, controllers=2)
+    urls, children = up.lab_children(opts, "/bin/nats-server")
+    assert len(urls.split(",")) == 3
+    assert [c.kind for c in children] == ["nats"] * 3 + ["controller"] * 2 + ["agent"] * 3
+    agents = [c for c in children if c.kind == "agent"]
+    assert [c.info["nats_source"] for c in agents] == ["127.0.1.1", "127.0.1.2", "127.0.1.3"]
+    assert all("--remove-on-stop" in c.argv and urls in c.argv for c in agents)
 
 
 def test_port_in_use() -> None:
@@ -32,7 +53,7 @@ def test_port_in_use() -> None:
         s.bind(("127.0.0.1", 0))
         s.listen()
         assert up.port_in_use("127.0.0.1", s.getsockname()[1])
-    assert not up.port_in_use("127.0.0.1", up.free_port())
+    assert not up.port_in_use("127.0.0.1", lab.free_port())
 
 
 def test_controller_command_builds_config(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -62,7 +83,7 @@ def test_agent_command_builds_config(monkeypatch: pytest.MonkeyPatch) -> None:
 
     seen: list[Any] = []
 
-    async def fake_run(cfg: Any) -> None:
+    async def fake_run(cfg: Any, **_: Any) -> None:
         seen.append(cfg)
 
     monkeypatch.setattr(agent_main, "run_agent", fake_run)

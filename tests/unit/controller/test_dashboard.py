@@ -131,3 +131,51 @@ async def test_server_pages_and_live_stream() -> None:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+async def test_actions_are_off_by_default_and_checked_when_on() -> None:
+    from drover.shared.models import ApiReply
+
+    calls: list[tuple[str, str, dict[str, Any]]] = []
+
+    async def act(creds: str, verb: str, body: dict[str, Any]) -> ApiReply:
+        calls.append((creds, verb, body))
+        return ApiReply(ok=True, data={"name": body.get("name")})
+
+    for actor in (None, act):
+        dash = Dashboard(FakeApi(), dict, cluster="c1", port=0, tick=0.05, act=actor)
+        task = asyncio.ensure_future(dash.run())
+        try:
+            for _ in range(200):
+                if dash.bound:
+                    break
+                await asyncio.sleep(0.02)
+            assert dash.bound is not None
+            base = f"http://127.0.0.1:{dash.bound[1]}"
+            ok_body = {"verb": "scale", "body": {"name": "web", "replicas": 4}, "credentials": "CREDS"}
+            confirm = {"X-Drover-Confirm": "yes"}
+            async with aiohttp.ClientSession() as http:
+                async with http.get(base + "/") as r:
+                    page = await r.text()
+                async with http.post(base + "/api/action", json=ok_body, headers=confirm) as r:
+                    status = r.status
+                if actor is None:
+                    assert status in (404, 405) and "button" not in page and calls == []
+                    continue
+                assert status == 200 and calls == [("CREDS", "scale", {"name": "web", "replicas": 4})]
+                assert 'data-verb="scale"' in page and 'data-verb="cordon"' in page and 'id="act-creds"' in page
+                async with http.post(base + "/api/action", json=ok_body) as r:
+                    assert r.status == 403  # no confirmation header: not from the page's own script
+                for bad in (
+                    {**ok_body, "verb": "delete"},
+                    {**ok_body, "credentials": ""},
+                    {**ok_body, "body": {"name": "web", "replicas": -1}},
+                    {"verb": "cordon", "body": {}, "credentials": "C"},
+                ):
+                    async with http.post(base + "/api/action", json=bad, headers=confirm) as r:
+                        assert r.status == 400, bad
+                assert len(calls) == 1
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

@@ -1,0 +1,113 @@
+"""What a chaos run watches: the cluster's view (nodes ready, services converged) sampled every half
+second, and HTTP requests through every node's proxy. Pure helpers read the recorded observations."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from drover.chaos.checker import Request
+
+
+@dataclass(frozen=True)
+class Observation:
+    at: float  # s from the start of the run
+    nodes: dict[str, bool]  # node → ready
+    services: dict[str, bool]  # service → converged (available with all its replicas running)
+
+    @property
+    def converged(self) -> bool:
+        return all(self.nodes.values()) and all(self.services.values())
+
+
+def observe(at: float, nodes: list[dict[str, Any]], services: list[dict[str, Any]]) -> Observation:
+    """One observation from ``get_nodes`` and ``get_services`` rows."""
+    return Observation(
+        at,
+        {str(n.get("name")): n.get("status") == "ready" for n in nodes},
+        {
+            str(s.get("name")): s.get("status") == "available" and s.get("running") == s.get("replicas")
+            for s in services
+        },
+    )
+
+
+def first_converged_after(obs: list[Observation], t: float) -> float | None:
+    return next((o.at for o in obs if o.at >= t and o.converged), None)
+
+
+def node_ready_after(obs: list[Observation], node: str, t: float) -> float | None:
+    return next((o.at for o in obs if o.at >= t and o.nodes.get(node, False)), None)
+
+
+def converged_at(obs: list[Observation], service: str, since: float) -> float | None:
+    """When ``service`` converged for good after ``since``: just after its last unconverged observation
+    (``since`` itself if it never was unconverged again; None if it still is at the last observation)."""
+    seen = [o for o in obs if o.at >= since and service in o.services]
+    if not seen:
+        return None
+    last_bad = None
+    for i, o in enumerate(seen):
+        if not o.services[service]:
+            last_bad = i
+    if last_bad is None:
+        return since
+    if last_bad == len(seen) - 1:
+        return None
+    return seen[last_bad + 1].at
+
+
+async def http_ok(address: str, port: int, timeout: float = 2.0) -> bool:
+    """GET / through a proxy; ok on any 2xx/3xx status line."""
+    writer = None
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(address, port), timeout)
+        writer.write(b"GET / HTTP/1.0\r\nHost: chaos\r\n\r\n")
+        await writer.drain()
+        line = await asyncio.wait_for(reader.readline(), timeout)
+        parts = line.split()
+        return len(parts) >= 2 and parts[0].startswith(b"HTTP/") and parts[1][:1] in (b"2", b"3")
+    except (OSError, TimeoutError, asyncio.IncompleteReadError):
+        return False
+    finally:
+        if writer is not None:
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+
+class Recorder:
+    """Observations and requests of one run, timed from ``t0`` (monotonic)."""
+
+    def __init__(self, t0: float) -> None:
+        self.t0 = t0
+        self.observations: list[Observation] = []
+        self.requests: list[Request] = []
+
+    def now(self) -> float:
+        return time.monotonic() - self.t0
+
+    async def watch(self, poll: Callable[[], Awaitable[tuple[list[Any], list[Any]] | None]], every: float) -> None:
+        """Sample the cluster's view forever (an unanswered poll records nothing: unknown)."""
+        while True:
+            started = time.monotonic()
+            with contextlib.suppress(Exception):
+                got = await poll()
+                if got is not None:
+                    self.observations.append(observe(self.now(), got[0], got[1]))
+            await asyncio.sleep(max(0.05, every - (time.monotonic() - started)))
+
+    async def traffic(self, node: str, address: str, port: int, every: float) -> None:
+        """Requests through one node's proxy forever, one at a time, ``every`` seconds apart."""
+        while True:
+            at = self.now()
+            ok = await http_ok(address, port)
+            self.requests.append(Request(at, node, ok))
+            await asyncio.sleep(every)
+
+
+__all__ = ["Observation", "Recorder", "converged_at", "first_converged_after", "http_ok", "node_ready_after", "observe"]

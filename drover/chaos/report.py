@@ -1,0 +1,81 @@
+"""The chaos report: the contract's JSON and a readable summary with a per-fault timeline (pure)."""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from typing import Any
+
+from drover.chaos.checker import Checks
+
+
+@dataclass
+class FaultRecord:
+    at: float  # s from the start of the run
+    kind: str
+    target: str
+    ends: float  # when it was undone (its start for instant faults)
+    cut_node: str | None = None
+    recovery_s: float | None = None  # end → the cluster converged again (None: not within the run)
+
+
+def report_json(seed: int, duration: float, faults: list[FaultRecord], checks: Checks) -> dict[str, Any]:
+    return {
+        "seed": seed,
+        "duration_s": round(duration, 2),
+        "faults": [{"time": round(f.at, 2), "kind": f.kind, "target": f.target} for f in faults],
+        "checks": checks.to_json(),
+        "passed": checks.passed,
+    }
+
+
+def recovery_by_kind(faults: list[FaultRecord]) -> dict[str, dict[str, Any]]:
+    """Per kind: count, and the median and max recovery time over faults that recovered."""
+    out: dict[str, dict[str, Any]] = {}
+    for kind in sorted({f.kind for f in faults}):
+        times = [f.recovery_s for f in faults if f.kind == kind and f.recovery_s is not None]
+        n = sum(1 for f in faults if f.kind == kind)
+        out[kind] = {
+            "count": n,
+            "median_s": round(statistics.median(times), 2) if times else None,
+            "max_s": round(max(times), 2) if times else None,
+            "unrecovered": n - len(times),
+        }
+    return out
+
+
+def _secs(v: float | None) -> str:
+    return "-" if v is None else f"{v:.1f}s"
+
+
+def summary(seed: int, duration: float, faults: list[FaultRecord], checks: Checks, notes: list[str]) -> list[str]:
+    lines = [f"chaos: seed {seed}, {duration:.0f}s, {len(faults)} faults"]
+    lines.append(f"  {'TIME':>7}  {'KIND':<17} {'TARGET':<26} {'HELD':>6} {'RECOVERED':>9}")
+    for f in faults:
+        held = _secs(f.ends - f.at) if f.ends > f.at else "-"
+        lines.append(f"  {f.at:>6.1f}s  {f.kind:<17} {f.target:<26} {held:>6} {_secs(f.recovery_s):>9}")
+    lines.append("recovery by kind:")
+    for kind, r in recovery_by_kind(faults).items():
+        lines.append(
+            f"  {kind:<17} {r['count']}x  median {_secs(r['median_s'])}  max {_secs(r['max_s'])}"
+            + (f"  ({r['unrecovered']} not recovered before the next fault or the end)" if r["unrecovered"] else "")
+        )
+    total = checks.requests_ok + checks.requests_failed
+    share = 100.0 * checks.requests_ok / total if total else 100.0
+    lines += [
+        "checks:",
+        f"  desired state lost:   {len(checks.desired_state_lost)}",
+        *(f"    {x}" for x in checks.desired_state_lost),
+        f"  duplicate replicas:   {len(checks.duplicate_replicas)}",
+        *(f"    {x}" for x in checks.duplicate_replicas),
+        f"  unconverged services: {len(checks.unconverged_services)}",
+        *(f"    {x}" for x in checks.unconverged_services),
+        f"  converged after the last fault in {checks.max_converge_s:.1f}s (limit 10s)",
+        f"  requests: {checks.requests_ok} ok, {checks.requests_failed} failed ({share:.2f}% ok, need 99%)",
+        *(f"note: {n}" for n in notes),
+        "PASSED" if checks.passed else "FAILED",
+    ]
+    return lines
+
+
+__all__ = ["FaultRecord", "recovery_by_kind", "report_json", "summary"]

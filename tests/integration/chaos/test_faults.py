@@ -1,0 +1,158 @@
+"""Chaos faults on real processes: the iptables partition cuts exactly one client off a real nats-server
+and heals; every fault is undone when a run stops (rules removed, stopped processes continued); rules
+left by a dead chaos process are swept."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from nats.aio.client import Client as NATS
+
+from drover.chaos import iptables
+from drover.chaos.inject import Injector, Undo
+from drover.shared import bus
+from tests.fixtures.nats import NatsServer
+from tests.fixtures.wait import wait_for
+
+
+def _our_rules(tag: str) -> list[str]:
+    out = subprocess.run(["iptables", "-w", "5", "-S", iptables.CHAIN], capture_output=True, text=True, check=True)
+    return [line for line in out.stdout.splitlines() if tag in line]
+
+
+async def _round_trip(nc: NATS, timeout: float = 0.5) -> bool:
+    try:
+        await nc.flush(timeout=timeout)
+    except Exception:
+        return False
+    return True
+
+
+def _stopped(pid: int) -> bool:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("State:"):
+            return "T" in line.split()[1]
+    return False
+
+
+@pytest.fixture
+def sleeper() -> Any:
+    proc = subprocess.Popen(["sleep", "300"])
+    yield proc
+    proc.kill()
+    proc.wait()
+
+
+def _injector(state: dict[str, Any], undo: Undo, tag: str) -> Injector:
+    async def no_leader() -> str | None:
+        return None
+
+    async def no_containers() -> list[tuple[str, str]]:
+        return []
+
+    async def no_kill(_: str) -> None:
+        return None
+
+    return Injector(
+        rng=random.Random(1), state=lambda: state, leader=no_leader, containers=no_containers,
+        docker_kill=no_kill, undo=undo, tag=tag,
+    )
+
+
+async def test_partition_cuts_only_that_agent_then_heals(nats_server: NatsServer) -> None:
+    assert nats_server.port is not None
+    cut = await bus.connect(nats_server.url, name="cut", source="127.0.1.201")
+    other = await bus.connect(nats_server.url, name="other", source="127.0.1.202")
+    tag = iptables.tag()
+    state = {
+        "processes": [
+            {"kind": "nats", "name": "nats-1", "pid": 1, "port": nats_server.port},
+            {"kind": "agent", "name": "agent-a", "pid": 1, "node": "a", "address": "127.0.0.1",
+             "nats_source": "127.0.1.201"},
+        ]
+    }
+    undo = Undo()
+    try:
+        assert await _round_trip(cut) and await _round_trip(other)
+        got = await _injector(state, undo, tag).inject("partition", 5.0)
+        assert (got.kind, got.target, got.cut_node) == ("partition", "a", "a")
+        assert len(_our_rules(tag)) == 2
+        assert not await _round_trip(cut, 1.0)  # cut: no answer from the server
+        assert await _round_trip(other)  # the other client is not
+        assert got.undo_key is not None
+        await undo.run(got.undo_key)
+        assert _our_rules(tag) == []
+        await wait_for(lambda: _round_trip(cut), timeout=30, message="the partitioned client never recovered")
+    finally:
+        await undo.drain()
+        await cut.close()
+        await other.close()
+    assert _our_rules(tag) == []
+
+
+async def test_every_fault_is_undone_when_the_run_stops(sleeper: subprocess.Popen[bytes]) -> None:
+    """Held faults (a pause, two partitions) cancelled midway — as on SIGINT — leave nothing behind."""
+    tag = f"{iptables.TAG_PREFIX}{sleeper.pid}"  # a live "owner", so a concurrent sweep leaves it alone
+    state = {
+        "processes": [
+            {"kind": "nats", "name": "nats-1", "pid": 1, "port": 1},
+            {"kind": "controller", "name": "controller-1", "pid": sleeper.pid, "id": "c1"},
+            {"kind": "agent", "name": "agent-a", "pid": 1, "node": "a", "address": "127.0.0.2",
+             "nats_source": "127.0.1.2"},
+            {"kind": "agent", "name": "agent-b", "pid": 1, "node": "b", "address": "127.0.0.3",
+             "nats_source": "127.0.1.3"},
+        ]
+    }
+    undo = Undo()
+    injector = _injector(state, undo, tag)
+
+    async def run() -> None:
+        for kind in ("pause", "partition", "gossip-partition"):
+            await injector.inject(kind, 30.0)
+        await asyncio.sleep(60)  # interrupted here, with three faults held
+
+    task = asyncio.ensure_future(run())
+    await wait_for(lambda: len(_our_rules(tag)) == 4, timeout=20, message="the partitions were not all in place")
+    assert len(undo) == 3 and _stopped(sleeper.pid)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await undo.drain()
+    assert _our_rules(tag) == []
+    assert not _stopped(sleeper.pid)
+    assert undo.errors == []
+
+
+async def test_rules_of_a_dead_chaos_process_are_swept() -> None:
+    dead = await asyncio.create_subprocess_exec("true")
+    await dead.wait()
+    tag = f"{iptables.TAG_PREFIX}{dead.pid}"
+    [rule, _] = iptables.gossip_partition_rules("127.0.0.250", "127.0.0.251", tag)
+    await iptables.add(rule)
+    try:
+        assert len(_our_rules(tag)) == 1
+        assert await iptables.sweep_stale() >= 1
+        assert _our_rules(tag) == []
+    finally:
+        if _our_rules(tag):
+            await iptables.delete(rule)
+
+
+def test_stale_rules_parse_iptables_listing() -> None:
+    listing = (
+        "-P INPUT ACCEPT\n"
+        "-A INPUT -s 127.0.1.2/32 -d 127.0.0.1/32 -p tcp -m multiport --dports 4222 "
+        "-m comment --comment drover-chaos-17 -j DROP\n"
+        "-A INPUT -s 127.0.0.2/32 -p udp -m comment --comment \"drover-chaos-18\" -j DROP\n"
+        "-A INPUT -p udp -m comment --comment other -j DROP\n"
+    )
+    assert iptables.stale_rules(listing, alive={18}) == [
+        ["INPUT", "-s", "127.0.1.2/32", "-d", "127.0.0.1/32", "-p", "tcp", "-m", "multiport", "--dports", "4222",
+         "-m", "comment", "--comment", "drover-chaos-17", "-j", "DROP"]
+    ]
+    assert len(iptables.stale_rules(listing, alive=set())) == 2

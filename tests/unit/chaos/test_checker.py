@@ -1,0 +1,117 @@
+"""The invariant checker over recorded histories: a clean history passes; a duplicated replica, a lost
+write, a wrong container count, a late convergence or too many failed requests fail it."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from drover.chaos.checker import Container, Desired, History, Request, Write, check
+from drover.chaos.probe import Observation, converged_at, first_converged_after, node_ready_after
+from drover.chaos.report import FaultRecord, recovery_by_kind, report_json, summary
+
+
+def clean() -> History:
+    return History(
+        writes=[Write(-1, "web", 3, "w0", True), Write(10, "web", 2, "", True), Write(20, "web", 2, "w2", True)],
+        desired_before={"db": Desired(1, "")},
+        desired_after={"web": Desired(2, "w2"), "db": Desired(1, "")},
+        containers=[
+            Container("web", "a1", "n1", "drover-web-a1"),
+            Container("web", "b2", "n2", "drover-web-b2"),
+            Container("db", "c3", "n3", "drover-db-c3"),
+        ],
+        requests=[Request(float(i), "n1", True) for i in range(200)],
+        cut_off={},
+        last_fault_end=50.0,
+        converged_at={"web": 53.0, "db": 50.0},
+    )
+
+
+def test_a_clean_history_passes() -> None:
+    checks = check(clean())
+    assert checks.passed, checks
+    assert checks.max_converge_s == 3.0
+    assert (checks.requests_ok, checks.requests_failed) == (200, 0)
+
+
+def test_a_duplicated_replica_fails() -> None:
+    h = clean()
+    h.containers.append(Container("web", "a1", "n3", "drover-web-a1-copy"))
+    checks = check(h)
+    assert not checks.passed
+    assert checks.duplicate_replicas == ["web/a1 runs 2 times: drover-web-a1-copy@n3, drover-web-a1@n1"]
+    assert checks.unconverged_services == ["web: 3 running, 2 desired"]
+
+
+def test_a_lost_acknowledged_write_fails() -> None:
+    h = clean()
+    h.desired_after["web"] = Desired(3, "w2")  # the acknowledged scale to 2 is gone
+    assert check(h).desired_state_lost == ["web: replicas 3 stored, 2 acknowledged"]
+    h.desired_after["web"] = Desired(2, "w0")  # the acknowledged spec w2 is gone
+    assert check(h).desired_state_lost == ["web: spec w0 stored, w2 acknowledged"]
+    del h.desired_after["web"]
+    assert not check(h).passed
+
+
+def test_an_unacknowledged_write_may_or_may_not_have_landed() -> None:
+    h = clean()
+    h.writes.append(Write(30, "web", 4, "", False))
+    assert check(h).desired_state_lost == []
+    h.desired_after["web"] = Desired(4, "w2")
+    h.containers += [Container("web", "d4", "n3", "x"), Container("web", "e5", "n3", "y")]
+    assert check(h).desired_state_lost == []
+
+
+def test_the_users_services_keep_their_desired_state() -> None:
+    h = clean()
+    h.desired_after["db"] = Desired(0, "")
+    h.containers = [c for c in h.containers if c.service != "db"]
+    assert check(h).desired_state_lost == ["db: replicas 1 before, 0 after"]
+
+
+def test_convergence_later_than_10s_or_never_fails() -> None:
+    h = dataclasses.replace(clean(), converged_at={"web": 61.0, "db": 50.0})
+    assert check(h).max_converge_s == 11.0 and not check(h).passed
+    h = dataclasses.replace(clean(), converged_at={"web": None, "db": 50.0}, observed_until=110.0)
+    assert check(h).unconverged_services == ["web: not converged"]
+    assert check(h).max_converge_s == 60.0
+
+
+def test_requests_to_cut_off_nodes_do_not_count_and_99_percent_must_succeed() -> None:
+    h = clean()
+    h.requests += [Request(100.0 + i, "n2", False) for i in range(10)]
+    assert not check(h).passed  # 200 ok, 10 failed: 95 %
+    h.cut_off = {"n2": [(99.0, 120.0)]}
+    assert check(h).passed and check(h).requests_failed == 0
+    h.requests.append(Request(150.0, "n2", False))  # 1 of 201 failed: still ≥ 99 %
+    assert check(h).passed and check(h).requests_failed == 1
+
+
+def test_observations() -> None:
+    ok = {"web": True}
+    obs = [
+        Observation(1.0, {"n1": True}, ok),
+        Observation(2.0, {"n1": False}, ok),
+        Observation(3.0, {"n1": True}, {"web": False}),
+        Observation(4.0, {"n1": True}, ok),
+    ]
+    assert first_converged_after(obs, 1.5) == 4.0
+    assert node_ready_after(obs, "n1", 1.5) == 3.0
+    assert converged_at(obs, "web", 0.0) == 4.0
+    assert converged_at(obs, "web", 3.5) == 3.5
+    assert converged_at(obs[:3], "web", 0.0) is None
+
+
+def test_report_has_exactly_the_contract_keys() -> None:
+    faults = [FaultRecord(2.0, "pause", "ctl1", 6.0, None, 1.5), FaultRecord(8.0, "agent-kill", "n1", 8.0, "n1", None)]
+    data = report_json(7, 60.0, faults, check(clean()))
+    assert set(data) == {"seed", "duration_s", "faults", "checks", "passed"}
+    assert set(data["faults"][0]) == {"time", "kind", "target"}
+    assert set(data["checks"]) == {
+        "desired_state_lost", "duplicate_replicas", "unconverged_services", "max_converge_s", "requests_ok",
+        "requests_failed",
+    }
+    assert data["passed"] is True and data["seed"] == 7
+    assert recovery_by_kind(faults)["agent-kill"] == {"count": 1, "median_s": None, "max_s": None, "unrecovered": 1}
+    text = "\n".join(summary(7, 60.0, faults, check(clean()), ["n"]))
+    assert "pause" in text and "PASSED" in text
