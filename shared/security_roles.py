@@ -78,8 +78,6 @@ def agent(cluster: str, node: str) -> Permissions:
         f"$KV.{b['nodes']}.{me}",
         n.secret_read(me),  # a secret one of its replicas uses, asked as itself (the controller checks)
         f"{n.events_prefix}.>",
-        # Asks the controllers for the secrets its own replicas use (they check the node's assignment).
-        n.secret_read(me),
         *_js_common(n),
         *_read_bucket(b["assign"]),
         *_read_bucket(b["nodes"]),
