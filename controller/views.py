@@ -232,8 +232,10 @@ class ListingCache:
         if after is not None and hit is not None and now - hit[0] <= self.ttl:
             return hit[1]
         rows = build()
+        # Only listings still being paged through are kept (10,000 rows are megabytes).
+        self._rows = {k: v for k, v in self._rows.items() if now - v[0] <= self.ttl}
         self._rows[key] = (now, rows)
-        if len(self._rows) > self.keep:  # forget the oldest listings
+        if len(self._rows) > self.keep:  # many clients paging at once: forget the oldest listings
             for old in sorted(self._rows, key=lambda k: self._rows[k][0])[: len(self._rows) - self.keep]:
                 del self._rows[old]
         return rows

@@ -28,3 +28,10 @@ def test_the_cache_forgets_old_listings() -> None:
     for i in range(10):
         cache.rows(("containers", f"s{i}"), None, float(i), list)
     assert len(cache._rows) == 3
+
+
+def test_expired_listings_are_dropped() -> None:
+    cache = ListingCache(ttl=2.0)
+    cache.rows(("containers", None), None, 0.0, list)
+    cache.rows(("nodes", None), None, 10.0, list)
+    assert list(cache._rows) == [("nodes", None)]
