@@ -100,11 +100,12 @@ class UpSecurity:
         return str(self.sec.admin_creds)
 
     def _role_creds(self, file: str, role: str, node: str | None = None) -> str:
-        path = self.sec.path / file
-        if not path.exists():  # made once, like the rest of the material; a role's rights do not change
-            from drover.shared.security import write_credentials
+        from drover.shared.security import write_credentials
 
-            write_credentials(path, self.sec.issue(role, cluster=self.cluster, node=node))
+        # Re-issued at each start (signing is instant): a newer drover may give a role subjects an older
+        # file lacks. The CA, the keys and the admin credentials of the context are made once.
+        path = self.sec.path / file
+        write_credentials(path, self.sec.issue(role, cluster=self.cluster, node=node))
         return str(path)
 
     @property
