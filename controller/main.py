@@ -16,7 +16,7 @@ import structlog
 from nats.aio.msg import Msg
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 
-from drover.controller import api, records
+from drover.controller import api, records, views
 from drover.controller import secrets as secrets_api
 from drover.controller.autoscaler import Autoscaler
 from drover.controller.config import ControllerConfig
@@ -67,6 +67,7 @@ class Controller:
         self.sup: Supervisor | None = None
         self.elector: Elector | None = None
         self._node_status: dict[str, NodeStatus] = {}
+        self.listings = views.ListingCache()  # rows of listings being paged through (api.get_*)
         self._last_beat: dict[str, tuple[Any, ...]] = {}  # node -> what its last full heartbeat said
         self._rest_until = 0.0  # perf_counter time before which the next reconcile pass waits (see the loop)
         # The last pass changed nothing and no rollout is under way: timed passes can be skipped until a change.

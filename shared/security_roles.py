@@ -62,7 +62,9 @@ def _js_common(n: Names) -> list[str]:
 def controller(cluster: str) -> Permissions:
     n = Names(cluster)
     b = _buckets(n)
-    pub = [f"drover.{cluster}.>", *(f"$KV.{x}.>" for x in b.values()), "$JS.API.>", "$JS.ACK.>", *_js_common(n)]
+    # Secrets are written by the controller only (encrypted); no other role reads or writes that bucket.
+    kv = [*b.values(), n.secrets_bucket]
+    pub = [f"drover.{cluster}.>", *(f"$KV.{x}.>" for x in kv), "$JS.API.>", "$JS.ACK.>", *_js_common(n)]
     return Permissions(pub=pub, sub=[f"drover.{cluster}.>", INBOX], tags=["drover-role:controller"])
 
 
