@@ -106,6 +106,7 @@ class Agent:
         self._hb_now = asyncio.Event()
         self._next_wake: float | None = None
         self._hb_seq = 0
+        self._too_big_warned = -1e9
         self.feed: AssignmentFeed | None = None  # registration and assignment watch (agent/membership.py)
         self._probes: ProbeManager | None = None
         self._logs: LogsApi | None = None
@@ -448,8 +449,15 @@ class Agent:
         nc = self.nc
         if nc is None or not nc.is_connected:
             return
+        data = self.heartbeat().to_wire()
+        if len(data) > nc.max_payload:  # e.g. thousands of replicas on one node: said loudly, not at debug level
+            if time.monotonic() - self._too_big_warned > 60:
+                self._too_big_warned = time.monotonic()
+                self.log.warning("heartbeat over the server's max payload; not sent", size=len(data),
+                                 max_payload=nc.max_payload, containers=len(self.statuses))
+            return
         try:
-            await nc.publish(self.names.heartbeat(self.node), self.heartbeat().to_wire())
+            await nc.publish(self.names.heartbeat(self.node), data)
         except Exception as exc:
             self.log.debug("heartbeat not sent", error=repr(exc))
 
