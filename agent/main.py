@@ -31,7 +31,7 @@ from drover.agent.config import AgentConfig
 from drover.agent.discovery import Discovery
 from drover.agent.drivers.base import Driver, ImageMissing, Observed, container_name
 from drover.agent.drivers.factory import make_driver as _make_driver
-from drover.agent.fence import STATE_FILE, TermFile
+from drover.agent.fence import STATE_FILE, TermFile, incarnation
 from drover.agent.files import FileWriter, default_dirs, secret_fetcher
 from drover.agent.logs_api import LogsApi
 from drover.agent.membership import VERSION as VERSION
@@ -61,6 +61,7 @@ from drover.agent.usage import UsageCollector
 from drover.agent.workers import ReplicaWorkers
 from drover.shared import bus
 from drover.shared.bus import ClusterStore
+from drover.shared.cluster_key import cluster_key
 from drover.shared.models import (
     AssignedContainer,
     Assignment,
@@ -91,9 +92,9 @@ class Agent:
         self.sup: Supervisor | None = None
         self.metrics = AgentMetrics(cfg.node)
         self.metrics_port: int | None = None
-        # Fencing across restarts: the highest term accepted is kept in the data dir and read back here.
+        # Fencing across restarts: the highest term accepted is kept in the data dir, read back in ``start``.
         self.terms = TermFile(Path(cfg.data_dir) / STATE_FILE if cfg.data_dir else None)
-        self.gate = AssignmentGate(cfg.node, max_term=self.terms.load(), on_term=self.terms.save)
+        self.gate = AssignmentGate(cfg.node, on_term=self.terms.save)
         self.observed: list[Observed] = []
         self.statuses: list[ContainerStatus] = []
         self.restart_state: dict[str, RestartState] = {}
@@ -105,6 +106,7 @@ class Agent:
         self._hb_now = asyncio.Event()
         self._next_wake: float | None = None
         self._hb_seq = 0
+        self._too_big_warned = -1e9
         self.feed: AssignmentFeed | None = None  # registration and assignment watch (agent/membership.py)
         self._probes: ProbeManager | None = None
         self._logs: LogsApi | None = None
@@ -150,6 +152,7 @@ class Agent:
         )
         reconnects = reconnect_count(self.nc)
         self.store = await bus.open_store(self.nc, self.cfg.cluster)
+        self.gate.max_term = max(self.gate.max_term, self.terms.load(await self._incarnation(self.store)))
         js = self.store.js
 
         async def js_publish(subject: str, data: bytes, headers: dict[str, str]) -> None:
@@ -204,6 +207,14 @@ class Agent:
         self.sup.start("driver-events", self._events_loop)
         await self._publish_heartbeat()
         self.log.info("agent started", address=self.cfg.address, driver=self.driver.name, boot_id=self.boot_id)
+
+    async def _incarnation(self, store: ClusterStore) -> str | None:
+        """Which incarnation of the cluster's store this is (None when the cluster key cannot be read)."""
+        try:
+            return incarnation(await cluster_key(store))
+        except Exception as exc:
+            self.log.warning("cluster incarnation unknown; the kept term applies as it is", error=repr(exc))
+            return None
 
     async def stop(self, remove_containers: bool = False) -> None:
         """Stop every loop; with ``remove_containers`` also stop and remove this node's containers."""
@@ -438,8 +449,15 @@ class Agent:
         nc = self.nc
         if nc is None or not nc.is_connected:
             return
+        data = self.heartbeat().to_wire()
+        if len(data) > nc.max_payload:  # e.g. thousands of replicas on one node: said loudly, not at debug level
+            if time.monotonic() - self._too_big_warned > 60:
+                self._too_big_warned = time.monotonic()
+                self.log.warning("heartbeat over the server's max payload; not sent", size=len(data),
+                                 max_payload=nc.max_payload, containers=len(self.statuses))
+            return
         try:
-            await nc.publish(self.names.heartbeat(self.node), self.heartbeat().to_wire())
+            await nc.publish(self.names.heartbeat(self.node), data)
         except Exception as exc:
             self.log.debug("heartbeat not sent", error=repr(exc))
 

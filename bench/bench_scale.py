@@ -19,8 +19,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import socket
 import statistics
+import subprocess
 import sys
 import time
 import urllib.request
@@ -28,7 +30,7 @@ import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import Api, Nats, daemon, rss_mib, stop_daemon
+from common import VENV_BIN, Api, Nats, daemon, rss_mib, stop_daemon
 
 
 def cpu_seconds(pid: int) -> float:
@@ -100,6 +102,16 @@ async def main() -> None:
                 out["all_running_s"] = None
                 out["running_at_timeout"] = (await totals(api))[0]
             out["rss_peak_mib"] = round(peak[0], 1)
+
+            # The CLI against the big cluster: every row, fetched in pages.
+            env = {**os.environ, "DROVER_NATS": nats.url, "DROVER_CLUSTER": cluster}
+            for label, cmd in (("get_services", ["get", "services"]), ("get_containers", ["get", "containers"]),
+                               ("get_nodes", ["get", "nodes"]), ("describe_service", ["describe", "service", "s000"]),
+                               ("events_1000", ["events", "--limit", "1000"])):
+                c0 = time.perf_counter()
+                proc = subprocess.run([str(VENV_BIN / "drover"), *cmd], env=env, capture_output=True, text=True)
+                out[f"cli_{label}_s"] = round(time.perf_counter() - c0, 2)
+                out[f"cli_{label}_lines"] = len(proc.stdout.splitlines()) if proc.returncode == 0 else proc.stderr[:200]
 
             # Heartbeat load at rest.
             c0, w0 = cpu_seconds(ctl.pid), time.monotonic()

@@ -196,7 +196,10 @@ def _paging(body: dict[str, Any]) -> tuple[list[str] | None, int | None]:
 async def get_services(ctl: Controller, body: dict[str, Any]) -> Any:
     name = _opt_name(body)
     after, size = _paging(body)
-    rows = views.service_rows(ctl.snapshot(), unplaced=ctl.unplaced, name=name, notes=ctl.problems.messages())
+    rows = ctl.listings.rows(
+        ("services", name), after, time.monotonic(),
+        lambda: views.service_rows(ctl.snapshot(), unplaced=ctl.unplaced, name=name, notes=ctl.problems.messages()),
+    )
     if name is not None and not rows:
         raise NotFoundError(f'service "{name}" not found')
     return views.page("services", rows, after, size)
@@ -206,7 +209,9 @@ async def get_containers(ctl: Controller, body: dict[str, Any]) -> Any:
     name = _opt_name(body)
     service = _opt_name(body, "service")
     after, size = _paging(body)
-    rows = views.container_rows(ctl.snapshot(), service=service)
+    rows = ctl.listings.rows(
+        ("containers", service), after, time.monotonic(), lambda: views.container_rows(ctl.snapshot(), service=service)
+    )
     if name is not None:
         rows = [r for r in rows if name in (r["id"], r["name"], r["container_id"])]
         if not rows:
@@ -217,7 +222,9 @@ async def get_containers(ctl: Controller, body: dict[str, Any]) -> Any:
 async def get_nodes(ctl: Controller, body: dict[str, Any]) -> Any:
     name = _opt_name(body)
     after, size = _paging(body)
-    rows = views.node_rows(ctl.snapshot(), name=name)
+    rows = ctl.listings.rows(
+        ("nodes", name), after, time.monotonic(), lambda: views.node_rows(ctl.snapshot(), name=name)
+    )
     if name is not None and not rows:
         raise NotFoundError(f'node "{name}" not found')
     return views.page("nodes", rows, after, size)

@@ -68,8 +68,8 @@ def job_decision(
             else:
                 run += 1
                 out.run = run
-                runs = [*runs, {"run": run, "revision": svc.revision, "started": now, "result": "",
-                                "finished": 0.0}][-RUNS_KEPT:]
+                runs = [*runs, {"run": run, "revision": svc.revision, "tick": tick.tick, "started": now,
+                                "result": "", "finished": 0.0}][-RUNS_KEPT:]
                 out.record.update({"job_run": run, "job_runs": runs})
                 out.events.append(("job-run-started", f"run {run} started (tick at {_clock(tick.tick)})"))
                 earlier += [(r.node, r.id) for r in current]

@@ -16,7 +16,7 @@ import structlog
 from nats.aio.msg import Msg
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 
-from drover.controller import api, records
+from drover.controller import api, records, views
 from drover.controller import secrets as secrets_api
 from drover.controller.autoscaler import Autoscaler
 from drover.controller.config import ControllerConfig
@@ -47,6 +47,7 @@ from drover.shared.tasks import Supervisor
 log = structlog.get_logger("drover.controller")
 
 ASSIGNMENT_WRITES_IN_FLIGHT = 32
+API_IN_FLIGHT = 64
 
 
 class Controller:
@@ -60,11 +61,13 @@ class Controller:
         self.metrics = ControllerMetrics()
         self._dirty = asyncio.Event()
         self._disrupted = False
+        self._api_slots = asyncio.Semaphore(API_IN_FLIGHT)
         self._repair_tried: set[tuple[str, int]] = set()
         self._subs: list[Any] = []
         self.sup: Supervisor | None = None
         self.elector: Elector | None = None
         self._node_status: dict[str, NodeStatus] = {}
+        self.listings = views.ListingCache()  # rows of listings being paged through (api.get_*)
         self._last_beat: dict[str, tuple[Any, ...]] = {}  # node -> what its last full heartbeat said
         self._rest_until = 0.0  # perf_counter time before which the next reconcile pass waits (see the loop)
         # The last pass changed nothing and no rollout is under way: timed passes can be skipped until a change.
@@ -246,6 +249,14 @@ class Controller:
 
     # --- API -------------------------------------------------------------------------------------------------
     async def _on_api(self, msg: Msg) -> None:
+        """nats-py runs one callback of a subscription at a time: each request is answered in its own task
+        (at most ``API_IN_FLIGHT`` at once), so a cheap read never waits behind a long apply."""
+        assert self.sup is not None
+        await self._api_slots.acquire()
+        task = self.sup.spawn("api", self._answer_api(msg))
+        task.add_done_callback(lambda _: self._api_slots.release())
+
+    async def _answer_api(self, msg: Msg) -> None:
         verb = msg.subject.rsplit(".", 1)[-1]
         self.metrics.api_requests.labels(verb=verb).inc()
         reply: ApiReply

@@ -17,20 +17,26 @@ from typing import Annotated, Any, Literal, Self
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 from pydantic import ValidationError as PydanticValidationError
-from pydantic_core import PydanticCustomError
 
 from drover.shared import convert, units
 from drover.shared.constraints import Constraint, parse_constraint, parse_spread
 from drover.shared.limits import MAX_IMAGE_LENGTH, MAX_ITEMS, MAX_REPLICAS, MAX_SPEC_BYTES
 from drover.shared.manifest_errors import (
-    CROSS_CHECK_ERROR,
     ManifestError,
     display_name,
     in_file_order,
     problems_from_pydantic,
 )
 from drover.shared.manifest_load import check_data, load_documents
-from drover.shared.workloads import FileSpec, JobSpec, PullPolicy, Schedule, VolumeSpec, workload_problems
+from drover.shared.workloads import (
+    FileSpec,
+    JobSpec,
+    PullPolicy,
+    Schedule,
+    VolumeSpec,
+    cross_check,
+    workload_problems,
+)
 
 __all__ = [
     "AutoscalePolicy",
@@ -143,10 +149,7 @@ Text = Annotated[str, BeforeValidator(_scalar_text)]
 RolloutAmount = Annotated[int | str, BeforeValidator(_rollout_amount)]
 
 
-def _cross_check(problems: list[tuple[tuple[int | str, ...], str]]) -> None:
-    if problems:
-        summary = "; ".join(f"{'.'.join(map(str, p))}: {m}" for p, m in problems)
-        raise PydanticCustomError(CROSS_CHECK_ERROR, "{summary}", {"summary": summary, "problems": problems})
+_cross_check = cross_check  # one helper for every model's cross-field problems (shared.workloads)
 
 
 # -- models --------------------------------------------------------------------------------------------

@@ -21,8 +21,7 @@ ROLES = ("admin", "controller", "agent", "client", "client-read-only")
 # Controller API verbs that only read (the read-only client's set). Unknown verbs are denied.
 READ_VERBS = (
     "get_services", "get_containers", "get_nodes", "describe_service", "describe_node", "events",
-    "rollout_status", "rollout_history", "leader", "endpoints", "diff", "preview", "secret_list", "get_secrets",
-    "snapshot_save", "dashboard",
+    "rollout_status", "rollout_history", "leader", "endpoints", "preview", "diff",
 )
 
 INBOX = "_INBOX.>"
@@ -63,7 +62,9 @@ def _js_common(n: Names) -> list[str]:
 def controller(cluster: str) -> Permissions:
     n = Names(cluster)
     b = _buckets(n)
-    pub = [f"drover.{cluster}.>", *(f"$KV.{x}.>" for x in b.values()), "$JS.API.>", "$JS.ACK.>", *_js_common(n)]
+    # Secrets are written by the controller only (encrypted); no other role reads or writes that bucket.
+    kv = [*b.values(), n.secrets_bucket]
+    pub = [f"drover.{cluster}.>", *(f"$KV.{x}.>" for x in kv), "$JS.API.>", "$JS.ACK.>", *_js_common(n)]
     return Permissions(pub=pub, sub=[f"drover.{cluster}.>", INBOX], tags=["drover-role:controller"])
 
 

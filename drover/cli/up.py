@@ -17,7 +17,7 @@ import socket
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +90,7 @@ class UpSecurity:
     sec: Any  # shared.security.SecurityDir (imported lazily: the CLI starts fast)
     cluster: str
     nats_config: Path
+    issued: set[str] = field(default_factory=set)
 
     @property
     def ca(self) -> str:
@@ -101,10 +102,13 @@ class UpSecurity:
 
     def _role_creds(self, file: str, role: str, node: str | None = None) -> str:
         path = self.sec.path / file
-        if not path.exists():  # made once, like the rest of the material; a role's rights do not change
+        # Issued afresh once per `drover up` (the CA and keys are kept): a file left by an older drover would
+        # carry that version's permissions, and the daemons would be refused what this version needs.
+        if file not in self.issued:
             from drover.shared.security import write_credentials
 
             write_credentials(path, self.sec.issue(role, cluster=self.cluster, node=node))
+            self.issued.add(file)
         return str(path)
 
     @property

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import aiodocker
 import pytest
 
-from drover.agent.fence import STATE_FILE, TermFile
+from drover.agent.fence import STATE_FILE, TermFile, incarnation
 from drover.shared.models import MAX_COUNTER
 from tests.fixtures import wait_for
 from tests.fixtures.nats import NatsServer
@@ -46,6 +47,27 @@ async def test_restarted_agent_refuses_a_lower_term(
             assert json.loads((data / STATE_FILE).read_text())["term"] == 8
 
 
+async def test_a_term_kept_for_another_cluster_incarnation_does_not_apply(
+    nats_server_factory: Any, cluster_name: str, tmp_path: Path
+) -> None:
+    """NATS data wiped (a new store, a new cluster key): the new controllers count terms from 1 again, and the
+    agent's kept term 8 must not refuse them."""
+    data = tmp_path / "agent-s1"
+    first = nats_server_factory("first")
+    async with tap(first.url, cluster_name) as t, running_agent(first.url, cluster_name, "s1", driver="sim",
+                                                                 data_dir=str(data)):
+        await t.assign("s1", [replica("a1")], term=8)
+        await wait_for(lambda: running(t.statuses("s1"), ["a1"]), 15)
+    first.stop()
+    fresh = nats_server_factory("fresh")  # another store: another cluster key
+    async with tap(fresh.url, cluster_name) as t, running_agent(fresh.url, cluster_name, "s1", driver="sim",
+                                                                 data_dir=str(data)) as agent:
+        await t.assign("s1", [replica("b1")], term=1)
+        await wait_for(lambda: running(t.statuses("s1"), ["b1"]), 15, message="term 1 of the new cluster taken")
+        assert agent.gate.max_term == 1
+        assert json.loads((data / STATE_FILE).read_text())["term"] == 1
+
+
 def test_term_file_is_atomic_and_bounded(tmp_path: Path) -> None:
     f = TermFile(tmp_path / "a" / STATE_FILE)
     assert f.load() == 0
@@ -55,3 +77,8 @@ def test_term_file_is_atomic_and_bounded(tmp_path: Path) -> None:
         (tmp_path / "a" / STATE_FILE).write_text(garbage)
         assert f.load() == 0  # reported, never a wedge on a term no controller reaches
     assert TermFile(None).load() == 0
+    f = TermFile(tmp_path / "b" / STATE_FILE)
+    f.load(incarnation(b"k" * 32))
+    f.save(5)
+    assert f.load(incarnation(b"k" * 32)) == 5 and f.load(None) == 5
+    assert f.load(incarnation(b"other" * 8)) == 0  # another incarnation of the cluster's store
