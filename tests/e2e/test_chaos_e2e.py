@@ -162,12 +162,6 @@ def test_a_60s_run_injects_every_fault_and_reports(run60: tuple[subprocess.Compl
     assert r.returncode == (0 if data["passed"] else 1)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="a controller bug the run can expose: every node-loss replacement adds a restart to the replica it "
-    "replaces (controller/reconcile.py carried_restarts), so a revision whose replicas were moved off lost nodes "
-    "three times fails its rollout (or rolls back, losing the acknowledged spec); passes when that does not happen",
-)
 def test_a_60s_run_with_every_fault_passes(run60: tuple[subprocess.CompletedProcess[str], Any]) -> None:
     r, data = run60
     assert data["passed"], r.stdout + r.stderr
