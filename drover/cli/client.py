@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from drover.cli import natsload
 from drover.cli.context import Target
-from drover.cli.errors import EXIT_FAILED, EXIT_INVALID, CliError, Unsupported, reply_error
+from drover.cli.errors import EXIT_FAILED, EXIT_INVALID, CliError, PermissionDenied, Unsupported, reply_error
 from drover.cli.signals import run_until_signal
 from drover.shared import wire
 from drover.shared.errors import WireError
@@ -118,7 +118,7 @@ class Denials:
 
 
 def permission_denied(what: str, detail: str) -> CliError:
-    return CliError(f"permission denied: the cluster refused {what} for these credentials ({detail.strip()})")
+    return PermissionDenied(f"permission denied: the cluster refused {what} for these credentials ({detail.strip()})")
 
 
 async def connect(
@@ -282,6 +282,8 @@ class Client:
         another verb is answered) becomes ``Unsupported``."""
         try:
             reply = await self.request_raw(verb, body, timeout)
+        except PermissionDenied:
+            raise
         except CliError:
             # Nobody answered this verb: is it the controller missing, or only the verb?
             probe = await self.request_raw("get_nodes", {"name": None}, timeout=min(timeout, 5.0))

@@ -22,6 +22,10 @@ class Unsupported(CliError):
     """The controller does not know the verb."""
 
 
+class PermissionDenied(CliError):
+    """The server refused the request for these credentials (exit 1, never mistaken for an unknown verb)."""
+
+
 def reply_error(verb: str, reply: Any) -> CliError:
     """The CliError for a failed controller reply (``client.Reply``): its problems one a line, exit 2 for
     ``invalid``."""

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_rollout_e2e import Traffic
+from tests.e2e.test_rollout_e2e import Traffic, versioned
 from tests.e2e.test_self_healing_e2e import Cluster, cluster  # noqa: F401 (cluster: fixture)
-from tests.fixtures import TEST_IMAGE, NatsServer, free_tcp_port, wait_for
+from tests.fixtures import NatsServer, free_tcp_port, wait_for
 
 pytestmark = [pytest.mark.docker, pytest.mark.nats, pytest.mark.timeout(240)]
 
@@ -23,24 +23,8 @@ SERVICE = "rolling"
 
 
 def manifest(body: str, expose: int) -> str:
-    script = f"mkdir -p /tmp/w && echo {body} > /tmp/w/index.html && exec httpd -f -p 8080 -h /tmp/w"
-    return f"""\
-apiVersion: drover/v1
-kind: Service
-metadata: {{name: {SERVICE}}}
-spec:
-  image: {TEST_IMAGE}
-  command: ["sh", "-c", "{script}"]
-  replicas: 4
-  ports: [{{name: http, container: 8080, expose: {expose}}}]
-  resources: {{cpu: 0.05, memory: 16Mi}}
-  health:
-    http: {{path: /, port: 8080}}
-    interval: 500ms
-    failure_threshold: 2
-  stop_grace: 1s
-  update: {{max_surge: 1, max_unavailable: 0, min_ready: 2s, progress_deadline: 120s}}
-"""
+    return versioned(body, expose, name=SERVICE, replicas=4,
+                     update="{max_surge: 1, max_unavailable: 0, min_ready: 2s, progress_deadline: 120s}")
 
 
 async def test_nats_restart_mid_rollout_costs_no_request(

@@ -18,16 +18,24 @@ from tests.fixtures import TEST_IMAGE, free_tcp_port
 pytestmark = [pytest.mark.docker, pytest.mark.nats]
 
 
-def versioned(body: str, expose: int, *, listen: int = 8080) -> str:
+def versioned(
+    body: str,
+    expose: int,
+    *,
+    listen: int = 8080,
+    name: str = "roll",
+    replicas: int = 3,
+    update: str = "{max_surge: 1, max_unavailable: 0, min_ready: 1s, progress_deadline: 40s}",
+) -> str:
     script = f"mkdir -p /tmp/w && echo {body} > /tmp/w/index.html && exec httpd -f -p {listen} -h /tmp/w"
     return f"""\
 apiVersion: drover/v1
 kind: Service
-metadata: {{name: roll}}
+metadata: {{name: {name}}}
 spec:
   image: {TEST_IMAGE}
   command: ["sh", "-c", "{script}"]
-  replicas: 3
+  replicas: {replicas}
   ports: [{{name: http, container: 8080, expose: {expose}}}]
   resources: {{cpu: 0.05, memory: 16Mi}}
   health:
@@ -35,7 +43,7 @@ spec:
     interval: 500ms
     failure_threshold: 2
   stop_grace: 1s
-  update: {{max_surge: 1, max_unavailable: 0, min_ready: 1s, progress_deadline: 40s}}
+  update: {update}
 """
 
 

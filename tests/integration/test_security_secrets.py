@@ -4,13 +4,17 @@ for its own replicas' secrets (and only under its own name), and neither agents 
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 
+from drover.controller.main import Controller
 from drover.shared import bus
 from drover.shared.subjects import Names
 from tests.fixtures import SecureNats, wait_for
-from tests.integration.test_security import Denied, connect
+from tests.integration.test_security import Denied, connect, drover_cli, secure_controller
+
+__all__ = ["secure_controller"]  # the fixture, shared with the security tests
 
 pytestmark = pytest.mark.nats
 
@@ -47,3 +51,17 @@ async def test_controller_writes_secrets_and_agents_ask_only_for_their_own(
         await agent.close()
         await ctl.close()
         await admin.close()
+
+
+async def test_read_only_client_is_told_permission_denied_for_secrets_and_snapshots(
+    secure_nats: SecureNats, secure_controller: Controller, cluster_name: str, tmp_path: Path
+) -> None:
+    reader = secure_nats.creds("client-read-only", cluster_name)
+    for args in (("secret", "list"), ("snapshot", "save", str(tmp_path / "s.json"))):
+        r = await asyncio.to_thread(drover_cli, secure_nats, cluster_name, reader, *args)
+        assert r.returncode == 1, r
+        assert "permission denied" in r.stderr and "not supported" not in r.stderr, r.stderr
+    writer = secure_nats.creds("client", cluster_name)
+    create = ("secret", "create", "db", "--from-literal", "pw")
+    r = await asyncio.to_thread(drover_cli, secure_nats, cluster_name, writer, *create)
+    assert r.returncode == 0 and "secret/db created" in r.stdout, r.stderr
