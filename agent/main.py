@@ -4,7 +4,7 @@ Loops (all supervised): one reconcile loop (woken by the assignment watch, drive
 resync, restart back-off timers and finished workers) that plans and hands each replica's actions to that
 replica's worker (``workers.py``: replicas never wait on each other), the assignment watch, a resync every
 few seconds (level-triggered: re-reads the assignment and the registration, which survives a NATS
-restart), the heartbeat publisher and the driver event stream. Losing NATS never stops the agent:
+restart), the heartbeat sender (``heartbeat.py``) and the driver event stream. Losing NATS never stops the agent:
 containers keep running and are still restarted; publishing resumes when NATS is back.
 
 The registration, the assignment watch and the resync live in ``membership.py`` (``AssignmentFeed``); the
@@ -33,6 +33,7 @@ from drover.agent.drivers.base import Driver, ImageMissing, Observed, container_
 from drover.agent.drivers.factory import make_driver as _make_driver
 from drover.agent.fence import STATE_FILE, TermFile, incarnation
 from drover.agent.files import FileWriter, default_dirs, secret_fetcher
+from drover.agent.heartbeat import HeartbeatSender
 from drover.agent.logs_api import LogsApi
 from drover.agent.membership import VERSION as VERSION
 from drover.agent.membership import AssignmentFeed, node_registration, reconnect_count
@@ -103,10 +104,16 @@ class Agent:
         self._stopping: dict[str, float] = {}  # container ids the agent itself stopped -> when
         self._oom: set[str] = set()
         self._wake = asyncio.Event()
-        self._hb_now = asyncio.Event()
+        self.beats = HeartbeatSender(
+            lambda: self.nc,
+            self.names.heartbeat(cfg.node),
+            self.heartbeat,
+            interval=cfg.heartbeat_interval,
+            before_send=lambda: self.feed.check_reconnect() if self.feed is not None else None,
+            log=self.log,
+        )
         self._next_wake: float | None = None
         self._hb_seq = 0
-        self._too_big_warned = -1e9
         self.feed: AssignmentFeed | None = None  # registration and assignment watch (agent/membership.py)
         self._probes: ProbeManager | None = None
         self._logs: LogsApi | None = None
@@ -203,9 +210,9 @@ class Agent:
         self.sup.start("reconcile", self._reconcile_loop)
         self.sup.start("watch", feed.watch_loop)
         self.sup.start("resync", feed.resync_loop)
-        self.sup.start("heartbeat", self._heartbeat_loop)
+        self.sup.start("heartbeat", self.beats.run)
         self.sup.start("driver-events", self._events_loop)
-        await self._publish_heartbeat()
+        await self.beats.send()
         self.log.info("agent started", address=self.cfg.address, driver=self.driver.name, boot_id=self.boot_id)
 
     async def _incarnation(self, store: ClusterStore) -> str | None:
@@ -425,7 +432,7 @@ class Agent:
         self.metrics.set_containers(dict(counts))
         if [s.model_dump() for s in statuses] != [s.model_dump() for s in self.statuses]:
             self.statuses = statuses
-            self._hb_now.set()
+            self.beats.now()
             for cb in self._status_listeners:
                 try:
                     cb(list(statuses))
@@ -444,32 +451,6 @@ class Agent:
         )
         proxy = self.discovery.proxy if self.discovery is not None else None
         return self.usage.fill(hb, proxy.stats if proxy is not None else None) if self.usage is not None else hb
-
-    async def _publish_heartbeat(self) -> None:
-        nc = self.nc
-        if nc is None or not nc.is_connected:
-            return
-        data = self.heartbeat().to_wire()
-        if len(data) > nc.max_payload:  # e.g. thousands of replicas on one node: said loudly, not at debug level
-            if time.monotonic() - self._too_big_warned > 60:
-                self._too_big_warned = time.monotonic()
-                self.log.warning("heartbeat over the server's max payload; not sent", size=len(data),
-                                 max_payload=nc.max_payload, containers=len(self.statuses))
-            return
-        try:
-            await nc.publish(self.names.heartbeat(self.node), data)
-        except Exception as exc:
-            self.log.debug("heartbeat not sent", error=repr(exc))
-
-    async def _heartbeat_loop(self) -> None:
-        while True:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.cfg.heartbeat_interval):
-                    await self._hb_now.wait()
-            self._hb_now.clear()
-            if self.feed is not None:
-                self.feed.check_reconnect()
-            await self._publish_heartbeat()
 
     # --- driver events, probes, cluster events -------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -202,8 +203,8 @@ def page(kind: str, rows: list[dict[str, Any]], after: list[str] | None, size: i
     """The rows after the key ``after`` (None: from the start), at most ``size`` of them (None: all).
 
     Keyset rather than offset paging: a row added or removed between two pages shifts no other row."""
-    if after is not None:
-        rows = [r for r in rows if page_key(kind, r) > after]
+    if after is not None:  # rows are sorted by their key: find where the page starts by bisection
+        rows = rows[bisect.bisect_right(rows, after, key=lambda r: page_key(kind, r)) :]
     return rows if size is None else rows[:size]
 
 
