@@ -162,12 +162,6 @@ def test_a_60s_run_injects_every_fault_and_reports(run60: tuple[subprocess.Compl
     assert r.returncode == (0 if data["passed"] else 1)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="controller bugs the run exposes (being fixed in the controller): a SIGSTOPped leader declares nodes "
-    "lost on stale heartbeats when continued; a rescheduled replica is judged failing on the restarts of the one "
-    "it replaces, failing the rollout",
-)
 def test_a_60s_run_with_every_fault_passes(run60: tuple[subprocess.CompletedProcess[str], Any]) -> None:
     r, data = run60
     assert data["passed"], r.stdout + r.stderr
