@@ -341,7 +341,8 @@ class Controller:
         if self.feeds.damaged_assignments:
             await self._repair_assignments()
         snap = self.state.snapshot(now, detached=True)
-        self._node_transitions(snap)
+        if self._node_transitions(snap):
+            return
         # plan() is pure and takes time in proportion to the replicas (≈0.2 s at 10,000): in a worker thread
         # the event loop keeps running every few milliseconds (the GIL switches), so the lease renewal,
         # heartbeats and API requests are never held up by a pass.
@@ -381,9 +382,12 @@ class Controller:
         grace = self.cfg.node_grace
         return any(node_status(n, now, grace) != self._node_status.get(name) for name, n in self.state.nodes.items())
 
-    def _node_transitions(self, snap: Snapshot) -> None:
+    def _node_transitions(self, snap: Snapshot) -> bool:
         """Tell (as events) when a node is lost or comes back, or when most nodes fall silent at once (a
-        control-plane disruption: then no node is called lost); the plan acts on the level, not on these."""
+        control-plane disruption: then no node is called lost); the plan acts on the level, not on these.
+        True when a disruption just ended: every node's silence clock restarts (as Kubernetes resets its
+        probe timestamps then), so the nodes whose heartbeats resume a moment later than the first ones are
+        not taken for lost, and this pass (planned on the old clock) is skipped."""
         statuses = {name: node_status(node, snap.now, snap.node_grace) for name, node in snap.nodes.items()}
         silent = sum(st is NodeStatus.LOST for st in statuses.values())
         now_disrupted = disrupted(silent, len(statuses))
@@ -395,8 +399,11 @@ class Controller:
                     "nothing is evicted or moved until heartbeats resume"))
             else:
                 self.post("control-plane-recovered", message="heartbeats resumed; reconciling again")
+                self.state.restart_silence_clock(snap.now)
+                self.kick()
+                return True
         if now_disrupted:
-            return
+            return False
         for name, status in statuses.items():
             before = self._node_status.get(name)
             self._node_status[name] = status
@@ -406,6 +413,7 @@ class Controller:
                 self.post("node-lost", node=name, message=f"no heartbeat for {snap.node_grace:g}s")
             elif before is NodeStatus.LOST:
                 self.post("node-recovered", node=name, message="heartbeats resumed")
+        return False
 
     async def _repair_assignments(self) -> None:
         """Rewrite each damaged assignment once per damaged revision, from this controller's view."""

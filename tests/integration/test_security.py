@@ -49,6 +49,17 @@ async def connect(server: SecureNats, creds: str | None, denied: Denied | None =
     )
 
 
+async def as_role(
+    server: SecureNats, cluster: str, role: str, node: str | None = None
+) -> tuple[NATS, NATS, Denied]:
+    """An admin connection that has created the cluster's buckets (as the controller would), and one with
+    ``role``'s fresh credentials whose permission violations are collected."""
+    admin = await connect(server, server.admin)
+    await bus.open_store(admin, cluster)
+    denied = Denied()
+    return admin, await connect(server, server.creds(role, cluster, node), denied), denied
+
+
 async def refused_put(kv: Any, key: str, denied: Denied, subject: str) -> bool:
     """A KV put the server must refuse: no ack comes, and the client is told of a permission violation."""
     with pytest.raises(Exception):  # noqa: B017 - the put times out: the refused publish has no reply
@@ -91,12 +102,9 @@ async def test_plain_tcp_connection_is_refused(secure_nats: SecureNats) -> None:
 
 async def test_agent_credentials_are_bound_to_their_node(secure_nats: SecureNats, cluster_name: str) -> None:
     names = Names(cluster_name)
-    admin = await connect(secure_nats, secure_nats.admin)
-    store = await bus.open_store(admin, cluster_name)  # the controller (here: admin) creates the buckets
+    admin, nc, denied = await as_role(secure_nats, cluster_name, "agent", "n1")
+    store = await bus.open_store(admin, cluster_name)
     await store.assignments.put("n2", b"assignment of n2")
-
-    denied = Denied()
-    nc = await connect(secure_nats, secure_nats.creds("agent", cluster_name, "n1"), denied)
     try:
         mine = await bus.open_store(nc, cluster_name)
         await mine.nodes.put("n1", NodeRegistration(name="n1").to_wire())  # its own registration: allowed
@@ -123,10 +131,7 @@ async def test_agent_credentials_are_bound_to_their_node(secure_nats: SecureNats
 
 async def test_fleet_credentials_act_for_nodes_not_desired_state(secure_nats: SecureNats, cluster_name: str) -> None:
     names = Names(cluster_name)
-    admin = await connect(secure_nats, secure_nats.admin)
-    await bus.open_store(admin, cluster_name)
-    denied = Denied()
-    nc = await connect(secure_nats, secure_nats.creds("agent", cluster_name, "P-*"), denied)
+    admin, nc, denied = await as_role(secure_nats, cluster_name, "agent", "P-*")
     try:
         store = await bus.open_store(nc, cluster_name)
         for node in ("P-1", "P-2"):
@@ -142,10 +147,7 @@ async def test_fleet_credentials_act_for_nodes_not_desired_state(secure_nats: Se
 
 async def test_clients_cannot_read_the_gossip_key(secure_nats: SecureNats, cluster_name: str) -> None:
     names = Names(cluster_name)
-    admin = await connect(secure_nats, secure_nats.admin)
-    await bus.open_store(admin, cluster_name)
-    denied = Denied()
-    nc = await connect(secure_nats, secure_nats.creds("client", cluster_name), denied)
+    admin, nc, denied = await as_role(secure_nats, cluster_name, "client")
     try:
         js = nc.jetstream(timeout=2)
         with pytest.raises(Exception):  # noqa: B017
