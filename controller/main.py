@@ -28,6 +28,8 @@ from drover.controller.metrics import ControllerMetrics
 from drover.controller.problems import ServiceProblems
 from drover.controller.reconcile import plan
 from drover.controller.repair import rebuild_assignment
+from drover.controller.requestlog import TTL as REQUESTS_TTL
+from drover.controller.requestlog import RequestLog
 from drover.controller.rollout import Verdict
 from drover.controller.secrets import Secrets
 from drover.controller.snapshot import Snapshot, node_status, silent_for
@@ -74,6 +76,7 @@ class Controller:
         self._rest_until = 0.0  # perf_counter time before which the next reconcile pass waits (see the loop)
         # The last pass changed nothing and no rollout is under way: timed passes can be skipped until a change.
         self._settled = False
+        self.requests: RequestLog  # replies of write requests by request id (opened with the secrets bucket)
         self.autoscaler = Autoscaler(self)
         self.secrets: Secrets | None = None
         self.log = log.bind(controller=self.id, cluster=cfg.cluster)
@@ -149,6 +152,7 @@ class Controller:
         key_file = Path(self.cfg.secret_key_file) if self.cfg.secret_key_file else default_key_file(self.cfg.cluster)
         kv = await self.store.open_bucket(self.names.secrets_bucket)
         self.secrets = Secrets(kv, key_file)
+        self.requests = RequestLog(await self.store.open_bucket(self.names.requests_bucket, ttl=REQUESTS_TTL))
         handler = secrets_api.read_handler(self)
         self._subs.append(await self.nc.subscribe(self.names.secret_read_all, queue="controllers", cb=handler))
 
@@ -255,13 +259,27 @@ class Controller:
         task.add_done_callback(lambda _: self._api_slots.release())
 
     async def _answer_api(self, msg: Msg) -> None:
+        from drover.shared import wire
+
         verb = msg.subject.rsplit(".", 1)[-1]
         self.metrics.api_requests.labels(verb=verb).inc()
+        try:
+            body = wire.decode(msg.data) if msg.data else {}
+        except WireError as exc:
+            data: bytes | None = ApiReply(ok=False, code="invalid", error=str(exc)).to_wire()
+        else:
+            try:  # a retried write (same request id) is answered as the first time, not done again
+                data = await self.requests.answer(verb, body, lambda: self._reply(verb, body))
+            except Exception as exc:  # the request log's bus failed
+                self.log.error("api request failed", verb=verb, error=repr(exc))
+                data = ApiReply(ok=False, code="failed", error=f"{verb} failed: {exc}").to_wire()
+        if msg.reply and data is not None:
+            with contextlib.suppress(Exception):
+                await msg.respond(data)
+
+    async def _reply(self, verb: str, body: dict[str, Any]) -> bytes:
         reply: ApiReply
         try:
-            from drover.shared import wire
-
-            body = wire.decode(msg.data) if msg.data else {}
             handler = api.HANDLERS.get(verb)
             if handler is None:
                 reply = ApiReply(ok=False, code="unsupported", error=f"'{verb}' is not supported by this controller")
@@ -282,9 +300,7 @@ class Controller:
         except Exception as exc:
             self.log.error("api request failed", verb=verb, error=repr(exc), exc_info=True)
             reply = ApiReply(ok=False, code="failed", error=f"{verb} failed: {exc}")
-        if msg.reply:
-            with contextlib.suppress(Exception):
-                await msg.respond(reply.to_wire())
+        return reply.to_wire()
 
     # --- reconcile -------------------------------------------------------------------------------------------
     def _next_wait(self, now: float) -> float:

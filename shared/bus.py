@@ -177,16 +177,19 @@ class ClusterStore:
         await self._events_stream()
         return self
 
-    async def open_bucket(self, name: str, *, history: int = 1) -> KeyValue:
-        """A bucket only some components use (e.g. the controller's secrets), created when missing."""
-        return await self._bucket(name, history=history)
+    async def open_bucket(self, name: str, *, history: int = 1, ttl: float = 0.0) -> KeyValue:
+        """A bucket only some components use (e.g. the controller's secrets), created when missing; with
+        ``ttl`` (seconds), its entries expire."""
+        return await self._bucket(name, history=history, ttl=ttl)
 
-    async def _bucket(self, name: str, *, history: int) -> KeyValue:
+    async def _bucket(self, name: str, *, history: int, ttl: float = 0.0) -> KeyValue:
         try:
             return await self.js.key_value(name)
         except (BucketNotFoundError, NotFoundError):
             pass
-        cfg = KeyValueConfig(bucket=name, history=history, storage=StorageType.FILE, replicas=self.replicas)
+        cfg = KeyValueConfig(
+            bucket=name, history=history, storage=StorageType.FILE, replicas=self.replicas, ttl=ttl or None
+        )
         try:
             return await self.js.create_key_value(cfg)
         except Exception:

@@ -61,8 +61,9 @@ def _js_common(n: Names) -> list[str]:
 def controller(cluster: str) -> Permissions:
     n = Names(cluster)
     b = _buckets(n)
-    # Secrets are written by the controller only (encrypted); no other role reads or writes that bucket.
-    kv = [*b.values(), n.secrets_bucket]
+    # Secrets (encrypted) and the replies of write requests are the controller's only; no other role reads
+    # or writes those buckets.
+    kv = [*b.values(), n.secrets_bucket, n.requests_bucket]
     pub = [f"drover.{cluster}.>", *(f"$KV.{x}.>" for x in kv), "$JS.API.>", "$JS.ACK.>", *_js_common(n)]
     return Permissions(pub=pub, sub=[f"drover.{cluster}.>", INBOX], tags=["drover-role:controller"])
 

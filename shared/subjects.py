@@ -31,6 +31,7 @@ class Names:
         self.leader_bucket = f"drover_{c}_leader"
         self.config_bucket = f"drover_{c}_config"  # cluster-wide settings, e.g. the gossip key
         self.secrets_bucket = f"drover_{c}_secrets"  # key: secret name -> SecretRecord (encrypted; controller only)
+        self.requests_bucket = f"drover_{c}_requests"  # key: request id -> reply of a write (controller only, TTL)
         # JetStream stream holding the cluster's events.
         self.events_stream = f"DROVER_{c}_EVENTS"
         self.events_prefix = f"drover.{c}.events"

@@ -16,18 +16,27 @@ from drover.cli import natsload
 from drover.cli.context import Target
 from drover.cli.errors import EXIT_FAILED, EXIT_INVALID, CliError, PermissionDenied, Unsupported, reply_error
 from drover.cli.signals import run_until_signal
-from drover.shared import wire
+from drover.shared import idempotency, wire
 from drover.shared.errors import WireError
 from drover.shared.subjects import Names
 
 if TYPE_CHECKING:
     from nats.aio.client import Client as NATS
+    from nats.aio.msg import Msg
 
 # nats-py and the pydantic records are imported only when a command really talks to a cluster (see
 # natsload): `drover --help` and bad arguments never pay for them.
 
 CONNECT_TIMEOUT = 3.0
 REQUEST_TIMEOUT = 10.0
+# A request unanswered this long is sent again, each attempt waiting longer (slow but live controllers still
+# answer: every attempt's reply comes to the same inbox). The API is a NATS queue group and the server picks
+# one member at random per message, also a paused one (SIGSTOP, GC, starved loop): a retry is sent in
+# several copies so that at least one likely reaches a live controller. Writes carry a request id, so copies
+# and retries are done once (controller/requestlog.py); reads are harmless to repeat.
+FIRST_ATTEMPT = 1.5
+ATTEMPT_GROWTH = 1.5
+MAX_COPIES = 3
 
 T = TypeVar("T")
 
@@ -82,6 +91,19 @@ def _reason(exc: BaseException | None) -> str:
         return exc.strerror.lower()
     text = str(exc).strip()
     return text or type(exc).__name__
+
+
+def attempt_waits(timeout: float, first: float = FIRST_ATTEMPT, growth: float = ATTEMPT_GROWTH) -> list[float]:
+    """How long each attempt of a request waits for a reply; they add up to ``timeout``. A remainder shorter
+    than ``first`` is added to the last attempt instead of making a hurried one of its own."""
+    waits: list[float] = []
+    left, wait = timeout, first
+    while left > 0:
+        this = left if left - wait < first else wait
+        waits.append(this)
+        left -= this
+        wait *= growth
+    return waits
 
 
 def unreachable(url: str, reason: str) -> CliError:
@@ -199,6 +221,8 @@ async def connect(
 class Client:
     """One connection to one cluster; use as ``async with Client(target) as c: await c.call(...)``."""
 
+    first_attempt = FIRST_ATTEMPT  # see FIRST_ATTEMPT (tests shorten it)
+
     def __init__(self, target: Target, *, keep_reconnecting: bool = False):
         self.target = target
         self.names = Names(target.cluster)
@@ -230,6 +254,9 @@ class Client:
     async def request_raw(self, verb: str, body: dict[str, Any], timeout: float = REQUEST_TIMEOUT) -> Reply:
         """The controller's reply to ``verb``; no controller → ``CliError`` (exit 1)."""
         NoRespondersError, NatsTimeoutError = _nats_errors()
+        if verb in idempotency.WRITE_VERBS and not body.get(idempotency.KEY):
+            # one id for every attempt and copy of this write: the controllers do it once
+            body = {**body, idempotency.KEY: idempotency.new_request_id()}
         payload = wire.encode(body)
         limit = self.nc.max_payload
         if limit and len(payload) > limit:
@@ -240,7 +267,7 @@ class Client:
             )
         try:
             subject = self.names.api(verb)
-            msg = await self.guarded(subject, self.nc.request(subject, payload, timeout=timeout), verb)
+            msg = await self.guarded(subject, self.exchange(subject, payload, timeout), verb)
         except NoRespondersError:
             raise self.no_controller("no responders") from None
         except (TimeoutError, NatsTimeoutError):
@@ -253,6 +280,31 @@ class Client:
             return Reply.from_wire(msg.data)
         except WireError as exc:
             raise CliError(f"bad reply from the controller to {verb}: {exc}") from exc
+
+    async def exchange(self, subject: str, payload: bytes, timeout: float) -> Msg:
+        """Send a request, and again (see ``FIRST_ATTEMPT``) while no reply came, until ``timeout``; the
+        first reply to any attempt wins. Raises NoRespondersError (nobody subscribes to ``subject``) or
+        TimeoutError."""
+        NoRespondersError, NatsTimeoutError = _nats_errors()
+        from nats.js.api import Header
+
+        inbox = self.nc.new_inbox()
+        sub = await self.nc.subscribe(inbox)
+        try:
+            for attempt, wait in enumerate(attempt_waits(timeout, self.first_attempt)):
+                for _ in range(min(attempt + 1, MAX_COPIES)):
+                    await self.nc.publish(subject, payload, reply=inbox)
+                try:
+                    msg = await sub.next_msg(timeout=wait)
+                except NatsTimeoutError:
+                    continue
+                if msg.headers and msg.headers.get(Header.STATUS) == "503":
+                    raise NoRespondersError
+                return msg
+            raise TimeoutError(f"no reply on {subject} within {timeout:g}s")
+        finally:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
 
     async def guarded(self, subject: str, coro: Awaitable[T], what: str) -> T:
         """Await ``coro`` (a request on ``subject``); if the server reports a permission violation for that

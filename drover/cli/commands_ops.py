@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -230,8 +229,8 @@ def rollout_undo_cmd(name: str, to_revision: int | None) -> None:
     name = _service_name(name)
 
     async def go(c: Client) -> Any:
-        # A request id makes the undo safe to retry: the controller does not undo the same request twice.
-        body = {"name": name, "to_revision": to_revision, "request_id": uuid.uuid4().hex}
+        # The client gives the request an id (every write gets one): a retried undo is not done twice.
+        body = {"name": name, "to_revision": to_revision}
         return await _new_verb(c, "rollout_undo", body, "rollout undo")
 
     data = options.run(go) or {}
