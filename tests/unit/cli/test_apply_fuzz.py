@@ -21,6 +21,7 @@ from drover.cli.main import cli
 from drover.shared import wire
 from drover.shared.manifest import ManifestError, parse_request
 from drover.shared.models import ApiReply
+from tests.unit.cli.fakebus import InboxFromRequest
 
 
 class _Msg:
@@ -28,7 +29,7 @@ class _Msg:
         self.data = data
 
 
-class ValidatingController:
+class ValidatingController(InboxFromRequest):
     """Answers ``apply`` as the real controller's API does: ``parse_request`` first."""
 
     max_payload = 1024 * 1024

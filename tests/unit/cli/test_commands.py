@@ -19,6 +19,7 @@ from drover.cli.main import cli
 from drover.controller import views
 from drover.shared import wire
 from drover.shared.models import ApiReply
+from tests.unit.cli.fakebus import InboxFromRequest
 
 GOOD = """\
 apiVersion: drover/v1
@@ -109,7 +110,7 @@ class FakeMsg:
         self.data = data
 
 
-class FakeNats:
+class FakeNats(InboxFromRequest):
     max_payload = 1024 * 1024  # nats-server's default, as the server would announce it
 
     def __init__(self, handlers: dict[str, Callable[[dict[str, Any]], Any]]):
@@ -334,7 +335,7 @@ def test_scale_and_node_verbs(fake: Callable[..., FakeNats]) -> None:
               uncordon=lambda b: {"node": b["node"], "status": "ready"},
               drain=lambda b: {"node": b["node"], "status": "draining"})
     assert run("scale", "web", "0").stdout == "service/web scaled to 0\n"
-    assert nc.requests[-1][1] == {"name": "web", "replicas": 0}
+    assert nc.requests[-1][1] == {"name": "web", "replicas": 0, "request_id": nc.requests[-1][1]["request_id"]}
     assert run("cordon", "n1").stdout == "node/n1 cordoned\n"
     assert run("uncordon", "n1").stdout == "node/n1 uncordoned\n"
     assert run("drain", "n1").stdout == "node/n1 drained\n"
