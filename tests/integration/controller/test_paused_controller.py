@@ -21,19 +21,10 @@ from drover.shared.models import ApiReply
 from drover.shared.subjects import Names
 from tests.fixtures import wait_for
 from tests.fixtures.nats import NatsServer
+from tests.integration.controller.test_stall import _stop
 
 DROVER = str(Path(sys.executable).parent / "drover")
 CLI_TIMEOUT = 10.0  # the CLI's own overall request timeout for scale (apply allows more)
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGCONT)
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 class Cluster:

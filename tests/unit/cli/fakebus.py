@@ -16,9 +16,12 @@ class _Status:
     headers = {"Status": "503"}
 
 
-class _Inbox:
+class Inbox:
+    """A subscription to the request loop's inbox: what is put into ``queue`` is its next message."""
+
     def __init__(self) -> None:
         self.queue: asyncio.Queue[Any] = asyncio.Queue()
+        self.unsubscribed = False
 
     async def next_msg(self, timeout: float) -> Any:
         try:
@@ -27,19 +30,19 @@ class _Inbox:
             raise NatsTimeoutError from None
 
     async def unsubscribe(self) -> None:
-        return None
+        self.unsubscribed = True
 
 
 class InboxFromRequest:
     """Mix into a fake connection that has ``async request(subject, data)``."""
 
-    _inbox: _Inbox
+    _inbox: Inbox
 
     def new_inbox(self) -> str:
         return "_INBOX.fake"
 
-    async def subscribe(self, subject: str) -> _Inbox:
-        self._inbox = _Inbox()
+    async def subscribe(self, subject: str) -> Inbox:
+        self._inbox = Inbox()
         return self._inbox
 
     async def publish(self, subject: str, payload: bytes, reply: str = "") -> None:

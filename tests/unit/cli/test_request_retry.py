@@ -6,38 +6,23 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from nats.errors import TimeoutError as NatsTimeoutError
 
 from drover.cli.client import Client, attempt_waits
 from drover.cli.context import Target
 from drover.cli.errors import CliError
 from drover.shared import wire
 from drover.shared.models import ApiReply
+from tests.unit.cli.fakebus import Inbox
 
 
 @dataclass
 class FakeMsg:
     data: bytes
     headers: dict[str, str] | None = None
-
-
-@dataclass
-class FakeSub:
-    queue: asyncio.Queue[FakeMsg] = field(default_factory=asyncio.Queue)
-    unsubscribed: bool = False
-
-    async def next_msg(self, timeout: float) -> FakeMsg:
-        try:
-            return await asyncio.wait_for(self.queue.get(), timeout)
-        except TimeoutError:
-            raise NatsTimeoutError from None
-
-    async def unsubscribe(self) -> None:
-        self.unsubscribed = True
 
 
 class FakeNats:
@@ -49,12 +34,12 @@ class FakeNats:
     def __init__(self, answer: Callable[[int], FakeMsg | None]) -> None:
         self.answer = answer
         self.sent: list[tuple[str, dict[str, Any], str]] = []
-        self.sub = FakeSub()
+        self.sub = Inbox()
 
     def new_inbox(self) -> str:
         return "_INBOX.test"
 
-    async def subscribe(self, subject: str) -> FakeSub:
+    async def subscribe(self, subject: str) -> Inbox:
         assert subject == "_INBOX.test"
         return self.sub
 
