@@ -24,7 +24,7 @@ from pathlib import Path
 from drover.chaos.report import recovery_by_kind, report_json, summary
 from drover.chaos.runner import ChaosOptions, Run, load_state
 from drover.chaos.schedule import KINDS
-from drover.cli.context import Target
+from drover.cli.context import resolve
 from drover.shared.units import parse_duration
 
 
@@ -52,7 +52,8 @@ async def chaos(home: Path, url: str, cluster: str, duration: float, seed: int) 
     opts = ChaosOptions(duration=duration, seed=seed, kinds=list(KINDS), interval=5.0)
     docker = aiodocker.Docker()
     try:
-        out = await Run(opts, Target(url, cluster, "flag"), load_state(home / "lab.json", cluster)).run(docker)
+        target = resolve(url, cluster)  # creds and CA from the context drover up wrote
+        out = await Run(opts, target, load_state(home / "lab.json", cluster)).run(docker)
     finally:
         await docker.close()
     print("\n".join(summary(seed, duration, out.faults, out.checks, out.notes)))

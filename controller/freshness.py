@@ -71,9 +71,13 @@ class LoopWatch:
 
     _seen_reconnects: int = 0
 
-    async def run(self) -> None:
+    def begin(self) -> None:
+        """Start measuring from now (``run`` does it; a caller that ticks ``check`` itself calls it first)."""
         self._seen_reconnects = self.reconnects()
         self.last_tick = self.mono()
+
+    async def run(self) -> None:
+        self.begin()
         while True:
             await asyncio.sleep(self.interval)
             self.check()

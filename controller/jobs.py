@@ -70,7 +70,7 @@ def job_decision(
                 out.run = run
                 runs = [*runs, {"run": run, "revision": svc.revision, "tick": tick.tick, "started": now,
                                 "result": "", "finished": 0.0}][-RUNS_KEPT:]
-                out.record.update({"job_run": run, "job_runs": runs})
+                out.record.update({"job_run": run, "job_runs": runs, "rollout_state": "progressing"})
                 out.events.append(("job-run-started", f"run {run} started (tick at {_clock(tick.tick)})"))
                 earlier += [(r.node, r.id) for r in current]
                 current = []
@@ -90,6 +90,8 @@ def job_decision(
     if st.status != "running" and recorded != st.status:
         runs = [{**r, "result": st.status, "finished": now} if this(r) else r for r in runs]
         out.record["job_runs"] = runs[-RUNS_KEPT:]
+        # A finished run is a settled service: the controller need not re-plan it every second.
+        out.record["rollout_state"] = "complete" if st.status == "succeeded" else "failed"
         detail = f"{st.succeeded} completion(s), {st.failures} failure(s)"
         out.events.append((f"job-{st.status}", f"run {run} {st.status}: {detail}"))
     if st.status == "failed":

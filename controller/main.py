@@ -35,6 +35,7 @@ from drover.controller.state import ClusterState
 from drover.shared import bus, wire
 from drover.shared.cluster_key import cluster_key
 from drover.shared.errors import NotFoundError, PermanentError, ValidationError, WireError
+from drover.shared.loopwatch import TICK as LOOP_TICK
 from drover.shared.loopwatch import watch_loop
 from drover.shared.manifest import ManifestError
 from drover.shared.models import ApiReply, Assignment, Event, Heartbeat, NodeStatus
@@ -96,9 +97,9 @@ class Controller:
         self.sup.start("events-out", self.outbox.run)
         self.loopwatch = LoopWatch(
             connected=lambda: nc.is_connected, reconnects=reconnects, on_restart=self._restart_silence_clock,
-            stall=min(1.0, self.cfg.node_grace / 2),
+            stall=min(1.0, self.cfg.node_grace / 2), interval=LOOP_TICK,
         )
-        self.sup.start("loopwatch", self.loopwatch.run)
+        self.sup.start("loopwatch", self._watch_loop)
         self.feeds = StateFeeds(
             self.store, self.state, report=self._report, kick=self.kick, reconnects=reconnects, clock=time.time,
         )
@@ -130,10 +131,6 @@ class Controller:
         self.sup.start("elect", self.elector.run)
         self.sup.start("reconcile", self._reconcile_loop)
         self.sup.start("autoscale", self.autoscaler.run)
-        self.sup.start(
-            "loop-lag",
-            lambda: watch_loop(self.metrics.loop_lag.observe, warn_after=self.cfg.lease_ttl / 4, log=self.log),
-        )
         if self.cfg.ui_port is not None:
             from drover.controller.dashboard import Dashboard  # aiohttp loads only when the UI is wanted
             from drover.controller.dashboard.actions import NatsActor
@@ -305,6 +302,20 @@ class Controller:
         if now - self.state.started >= self.cfg.node_grace:
             return True
         return all(n.last_heartbeat is not None for n in self.state.nodes.values())
+
+    async def _watch_loop(self) -> None:
+        """One 0.1 s ticker for the event loop: its lag goes to the metric (with the GC policy and stall logs
+        of ``watch_loop``) and to ``LoopWatch``, which restarts the nodes' silence clock after a stall or a
+        NATS reconnect."""
+        watch = self.loopwatch
+        observe_lag = self.metrics.loop_lag.observe
+        watch.begin()
+
+        def tick(lag: float) -> None:
+            observe_lag(lag)
+            watch.check()
+
+        await watch_loop(tick, warn_after=self.cfg.lease_ttl / 4, log=self.log)
 
     async def _reconcile_loop(self) -> None:
         backoff = Backoff(initial=0.2, cap=5.0)

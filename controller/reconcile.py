@@ -68,6 +68,13 @@ def _counted_resources(spec: dict[str, object]) -> tuple[float, int]:
         return 0.0, 0
 
 
+def in_place_restarts(c: AssignedContainer, observed: ContainerStatus | None) -> int:
+    """Restarts of replica ``c`` on its current placement. The agent reports ``c.restarts`` (carried from
+    earlier placements, node losses included) plus its own in-place restarts; only the latter are evidence that
+    the revision crashes, so rollout judgement must not see the carried part."""
+    return max(0, observed.restarts - c.restarts) if observed else 0
+
+
 def _why(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
@@ -109,7 +116,9 @@ def plan(snap: Snapshot, rng: random.Random) -> ClusterPlan:
                 remove(node, c.id)
             elif st is NodeStatus.LOST:
                 observed = snap.nodes[node].observed.get(c.id) if node in snap.nodes else None
-                carried_restarts[c.service].append(c.restarts + (observed.restarts if observed else 0) + 1)
+                # For display: every restart so far, in place or by replacement, plus this replacement. The
+                # agent's count already includes ``c.restarts``, so only its in-place part is added.
+                carried_restarts[c.service].append(c.restarts + in_place_restarts(c, observed) + 1)
                 remove(node, c.id)
                 why = f"node {node} lost: replacing {c.id}"
                 if sticky(c.spec):
@@ -200,7 +209,8 @@ def _service_pass(
                 ready_since=snap.ready_since.get(c.id, obs.started_at or 0.0) if ready and obs else None,
                 leaving=status.get(node) is NodeStatus.DRAINING,
                 state=str(obs.state) if obs else "pending",
-                restarts=obs.restarts if obs else 0,
+                # Crash evidence only: a replacement after a node loss is a relocation, not a crash.
+                restarts=in_place_restarts(c, obs),
             )
         )
     verdict = judge_rollout(

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from drover.controller.reconcile import allocation
+from drover.controller.reconcile import allocation, in_place_restarts
 from drover.controller.rollout import progress_deadline
 from drover.controller.snapshot import Snapshot, node_status
 from drover.controller.workloads import JobReplica, eligible_nodes, job_params, job_state, run_of
@@ -64,7 +64,7 @@ def container_rows(
             "revision": c.revision,
             "state": str(state),
             "ready": ready,
-            "restarts": c.restarts + (obs.restarts if obs else 0),
+            "restarts": c.restarts + in_place_restarts(c, obs),
             "host_port": obs.host_port if obs else None,
             "ports": dict(obs.ports) if obs else {},
             "container_id": obs.container_id if obs else "",
@@ -127,7 +127,7 @@ def service_rows(
             "revision": c.revision, "state": str(state), "ready": ready,
             # what a job's status needs: which run, how it ended, how often it was retried
             "id": c.id, "node": node, "exit_code": obs.exit_code if obs else None,
-            "restarts": c.restarts + (obs.restarts if obs else 0),
+            "restarts": c.restarts + in_place_restarts(c, obs),
         })
     out = []
     for svc_name in sorted(snap.services):

@@ -39,7 +39,6 @@ def _buckets(n: Names) -> dict[str, str]:
     return {
         "services": n.services_bucket, "assign": n.assignments_bucket, "nodes": n.nodes_bucket,
         "nodectl": n.nodectl_bucket, "leader": n.leader_bucket, "config": n.config_bucket,
-        "secrets": n.secrets_bucket,  # written and read by the controller only (agents ask it, see below)
     }
 
 

@@ -16,6 +16,7 @@ Helpers (``from tests.fixtures import ...``): wait_for, require_image, remove_cl
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
@@ -35,6 +36,20 @@ from tests.fixtures.nats import NatsServer, SecureNats
 # Cluster names handed out in this session: swept once more at the end, in case a test started
 # containers without asking for docker_cleanup (or crashed past it).
 _issued_clusters: list[str] = []
+
+
+# ---------------------------------------------------------------------- DROVER_HOME
+@pytest.fixture(autouse=True, scope="session")
+def _private_drover_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Components default to $DROVER_HOME (~/.drover) for state and keys (e.g. the cluster's secret key made
+    by an in-process controller): a test session keeps them in a temporary directory, never the user's."""
+    old = os.environ.get("DROVER_HOME")
+    os.environ["DROVER_HOME"] = str(tmp_path_factory.mktemp("drover-home"))
+    yield
+    if old is None:
+        os.environ.pop("DROVER_HOME", None)
+    else:
+        os.environ["DROVER_HOME"] = old
 
 
 # ---------------------------------------------------------------------- NATS

@@ -27,6 +27,7 @@ from drover.agent.dns import DnsResponder, lookup_of
 from drover.agent.drivers.base import spec_env
 from drover.agent.gossip import Endpoint, GossipConfig, GossipNode
 from drover.agent.gossip.identity import NodeKey
+from drover.agent.gossip.state import UP
 from drover.agent.proxy import Backend, NodeProxy
 from drover.shared.bus import ClusterStore
 from drover.shared.cluster_key import cluster_key
@@ -40,6 +41,9 @@ if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
 GOSSIP_CONFIG = GossipConfig(suspicion_timeout=1.0, scale_suspicion=True)
+# A (re)starting agent registers, and so is reported ready, only once its gossip has heard a peer (the full
+# state a peer sends back holds every endpoint: the proxy can route) or after this long (its peers are away).
+PEER_WAIT = 3.0
 
 
 class Discovery:
@@ -122,6 +126,7 @@ class Discovery:
             await self._apply_nodes()
         except TimeoutError:
             self.log.warning("first read of services/nodes timed out")
+        await self._hear_a_peer(gossip)
         self._sub = await self.nc.subscribe(self.names.endpoints, queue="agents", cb=self._on_endpoints)
         self.log.info(
             "discovery started",
@@ -136,6 +141,25 @@ class Discovery:
     def public_key_hex(self) -> str:
         """The gossip public key for the registration ("" before ``start``)."""
         return self.gossip.identity.public_hex if self.gossip is not None else ""
+
+    async def _hear_a_peer(self, gossip: GossipNode) -> None:
+        """Wait (≤ PEER_WAIT) until the gossip knows a live peer, when there are peers to know: before that the
+        proxy has no endpoint but the node's own, and a node reported ready would fail its proxy's requests."""
+        if not self.seeds:
+            return
+        heard = asyncio.Event()
+
+        def check() -> None:
+            if not heard.is_set() and any(m.name != self.cfg.node and m.status in UP for m in gossip.members()):
+                heard.set()
+
+        gossip.on_change(check)
+        check()
+        try:
+            async with asyncio.timeout(PEER_WAIT):
+                await heard.wait()
+        except TimeoutError:
+            self.log.warning("no gossip peer heard before registering", seeds=[n for n, _, _ in self.seeds])
 
     async def stop(self) -> None:
         """Leave the gossip (peers drop this node's endpoints), close the proxy and the API."""

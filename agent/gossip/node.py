@@ -557,6 +557,10 @@ class GossipNode:
             codec.verify_sender(msg, self._keys.get(msg.sender), self._verifier)
         except codec.UnknownSenderError:
             self.stats["dropped_unknown_sender"] += 1
+            if msg.kind is Kind.SYNC and msg.reply and self._transport is not None:
+                # A new node registers (publishing its key) only once it has heard a peer: tell it our state,
+                # which it can verify, but take nothing from it until its key is in the directory.
+                self._send_state(addr, reply=False)
             return
         except codec.SignatureError:
             self.stats["dropped_signature"] += 1

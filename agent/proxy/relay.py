@@ -16,6 +16,10 @@ Rules
   is a plain pipe and a failure just closes both sides.
 - Exception: after the client has half-closed, a clean EOF from the backend before any answer
   ends the conversation (the backend had nothing to say); only a reset is retried then.
+- No (further) ready backend: the connection waits up to ``backend_wait`` seconds, asking ``resolve()``
+  again every ``BACKEND_POLL`` s, before it is closed. The endpoint table is briefly empty while a node's
+  replicas move (its agent was killed, or just restarted and has not heard the gossip yet); a client
+  held for a moment is served, one closed at once sees a failure.
 - A client that sent more than ``MAX_REPLAY`` bytes before any answer can no longer be replayed:
   a failure after that closes it rather than send part of a request twice.
 """
@@ -37,6 +41,7 @@ MAX_REPLAY = 256 * 1024  # client bytes kept for a retry until the backend answe
 # Hardening: a flood of connections (or of idle ones held open) must not exhaust the agent's descriptors.
 MAX_CLIENTS = 4096  # open client connections per service proxy; more are closed at once
 IDLE_TIMEOUT = 300.0  # seconds without a byte either way before a connection is closed
+BACKEND_POLL = 0.05  # seconds between looks at the endpoint table while a connection waits for a backend
 
 _PAUSE_CONNECTING = 1  # the client's reading is paused: the kept bytes are at MAX_REPLAY while no backend is connected
 _PAUSE_UPSTREAM = 2  # the client's reading is paused: the backend's write buffer is full
@@ -71,7 +76,8 @@ class Route:
     the counters, the open connections, and the connect attempts under way (with deadlines)."""
 
     __slots__ = (
-        "_idle_handle", "_sweep_handle", "balancer", "clients", "connect_timeout", "connecting", "idle_timeout", "log",
+        "_idle_handle", "_sweep_handle", "backend_wait", "balancer", "clients", "connect_timeout", "connecting",
+        "idle_timeout", "log",
         "loop", "max_attempts", "max_clients", "resolve", "service", "stats",
     )
 
@@ -86,9 +92,11 @@ class Route:
         loop: asyncio.AbstractEventLoop,
         max_clients: int = MAX_CLIENTS,
         idle_timeout: float = IDLE_TIMEOUT,
+        backend_wait: float = 0.0,
     ) -> None:
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
+        self.backend_wait = backend_wait  # how long a connection may wait for a (further) ready backend
         self.service = service
         self.resolve = resolve
         self.balancer = balancer
@@ -286,6 +294,8 @@ class ClientSide(asyncio.Protocol):
         "_excluded",
         "_paused",
         "_up_eof",
+        "_wait_handle",
+        "_wait_until",
         "busy",
         "idle",
         "pipe",
@@ -309,6 +319,8 @@ class ClientSide(asyncio.Protocol):
         self._up_eof = False
         self._closed = False
         self._paused = 0
+        self._wait_until: float | None = None  # when waiting for a backend ends (None: not waited yet)
+        self._wait_handle: asyncio.TimerHandle | None = None
         self.busy = True  # traffic since the last idle sweep
         self.idle = 0  # idle sweeps in a row without traffic
 
@@ -358,6 +370,7 @@ class ClientSide(asyncio.Protocol):
         if self._closed:
             return
         self._closed = True
+        self._stop_waiting()
         route = self.route
         route.stats.active -= 1
         route.clients.discard(self)
@@ -395,7 +408,8 @@ class ClientSide(asyncio.Protocol):
         excluded = self._excluded
         backend = route.balancer.pick(backends, excluded or ())
         if backend is None:
-            self._give_up("no backend available" if not excluded else "no other backend available")
+            if not self._wait_for_backend():
+                self._give_up("no backend available" if not excluded else "no other backend available")
             return
         self._attempts += 1
         if self._attempts > 1:
@@ -404,6 +418,28 @@ class ClientSide(asyncio.Protocol):
         up = UpstreamSide(self, backend)
         self.up = up
         route.start_connect(up)
+
+    def _wait_for_backend(self) -> bool:
+        """No (further) ready backend now: look again shortly, within ``backend_wait`` of the first look.
+        True when a later look is scheduled."""
+        route = self.route
+        now = route.loop.time()
+        if self._wait_until is None:
+            self._wait_until = now + route.backend_wait
+        if self._closed or now + BACKEND_POLL > self._wait_until:
+            return False
+        self._wait_handle = route.loop.call_later(BACKEND_POLL, self._look_again)
+        return True
+
+    def _look_again(self) -> None:
+        self._wait_handle = None
+        if not self._closed:
+            self._attempt()
+
+    def _stop_waiting(self) -> None:
+        if self._wait_handle is not None:
+            self._wait_handle.cancel()
+            self._wait_handle = None
 
     def upstream_made(self, up: UpstreamSide, transport: asyncio.Transport) -> None:
         if self._closed or up is not self.up:
@@ -503,6 +539,7 @@ class ClientSide(asyncio.Protocol):
 
     def abort(self) -> None:
         """Drop this connection and its backend connection at once."""
+        self._stop_waiting()
         up = self.up
         if up is not None and not up.dead:
             up.dead = True

@@ -22,6 +22,10 @@ from drover.agent.proxy.relay import IDLE_TIMEOUT, MAX_CLIENTS, ClientSide, Prox
 log = structlog.get_logger("drover.agent.proxy")
 
 LISTEN_BACKLOG = 1024
+# A node's proxy holds a new connection this long for a ready backend rather than fail it at once: while a lost
+# node's replicas are replaced, or a restarted agent has not yet heard the endpoints from the gossip, the
+# table is empty (or holds only failed backends) for a second or two.
+NODE_BACKEND_WAIT = 3.0
 
 
 class ServiceProxy:
@@ -39,8 +43,10 @@ class ServiceProxy:
         max_attempts: int = 3,
         max_clients: int = MAX_CLIENTS,
         idle_timeout: float = IDLE_TIMEOUT,
+        backend_wait: float = 0.0,
     ) -> None:
         self.service = service
+        self._backend_wait = backend_wait
         self._max_clients = max_clients
         self._idle_timeout = idle_timeout
         self.address = address
@@ -80,7 +86,7 @@ class ServiceProxy:
             self._route = Route(
                 self.service, self._resolve, self._balancer,
                 connect_timeout=self._connect_timeout, max_attempts=self._max_attempts, loop=loop,
-                max_clients=self._max_clients, idle_timeout=self._idle_timeout,
+                max_clients=self._max_clients, idle_timeout=self._idle_timeout, backend_wait=self._backend_wait,
             )
         route = self._route
 
@@ -121,6 +127,7 @@ class NodeProxy:
         strategy: str = "round-robin",
         connect_timeout: float = 1.0,
         max_attempts: int = 3,
+        backend_wait: float = NODE_BACKEND_WAIT,
     ) -> None:
         if strategy not in STRATEGIES:
             raise ValueError(f"unknown proxy strategy {strategy!r}; expected one of {', '.join(STRATEGIES)}")
@@ -131,6 +138,7 @@ class NodeProxy:
         self._strategy = strategy
         self._connect_timeout = connect_timeout
         self._max_attempts = max_attempts
+        self._backend_wait = backend_wait
         self._proxies: dict[str, ServiceProxy] = {}  # listening or failed to bind, by service
         self._draining: list[ServiceProxy] = []  # removed services whose connections may still be open
         self._errors: dict[str, str] = {}
@@ -172,6 +180,7 @@ class NodeProxy:
                     proxy = ServiceProxy(
                         service, self.address, port, self._resolver(service), strategy=self._strategy,
                         connect_timeout=self._connect_timeout, max_attempts=self._max_attempts,
+                        backend_wait=self._backend_wait,
                     )
                     self._proxies[service] = proxy
                 if proxy.listening:

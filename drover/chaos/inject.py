@@ -130,7 +130,12 @@ class Injector:
         return Injected("controller-kill", str(p.get("id") or p["name"]))
 
     async def _nats_kill(self, _hold: float) -> Injected:
-        p = self._pick(_procs(self.state(), "nats"), "name")
+        servers = _procs(self.state(), "nats")
+        if len(servers) < 2:
+            # One nats-server "of several" only: killing the only one can drop writes it has acknowledged but
+            # not yet flushed, which would be reported as lost desired state.
+            raise NoTarget("nats-kill needs several nats-servers (drover up --nats-servers 3)")
+        p = self._pick(servers, "name")
         _kill(p["pid"], signal.SIGKILL)
         return Injected("nats-kill", str(p["name"]))
 

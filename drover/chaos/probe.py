@@ -24,15 +24,25 @@ class Observation:
         return all(self.nodes.values()) and all(self.services.values())
 
 
+# Settled states: a rolled-back service runs its last good revision, a cordoned or draining node is up and
+# only closed to new replicas by its user; a finished job has nothing left to run. None of them ever becomes
+# "available"/"ready", so counting them as unconverged would fail every run on such a cluster.
+STEADY_SERVICE = frozenset({"available", "rolled-back"})
+UP_NODE = frozenset({"ready", "cordoned", "draining"})
+
+
+def _settled(s: dict[str, Any]) -> bool:
+    if s.get("status") == "succeeded":
+        return True
+    return s.get("status") in STEADY_SERVICE and s.get("running") == s.get("replicas")
+
+
 def observe(at: float, nodes: list[dict[str, Any]], services: list[dict[str, Any]]) -> Observation:
     """One observation from ``get_nodes`` and ``get_services`` rows."""
     return Observation(
         at,
-        {str(n.get("name")): n.get("status") == "ready" for n in nodes},
-        {
-            str(s.get("name")): s.get("status") == "available" and s.get("running") == s.get("replicas")
-            for s in services
-        },
+        {str(n.get("name")): n.get("status") in UP_NODE for n in nodes},
+        {str(s.get("name")): _settled(s) for s in services},
     )
 
 

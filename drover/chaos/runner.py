@@ -17,7 +17,7 @@ from typing import Any
 
 from drover.chaos import iptables
 from drover.chaos.checker import Checks, Container, Desired, History, Write, check, failed_spans
-from drover.chaos.inject import Injector, NoTarget, Undo
+from drover.chaos.inject import Injector, Undo
 from drover.chaos.probe import Recorder, converged_at, first_converged_after, node_ready_after
 from drover.chaos.report import FaultRecord
 from drover.chaos.schedule import Planned, make_schedule
@@ -32,7 +32,8 @@ TRAFFIC_EVERY = 0.25  # per node
 SETTLE_DEADLINE = 90.0  # s for the chaos service to come up before the clock starts
 CONVERGE_DEADLINE = 60.0  # s after the run for everything to converge
 NODE_GRACE = 3.5  # the controller's default node grace (3 s), and a margin
-STABLE_FOR = 3.0  # s of continuous convergence that ends the wait
+STABLE_FOR = 3.0
+INJECT_ATTEMPTS = 3  # s of continuous convergence that ends the wait
 
 
 @dataclass
@@ -210,14 +211,18 @@ class Run:
     async def _faults(self, schedule: list[Planned], injector: Injector, sup: Supervisor) -> None:
         for p in schedule:
             await asyncio.sleep(max(0.0, p.at - self.rec.now()))
-            at = self.rec.now()
-            try:
-                got = await injector.inject(p.kind, p.hold)
-            except NoTarget as exc:
-                self.notes.append(f"{p.kind} at {at:.1f}s skipped: {exc}")
-                continue
-            except Exception as exc:  # a failed injection is reported, the run goes on
-                self.notes.append(f"{p.kind} at {at:.1f}s failed: {exc}")
+            got = None
+            for attempt in range(INJECT_ATTEMPTS):  # e.g. no running replica at that instant: try again shortly
+                at = self.rec.now()
+                try:
+                    got = await injector.inject(p.kind, p.hold)
+                    break
+                except Exception as exc:  # a failed injection is reported, the run goes on
+                    if attempt == INJECT_ATTEMPTS - 1:
+                        self.notes.append(f"{p.kind} at {at:.1f}s not injected: {exc}")
+                    else:
+                        await asyncio.sleep(1.0)
+            if got is None:
                 continue
             record = FaultRecord(at, got.kind, got.target, at + p.hold, got.cut_node)
             self.faults.append(record)

@@ -159,7 +159,10 @@ def rollout_status_cmd(name: str, timeout: float, watch: bool) -> None:
             replicas = int(row.get("replicas") or 0)
             rev = row.get("revision")
             reason = str(row.get("reason") or row.get("message") or "")
-            if status == "available" and row.get("updated") == row.get("ready") == replicas:
+            # Complete is the controller's verdict (replicas ready for min_ready, the revision recorded as the
+            # last good one an auto-rollback returns to), not only every replica ready at this instant.
+            settled = row.get("rollout", "complete") == "complete"
+            if status == "available" and row.get("updated") == row.get("ready") == replicas and settled:
                 return True, f"service/{name} successfully rolled out (revision {rev}, {_progress(row)})"
             if status in ("failed", "rolled-back"):
                 why = f": {reason}" if reason else ""

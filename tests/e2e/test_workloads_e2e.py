@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -273,6 +274,22 @@ def test_global_follows_nodes(up: Up) -> None:
               60, "gone from the cordoned node")
         assert up.drover("uncordon", nodes[1]).returncode == 0
         until(lambda: sorted(c["node"] for c in containers_of(up, "glob")) == nodes, 60, "back on every node")
+        # A node that joins gets one too (and loses it when its agent stops).
+        ctx = json.loads((up.home / "context.json").read_text())
+        auth = [a for k in ("creds", "ca") if ctx.get(k) for a in (f"--{k}", ctx[k])]
+        joiner = subprocess.Popen(
+            [sys.executable, "-m", "drover", "agent", "--nats", ctx["nats"], "--cluster", up.cluster,
+             "--node", "joiner", "--address", "127.0.0.9", *auth],
+            env=up.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        try:
+            until(lambda: "joiner" in {c["node"] for c in containers_of(up, "glob")}, 90, "a replica on the new node")
+            assert up.json("get", "services", "glob")[0]["replicas"] == len(nodes) + 1
+        finally:
+            joiner.terminate()
+            joiner.wait(30)
+        until(lambda: "joiner" not in {c["node"] for c in up.json("get", "containers", "--service", "glob")},
+              90, "replica gone with its node")
     finally:
         up.drover("uncordon", nodes[1])
         up.drover("delete", "service", "glob")

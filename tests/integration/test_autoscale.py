@@ -128,6 +128,9 @@ async def test_request_rate_scales_up(cluster: tuple[Controller, Agent, Call]) -
     async def load() -> None:
         while True:
             await http_get("127.0.0.1", port, timeout=1.0)
+            # A refused connection can fail without suspending: yield, or this loop starves the agent under test
+            # (and its own cancellation) for good.
+            await asyncio.sleep(0)
 
     task = asyncio.get_running_loop().create_task(load())
     try:

@@ -4,6 +4,7 @@ endpoints API, the DROVER_SERVICE_ env and the cluster key. Everything talks to 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import socket
 from collections.abc import AsyncIterator
@@ -12,6 +13,7 @@ from typing import Any
 import aiodocker
 import pytest
 
+from drover.agent.config import AgentConfig
 from drover.agent.discovery import (
     env_name,
     exposed_ports,
@@ -23,6 +25,7 @@ from drover.agent.discovery import (
 )
 from drover.agent.gossip import Endpoint
 from drover.agent.main import Agent
+from drover.agent.membership import AssignmentFeed
 from drover.agent.proxy import LEAST_CONNECTIONS, ROUND_ROBIN
 from drover.shared import bus, wire
 from drover.shared.cluster_key import KEY_NAME, cluster_key, decode_key
@@ -204,6 +207,41 @@ async def test_endpoint_withdrawn_before_its_container_stops(
             assert set(table(b)) == {"a2", "b1"}
             answers = {await who("127.0.0.2", expose) for _ in range(6)}
             assert answers == {"drover-web-a2", "drover-web-b1"}
+
+
+async def test_restarted_agent_is_ready_only_when_its_proxy_can_route(
+    nats_server: NatsServer, docker_client: aiodocker.Docker, docker_cleanup: str, busybox_image: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An agent that comes back (killed, restarted) registers only once its gossip has heard a peer: when its
+    start returns, its proxy already knows the peer's endpoints and a request through it is served at once."""
+    cluster = docker_cleanup
+    expose = expose_port()
+    async with tap(nats_server.url, cluster) as t:
+        await put_service(t, expose)
+        async with running_agent(nats_server.url, cluster, "na", address="127.0.0.1") as a:
+            await t.assign("na", [web("a1", expose)])
+            await wait_for(lambda: set(table(a)) == {"a1"}, 20, message="a1 ready in A's table")
+            async with running_agent(nats_server.url, cluster, "nb", address="127.0.0.2") as b:
+                await wait_for(lambda: set(table(b)) == {"a1"}, 20, message="a1 in B's table")
+            # B again, as after a restart: a fresh process that knows A from the nodes bucket only. What its
+            # proxy could route to is read the moment it registers (from then on it is reported ready).
+            b2 = Agent(AgentConfig(nats_url=nats_server.url, node="nb", cluster=cluster, address="127.0.0.2",
+                                   heartbeat_interval=0.2))
+            at_register: list[set[str]] = []
+            register = AssignmentFeed.register
+
+            async def registering(feed: AssignmentFeed) -> None:
+                at_register.append(set(table(b2)))
+                await register(feed)
+
+            monkeypatch.setattr(AssignmentFeed, "register", registering)
+            await asyncio.wait_for(b2.start(), 30)
+            try:
+                assert at_register == [{"a1"}], "B registered before its gossip knew any peer's endpoint"
+                assert await who("127.0.0.2", expose) == "drover-web-a1"
+            finally:
+                await b2.stop()
 
 
 async def test_agents_share_one_cluster_key(nats_server: NatsServer, cluster_name: str) -> None:

@@ -406,3 +406,42 @@ async def test_idle_connections_are_closed_busy_ones_kept(backends: Backends, pr
         assert proxy.stats.idle_closed == 1
         busy_w.write(b"still\n")
         assert (await asyncio.wait_for(busy_r.readline(), 5)).startswith(b"b0 still")
+
+
+async def test_connection_waits_for_a_backend_while_the_table_is_empty(backends: Backends, proxies: Proxies) -> None:
+    """A node's replicas moving (or a restarted agent not yet synced with the gossip) empties the endpoint
+    table for a moment: a client arriving then is held and served once a ready backend appears."""
+    good = await backends("good", helpers.hello)
+    pool: list[Backend] = []
+    proxy = await proxies(lambda: tuple(pool), backend_wait=5.0)
+    asking = asyncio.ensure_future(ask(proxy.bound_port, "held"))
+    await wait_for(lambda: proxy.stats.connections == 1, message="client not accepted")
+    assert not asking.done()
+    pool.append(good.backend)
+    assert await asyncio.wait_for(asking, 5) == "good held"
+    assert proxy.stats.no_backend == 0
+
+
+async def test_after_the_only_backend_failed_a_new_one_is_waited_for(backends: Backends, proxies: Proxies) -> None:
+    """A killed node's replica refuses, its replacement is not ready yet: the client's bytes go to the
+    replacement once it appears, instead of a failure."""
+    refused = Backend(HOST, free_tcp_port(), "refused")
+    pool = [refused]
+    proxy = await proxies(lambda: tuple(pool), backend_wait=5.0)
+    asking = asyncio.ensure_future(ask(proxy.bound_port, "moved"))
+    await wait_for(lambda: proxy.stats.failed_attempts == 1, message="refused backend not tried")
+    good = await backends("good", helpers.hello)
+    pool[:] = [good.backend]
+    assert await asyncio.wait_for(asking, 5) == "good moved"
+    assert proxy.stats.no_backend == 0 and proxy.stats.retries == 1
+
+
+async def test_waiting_for_a_backend_ends_after_backend_wait(proxies: Proxies) -> None:
+    proxy = await proxies(lambda: (), backend_wait=0.5)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    async with connect(proxy.bound_port) as (reader, writer):
+        writer.write(b"ping\n")
+        assert await asyncio.wait_for(reader.read(), 5) == b""
+    assert 0.4 <= loop.time() - started < 3.0
+    assert proxy.stats.no_backend == 1

@@ -357,6 +357,16 @@ def test_rollout_status_outcomes(fake: Callable[..., FakeNats]) -> None:
     result = run("rollout", "status", "web", "--timeout", "10s")
     assert result.exit_code == 0, result.output
     assert "successfully rolled out" in result.stdout
+    # Every replica ready but the controller has not judged the revision complete (min_ready): keep waiting.
+    rows = iter([{**SERVICE_ROW, "rollout": "progressing"}, {**SERVICE_ROW, "rollout": "complete"}])
+    seen: list[str] = []
+    fake(rollout_status=lambda b: seen.append("asked") or next(rows))
+    result = run("rollout", "status", "web", "--timeout", "10s")
+    assert result.exit_code == 0, result.output
+    assert len(seen) == 2 and "successfully rolled out" in result.stdout
+    fake(rollout_status=lambda b: {**SERVICE_ROW, "rollout": "progressing"})
+    result = run("rollout", "status", "web", "--timeout", "1s")
+    assert result.exit_code == 1 and "timed out" in result.stderr
     fake(rollout_status=lambda b: {**SERVICE_ROW, "status": "rolled-back", "reason": "probe failed"})
     result = run("rollout", "status", "web")
     assert result.exit_code == 1

@@ -8,10 +8,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from drover.controller.reconcile import allocation, plan
+from drover.controller.rollout import FAILING_RESTARTS
 from drover.controller.snapshot import NodeState, Snapshot
 from drover.shared.models import (
     AssignedContainer,
     Assignment,
+    ContainerState,
+    ContainerStatus,
     NodeControl,
     NodeRegistration,
     Resources,
@@ -124,3 +127,51 @@ def test_poison_never_changes_what_the_others_get(seed: int, poisoned: int) -> N
     without = plan(snap(nodes, healthy, {}), random.Random(seed))
     assert set(with_poison.failed) == {p.name for p in poison}
     assert with_poison.assignments == without.assignments
+
+
+# Restarts carried by replacement after node losses are relocations: shown, never judged as crashes.
+
+ROLLOUT_SPEC = {**SPEC, "update": {"min_ready": 0, "auto_rollback": True}}
+
+
+def running(c: AssignedContainer, in_place: int) -> ContainerStatus:
+    """What an agent reports: the carried restarts plus its own in-place ones."""
+    return ContainerStatus(id=c.id, service=c.service, revision=c.revision, state=ContainerState.RUNNING,
+                           ready=True, restarts=c.restarts + in_place, started_at=NOW - 100)
+
+
+def rolling(carried: list[int], in_place: list[int]) -> Snapshot:
+    """A rollout to revision 2 (last good: 1) whose replicas were all placed after node losses."""
+    reps = [AssignedContainer(id=f"r{i}", service="web", revision=2, spec=ROLLOUT_SPEC, restarts=k)
+            for i, k in enumerate(carried)]
+    a = node("a")
+    a.observed = {c.id: running(c, n) for c, n in zip(reps, in_place, strict=True)}
+    svc = ServiceRecord(name="web", spec=ROLLOUT_SPEC, replicas=len(reps) + 1, revision=2, updated=NOW,
+                        rollout_state="progressing", last_good=1, rollout_started=NOW - 1, rollout_progress_at=NOW - 1)
+    return snap([a], [svc], {"a": reps})
+
+
+@given(carried=st.lists(st.integers(0, 50), min_size=1, max_size=4), data=st.data())
+@settings(max_examples=60, deadline=None)
+def test_relocations_never_fail_a_rollout(carried: list[int], data: st.DataObject) -> None:
+    in_place = data.draw(st.lists(st.integers(0, FAILING_RESTARTS - 1), min_size=len(carried), max_size=len(carried)))
+    p = plan(rolling(carried, in_place), random.Random(1))
+    verdict = p.verdicts.get("web")
+    assert verdict is None or verdict.state not in ("failed", "rolled-back"), verdict
+
+
+def test_in_place_restarts_still_fail_a_rollout_after_relocations() -> None:
+    p = plan(rolling([3, 0], [0, FAILING_RESTARTS]), random.Random(1))
+    verdict = p.verdicts["web"]
+    assert verdict.state == "rolled-back" and verdict.rollback_to == 1
+    assert f"replica r1 on a is running after {FAILING_RESTARTS} restart(s)" in verdict.reason
+
+
+def test_carried_restarts_count_each_restart_once() -> None:
+    """A replica placed after one node loss (carried 1) that restarted twice in place, whose node is lost in
+    turn: its replacement has 1 + 2 + 1 restarts (the agent's report already includes the carried 1)."""
+    c = AssignedContainer(id="y", service="web", revision=1, spec=SPEC, restarts=1)
+    b = node("b", alive=False)
+    b.observed = {"y": running(c, 2)}
+    p = plan(snap([node("a"), b], [svc("web", 1)], {"a": [], "b": [c]}), random.Random(1))
+    assert [r.restarts for r in p.assignments["a"]] == [4]

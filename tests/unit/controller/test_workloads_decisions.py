@@ -108,6 +108,7 @@ def test_scheduled_run_starts_skips_and_removes_the_previous_run() -> None:
     obs["r1-00000001"] = _status("r1-00000001", ContainerState.EXITED, 0)
     d = job_decision(running.model_copy(update={"job_last_tick": 120.0}), [replica], lambda n, r: obs.get(r), 125.0)
     assert [k for k, _ in d.events] == ["job-succeeded"] and d.record["job_runs"][-1]["result"] == "succeeded"
+    assert d.record["rollout_state"] == "complete"
     d = job_decision(running.model_copy(update={"job_last_tick": 120.0}), [replica], lambda n, r: obs.get(r), 130.1)
     assert d.run == 2 and d.remove == [("n1", "r1-00000001")] and d.create == 1
 
