@@ -14,7 +14,7 @@ Each node
   record, its endpoint entries), and accepts from others only datagrams signed by a node in its key
   directory (``trust``: the keys nodes published in their own registrations), fresh in the replay window,
   and, inside them, origin-signed records or suspicion/death claims at the incarnation the origin itself
-  announced (``_admit``), so no member can speak for another beyond "I could not reach it".
+  announced (``admit.py``), so no member can speak for another beyond "I could not reach it".
 
 The merge rules live in ``state.py`` (pure); the datagram format in ``codec.py``; probing and suspicion
 in ``detector.py`` (``FailureDetector``); the retransmit queue in ``broadcast.py``; the settings in
@@ -33,6 +33,7 @@ from typing import Any
 import structlog
 
 from drover.agent.gossip import codec
+from drover.agent.gossip.admit import admit
 from drover.agent.gossip.broadcast import BroadcastQueue
 from drover.agent.gossip.codec import Kind, Message, PacketError, Received
 from drover.agent.gossip.config import STAT_KEYS, Addr
@@ -319,40 +320,6 @@ class GossipNode:
         return False
 
     # ------------------------------------------------------------------ merging remote updates
-    def _admit(self, rec: Received) -> Update | None:
-        """What of an incoming record may be merged, or None (dropped; counted unless merely stale).
-
-        Origin-signed records are checked (only when they would change the state: a known record costs no
-        signature check) against the origin's key. An unsigned record is accepted only as a suspicion or a
-        death of a member at exactly the epoch and incarnation that member last announced itself, and only its
-        status is taken: a member can say "I could not reach B", never what B's address, endpoints or
-        incarnation are, so B's signed refutation (a higher incarnation) always wins.
-        """
-        u = rec.update
-        if rec.sig is not None:
-            if not self.state.newer(u):
-                return None
-            origin = u.name if isinstance(u, Member) else u.origin
-            public = self._keys.get(origin)
-            if public is None:
-                self.stats["dropped_unknown_origin"] += 1
-                return None
-            if not codec.verify_record(rec, public, self._verifier):
-                self.stats["dropped_forged"] += 1
-                return None
-            return u
-        cur = self.state.members.get(u.name) if isinstance(u, Member) else None
-        if not isinstance(u, Member) or u.status not in (Status.SUSPECT, Status.DEAD) or cur is None:
-            self.stats["dropped_unsigned"] += 1
-            return None
-        if (u.epoch, u.incarnation) < (cur.epoch, cur.incarnation):
-            return None  # stale gossip, not an attack
-        if (u.epoch, u.incarnation) != (cur.epoch, cur.incarnation):
-            self.stats["dropped_unsigned"] += 1
-            return None
-        claim = replace(cur, status=u.status)
-        return claim if self.state.newer(claim) else None
-
     def _apply(self, records: Iterable[Received], now: float) -> None:
         changed = False
         now_ms = time.time_ns() // 1_000_000
@@ -361,7 +328,9 @@ class GossipNode:
             if not plausible(rec.update, now_ms):
                 self.stats["dropped_implausible"] += 1
                 continue
-            u = self._admit(rec)
+            u, drop = admit(rec, self.state, self._keys, self._verifier)
+            if drop is not None:
+                self.stats[drop] += 1
             if u is None:
                 continue
             wire = rec.wire if u is rec.update else codec.encode_update(u)
@@ -555,15 +524,14 @@ class GossipNode:
             return
         try:
             codec.verify_sender(msg, self._keys.get(msg.sender), self._verifier)
-        except codec.UnknownSenderError:
-            self.stats["dropped_unknown_sender"] += 1
-            if msg.kind is Kind.SYNC and msg.reply and self._transport is not None:
-                # A new node registers (publishing its key) only once it has heard a peer: tell it our state,
-                # which it can verify, but take nothing from it until its key is in the directory.
+        except (codec.UnknownSenderError, codec.SignatureError) as exc:
+            unknown = isinstance(exc, codec.UnknownSenderError)
+            self.stats["dropped_unknown_sender" if unknown else "dropped_signature"] += 1
+            if msg.kind is Kind.SYNC and msg.reply:
+                # A node (re)registers its key only once it has heard a peer: a new node, or one restarted with a
+                # new key, gets our state (which it can verify; the cluster key already let it read gossip), but
+                # nothing it says is taken until its key is in the directory.
                 self._send_state(addr, reply=False)
-            return
-        except codec.SignatureError:
-            self.stats["dropped_signature"] += 1
             return
         if msg.sender == self.name or not self._replay.admit(msg.sender, msg.nonce, time.time_ns() // 1000):
             self.stats["dropped_replay"] += 1
