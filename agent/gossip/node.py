@@ -420,21 +420,30 @@ class GossipNode:
         if not self._queue:
             return
         peers = self._peers()
-        for m in self._rng.sample(peers, min(len(peers), self.config.fanout)):
-            items = self._queue.queued()
-            for _ in range(self.config.max_packets_per_push):
-                if not items:
-                    break
-                data, chosen = codec.pack(
-                    Kind.GOSSIP, self.name, 0, [d for _, d in items], self.key, self.config.max_packet,
-                    signer=self.identity, nonce=self._next_nonce(),
-                )
-                if not chosen:
-                    break
+        targets = self._rng.sample(peers, min(len(peers), self.config.fanout))
+        if not targets:
+            return
+        # The same signed datagrams go to every target (each receiver's replay window is its own): one
+        # signature per datagram, not per datagram and peer, which is most of a round's CPU.
+        items = self._queue.queued()
+        packets: list[bytes] = []
+        for _ in range(self.config.max_packets_per_push):
+            if not items:
+                break
+            data, chosen = codec.pack(
+                Kind.GOSSIP, self.name, 0, [d for _, d in items], self.key, self.config.max_packet,
+                signer=self.identity, nonce=self._next_nonce(),
+            )
+            if not chosen:
+                break
+            packets.append(data)
+            for _ in targets:
                 self._queue.mark_sent((items[i][0] for i in chosen), len(self.state.members))
+            taken = set(chosen)
+            items = [it for i, it in enumerate(items) if i not in taken]
+        for m in targets:
+            for data in packets:
                 self._send(data, (m.address, m.port))
-                taken = set(chosen)
-                items = [it for i, it in enumerate(items) if i not in taken]
 
     def _sync_seeds(self) -> None:
         for name, addr in self._seeds.items():
