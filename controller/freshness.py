@@ -19,6 +19,10 @@ from dataclasses import dataclass
 
 # More than this fraction of the known nodes silent at once is a control-plane disruption.
 DISRUPTION_FRACTION = 0.5
+# While some nodes are still heard, a disruption holds evictions for at most this many node graces: past that
+# the silent nodes are taken as really gone (a fleet that was stopped, a rack that lost power). Kubernetes
+# likewise keeps evicting, only slower, when a zone is partially disrupted.
+DISRUPTION_HOLD_GRACES = 10.0
 
 
 def clock_restarts(*, connected: bool, reconnected: bool, lag: float, stall: float) -> bool:
@@ -31,6 +35,18 @@ def clock_restarts(*, connected: bool, reconnected: bool, lag: float, stall: flo
 def disrupted(silent: int, total: int, fraction: float = DISRUPTION_FRACTION) -> bool:
     """Most nodes silent at once: a control-plane disruption (needs at least two nodes to tell)."""
     return total >= 2 and silent > total * fraction
+
+
+def evictions_held(silent: int, total: int, since: float | None, now: float, hold: float) -> bool:
+    """Whether a disruption holds every eviction now. With every node silent nothing is heard at all (the
+    controller is cut off; there is nowhere to move replicas to either): held for as long as it lasts. With
+    some nodes still heard, the bus works for this controller: held for at most ``hold`` seconds from
+    ``since`` (when the disruption began), then the silent nodes are treated as lost like any other."""
+    if not disrupted(silent, total):
+        return False
+    if silent >= total or since is None:
+        return True
+    return now - since < hold
 
 
 @dataclass

@@ -22,7 +22,7 @@ from drover.controller.autoscaler import Autoscaler
 from drover.controller.config import ControllerConfig
 from drover.controller.eventlog import EventLog
 from drover.controller.feeds import StateFeeds
-from drover.controller.freshness import LoopWatch, disrupted
+from drover.controller.freshness import DISRUPTION_HOLD_GRACES, LoopWatch, disrupted, evictions_held
 from drover.controller.leader import Elector, LeaderState, open_leader_bucket
 from drover.controller.metrics import ControllerMetrics
 from drover.controller.problems import ServiceProblems
@@ -62,6 +62,7 @@ class Controller:
         self.metrics = ControllerMetrics()
         self._dirty = asyncio.Event()
         self._disrupted = False
+        self._disrupted_since: float | None = None
         self._api_slots = asyncio.Semaphore(API_IN_FLIGHT)
         self._repair_tried: set[tuple[str, int]] = set()
         self._subs: list[Any] = []
@@ -401,13 +402,26 @@ class Controller:
         not taken for lost, and this pass (planned on the old clock) is skipped."""
         statuses = {name: node_status(node, snap.now, snap.node_grace) for name, node in snap.nodes.items()}
         silent = sum(st is NodeStatus.LOST for st in statuses.values())
-        now_disrupted = disrupted(silent, len(statuses))
+        if not disrupted(silent, len(statuses)):
+            self._disrupted_since = None
+        elif self._disrupted_since is None or silent >= len(statuses):
+            # (the hold runs only while some nodes are heard: with all silent nothing tells them apart)
+            self._disrupted_since = snap.now
+        snap.disrupted_since = self._disrupted_since
+        hold = DISRUPTION_HOLD_GRACES * snap.node_grace
+        now_disrupted = evictions_held(silent, len(statuses), self._disrupted_since, snap.now, hold)
         if now_disrupted != self._disrupted:
             self._disrupted = now_disrupted
             if now_disrupted:
                 self.post("control-plane-disrupted", message=(
                     f"{silent} of {len(statuses)} nodes silent at once: treated as a control-plane disruption, "
-                    "nothing is evicted or moved until heartbeats resume"))
+                    f"nothing is evicted or moved until heartbeats resume (at most {hold:g}s while other "
+                    "nodes are still heard)"))
+            elif self._disrupted_since is not None:
+                # Still most nodes silent, but others have been heard all along: they are really gone.
+                self.post("control-plane-disruption-expired", message=(
+                    f"{silent} of {len(statuses)} nodes still silent after {hold:g}s while the others answer: "
+                    "treating them as lost"))
             else:
                 self.post("control-plane-recovered", message="heartbeats resumed; reconciling again")
                 self.state.restart_silence_clock(snap.now)

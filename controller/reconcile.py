@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from drover.controller.freshness import disrupted
+from drover.controller.freshness import DISRUPTION_HOLD_GRACES, evictions_held
 from drover.controller.jobs import job_decision, stopped
 from drover.controller.rollout import ReplicaView, Verdict, judge_rollout, service_step
 from drover.controller.scheduler import NodeView, PlacementRequest, place
@@ -82,7 +82,8 @@ def _why(exc: Exception) -> str:
 def plan(snap: Snapshot, rng: random.Random) -> ClusterPlan:
     out = ClusterPlan()
     status = {name: node_status(n, snap.now, snap.node_grace) for name, n in snap.nodes.items()}
-    if disrupted(sum(st is NodeStatus.LOST for st in status.values()), len(status)):
+    silent = sum(st is NodeStatus.LOST for st in status.values())
+    if evictions_held(silent, len(status), snap.disrupted_since, snap.now, DISRUPTION_HOLD_GRACES * snap.node_grace):
         # Most nodes silent together: the control plane is cut off, not the nodes. Evict and move nothing
         # (a rollout would otherwise see its replicas vanish and replace them all at once).
         out.disrupted = True

@@ -39,6 +39,8 @@ class Snapshot:
     # Services whose stored record is damaged (undecodable) and that have no good value: their replicas are
     # kept as they are, neither removed as orphans nor replaced.
     held_services: frozenset[str] = frozenset()
+    # When the current control-plane disruption (most nodes silent at once) began; None when there is none.
+    disrupted_since: float | None = None
 
 
 def silent_for(node: NodeState, now: float) -> float:

@@ -64,3 +64,30 @@ async def test_most_nodes_silent_moves_nothing(env: Any) -> None:  # noqa: F811
 
 async def _has(call: Any, kind: str) -> bool:
     return any(k == kind for k, _ in await _kinds(call))
+
+
+async def test_nodes_silent_past_the_hold_while_others_answer_are_replaced(env: Any) -> None:  # noqa: F811
+    """A stopped fleet is not a disruption forever: two of three nodes silent while the third answers hold
+    every eviction for the hold (10 graces = 15 s here), then their replicas move to the node that answers,
+    with a ``control-plane-disruption-expired`` event saying why."""
+    _ctl, agents, call = env  # node grace 1.5 s
+    for n in NODES:
+        await agents.add(n)
+    assert (await call("apply", manifests=[manifest(replicas=3)])).ok
+
+    async def ready() -> bool:
+        rows = (await call("get_services", name="web")).data
+        return bool(rows) and rows[0]["ready"] == 3
+
+    await wait_for(ready, 15, message="3 ready")
+    agents.alive -= {"n1", "n2"}
+    await wait_for(lambda: _has(call, "control-plane-disrupted"), 10, message="disruption told")
+    started = time.monotonic()
+    await wait_for(lambda: _has(call, "control-plane-disruption-expired"), 30, message="hold expired")
+    assert time.monotonic() - started > 10.0  # (the hold is 15 s from the disruption's start)
+
+    async def moved() -> bool:
+        p = await _placement(agents.store)
+        return not p["n1"] and not p["n2"] and len(p["n3"]) == 3
+
+    await wait_for(moved, 15, message="the silent nodes' replicas moved to n3")

@@ -7,7 +7,7 @@ import random
 from hypothesis import given
 from hypothesis import strategies as st
 
-from drover.controller.freshness import LoopWatch, clock_restarts, disrupted
+from drover.controller.freshness import DISRUPTION_HOLD_GRACES, LoopWatch, clock_restarts, disrupted, evictions_held
 from drover.controller.reconcile import plan
 from drover.controller.snapshot import NodeState, node_status
 from drover.controller.state import ClusterState
@@ -35,6 +35,39 @@ def test_one_lost_node_of_three_is_replaced_but_most_silent_moves_nothing() -> N
     most = plan(snap([node("a"), node("b", alive=False), node("c", alive=False)], [svc("web", 3)], a),
                 random.Random(1))
     assert most.disrupted and most.assignments == {} and most.events == []
+
+
+@given(
+    st.integers(min_value=0, max_value=50), st.integers(min_value=0, max_value=50),
+    st.floats(min_value=0, max_value=1000), st.floats(min_value=0.1, max_value=100),
+)
+def test_evictions_held_only_while_it_could_be_the_control_plane(
+    silent: int, total: int, age: float, hold: float
+) -> None:
+    silent = min(silent, total)
+    held = evictions_held(silent, total, 0.0, age, hold)
+    if not disrupted(silent, total):
+        assert not held  # a minority silent: ordinary node losses
+    elif silent == total:
+        assert held  # nothing heard at all: never evict, however long
+    else:
+        assert held == (age < hold)  # some heard: the rest are really gone once the hold is over
+
+
+def test_a_disruption_past_its_hold_while_others_answer_moves_the_silent_nodes_replicas() -> None:
+    """A fleet stopped for good (most nodes silent while the rest answer) is not held forever: once the
+    disruption is older than the hold, its replicas are replaced on the nodes that answer."""
+    a = {"a": [ac("x")], "b": [ac("y")], "c": [ac("z")]}
+    nodes = [node("a"), node("b", alive=False), node("c", alive=False)]
+    fresh = snap(nodes, [svc("web", 3)], a)
+    fresh.disrupted_since = fresh.now - 1.0
+    assert plan(fresh, random.Random(1)).disrupted
+    old = snap(nodes, [svc("web", 3)], a)
+    old.disrupted_since = old.now - DISRUPTION_HOLD_GRACES * old.node_grace - 1.0
+    p = plan(old, random.Random(1))
+    assert not p.disrupted
+    assert p.assignments["b"] == [] and p.assignments["c"] == []
+    assert len(p.assignments["a"]) == 3
 
 
 def test_silence_counts_only_from_the_clock_restart() -> None:
