@@ -119,6 +119,7 @@ class Agent:
         self._logs: LogsApi | None = None
         self._passes = 0
         self.gossip_port = 0  # set by the gossip layer, published in the registration
+        self.gossip_pubkey = ""  # the gossip layer's ed25519 public key (hex), published in the registration
         self._status_listeners: list[Callable[[list[ContainerStatus]], None]] = []
         self.discovery: Discovery | None = None  # gossip, per-node proxy, endpoints API (agent/discovery/)
         self.usage: UsageCollector | None = None  # cpu/memory/request-rate measurements (agent/usage.py)
@@ -190,6 +191,7 @@ class Agent:
         )
         self.add_status_listener(discovery.on_statuses)
         self.gossip_port = await discovery.start()  # before the registration, which carries it
+        self.gossip_pubkey = discovery.public_key_hex
         await feed.register()
         await feed.read_assignment()
         try:
@@ -261,7 +263,9 @@ class Agent:
     # --- registration & assignment --------------------------------------------------------------
 
     def registration(self) -> NodeRegistration:
-        return node_registration(self.cfg, self.driver.name, self.boot_id, self.gossip_port, time.time())
+        return node_registration(
+            self.cfg, self.driver.name, self.boot_id, self.gossip_port, time.time(), self.gossip_pubkey
+        )
 
     def add_status_listener(self, callback: Callable[[list[ContainerStatus]], None]) -> None:
         """Call ``callback(statuses)`` whenever this node's container statuses change (e.g. for gossip)."""

@@ -27,8 +27,11 @@ from drover.shared.tasks import Supervisor
 VERSION = "0.1.0"
 
 
-def node_registration(cfg: AgentConfig, driver: str, boot_id: str, gossip_port: int, now: float) -> NodeRegistration:
-    """What a node puts in the nodes bucket: its address, labels, capacity, driver, life (boot id) and gossip port."""
+def node_registration(
+    cfg: AgentConfig, driver: str, boot_id: str, gossip_port: int, now: float, gossip_pubkey: str = ""
+) -> NodeRegistration:
+    """What a node puts in the nodes bucket: its address, labels, capacity, driver, life (boot id), gossip port
+    and gossip public key."""
     return NodeRegistration(
         name=cfg.node,
         address=cfg.address,
@@ -39,6 +42,7 @@ def node_registration(cfg: AgentConfig, driver: str, boot_id: str, gossip_port: 
         started_at=now,
         version=VERSION,
         gossip_port=gossip_port,
+        gossip_pubkey=gossip_pubkey,
     )
 
 

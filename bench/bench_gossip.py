@@ -7,6 +7,9 @@
    it as ``dead`` is one sample (target ≤ 2 s). Repeated ``--kills`` times on different nodes.
 Also prints false suspicions/deaths seen while nothing was failing (loop lag under load shows here).
 
+Every node signs with its own ed25519 key (derived from its name here, so worker processes share one key
+directory without a bus) and verifies every datagram and record it receives, as the agents do.
+
 Times come from CLOCK_MONOTONIC, which is the same clock in every process on one Linux host.
 Only 127.x addresses are used.
 
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import random
 import statistics
@@ -26,9 +30,14 @@ from pathlib import Path
 from typing import Any
 
 from drover.agent.gossip import Endpoint, GossipConfig, GossipNode, Status
+from drover.agent.gossip.identity import NodeKey
 
 KEY = b"bench-cluster-key"
 SELF = str(Path(__file__).resolve())
+
+
+def identity(name: str) -> NodeKey:
+    return NodeKey.from_seed(hashlib.sha256(name.encode()).digest())
 
 
 def addr(i: int) -> str:
@@ -41,7 +50,7 @@ def out(obj: dict[str, Any]) -> None:
 
 
 # ---------------------------------------------------------------------- worker (hosts some nodes)
-async def worker(first: int, count: int) -> None:
+async def worker(first: int, count: int, total: int) -> None:
     nodes: dict[str, GossipNode] = {}
     seen: dict[str, set[str]] = {}
     dead_seen: dict[str, set[str]] = {}
@@ -65,8 +74,10 @@ async def worker(first: int, count: int) -> None:
 
         node.on_change(changed)
 
+    directory = {f"n{i}": identity(f"n{i}").public for i in range(total)}
     for i in range(first, first + count):
-        n = GossipNode(f"n{i}", addr(i), KEY, config=GossipConfig())
+        n = GossipNode(f"n{i}", addr(i), KEY, config=GossipConfig(), identity=identity(f"n{i}"))
+        n.trust(directory)
         watch(n)
         await n.start()
         nodes[n.name] = n
@@ -165,6 +176,8 @@ async def drive(args: argparse.Namespace) -> None:
             str(starts[i]),
             "--count",
             str(per[i]),
+            "--total",
+            str(n),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
         )
@@ -289,6 +302,7 @@ def main() -> None:
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--first", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--count", type=int, default=0, help=argparse.SUPPRESS)
+    ap.add_argument("--total", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.uvloop:
         import uvloop
@@ -298,7 +312,7 @@ def main() -> None:
         import structlog
 
         structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(40))
-        asyncio.run(worker(args.first, args.count))
+        asyncio.run(worker(args.first, args.count, args.total))
     else:
         asyncio.run(drive(args))
 

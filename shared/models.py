@@ -84,6 +84,9 @@ class NodeRegistration(Record):
     started_at: float = 0.0
     version: str = ""
     gossip_port: int = 0  # UDP port of the agent's gossip endpoint on ``address`` (0 = none yet)
+    # The agent's gossip ed25519 public key (64 hex digits; "" = none yet). Only the node's own credentials may
+    # write its registration, so this is the trusted directory peers verify its gossip signatures against.
+    gossip_pubkey: str = ""
 
 
 class NodeControl(Record):

@@ -13,12 +13,20 @@ import structlog
 from drover.agent.config import AgentConfig
 from drover.agent.discovery.announce import Announcer
 from drover.agent.discovery.api import answer_endpoints
-from drover.agent.discovery.keys import backends_by_service, proxy_strategy, seeds_of, service_env, services_of
+from drover.agent.discovery.keys import (
+    backends_by_service,
+    gossip_keys_of,
+    proxy_strategy,
+    seeds_of,
+    service_env,
+    services_of,
+)
 from drover.agent.discovery.kvwatch import RELIST_INTERVAL, apply_on_change
 from drover.agent.discovery.metrics import DiscoveryCollector
 from drover.agent.dns import DnsResponder, lookup_of
 from drover.agent.drivers.base import spec_env
 from drover.agent.gossip import Endpoint, GossipConfig, GossipNode
+from drover.agent.gossip.identity import NodeKey
 from drover.agent.gossip.state import UP
 from drover.agent.proxy import Backend, NodeProxy
 from drover.shared.bus import ClusterStore
@@ -95,7 +103,9 @@ class Discovery:
             await dns.start()
             self.dns = dns
         key = self.cfg.gossip_key or await cluster_key(self.store)
-        gossip = GossipNode(self.cfg.node, self.cfg.address, key, port=0, config=GOSSIP_CONFIG)
+        # The node's own signing key: kept under the data dir when there is one (a restart keeps its identity)
+        identity = NodeKey.load_or_create(self.cfg.data_dir) if self.cfg.data_dir else NodeKey.generate()
+        gossip = GossipNode(self.cfg.node, self.cfg.address, key, port=0, config=GOSSIP_CONFIG, identity=identity)
         gossip.on_change(self._rebuild_backends)
         port = await gossip.start()
         self.gossip = gossip
@@ -126,6 +136,11 @@ class Discovery:
             strategy=self.strategy,
         )
         return port
+
+    @property
+    def public_key_hex(self) -> str:
+        """The gossip public key for the registration ("" before ``start``)."""
+        return self.gossip.identity.public_hex if self.gossip is not None else ""
 
     async def _hear_a_peer(self, gossip: GossipNode) -> None:
         """Wait (≤ PEER_WAIT) until the gossip knows a live peer, when there are peers to know: before that the
@@ -220,5 +235,7 @@ class Discovery:
         records = {k: reg for k, (reg, _) in self.node_records.items.items()}
         seeds = seeds_of(records, self.cfg.node)
         self.seeds = seeds
-        if self.gossip is not None and seeds and not self._stopped:
-            self.gossip.join(seeds)
+        if self.gossip is not None and not self._stopped:
+            self.gossip.trust(gossip_keys_of(records))  # before the seeds: their first datagrams verify
+            if seeds:
+                self.gossip.join(seeds)

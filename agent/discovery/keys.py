@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 from drover.agent.drivers.base import exposed_ports as spec_exposed_ports
 from drover.agent.gossip import Endpoint
+from drover.agent.gossip.identity import parse_public
 from drover.agent.proxy import LEAST_CONNECTIONS, ROUND_ROBIN, Backend
 from drover.shared.errors import WireError
 from drover.shared.models import ContainerState, ContainerStatus, NodeRegistration, ServiceRecord
@@ -58,6 +59,19 @@ def seeds_of(records: Mapping[str, NodeRegistration], me: str) -> list[tuple[str
         name = key
         if name != me and reg.gossip_port > 0:
             out.append((name, reg.address, reg.gossip_port))
+    return out
+
+
+def gossip_keys_of(records: Mapping[str, NodeRegistration]) -> dict[str, bytes]:
+    """Every registered node's gossip public key, by bucket key: the key directory gossip verifies against.
+
+    By key, like the seeds: only a node's own credentials may write its registration, so a body cannot
+    publish a key under another node's name. Records without a well-formed key are left out."""
+    out: dict[str, bytes] = {}
+    for key, reg in records.items():
+        public = parse_public(reg.gossip_pubkey)
+        if public is not None:
+            out[key] = public
     return out
 
 

@@ -10,7 +10,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from drover.agent.gossip import codec
 from drover.agent.gossip.state import Update, retransmit_limit, update_key
 
 Key = tuple[Any, ...]
@@ -30,8 +29,9 @@ class BroadcastQueue:
     def __len__(self) -> int:
         return len(self._items)
 
-    def add(self, u: Update) -> None:
-        self._items[update_key(u)] = _Broadcast(codec.encode_update(u))
+    def add(self, u: Update, data: bytes) -> None:
+        """Queue ``u`` in its wire form ``data`` (origin-signed records are forwarded unchanged)."""
+        self._items[update_key(u)] = _Broadcast(data)
 
     def queued(self) -> list[tuple[Key, bytes]]:
         """(key, encoded update) of everything queued, the least sent first."""

@@ -16,6 +16,12 @@ STAT_KEYS = (
     "dropped_oversize",
     "dropped_version",
     "dropped_implausible",
+    "dropped_unknown_sender",  # datagram from a node with no published key
+    "dropped_signature",  # datagram whose signature does not verify (forged or tampered with)
+    "dropped_replay",  # datagram older than the replay window, or seen before
+    "dropped_unknown_origin",  # signed record of a node with no published key
+    "dropped_forged",  # record whose origin signature does not verify
+    "dropped_unsigned",  # unsigned record that is not a suspicion/death at the origin's announced incarnation
     "handler_errors",
     "callback_errors",
     "send_errors",
@@ -44,3 +50,5 @@ class GossipConfig:
     sync_interval: float = 2.0
     reap_after: float = 60.0  # forget dead/left members (and their entries) after this long
     tombstone_ttl: float = 60.0  # forget endpoint tombstones after this long
+    replay_window: float = 60.0  # drop datagrams whose sender nonce (wall clock) is older than this (s)
+    replay_per_sender: int = 256  # nonces remembered per sender (the replay window's memory bound)

@@ -9,7 +9,12 @@ Each node
   update is sent ``retransmit_mult * ceil(log10(n + 1))`` times in all;
 * exchanges its full state with one random member every ``sync_interval`` (anti-entropy; this also
   retries seeds that are not members yet, and heals partitions);
-* refutes suspicions and deaths about itself by raising its incarnation.
+* refutes suspicions and deaths about itself by raising its incarnation;
+* signs every datagram with its own ed25519 key (``identity``) and every record it originates (its member
+  record, its endpoint entries), and accepts from others only datagrams signed by a node in its key
+  directory (``trust``: the keys nodes published in their own registrations), fresh in the replay window,
+  and, inside them, origin-signed records or suspicion/death claims at the incarnation the origin itself
+  announced (``admit.py``), so no member can speak for another beyond "I could not reach it".
 
 The merge rules live in ``state.py`` (pure); the datagram format in ``codec.py``; probing and suspicion
 in ``detector.py`` (``FailureDetector``); the retransmit queue in ``broadcast.py``; the settings in
@@ -21,18 +26,21 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
 import structlog
 
 from drover.agent.gossip import codec
+from drover.agent.gossip.admit import admit
 from drover.agent.gossip.broadcast import BroadcastQueue
-from drover.agent.gossip.codec import Kind, Message, PacketError
+from drover.agent.gossip.codec import Kind, Message, PacketError, Received
 from drover.agent.gossip.config import STAT_KEYS, Addr
 from drover.agent.gossip.config import GossipConfig as GossipConfig
 from drover.agent.gossip.detector import FailureDetector
+from drover.agent.gossip.identity import NodeKey, Verifier
+from drover.agent.gossip.replay import ReplayGuard, next_nonce
 from drover.agent.gossip.state import (
     UP,
     ClusterState,
@@ -44,6 +52,7 @@ from drover.agent.gossip.state import (
     Update,
     plausible,
     refute,
+    update_key,
 )
 from drover.shared.tasks import Supervisor
 
@@ -73,12 +82,20 @@ class GossipNode:
         meta: dict[str, str] | None = None,
         incarnation: int | None = None,
         rng: random.Random | None = None,
+        identity: NodeKey | None = None,
     ) -> None:
         if not key:
             raise ValueError("the gossip cluster key must not be empty")
         self.name = name
         self.address = address
         self.key = key
+        self.identity = identity or NodeKey.generate()
+        self._keys: dict[str, bytes] = {name: self.identity.public}  # the key directory (``trust``)
+        self._verifier = Verifier()
+        self._replay = ReplayGuard(config.replay_window, config.replay_per_sender)
+        self._nonce = 0
+        # The exact wire form of the record held for each key (origin-signed ones are forwarded unchanged)
+        self._wire: dict[tuple[Any, ...], tuple[Update, bytes]] = {}
         self.config = config
         self._port = port
         self._meta = tuple(sorted((meta or {}).items()))
@@ -111,14 +128,22 @@ class GossipNode:
         self._callbacks: list[Callable[[], None]] = []
         self._transport: asyncio.DatagramTransport | None = None
         self._supervisor: Supervisor | None = None
-        codec.encode_update(self._self_record(1))  # fail early on unencodable meta
-        if len(codec.encode_update(self._self_record(1))) > config.max_packet // 2:
+        if len(self._signed(self._self_record(1))) > config.max_packet // 2:  # also fails early on bad meta
             raise ValueError("member meta is too large for a gossip datagram")
 
     # ------------------------------------------------------------------ public API
     @property
     def port(self) -> int:
         return self._port
+
+    @property
+    def public_key(self) -> bytes:
+        return self.identity.public
+
+    def trust(self, keys: Mapping[str, bytes]) -> None:
+        """Set the key directory: every other node's published ed25519 public key (its registration's)."""
+        self._keys = {**{n: k for n, k in keys.items() if n != self.name}, self.name: self.identity.public}
+        self._replay.forget(self._keys)
 
     @property
     def incarnation(self) -> int:
@@ -134,7 +159,7 @@ class GossipNode:
         me = self._self_record(self._port)
         self._me = me
         self.state.merge_member(me)
-        self._queue.add(me)
+        self._queue.add(me, self._remember(me, self._signed(me)))
         for e in self._local.values():
             self.state.merge_entry(e)
         self._supervisor = Supervisor(f"gossip:{self.name}")
@@ -152,7 +177,8 @@ class GossipNode:
             self._me = left
             self.state.merge_member(left)
             data, _ = codec.pack(
-                Kind.GOSSIP, self.name, 0, [codec.encode_update(left)], self.key, self.config.max_packet
+                Kind.GOSSIP, self.name, 0, [self._signed(left)], self.key, self.config.max_packet,
+                signer=self.identity, nonce=self._next_nonce(),
             )
             peers = self._peers()
             for m in self._rng.sample(peers, min(len(peers), max(2 * self.config.fanout, 6))):
@@ -211,6 +237,27 @@ class GossipNode:
     def _self_record(self, port: int) -> Member:
         return Member(self.name, self.address, port, self._incarnation, Status.ALIVE, self._epoch, self._meta)
 
+    def _signed(self, u: Update) -> bytes:
+        return codec.encode_update(u, self.identity)
+
+    def _remember(self, u: Update, wire: bytes) -> bytes:
+        self._wire[update_key(u)] = (u, wire)
+        return wire
+
+    def _wire_of(self, u: Update) -> bytes | None:
+        """What to send for a record held in the state: its stored wire form, else (our own verdicts) a plain
+        suspicion/death claim; None for anything that would need another node's signature we do not have."""
+        held = self._wire.get(update_key(u))
+        if held is not None and held[0] == u:
+            return held[1]
+        if isinstance(u, Member) and u.status in (Status.SUSPECT, Status.DEAD):
+            return self._remember(u, codec.encode_update(u))
+        return None
+
+    def _next_nonce(self) -> int:
+        self._nonce = next_nonce(self._nonce, time.time_ns() // 1000)
+        return self._nonce
+
     def _now(self) -> float:
         try:
             return asyncio.get_running_loop().time()
@@ -222,7 +269,7 @@ class GossipNode:
         self._local[k] = e
         if self._me is not None:
             self.state.merge_entry(e)
-        self._queue.add(e)
+        self._queue.add(e, self._remember(e, self._signed(e)))
         if e.present:
             self._tomb_since.pop(e.key(), None)
         else:
@@ -233,7 +280,7 @@ class GossipNode:
         self._me = me
         self._incarnation = me.incarnation
         self.state.merge_member(me)
-        self._queue.add(me)
+        self._queue.add(me, self._remember(me, self._signed(me)))
         if epoch_moved:
             # an earlier life of this node used a later epoch: re-issue every local entry under ours
             self._epoch = me.epoch
@@ -273,20 +320,27 @@ class GossipNode:
         return False
 
     # ------------------------------------------------------------------ merging remote updates
-    def _apply(self, updates: Iterable[Update], now: float) -> None:
+    def _apply(self, records: Iterable[Received], now: float) -> None:
         changed = False
         now_ms = time.time_ns() // 1_000_000
-        for u in updates:
-            if not plausible(u, now_ms):
+        # origin-signed records first: a refutation and a suspicion at its new incarnation in one datagram
+        for rec in sorted(records, key=lambda r: r.sig is None):
+            if not plausible(rec.update, now_ms):
                 self.stats["dropped_implausible"] += 1
                 continue
+            u, drop = admit(rec, self.state, self._keys, self._verifier)
+            if drop is not None:
+                self.stats[drop] += 1
+            if u is None:
+                continue
+            wire = rec.wire if u is rec.update else codec.encode_update(u)
             if isinstance(u, Member):
                 if u.name == self.name:
                     changed |= self._refute(u, now)
                     continue
                 if self.state.merge_member(u):
                     changed = True
-                    self._queue.add(u)
+                    self._queue.add(u, self._remember(u, wire))
                     self._track(u, now)
             else:
                 if u.origin == self.name:
@@ -294,7 +348,7 @@ class GossipNode:
                     continue
                 if self.state.merge_entry(u):
                     changed = True
-                    self._queue.add(u)
+                    self._queue.add(u, self._remember(u, wire))
                     if u.present:
                         self._tomb_since.pop(u.key(), None)
                     else:
@@ -305,7 +359,7 @@ class GossipNode:
     def _apply_local(self, m: Member, now: float) -> None:
         """A verdict of this node about another member (suspect, dead)."""
         if self.state.merge_member(m):
-            self._queue.add(m)
+            self._queue.add(m, self._remember(m, codec.encode_update(m)))
             self._track(m, now)
             self._notify()
 
@@ -341,15 +395,22 @@ class GossipNode:
     def _send_piggyback(self, kind: Kind, seq: int, addr: Addr, *, target: tuple[str, str, int] | None = None) -> None:
         items = self._queue.queued()
         data, chosen = codec.pack(
-            kind, self.name, seq, [d for _, d in items], self.key, self.config.max_packet, target=target
+            kind, self.name, seq, [d for _, d in items], self.key, self.config.max_packet,
+            signer=self.identity, nonce=self._next_nonce(), target=target,
         )
         self._queue.mark_sent((items[i][0] for i in chosen), len(self.state.members))
         self._send(data, addr)
 
     def _send_state(self, addr: Addr, *, reply: bool) -> None:
         self.stats["syncs"] += 1
-        parts = [codec.encode_update(u) for u in self.state.snapshot()]
-        for data in codec.pack_all(Kind.SYNC, self.name, 0, parts, self.key, self.config.max_packet, reply=reply):
+        parts = [w for w in map(self._wire_of, self.state.snapshot()) if w is not None]
+        nonce = self._next_nonce()
+        packets = codec.pack_all(
+            Kind.SYNC, self.name, 0, parts, self.key, self.config.max_packet,
+            signer=self.identity, nonce=nonce, reply=reply,
+        )
+        self._nonce = nonce + len(packets) - 1  # pack_all numbered them on from ``nonce``
+        for data in packets:
             self._send(data, addr)
 
     def _peers(self) -> list[Member]:
@@ -359,20 +420,30 @@ class GossipNode:
         if not self._queue:
             return
         peers = self._peers()
-        for m in self._rng.sample(peers, min(len(peers), self.config.fanout)):
-            items = self._queue.queued()
-            for _ in range(self.config.max_packets_per_push):
-                if not items:
-                    break
-                data, chosen = codec.pack(
-                    Kind.GOSSIP, self.name, 0, [d for _, d in items], self.key, self.config.max_packet
-                )
-                if not chosen:
-                    break
+        targets = self._rng.sample(peers, min(len(peers), self.config.fanout))
+        if not targets:
+            return
+        # The same signed datagrams go to every target (each receiver's replay window is its own): one
+        # signature per datagram, not per datagram and peer, which is most of a round's CPU.
+        items = self._queue.queued()
+        packets: list[bytes] = []
+        for _ in range(self.config.max_packets_per_push):
+            if not items:
+                break
+            data, chosen = codec.pack(
+                Kind.GOSSIP, self.name, 0, [d for _, d in items], self.key, self.config.max_packet,
+                signer=self.identity, nonce=self._next_nonce(),
+            )
+            if not chosen:
+                break
+            packets.append(data)
+            for _ in targets:
                 self._queue.mark_sent((items[i][0] for i in chosen), len(self.state.members))
+            taken = set(chosen)
+            items = [it for i, it in enumerate(items) if i not in taken]
+        for m in targets:
+            for data in packets:
                 self._send(data, (m.address, m.port))
-                taken = set(chosen)
-                items = [it for i, it in enumerate(items) if i not in taken]
 
     def _sync_seeds(self) -> None:
         for name, addr in self._seeds.items():
@@ -406,6 +477,9 @@ class GossipNode:
                     if le is not None and not le.present:
                         del self._local[lk]
         self._detector.gc(now)
+        live = {update_key(u) for u in self.state.snapshot()}
+        for k in [k for k in self._wire if k not in live]:
+            del self._wire[k]
 
     async def _run(self) -> None:
         cfg = self.config
@@ -458,6 +532,20 @@ class GossipNode:
             self._log.debug("malformed gossip datagram dropped", peer=f"{addr[0]}:{addr[1]}", error=str(exc))
             return
         try:
+            codec.verify_sender(msg, self._keys.get(msg.sender), self._verifier)
+        except (codec.UnknownSenderError, codec.SignatureError) as exc:
+            unknown = isinstance(exc, codec.UnknownSenderError)
+            self.stats["dropped_unknown_sender" if unknown else "dropped_signature"] += 1
+            if msg.kind is Kind.SYNC and msg.reply:
+                # A node (re)registers its key only once it has heard a peer: a new node, or one restarted with a
+                # new key, gets our state (which it can verify; the cluster key already let it read gossip), but
+                # nothing it says is taken until its key is in the directory.
+                self._send_state(addr, reply=False)
+            return
+        if msg.sender == self.name or not self._replay.admit(msg.sender, msg.nonce, time.time_ns() // 1000):
+            self.stats["dropped_replay"] += 1
+            return
+        try:
             self._handle(msg, addr)
         except Exception as exc:
             self.stats["handler_errors"] += 1
@@ -465,8 +553,8 @@ class GossipNode:
 
     def _handle(self, msg: Message, addr: Addr) -> None:
         now = self._now()
-        if msg.updates:
-            self._apply(msg.updates, now)
+        if msg.records:
+            self._apply(msg.records, now)
         if msg.kind is Kind.PING:
             self._send_piggyback(Kind.ACK, msg.seq, addr)
         elif msg.kind is Kind.ACK:

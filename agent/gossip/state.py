@@ -131,6 +131,16 @@ class ClusterState:
             return self.merge_member(update)
         return self.merge_entry(update)
 
+    def newer(self, u: Update) -> bool:
+        """Whether merging ``u`` would change the state (without changing it)."""
+        if isinstance(u, Member):
+            cur = self.members.get(u.name)
+            return cur is None or u.key() > cur.key()
+        if u.epoch < self.floors.get(u.origin, u.epoch):
+            return False
+        e = self.entries.get(u.key())
+        return e is None or u.order() > e.order()
+
     def merge_all(self, updates: Iterable[Update]) -> list[Update]:
         return [u for u in updates if self.merge(u)]
 

@@ -162,12 +162,6 @@ def test_a_60s_run_injects_every_fault_and_reports(run60: tuple[subprocess.Compl
     assert r.returncode == (0 if data["passed"] else 1)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="passes about 2 runs in 3: requests through proxies of nodes that were not cut off fail for about 1 s "
-    "while a killed agent's replicas are replaced (e.g. 7 of 611 failed, 98.9 % < 99 %); a drover bug, not the "
-    "test's",
-)
 def test_a_60s_run_with_every_fault_passes(run60: tuple[subprocess.CompletedProcess[str], Any]) -> None:
     r, data = run60
     assert data["passed"], r.stdout + r.stderr

@@ -1,8 +1,12 @@
 """Gossip nodes on loopback addresses (127.0.0.x only): endpoints spread, failures are detected, and
-forged, malformed or oversized datagrams are dropped and counted without disturbing anything."""
+forged, replayed, malformed or oversized datagrams are dropped and counted without disturbing anything.
+
+Every node's ed25519 identity is derived from its name here (as if kept under its data dir), and every node
+trusts the same directory of public keys (what the agents read from the nodes bucket)."""
 
 from __future__ import annotations
 
+import hashlib
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -12,10 +16,31 @@ import pytest
 
 from drover.agent.gossip import Endpoint, GossipConfig, GossipNode, Status, codec
 from drover.agent.gossip.codec import Kind
+from drover.agent.gossip.identity import NodeKey
 from tests.fixtures import wait_for
 
 KEY = b"test-cluster-key"
 CFG = GossipConfig(sync_interval=0.5)
+
+
+def identity(name: str) -> NodeKey:
+    return NodeKey.from_seed(hashlib.sha256(name.encode()).digest())
+
+
+DIRECTORY = {name: identity(name).public for name in [f"n{i}" for i in range(10)]}
+
+
+def make_node(name: str, address: str, key: bytes = KEY, **kw: object) -> GossipNode:
+    n = GossipNode(name, address, key, identity=identity(name), **kw)  # type: ignore[arg-type]
+    n.trust(DIRECTORY)
+    return n
+
+
+def signed_by(sender: str, kind: Kind, rows: list[bytes], *, nonce: int | None = None, key: bytes = KEY) -> bytes:
+    """A datagram as ``sender`` itself would sign it (a compromised or misbehaving member)."""
+    n = time.time_ns() // 1000 if nonce is None else nonce
+    data, _ = codec.pack(kind, sender, 0, rows, key, signer=identity(sender), nonce=n)
+    return data
 
 
 def ep(node: str, container: str, port: int, *, ready: bool = True, service: str = "web") -> Endpoint:
@@ -42,7 +67,7 @@ async def cluster() -> AsyncIterator[Make]:
         n: int, *, first: int = 0, key: bytes = KEY, config: GossipConfig = CFG, incarnation: int | None = None
     ) -> list[GossipNode]:
         nodes = [
-            GossipNode(f"n{i}", f"127.0.0.{i + 1}", key, config=config, incarnation=incarnation)
+            make_node(f"n{i}", f"127.0.0.{i + 1}", key, config=config, incarnation=incarnation)
             for i in range(first, first + n)
         ]
         for node in nodes:
@@ -133,7 +158,7 @@ async def test_restarted_node_overrides_its_dead_state_and_old_endpoints(cluster
     await wait_for(lambda: all(len(n.endpoints()) == 1 for n in nodes), timeout=3)
     await old.stop(leave=False)
     await wait_for(lambda: all(status(n, "n3") is Status.DEAD for n in nodes[:3]), timeout=4)
-    new = GossipNode("n3", "127.0.0.4", KEY, config=CFG, incarnation=old.incarnation + 1000)
+    new = make_node("n3", "127.0.0.4", config=CFG, incarnation=old.incarnation + 1000)
     new.set_local_endpoints([ep("n3", "new", 31002)])
     await new.start()
     try:
@@ -153,9 +178,8 @@ async def test_a_node_refutes_a_false_death_claim(cluster: Make) -> None:
     nodes = await joined(cluster, 3)
     victim = nodes[2].member("n2")
     assert victim is not None
-    lie = replace(victim, status=Status.DEAD)
-    data, _ = codec.pack(Kind.GOSSIP, "n9", 0, [codec.encode_update(lie)], KEY)
-    send_raw(nodes[0], data)
+    lie = replace(victim, status=Status.DEAD)  # SWIM lets n1 say so, at n2's own incarnation
+    send_raw(nodes[0], signed_by("n1", Kind.GOSSIP, [codec.encode_update(lie)]))
     await wait_for(lambda: nodes[2].stats["refutations"] >= 1, timeout=3, message="n2 refuted")
 
     def refuted(n: GossipNode) -> bool:
@@ -175,14 +199,15 @@ async def test_forged_malformed_and_oversized_packets_are_dropped_and_counted(cl
         codec.encode_update(replace(victim, status=Status.DEAD)),
         codec.encode_update(codec.decode_update([1, "n1", "evil", 31337, 2**40, 1, True, "web", "127.0.0.1", 1, True])),
     ]
-    forged, _ = codec.pack(Kind.GOSSIP, "n1", 0, forged_updates, b"wrong-key")
-    good_ping, _ = codec.pack(Kind.PING, "n1", 5, [], KEY)
+    forged = signed_by("n1", Kind.GOSSIP, forged_updates, key=b"wrong-key")
+    good_ping = signed_by("n1", Kind.PING, [])
     send_raw(target, forged)
     send_raw(target, b"\x00garbage")
     send_raw(target, good_ping[:-1] + bytes((good_ping[-1] ^ 0xFF,)))  # tampered: auth failure
-    send_raw(target, b"DG" + bytes((codec.VERSION,)) + codec._mac(KEY, b"DG\x01\xc1") + b"\xc1")  # keyed, not msgpack
+    rest = bytes(64) + b"\xc1"
+    send_raw(target, b"DG" + bytes((codec.VERSION,)) + codec._mac(KEY, b"DG\x02" + rest) + rest)  # keyed, not msgpack
     send_raw(target, b"x" * 4000)
-    send_raw(target, b"DG\x09" + b"\x00" * 40)
+    send_raw(target, b"DG\x09" + b"\x00" * 120)
     await wait_for(
         lambda: (
             target.stats["dropped_auth"] >= 2
@@ -191,7 +216,7 @@ async def test_forged_malformed_and_oversized_packets_are_dropped_and_counted(cl
             and target.stats["dropped_version"] >= 1
         ),
         timeout=2,
-        message=f"drops counted: {target.stats}",
+        message="drops counted",
     )
     assert target.stats["handler_errors"] == 0
     assert [(m.name, m.status) for m in target.members()] == before
@@ -203,7 +228,7 @@ async def test_forged_malformed_and_oversized_packets_are_dropped_and_counted(cl
 
 async def test_a_foreign_cluster_never_mixes_in(cluster: Make) -> None:
     ours = await joined(cluster, 2)
-    other = GossipNode("x0", "127.0.0.9", b"another-key", config=CFG)
+    other = make_node("x0", "127.0.0.9", b"another-key", config=CFG)
     await other.start()
     try:
         other.join(seeds(ours))
@@ -268,9 +293,83 @@ async def test_far_future_incarnations_and_epochs_are_dropped(cluster: Make) -> 
         codec.encode_update(replace(victim, status=Status.DEAD, incarnation=far)),
         codec.encode_update(codec.decode_update([1, "n1", "evil", 31337, far, 1, True, "web", "127.0.0.1", 1, True])),
     ]
-    forged, _ = codec.pack(Kind.GOSSIP, "n2", 0, rows, KEY)
-    send_raw(target, forged)
+    send_raw(target, signed_by("n2", Kind.GOSSIP, rows))
     await wait_for(lambda: target.stats["dropped_implausible"] >= 2, timeout=3, message=f"{target.stats}")
     m = target.member("n1")
     assert m is not None and m.status is Status.ALIVE
     assert target.endpoints() == []
+
+
+async def test_a_member_cannot_speak_for_another_node(cluster: Make) -> None:
+    """n2 (a real member, signing as itself) claims things only n1 may say: n1 left, n1 dead at an incarnation
+    n1 never announced, n1 alive elsewhere, n1's endpoints; and a record it signed itself in n1's name. All
+    dropped and counted; n1 stays alive with its own address and no endpoints."""
+    nodes = await joined(cluster, 3)
+    target = nodes[0]
+    victim = target.member("n1")
+    assert victim is not None
+    redirect = codec.decode_update([1, "n1", "evil", 31337, victim.epoch, 99, True, "web", "127.0.0.9", 1, True])
+    unsigned = [
+        codec.encode_update(replace(victim, status=Status.LEFT)),
+        codec.encode_update(replace(victim, status=Status.DEAD, incarnation=victim.incarnation + 5)),
+        codec.encode_update(replace(victim, address="127.0.0.9", incarnation=victim.incarnation + 5)),
+        codec.encode_update(redirect),
+    ]
+    forged = [  # "signed" records, but with n2's key, not n1's
+        codec.encode_update(replace(victim, status=Status.DEAD, incarnation=victim.incarnation + 5), identity("n2")),
+        codec.encode_update(redirect, identity("n2")),
+    ]
+    send_raw(target, signed_by("n2", Kind.GOSSIP, unsigned + forged))
+    await wait_for(
+        lambda: target.stats["dropped_unsigned"] >= 4 and target.stats["dropped_forged"] >= 2,
+        timeout=3,
+        message="drops counted",
+    )
+    assert target.member("n1") == victim
+    assert target.endpoints() == []
+    assert nodes[1].stats["refutations"] == 0  # nothing reached n1 that it had to refute
+
+
+async def test_a_swim_death_claim_cannot_kill_a_node_for_good(cluster: Make) -> None:
+    """n2 keeps declaring n1 dead at n1's current incarnation (which SWIM allows); each time n1 refutes with a
+    higher, signed incarnation that only it can make, and the cluster sees n1 alive again."""
+    nodes = await joined(cluster, 3)
+    for round_ in range(3):
+        victim = nodes[0].member("n1")
+        assert victim is not None
+        send_raw(nodes[0], signed_by("n2", Kind.GOSSIP, [codec.encode_update(replace(victim, status=Status.DEAD))]))
+        await wait_for(lambda r=round_: nodes[1].stats["refutations"] > r, timeout=3, message="n1 refuted")
+
+        def back(n: GossipNode, inc: int = victim.incarnation) -> bool:
+            m = n.member("n1")
+            return m is not None and m.status is Status.ALIVE and m.incarnation > inc
+
+        await wait_for(lambda: all(back(n) for n in nodes), timeout=3, message="n1 alive again everywhere")
+
+
+async def test_unknown_senders_bad_signatures_and_replays_are_dropped_and_counted(cluster: Make) -> None:
+    nodes = await joined(cluster, 3)
+    target = nodes[0]
+    before = dict(target.stats)
+    stranger = NodeKey.generate()
+    now = time.time_ns() // 1000
+    data, _ = codec.pack(Kind.PING, "ghost", 1, [], KEY, signer=stranger, nonce=now)  # published no key
+    send_raw(target, data)
+    data, _ = codec.pack(Kind.PING, "n1", 1, [], KEY, signer=stranger, nonce=now)  # n1's name, another key
+    send_raw(target, data)
+    victim = target.member("n2")
+    assert victim is not None
+    lie = signed_by("n1", Kind.GOSSIP, [codec.encode_update(replace(victim, status=Status.SUSPECT))], nonce=now)
+    send_raw(target, lie)
+    send_raw(target, lie)  # replayed
+    send_raw(target, signed_by("n1", Kind.PING, [], nonce=now - 120_000_000))  # older than the window
+    await wait_for(
+        lambda: (
+            target.stats["dropped_unknown_sender"] > before["dropped_unknown_sender"]
+            and target.stats["dropped_signature"] > before["dropped_signature"]
+            and target.stats["dropped_replay"] >= before["dropped_replay"] + 2
+        ),
+        timeout=3,
+        message="drops counted",
+    )
+    assert target.stats["handler_errors"] == 0

@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from drover.agent.gossip import codec
+from drover.agent.gossip.identity import NodeKey
 from drover.agent.gossip.state import FUTURE_SLACK_MS, Endpoint, EndpointEntry, Member, Status, plausible
 
 KEY = b"k" * 32
@@ -24,7 +25,8 @@ def entry(epoch: int, counter: int) -> EndpointEntry:
 
 
 def roundtrip(u: object) -> object:
-    data = codec.pack_all(codec.Kind.GOSSIP, "a", 1, [codec.encode_update(u)], KEY)[0]  # type: ignore[arg-type]
+    signer = NodeKey.from_seed(b"a" * 32)
+    data = codec.pack_all(codec.Kind.GOSSIP, "a", 1, [codec.encode_update(u)], KEY, signer=signer, nonce=1)[0]  # type: ignore[arg-type]
     return codec.decode(data, KEY).updates[0]
 
 

@@ -9,9 +9,12 @@ from hypothesis import strategies as st
 
 from drover.agent.gossip import codec
 from drover.agent.gossip.codec import Kind
+from drover.agent.gossip.identity import SIG_LEN, NodeKey, Verifier
 from drover.agent.gossip.state import Endpoint, EndpointEntry, Member, Status, Update
 
 KEY = b"cluster-secret"
+SIGNER = NodeKey.from_seed(b"s" * 32)
+SIGNED = {"signer": SIGNER, "nonce": 1}
 
 
 def member(i: int = 0, meta: tuple[tuple[str, str], ...] = ()) -> Member:
@@ -25,14 +28,14 @@ def entry(i: int = 0) -> EndpointEntry:
 
 def test_updates_round_trip() -> None:
     ups: list[Update] = [member(1, (("zone", "a"), ("rack", "r1"))), entry(2), entry(3)]
-    data, chosen = codec.pack(Kind.PING, "node-0", 42, [codec.encode_update(u) for u in ups], KEY)
+    data, chosen = codec.pack(Kind.PING, "node-0", 42, [codec.encode_update(u) for u in ups], KEY, **SIGNED)
     assert chosen == [0, 1, 2]
     msg = codec.decode(data, KEY)
     assert (msg.kind, msg.sender, msg.seq, msg.updates, msg.reply) == (Kind.PING, "node-0", 42, ups, False)
 
 
 def test_ping_req_carries_its_target() -> None:
-    data, _ = codec.pack(Kind.PING_REQ, "a", 7, [], KEY, target=("b", "127.0.0.2", 7001))
+    data, _ = codec.pack(Kind.PING_REQ, "a", 7, [], KEY, **SIGNED, target=("b", "127.0.0.2", 7001))
     assert codec.decode(data, KEY).target == ("b", "127.0.0.2", 7001)
 
 
@@ -40,7 +43,8 @@ def test_ping_req_carries_its_target() -> None:
 @given(n=st.integers(0, 200), max_packet=st.sampled_from([300, 512, 1400]))
 def test_pack_all_splits_within_the_bound_and_keeps_everything(n: int, max_packet: int) -> None:
     ups: list[Update] = [entry(i) if i % 4 else member(i) for i in range(n)]
-    packets = codec.pack_all(Kind.SYNC, "node-0", 0, [codec.encode_update(u) for u in ups], KEY, max_packet, reply=True)
+    parts = [codec.encode_update(u) for u in ups]
+    packets = codec.pack_all(Kind.SYNC, "node-0", 0, parts, KEY, max_packet, **SIGNED, reply=True)
     assert all(len(p) <= max_packet for p in packets)
     decoded = [codec.decode(p, KEY, max_packet) for p in packets]
     assert [u for m in decoded for u in m.updates] == ups
@@ -49,20 +53,20 @@ def test_pack_all_splits_within_the_bound_and_keeps_everything(n: int, max_packe
 
 def test_pack_fills_one_datagram_and_reports_what_it_took() -> None:
     parts = [codec.encode_update(entry(i)) for i in range(100)]
-    data, chosen = codec.pack(Kind.GOSSIP, "node-0", 0, parts, KEY)
+    data, chosen = codec.pack(Kind.GOSSIP, "node-0", 0, parts, KEY, **SIGNED)
     assert 1300 < len(data) <= codec.DEFAULT_MAX_PACKET
     assert chosen == list(range(len(chosen))) and 5 < len(chosen) < 100
     assert len(codec.decode(data, KEY).updates) == len(chosen)
 
 
 def test_wrong_key_is_an_auth_error() -> None:
-    data, _ = codec.pack(Kind.PING, "a", 1, [codec.encode_update(member())], KEY)
+    data, _ = codec.pack(Kind.PING, "a", 1, [codec.encode_update(member())], KEY, **SIGNED)
     with pytest.raises(codec.AuthError):
         codec.decode(data, b"another-cluster")
 
 
 def test_flipped_byte_is_an_auth_error() -> None:
-    data, _ = codec.pack(Kind.PING, "a", 1, [codec.encode_update(member())], KEY)
+    data, _ = codec.pack(Kind.PING, "a", 1, [codec.encode_update(member())], KEY, **SIGNED)
     bad = bytearray(data)
     bad[-3] ^= 0x01
     with pytest.raises(codec.AuthError):
@@ -75,15 +79,19 @@ def test_oversize_is_refused_before_anything_else() -> None:
 
 
 def test_other_version_is_a_version_error() -> None:
-    data, _ = codec.pack(Kind.PING, "a", 1, [], KEY)
+    data, _ = codec.pack(Kind.PING, "a", 1, [], KEY, **SIGNED)
     with pytest.raises(codec.VersionError):
         codec.decode(data[:2] + bytes((codec.VERSION + 1,)) + data[3:], KEY)
 
 
 def sealed(body: object) -> bytes:
-    raw: bytes = msgpack.packb(body, use_bin_type=True)
+    return sealed_raw(msgpack.packb(body, use_bin_type=True))
+
+
+def sealed_raw(raw: bytes) -> bytes:
     prefix = codec.MAGIC + bytes((codec.VERSION,))
-    return prefix + codec._mac(KEY, prefix + raw) + raw
+    rest = bytes(SIG_LEN) + raw
+    return prefix + codec._mac(KEY, prefix + rest) + rest
 
 
 @pytest.mark.parametrize(
@@ -92,23 +100,24 @@ def sealed(body: object) -> bytes:
         b"",
         b"DG",
         b"hello world, not gossip at all, but long enough" * 2,
-        codec.MAGIC
-        + bytes((codec.VERSION,))
-        + codec._mac(KEY, codec.MAGIC + bytes((codec.VERSION,)) + b"\xc1")
-        + b"\xc1",
+        sealed_raw(b"\xc1"),
         sealed([1, 2, 3]),
-        sealed({"t": 99, "f": "a", "s": 1, "u": []}),
-        sealed({"t": 1, "f": "", "s": 1, "u": []}),
-        sealed({"t": 1, "f": "a", "s": -1, "u": []}),
-        sealed({"t": 1, "f": "a", "s": 1, "u": {}}),
-        sealed({"t": 1, "f": "a", "s": 1, "u": [[7, 1, 2]]}),
-        sealed({"t": 1, "f": "a", "s": 1, "u": [[0, "n", "127.0.0.1", 70000, 1, 0, 1, []]]}),
-        sealed({"t": 1, "f": "a", "s": 1, "u": [[0, "n", "127.0.0.1", 7000, 1, 9, 1, []]]}),
-        sealed({"t": 1, "f": "a", "s": 1, "u": [[0, "n", "127.0.0.1", 7000, 1, 0, 1, ["odd"]]]}),
-        sealed({"t": 1, "f": "a", "s": 1, "u": [[0, "n", "127.0.0.1", True, 1, 0, 1, []]]}),
-        sealed({"t": 1, "f": "a", "s": 1, "u": [[1, "n", "c", 30000, 1, 1, 1, "web", "127.0.0.1", 1, True]]}),
-        sealed({"t": 3, "f": "a", "s": 1, "u": []}),
-        sealed({"t": 3, "f": "a", "s": 1, "u": [], "g": ["b", "127.0.0.1"]}),
+        sealed({"t": 99, "f": "a", "s": 1, "n": 1, "u": []}),
+        sealed({"t": 1, "f": "", "s": 1, "n": 1, "u": []}),
+        sealed({"t": 1, "f": "a", "s": -1, "n": 1, "u": []}),
+        sealed({"t": 1, "f": "a", "s": 1, "n": 1, "u": {}}),
+        sealed({"t": 1, "f": "a", "s": 1, "n": 1, "u": [[7, 1, 2]]}),
+        sealed({"t": 1, "f": "a", "s": 1, "n": 1, "u": [[0, "n", "127.0.0.1", 70000, 1, 0, 1, []]]}),
+        sealed({"t": 1, "f": "a", "s": 1, "n": 1, "u": [[0, "n", "127.0.0.1", 7000, 1, 9, 1, []]]}),
+        sealed({"t": 1, "f": "a", "s": 1, "n": 1, "u": [[0, "n", "127.0.0.1", 7000, 1, 0, 1, ["odd"]]]}),
+        sealed({"t": 1, "f": "a", "s": 1, "n": 1, "u": [[0, "n", "127.0.0.1", True, 1, 0, 1, []]]}),
+        sealed({"t": 1, "f": "a", "s": 1, "n": 1, "u": [[1, "n", "c", 30000, 1, 1, 1, "web", "127.0.0.1", 1, True]]}),
+        sealed({"t": 3, "f": "a", "s": 1, "n": 1, "u": []}),
+        sealed({"t": 1, "f": "a", "s": 1, "u": []}),  # no nonce
+        sealed({"t": 1, "f": "a", "s": 1, "n": 2**64 - 1, "u": []}),
+        sealed({"t": 1, "f": "a", "s": 1, "n": 1, "u": [b"\x00" * SIG_LEN]}),  # signed update, no row
+        sealed({"t": 1, "f": "a", "s": 1, "n": 1, "u": [b"\x00" * SIG_LEN + b"\xc1"]}),
+        sealed({"t": 3, "f": "a", "s": 1, "n": 1, "u": [], "g": ["b", "127.0.0.1"]}),
     ],
 )
 def test_malformed_packets_raise_malformed(packet: bytes) -> None:
@@ -137,3 +146,46 @@ def test_authenticated_garbage_only_ever_raises_packet_errors(body: object) -> N
         codec.decode(sealed(body), KEY)
     except codec.PacketError:
         pass
+
+
+def test_the_sender_signature_verifies_only_with_the_sender_key() -> None:
+    data, _ = codec.pack(Kind.PING, "a", 1, [], KEY, **SIGNED)
+    msg = codec.decode(data, KEY)
+    codec.verify_sender(msg, SIGNER.public, Verifier())
+    with pytest.raises(codec.SignatureError):
+        codec.verify_sender(msg, NodeKey.generate().public, Verifier())
+    with pytest.raises(codec.UnknownSenderError):
+        codec.verify_sender(msg, None, Verifier())
+
+
+def test_a_body_tampered_under_a_recomputed_mac_fails_the_signature() -> None:
+    """Whoever holds the cluster key can re-MAC a datagram, but not re-sign it."""
+    data, _ = codec.pack(Kind.PING, "a", 1, [codec.encode_update(member())], KEY, **SIGNED)
+    cut = len(codec.MAGIC) + 1 + codec.MAC_LEN
+    body = bytearray(data[codec.HEADER_LEN :])
+    body[-3] ^= 0x01
+    rest = data[cut : codec.HEADER_LEN] + bytes(body)
+    forged = data[:3] + codec._mac(KEY, data[:3] + rest) + rest
+    msg = codec.decode(forged, KEY)
+    with pytest.raises(codec.SignatureError):
+        codec.verify_sender(msg, SIGNER.public, Verifier())
+
+
+def test_origin_signed_updates_round_trip_and_verify_against_the_origin_only() -> None:
+    origin = NodeKey.from_seed(b"o" * 32)
+    u = entry(5)
+    data, _ = codec.pack(Kind.GOSSIP, "forwarder", 1, [codec.encode_update(u, origin)], KEY, **SIGNED)
+    (rec,) = codec.decode(data, KEY).records
+    assert rec.update == u and rec.sig is not None
+    assert rec.wire == codec.encode_update(u, origin)  # forwarded byte for byte
+    assert codec.verify_record(rec, origin.public, Verifier())
+    assert not codec.verify_record(rec, SIGNER.public, Verifier())
+    plain = codec.decode(codec.pack(Kind.GOSSIP, "f", 1, [codec.encode_update(u)], KEY, **SIGNED)[0], KEY)
+    assert plain.records[0].sig is None and not codec.verify_record(plain.records[0], origin.public, Verifier())
+
+
+def test_pack_all_numbers_its_datagrams_from_the_nonce() -> None:
+    parts = [codec.encode_update(entry(i)) for i in range(60)]
+    packets = codec.pack_all(Kind.SYNC, "a", 0, parts, KEY, signer=SIGNER, nonce=1000)
+    assert len(packets) > 1
+    assert [codec.decode(p, KEY).nonce for p in packets] == list(range(1000, 1000 + len(packets)))
