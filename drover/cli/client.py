@@ -31,12 +31,13 @@ CONNECT_TIMEOUT = 3.0
 REQUEST_TIMEOUT = 10.0
 # A request unanswered this long is sent again, each attempt waiting longer (slow but live controllers still
 # answer: every attempt's reply comes to the same inbox). The API is a NATS queue group and the server picks
-# one member at random per message, also a paused one (SIGSTOP, GC, starved loop): a retry is sent in
-# several copies so that at least one likely reaches a live controller. Writes carry a request id, so copies
-# and retries are done once (controller/requestlog.py); reads are harmless to repeat.
+# one member at random per message, also a paused one (SIGSTOP, GC, starved loop): attempt k is sent in
+# min(2^k, MAX_COPIES) copies so that one almost surely reaches a live controller (two controllers, one
+# paused, 10 s: 11 random picks all missing is 1 in 2,048). Writes carry a request id, so copies and retries
+# are done once (controller/requestlog.py); reads are harmless to repeat.
 FIRST_ATTEMPT = 1.5
 ATTEMPT_GROWTH = 1.5
-MAX_COPIES = 3
+MAX_COPIES = 4
 
 T = TypeVar("T")
 
@@ -292,7 +293,7 @@ class Client:
         sub = await self.nc.subscribe(inbox)
         try:
             for attempt, wait in enumerate(attempt_waits(timeout, self.first_attempt)):
-                for _ in range(min(attempt + 1, MAX_COPIES)):
+                for _ in range(min(2**attempt, MAX_COPIES)):
                     await self.nc.publish(subject, payload, reply=inbox)
                 try:
                     msg = await sub.next_msg(timeout=wait)
