@@ -3,6 +3,7 @@ in a subprocess, then the client commands against it, checking output, JSON keys
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -85,16 +86,24 @@ def _stop_up(up: Up) -> int:
             up.proc.kill()
 
 
-@pytest.fixture(scope="module")
-def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
+@contextlib.contextmanager
+def started_up(tmp: Path, prefix: str, agents: int) -> Iterator[Up]:
+    """A `drover up` of its own cluster (``<prefix><8 hex>``) for the block; stopped and its containers removed
+    after it (the module-scoped ``up`` fixtures of the e2e suites)."""
     require_image(TEST_IMAGE)
-    cluster = f"e{uuid.uuid4().hex[:8]}"
-    u = _start_up(tmp_path_factory.mktemp("up"), cluster, "--agents", "2")
+    cluster = f"{prefix}{uuid.uuid4().hex[:8]}"
+    u = _start_up(tmp, cluster, "--agents", str(agents))
     try:
         yield u
     finally:
         _stop_up(u)
         remove_cluster_containers_sync([cluster])
+
+
+@pytest.fixture(scope="module")
+def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
+    with started_up(tmp_path_factory.mktemp("up"), "e", 2) as u:
+        yield u
 
 
 def manifest(name: str, *, replicas: int = 2, expose: int | None = None, command: str = "", extra: str = "") -> str:

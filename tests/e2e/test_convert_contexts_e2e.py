@@ -15,24 +15,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_cli_e2e import Up, _start_up, _stop_up
+from tests.e2e.test_cli_e2e import Up, _start_up, _stop_up, started_up
 from tests.e2e.test_dashboard_e2e import security_args
-from tests.fixtures import TEST_IMAGE, free_tcp_port, require_image, wait_for
-from tests.fixtures.docker import remove_cluster_containers_sync
+from tests.fixtures import TEST_IMAGE, free_tcp_port, wait_for
 
 pytestmark = [pytest.mark.docker, pytest.mark.nats]
 
 
 @pytest.fixture(scope="module")
 def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
-    require_image(TEST_IMAGE)
-    cluster = f"e{uuid.uuid4().hex[:8]}"
-    u = _start_up(tmp_path_factory.mktemp("up"), cluster, "--agents", "1")
-    try:
+    with started_up(tmp_path_factory.mktemp("up"), "e", 1) as u:
         yield u
-    finally:
-        _stop_up(u)
-        remove_cluster_containers_sync([cluster])
 
 
 def get(url: str) -> bytes:

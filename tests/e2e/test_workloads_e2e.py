@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.test_cli_e2e import Up, _start_up, _stop_up
-from tests.fixtures import TEST_IMAGE, require_image
+from tests.e2e.test_cli_e2e import Up, _start_up, _stop_up, started_up
+from tests.fixtures import TEST_IMAGE
 from tests.fixtures.docker import remove_cluster_containers_sync
 
 pytestmark = [pytest.mark.docker, pytest.mark.nats]
@@ -23,14 +23,8 @@ pytestmark = [pytest.mark.docker, pytest.mark.nats]
 
 @pytest.fixture(scope="module")
 def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
-    require_image(TEST_IMAGE)
-    cluster = f"w{uuid.uuid4().hex[:8]}"
-    u = _start_up(tmp_path_factory.mktemp("up"), cluster, "--agents", "2")
-    try:
+    with started_up(tmp_path_factory.mktemp("up"), "w", 2) as u:
         yield u
-    finally:
-        _stop_up(u)
-        remove_cluster_containers_sync([cluster])
 
 
 def until(check: Callable[[], Any], timeout: float = 60.0, what: str = "condition") -> Any:
