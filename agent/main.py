@@ -397,6 +397,7 @@ class Agent:
         finally:
             self._busy.discard(a.id)
         self.restart_state[a.id] = after_create(state)
+        self._saw(obs)
         self.event("started", a.service, a.id, f"container {obs.name} started (revision {a.revision})")
         blog.info("container started", container_id=obs.container_id[:12], port_map=obs.port_map)
 
@@ -414,6 +415,12 @@ class Agent:
             self.event("crash-loop", service, action.id, f"restarted {new.streak} times in a row")
 
     # --- status & heartbeat ---------------------------------------------------------------------
+
+    def _saw(self, obs: Observed) -> None:
+        """A container this agent just started is reported at once (the heartbeat goes now), not after the
+        next pass has listed the engine's containers again (that pass still runs and confirms it)."""
+        self.observed = [o for o in self.observed if o.container_id != obs.container_id] + [obs]
+        self._refresh_status()
 
     def _status_changed(self) -> None:
         self._refresh_status()

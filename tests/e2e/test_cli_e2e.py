@@ -244,6 +244,21 @@ def test_events_and_logs(up: Up, tmp_path: Path) -> None:
     assert r.returncode == 0
     lines = r.stdout.splitlines()
     assert lines and all(line.startswith("[drover-ticker-") and line.endswith("] tick") for line in lines)
+    # -f keeps printing new lines until interrupted, then exits 0 without a traceback
+    follow = subprocess.Popen(
+        [sys.executable, "-m", "drover", "logs", "ticker", "-f", "--tail", "1"], env=up.env,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert follow.stdout is not None
+        seen = [follow.stdout.readline() for _ in range(3)]  # the tail, then new lines as they come
+        assert all(line.rstrip().endswith("] tick") for line in seen), seen
+        follow.send_signal(signal.SIGINT)
+        _, err = follow.communicate(timeout=20)
+    finally:
+        if follow.poll() is None:
+            follow.kill()
+    assert follow.returncode == 0 and "Traceback" not in err, err
     up.drover("delete", "service", "ticker")
 
 
