@@ -1,8 +1,9 @@
-"""The controller's heartbeat intake: from a message on ``drover.<c>.hb.<node>`` to the cluster state, as cheaply
-as the message allows (no I/O here; ``feed`` is called by the subscription's callback).
+"""The controller's heartbeat intake: from a message on ``drover.<c>.hb.<node>`` (or a hollow fleet's
+``drover.<c>.fleet.<prefix>.hb.<node>``) to the cluster state, as cheaply as the message allows (no I/O here;
+``feed`` is called by the subscriptions' callback).
 
-- The node is the subject's (NATS publish permissions decide who may speak for it); a body naming another
-  node is dropped as bad.
+- The node is the subject's, given by the caller (NATS publish permissions decide who may speak for it); a
+  body naming another node is dropped as bad.
 - A heartbeat in parts (``shared/hbwire.py``: what agents send) is assembled per node; every part refreshes
   the node's time (a node with 10,000 replicas is heard even while its parts are on the way), and the state
   sees the heartbeat once all its parts are in. A newer heartbeat's part drops an incomplete older one.
@@ -63,9 +64,9 @@ class HeartbeatIntake:
         self._last.pop(node, None)
         self._pending.pop(node, None)
 
-    def feed(self, subject: str, data: bytes, now: float) -> Outcome:
-        """One heartbeat message; raises ``WireError`` for a bad one (the caller counts and logs it)."""
-        node = subject.rsplit(".", 1)[-1]
+    def feed(self, node: str, data: bytes, now: float) -> Outcome:
+        """One heartbeat message on the subject of ``node`` (the caller takes the node from the subject the
+        server authorised); raises ``WireError`` for a bad one (the caller counts and logs it)."""
         body = wire.decode(data)
         if body.get("node") != node:
             raise WireError(f"heartbeat for node {body.get('node')!r} on the subject of node {node!r}")

@@ -84,7 +84,7 @@ async def tap(url: str, cluster: str) -> AsyncIterator[Tap]:
     intake = HeartbeatIntake(lambda _node, _now: False, record)  # every whole heartbeat is recorded
 
     async def on_hb(msg: Any) -> None:
-        intake.feed(msg.subject, msg.data, time.time())
+        intake.feed(names.heartbeat_node(msg.subject) or "", msg.data, time.time())
 
     async def on_event(msg: Any) -> None:
         t.events.append(Event.from_wire(msg.data))

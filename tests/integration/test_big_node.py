@@ -64,7 +64,7 @@ async def test_node_with_ten_thousand_replicas_is_heard(
         running = [r for r in rows if r["node"] == NODE and r["state"] == "running"]
         return len(running) == REPLICAS
 
-    await nc.subscribe(names.heartbeat(NODE), cb=on_hb)
+    await nc.subscribe(names.fleet("big", "hb", NODE), cb=on_hb)  # a hollow fleet's subject
     try:
         await wait_for(lambda: _is_ready(node_row), 60, 0.5, "the node registered and ready", ignore=(Exception,))
         await call("leader")

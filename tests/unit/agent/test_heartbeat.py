@@ -29,7 +29,7 @@ def received(sent: list[tuple[str, bytes]]) -> list[Heartbeat]:
     got: list[Heartbeat] = []
     intake = HeartbeatIntake(lambda _n, _t: False, lambda hb, _t: got.append(hb) or True)
     for subject, data in sent:
-        intake.feed(subject, data, 0.0)
+        intake.feed(subject.rsplit(".", 1)[-1], data, 0.0)
     return got
 
 

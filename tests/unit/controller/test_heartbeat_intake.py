@@ -15,7 +15,7 @@ from drover.shared import hbwire, wire
 from drover.shared.errors import WireError
 from drover.shared.models import ContainerState, ContainerStatus, Heartbeat
 
-SUBJECT = "drover.c.hb.n1"
+NODE = "n1"  # the node of the subject the heartbeat came on
 
 
 def status(i: int, state: ContainerState = ContainerState.RUNNING) -> dict[str, Any]:
@@ -54,7 +54,7 @@ def test_parts_are_assembled_and_each_part_is_heard() -> None:
     sts = [status(n) for n in range(200)]
     ps = parts(sts)
     assert len(ps) > 2
-    outcomes = [i.feed(SUBJECT, p, 1.0) for p in ps]
+    outcomes = [i.feed(NODE, p, 1.0) for p in ps]
     assert outcomes[:-1] == [Outcome.PARTIAL] * (len(ps) - 1) and outcomes[-1] is Outcome.CHANGED
     assert len(r.touched) >= len(ps) - 1  # every part refreshed the node's time
     assert len(r.applied) == 1
@@ -67,16 +67,16 @@ def test_unchanged_heartbeat_only_touches_and_decodes_nothing(monkeypatch: pytes
     i, r = intake()
     sts = [status(n) for n in range(50)]
     for p in parts(sts, seq=1):
-        i.feed(SUBJECT, p, 1.0)
+        i.feed(NODE, p, 1.0)
     decoded: list[bytes] = []
     real = hbwire.decode_entry
     monkeypatch.setattr(heartbeats.hbwire, "decode_entry", lambda e: decoded.append(e) or real(e))
-    outcomes = [i.feed(SUBJECT, p, 2.0) for p in parts(sts, seq=2)]
+    outcomes = [i.feed(NODE, p, 2.0) for p in parts(sts, seq=2)]
     assert outcomes[-1] is Outcome.TOUCHED and len(r.applied) == 1 and decoded == []
     # one container changes: only its entry is decoded, the others keep their objects
     sts[10] = status(10, ContainerState.EXITED)
     for p in parts(sts, seq=3):
-        i.feed(SUBJECT, p, 3.0)
+        i.feed(NODE, p, 3.0)
     assert len(r.applied) == 2 and len(decoded) == 1
     before, after = r.applied
     assert after.containers[10].state is ContainerState.EXITED
@@ -87,43 +87,43 @@ def test_a_newer_heartbeat_drops_an_incomplete_one() -> None:
     i, r = intake()
     sts = [status(n) for n in range(200)]
     old = parts(sts, seq=1)
-    i.feed(SUBJECT, old[0], 1.0)  # the rest of seq 1 never comes
+    i.feed(NODE, old[0], 1.0)  # the rest of seq 1 never comes
     for p in parts(sts[:100], seq=2):
-        i.feed(SUBJECT, p, 1.0)
+        i.feed(NODE, p, 1.0)
     assert i.incomplete_dropped == 1 and len(r.applied) == 1 and len(r.applied[0].containers) == 100
     for p in old[1:]:  # late parts of the dropped heartbeat complete nothing
-        assert i.feed(SUBJECT, p, 1.0) is Outcome.PARTIAL
+        assert i.feed(NODE, p, 1.0) is Outcome.PARTIAL
     assert len(r.applied) == 1
 
 
 def test_a_new_boot_is_a_new_heartbeat() -> None:
     i, r = intake()
     sts = [status(n) for n in range(5)]
-    i.feed(SUBJECT, parts(sts, boot="b1")[0], 1.0)
-    assert i.feed(SUBJECT, parts(sts, boot="b2")[0], 1.0) is Outcome.CHANGED
+    i.feed(NODE, parts(sts, boot="b1")[0], 1.0)
+    assert i.feed(NODE, parts(sts, boot="b2")[0], 1.0) is Outcome.CHANGED
     assert [hb.boot_id for hb in r.applied] == ["b1", "b2"]
 
 
 def test_a_lost_or_unknown_node_is_applied_even_when_unchanged() -> None:
     i, r = intake()
     sts = [status(n) for n in range(5)]
-    i.feed(SUBJECT, parts(sts)[0], 1.0)
+    i.feed(NODE, parts(sts)[0], 1.0)
     r.known = False  # touch() says its time alone is not enough (e.g. it was lost meanwhile)
-    assert i.feed(SUBJECT, parts(sts, seq=2)[0], 9.0) is Outcome.CHANGED and len(r.applied) == 2
+    assert i.feed(NODE, parts(sts, seq=2)[0], 9.0) is Outcome.CHANGED and len(r.applied) == 2
 
 
 def test_body_naming_another_node_is_dropped() -> None:
     i, r = intake()
     with pytest.raises(WireError):
-        i.feed(SUBJECT, parts([status(1)], node="n2")[0], 1.0)
+        i.feed(NODE, parts([status(1)], node="n2")[0], 1.0)
     assert r.applied == [] and r.touched == []
 
 
 def test_record_format_of_older_agents_is_accepted() -> None:
     i, r = intake()
     old = Heartbeat(node="n1", boot_id="b", seq=1, containers=[ContainerStatus.from_dict(status(1))]).to_wire()
-    assert i.feed(SUBJECT, old, 1.0) is Outcome.CHANGED
-    assert i.feed(SUBJECT, old, 2.0) is Outcome.TOUCHED
+    assert i.feed(NODE, old, 1.0) is Outcome.CHANGED
+    assert i.feed(NODE, old, 2.0) is Outcome.TOUCHED
     assert r.applied[0].containers[0].id == "r00001"
 
 
@@ -132,8 +132,8 @@ def test_bad_entries_are_wire_errors() -> None:
 
     bad = wire.encode({"node": "n1", "seq": 1, "part": 0, "parts": 1, "cs": b"\xc1"})
     with pytest.raises(WireError):
-        i.feed(SUBJECT, bad, 1.0)
+        i.feed(NODE, bad, 1.0)
     not_a_map = msgpack.packb([b"\x01"], use_bin_type=True)  # an entry that is the number 1
     bad = wire.encode({"node": "n1", "seq": 1, "part": 0, "parts": 1, "cs": not_a_map})
     with pytest.raises(WireError):
-        i.feed(SUBJECT, bad, 1.0)
+        i.feed(NODE, bad, 1.0)
