@@ -3,7 +3,8 @@
 A KV put is a publish to ``$KV.<bucket>.<key>``; a KV read goes through the JetStream API: ``STREAM.INFO``
 of the bucket's stream, a direct get ``$JS.API.DIRECT.GET.KV_<bucket>.$KV.<bucket>.<key>`` and, for
 watches, an ordered consumer (``CONSUMER.CREATE.KV_<bucket>``, the filter in the body). So writes are
-scoped to single keys, reads to whole buckets (an agent may read every assignment; it may write none).
+scoped to single keys, reads to whole buckets, except an agent's reads of its own assignment: those go through
+the subjects that name the key (``shared.ownkey``), so an agent reads its own assignment and no other.
 Destructive API verbs (stream delete/purge/update) are granted to the controller only.
 Replies go to ``_INBOX.…`` subjects.
 
@@ -13,6 +14,7 @@ expressed as "any node of this cluster" (``*``); one for a single node is bound 
 
 from __future__ import annotations
 
+from drover.shared import ownkey
 from drover.shared.security_jwt import Permissions
 from drover.shared.subjects import Names
 
@@ -52,6 +54,13 @@ def _read_bucket(bucket: str) -> list[str]:
     ]
 
 
+def own_key_reads(bucket: str, key: str) -> list[str]:
+    """Read (direct get of the last value, watch) one key of a bucket and no other: the subjects name the
+    key (``shared.ownkey``); the stream info (the bucket's size and subjects, no values) opens the bucket."""
+    return [f"$JS.API.STREAM.INFO.KV_{bucket}", ownkey.direct_get_subject(bucket, key),
+            ownkey.consumer_create_subject(bucket, key)]
+
+
 def _js_common(n: Names) -> list[str]:
     # Account info, the events stream's info (every component checks it exists), and flow-control replies
     # of ordered consumers (KV watches).
@@ -72,14 +81,17 @@ def agent(cluster: str, node: str) -> Permissions:
     """``node`` is one node name, or ``P-*`` for a fleet (any node: see the module doc)."""
     n = Names(cluster)
     b = _buckets(n)
-    me = "*" if node.endswith("*") else node
+    fleet = node.endswith("*")
+    me = "*" if fleet else node
+    # A node reads its own assignment only; a fleet (any node: see the module doc) the whole bucket.
+    assignment = _read_bucket(b["assign"]) if fleet else own_key_reads(b["assign"], node)
     pub = [
         n.heartbeat(me),
         f"$KV.{b['nodes']}.{me}",
         n.secret_read(me),  # a secret one of its replicas uses, asked as itself (the controller checks)
         f"{n.events_prefix}.>",
         *_js_common(n),
-        *_read_bucket(b["assign"]),
+        *assignment,
         *_read_bucket(b["nodes"]),
         *_read_bucket(b["services"]),
         *_read_bucket(b["nodectl"]),

@@ -285,11 +285,14 @@ class DockerDriver:
                 except DockerError as exc2:
                     raise ImageMissing(image) from exc2
             elif exc.status == 409:
-                # The name is taken: ours from an earlier try (adopt it) or someone else's (fail).
+                # The name is taken: ours from an earlier try (adopt it) or someone else's (fail). Its quota
+                # is not known (it may have run before): _start reads it.
                 container = await self._adopt_by_name(name)
+                return await self._start(container.id, self.cpu_limit(assigned.spec))
             else:
                 raise DriverError(f"docker create failed: {exc.message}") from exc
-        return await self._start(container.id, self.cpu_limit(assigned.spec))
+        # Just created without NanoCpus (see container_config): nothing to read or lift before the start.
+        return await self._start(container.id, self.cpu_limit(assigned.spec), current=0)
 
     async def _adopt_by_name(self, name: str) -> Any:
         try:
@@ -301,29 +304,39 @@ class DockerDriver:
             raise DriverError(f"container name {name} is taken by a container drover does not own")
         return c
 
-    async def _start(self, container_id: str, nano: int | None = None) -> Observed:
+    async def _start(self, container_id: str, nano: int | None = None, *, current: int | None = None) -> Observed:
         """Start a container, then apply its CPU quota (a small quota set beforehand throttles runc and
         docker-init and makes a start take seconds). For a restart the quota is lifted for the start; ``nano``
-        None (the caller does not know the spec) keeps the quota the container has."""
+        None (the caller does not know the spec) keeps the quota the container has. ``current``: the quota the
+        container has now, when the caller knows it (0 for one just created), which saves an inspect.
+
+        Every engine call here competes with the other replicas' starts (the engine starts about ten
+        containers a second on a small host): a fresh container costs a create, a start, the quota update
+        and one inspect, the last two at once."""
         c = self.docker.containers.container(container_id)
-        if nano is None or nano > 0:
+        if current is None and (nano is None or nano > 0):
             info = await c.show()
             current = int((info.get("HostConfig") or {}).get("NanoCpus") or 0)
-            if nano is None:
-                nano = current if current != UNTHROTTLED else 0
-            if nano and current != UNTHROTTLED:
-                await self._set_cpu(container_id, UNTHROTTLED)
+        current = current or 0
+        if nano is None:
+            nano = current if current != UNTHROTTLED else 0
+        if nano and current and current != UNTHROTTLED:  # a quota from an earlier run: lifted for the start
+            await self._set_cpu(container_id, UNTHROTTLED)
         try:
             await c.start()
         except DockerError as exc:
             if exc.status != 304:  # 304: already running
                 raise DriverError(f"docker start failed: {exc.message}") from exc
-        if nano:
-            await self._set_cpu(container_id, nano)
         self.forget(container_id)
-        obs = await self._inspect(container_id)
+        if nano:
+            _, obs = await asyncio.gather(self._set_cpu(container_id, nano), self._inspect(container_id))
+        else:
+            obs = await self._inspect(container_id)
         if obs is None:
             raise DriverError(f"container {container_id[:12]} vanished after start")
+        # The next list() takes this inspect while the engine still reports the same state (a start or die
+        # event drops it): a start is inspected once, not again by the reconcile pass it triggers.
+        self._inspect_cache[container_id] = (obs.state, obs)
         return obs
 
     async def _set_cpu(self, container_id: str, nano_cpus: int) -> None:

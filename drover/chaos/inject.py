@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from drover.chaos import iptables
+from drover.shared.aio import uncancellable
 
 Undoer = Callable[[], Awaitable[None]]
 
@@ -200,23 +201,11 @@ class Injector:
         try:
             for rule in rules:
                 added.append(rule)  # before the add: a cancellation during it still heals this rule
-                await _uncancellable(iptables.add(rule))
+                await uncancellable(iptables.add(rule), "iptables-add")
         except BaseException:
             await self.undo.run(key)
             raise
         return Injected(kind, target, cut_node=cut, undo_key=key)
-
-
-async def _uncancellable(coro: Awaitable[None]) -> None:
-    """Let an iptables change finish even when the caller is cancelled (SIGINT), so that the undo that
-    follows sees the rule in place and removes it; then pass the cancellation on."""
-    fut = asyncio.ensure_future(coro)
-    try:
-        await asyncio.shield(fut)
-    except asyncio.CancelledError:
-        with contextlib.suppress(Exception):
-            await fut
-        raise
 
 
 __all__ = ["Injected", "Injector", "NoTarget", "Undo"]
