@@ -337,7 +337,7 @@ class Controller:
         self._rest_until = time.perf_counter() + min(took, 1.0)
         # (a scheduled job is never settled: its next tick must be looked at without anything changing)
         self._settled = p.empty and not p.disrupted and not any(
-            svc.rollout_state == "progressing" or svc.spec.get("schedule")
+            svc.rollout_state == "progressing" or svc.spec.schedule
             for svc in snap.services.values() if not svc.deleted
         )
         if took > 0.5:
