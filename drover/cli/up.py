@@ -171,7 +171,9 @@ def lab_children(
             f"nats-{n.index}", "nats",
             nats_server_argv(binary, opts.data_dir, n, nodes, secure.nats_config if secure else None),
             logs / f"nats-{n.index}.log",
-            info={"port": n.port, "cluster_port": n.cluster_port, "url": n.url},
+            # "config": 'drover credentials revoke' rewrites it, so a restarted server keeps revocations.
+            info={"port": n.port, "cluster_port": n.cluster_port, "url": n.url,
+                  **({"config": str(secure.nats_config)} if secure else {})},
         )
         for n in nodes
     ]

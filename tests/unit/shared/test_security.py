@@ -136,3 +136,38 @@ def test_only_concrete_inboxes_are_reply_subjects() -> None:
     assert is_inbox("_INBOX.abc") and is_inbox("_INBOX.abc.def")
     for bad in (None, "", "_INBOX.", "_INBOX.>", "_INBOX.*", "drover.c.hb.n2", "_INBOX.a b", "_INBOX..a", "x_INBOX.a"):
         assert not is_inbox(bad), bad
+
+
+def test_agent_reads_of_the_assign_bucket_name_its_own_key() -> None:
+    n = Names("c1")
+    agent = roles.agent("c1", "n1")
+    assert agent.pub is not None
+    on_assign = sorted(p for p in agent.pub if f"KV_{n.assignments_bucket}" in p)
+    assert on_assign == sorted([
+        f"$JS.API.STREAM.INFO.KV_{n.assignments_bucket}",
+        f"$JS.API.DIRECT.GET.KV_{n.assignments_bucket}.$KV.{n.assignments_bucket}.n1",
+        f"$JS.API.CONSUMER.CREATE.KV_{n.assignments_bucket}.*.$KV.{n.assignments_bucket}.n1",
+    ])
+
+
+def test_revocation_is_signed_into_the_account_jwt(tmp_path: Path) -> None:
+    sec = SecurityDir(tmp_path / "s").ensure(["127.0.0.1"])
+    assert sec.revocations() == {}
+    before = _verify(sec.jwt("account"))
+    assert "revocations" not in before["nats"]  # type: ignore[operator]
+    user = sj.parse_credentials(sec.issue("client", cluster="c1")).public_key
+    token = sec.revoke(user, name="alice", now=1_700_000_000)
+    claims = _verify(token)
+    assert claims["iss"] == sj.public_key(sec.seed("operator")) and claims["sub"] == sec.account_public
+    assert claims["nats"]["revocations"] == {user: 1_700_000_000}  # type: ignore[index]
+    assert sec.jwt("account") == token  # the config's preload carries it from now on
+    assert token in sec.security_config()
+    # Revoking again keeps the first time; another user is added.
+    other = sj.parse_credentials(sec.issue("agent", cluster="c1", node="n1")).public_key
+    sec.revoke(user, now=1_800_000_000)
+    sec.revoke(other, now=1_800_000_001)
+    assert {r.user: r.time for r in sec.revocations().values()} == {user: 1_700_000_000, other: 1_800_000_001}
+    assert sec.revocations()[user].name == "alice"
+    assert _verify(sec.jwt("account"))["nats"]["revocations"] == {  # type: ignore[index]
+        user: 1_700_000_000, other: 1_800_000_001,
+    }
