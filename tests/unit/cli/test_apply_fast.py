@@ -70,24 +70,27 @@ def test_apply_sends_the_documents_as_written(tmp_path: Path, fake: Callable[...
                                     "spec": {"image": "local/busybox:latest"}}
 
 
-def test_refused_documents_get_the_local_checks_lines(tmp_path: Path, fake: Callable[..., FakeNats]) -> None:  # noqa: F811
-    fake(apply=lambda b: ApiReply(ok=False, code="invalid", error="invalid manifest", problems=[
-        {"where": "request[doc 1] spec.ports[0].container", "message": "must be an integer 1-65535"}]))
+@pytest.mark.parametrize(
+    ("text", "where", "line"),
+    [
+        # refused documents: the local check's lines (FILE[doc N] …), not the controller's "request[doc N]"
+        (BAD, "request[doc 1] spec.ports[0].container",
+         "{f}[doc 1] spec.ports[0].container: must be an integer 1-65535"),
+        # a problem only the controller sees (the local check passes): its own line
+        (GOOD, "w.yaml[doc 1] spec.files[0].secret", "w.yaml[doc 1] spec.files[0].secret: no secret named db"),
+    ],
+)
+def test_refused_documents(
+    tmp_path: Path, fake: Callable[..., FakeNats], text: str, where: str, line: str  # noqa: F811
+) -> None:
+    message = line.rsplit(": ", 1)[1]
+    fake(apply=lambda b: ApiReply(ok=False, code="invalid", error="invalid manifest",
+                                  problems=[{"where": where, "message": message}]))
     f = tmp_path / "w.yaml"
-    f.write_text(BAD)
+    f.write_text(text)
     result = run("apply", "-f", str(f))
     assert result.exit_code == 2
-    assert result.stderr.splitlines() == [f"error: {f}[doc 1] spec.ports[0].container: must be an integer 1-65535"]
-
-
-def test_a_problem_only_the_controller_sees_is_its_own(tmp_path: Path, fake: Callable[..., FakeNats]) -> None:  # noqa: F811
-    fake(apply=lambda b: ApiReply(ok=False, code="invalid", error="invalid manifest", problems=[
-        {"where": "w.yaml[doc 1] spec.files[0].secret", "message": "no secret named db"}]))
-    f = tmp_path / "w.yaml"
-    f.write_text(GOOD)
-    result = run("apply", "-f", str(f))
-    assert result.exit_code == 2
-    assert result.stderr.splitlines() == ["error: w.yaml[doc 1] spec.files[0].secret: no secret named db"]
+    assert result.stderr.splitlines() == ["error: " + line.format(f=f)]
 
 
 async def test_apply_loads_neither_the_schema_library_nor_the_models(tmp_path: Path, nats_server: NatsServer) -> None:
