@@ -240,9 +240,9 @@ class Agent:
         if remove_containers:
             with contextlib.suppress(Exception):
                 observed = await self.driver.list()
-                specs = {a.id: a.spec for a in (self.assignment.containers if self.assignment else [])}
+                graces = {a.id: stop_grace(a.spec) for a in (self.assignment.containers if self.assignment else [])}
                 await asyncio.gather(
-                    *(self._remove_container(o, stop_grace(specs.get(o.id, {}), 2.0)) for o in observed),
+                    *(self._remove_container(o, graces.get(o.id, 2.0)) for o in observed),
                     return_exceptions=True,
                 )
         if self.nc is not None:

@@ -23,6 +23,7 @@ from drover.controller.autoscaler import Autoscaler
 from drover.controller.config import ControllerConfig
 from drover.controller.eventlog import EventLog
 from drover.controller.feeds import StateFeeds
+from drover.controller.fleetintake import FleetRegistrations
 from drover.controller.freshness import LoopWatch
 from drover.controller.leader import LeaderState, open_leader_bucket
 from drover.controller.leasekeeper import LeaseKeeper
@@ -114,6 +115,12 @@ class Controller:
             self.sup.start(f"watch-{informer.name}", informer.run)
         await asyncio.wait_for(asyncio.gather(*(i.ready.wait() for i in self.feeds.all)), 30)
         self._subs.append(await self.nc.subscribe(self.names.heartbeat_all, cb=self._on_heartbeat))
+        # Hollow fleets speak on subjects that bind their credentials to their prefix (controller/fleetintake.py).
+        self._subs.append(await self.nc.subscribe(self.names.fleet_all("hb"), cb=self._on_heartbeat))
+        fleets = FleetRegistrations(self.names, self.store.nodes, on_bad=self.metrics.bad_messages.inc, log=self.log)
+        self._subs.append(
+            await self.nc.subscribe(self.names.fleet_all("register"), queue="controllers", cb=fleets.on_request)
+        )
         self._subs.append(
             await self.nc.subscribe(f"{self.names.api_prefix}.*", queue="controllers", cb=self.api.on_request)
         )
@@ -245,8 +252,10 @@ class Controller:
         """A node's heartbeat, on its own subject ``…hb.<node>``: one that names another node is dropped (NATS
         permissions on the subject decide who may speak for a node). A heartbeat that repeats the node's last
         one (the common case: nothing changed) only refreshes its time, without building records."""
-        node = msg.subject.rsplit(".", 1)[-1]
+        node = self.names.heartbeat_node(msg.subject) or ""
         try:
+            if not node:
+                raise WireError(f"{msg.subject}: no node of this subject's fleet")
             body = wire.decode(msg.data)
             if body.get("node") != node:
                 raise WireError(f"heartbeat for node {body.get('node')!r} on the subject of node {node!r}")
@@ -346,7 +355,7 @@ class Controller:
         self._rest_until = time.perf_counter() + min(took, 1.0)
         # (a scheduled job is never settled: its next tick must be looked at without anything changing)
         self._settled = p.empty and not p.disrupted and not any(
-            svc.rollout_state == "progressing" or svc.spec.get("schedule")
+            svc.rollout_state == "progressing" or svc.spec.schedule
             for svc in snap.services.values() if not svc.deleted
         )
         if took > 0.5:

@@ -8,15 +8,15 @@ the subjects that name the key (``shared.ownkey``), so an agent reads its own as
 Destructive API verbs (stream delete/purge/update) are granted to the controller only.
 Replies go to ``_INBOX.…`` subjects.
 
-NATS permissions are per subject token, so an agent credential for a fleet prefix (``P-*``) can only be
-expressed as "any node of this cluster" (``*``); one for a single node is bound to that name.
+NATS permissions are per subject token, so an agent credential for a fleet prefix (``P-*``) cannot be bound
+to ``P-…`` names on the usual subjects: a fleet speaks on subjects where its prefix is a token (``fleet``).
 """
 
 from __future__ import annotations
 
 from drover.shared import ownkey
 from drover.shared.security_jwt import Permissions
-from drover.shared.subjects import Names
+from drover.shared.subjects import Names, fleet_prefix
 
 ROLES = ("admin", "controller", "agent", "client", "client-read-only")
 
@@ -78,20 +78,20 @@ def controller(cluster: str) -> Permissions:
 
 
 def agent(cluster: str, node: str) -> Permissions:
-    """``node`` is one node name, or ``P-*`` for a fleet (any node: see the module doc)."""
+    """``node`` is one node name, or ``P-*`` for a fleet (``fleet``)."""
+    prefix = fleet_prefix(node)
+    if prefix is not None:
+        return fleet(cluster, prefix)
     n = Names(cluster)
     b = _buckets(n)
-    fleet = node.endswith("*")
-    me = "*" if fleet else node
-    # A node reads its own assignment only; a fleet (any node: see the module doc) the whole bucket.
-    assignment = _read_bucket(b["assign"]) if fleet else own_key_reads(b["assign"], node)
+    me = node
     pub = [
         n.heartbeat(me),
         f"$KV.{b['nodes']}.{me}",
         n.secret_read(me),  # a secret one of its replicas uses, asked as itself (the controller checks)
         f"{n.events_prefix}.>",
         *_js_common(n),
-        *assignment,
+        *own_key_reads(b["assign"], node),  # its own assignment, no other (shared/ownkey.py)
         *_read_bucket(b["nodes"]),
         *_read_bucket(b["services"]),
         *_read_bucket(b["nodectl"]),
@@ -99,6 +99,24 @@ def agent(cluster: str, node: str) -> Permissions:
     ]
     sub = [n.agent_api(me, ">"), n.endpoints, INBOX, STREAM_ALIVE]
     return Permissions(pub=pub, sub=sub, tags=["drover-role:agent"])
+
+
+def fleet(cluster: str, prefix: str) -> Permissions:
+    """A hollow fleet's nodes ``<prefix>-…`` (``drover agent --driver sim --count N --node-prefix P``).
+
+    Heartbeats and registrations go on the fleet subjects (``Names.fleet``) where the prefix is a token the
+    server binds these credentials to; the controllers take only nodes starting with ``<prefix>-`` from them
+    and write the registrations into the nodes bucket themselves. A fleet reads the whole assign bucket
+    (one watch for all its nodes: a filter cannot say "keys starting with P-"), only opens the other
+    buckets (stream info: no gossip key), asks no secrets and only hears ``die`` requests."""
+    n = Names(cluster)
+    b = _buckets(n)
+    opened = [f"$JS.API.STREAM.INFO.KV_{b[x]}" for x in ("services", "nodes", "nodectl", "config")]
+    pub = [
+        n.fleet(prefix, "hb", "*"), n.fleet(prefix, "register", "*"), f"{n.events_prefix}.>", *_js_common(n),
+        *_read_bucket(b["assign"]), *opened,
+    ]
+    return Permissions(pub=pub, sub=[n.agent_api("*", "die"), INBOX], tags=["drover-role:agent", "drover-fleet"])
 
 
 def client(cluster: str, *, read_only: bool) -> Permissions:

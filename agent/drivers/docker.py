@@ -39,6 +39,7 @@ from drover.agent.drivers.base import (
 from drover.agent.drivers.lines import CHUNK, text_lines
 from drover.agent.drivers.pull import credentials, policy
 from drover.agent.files import spec_binds
+from drover.shared.manifest import ServiceSpec
 from drover.shared.models import AssignedContainer
 
 log = structlog.get_logger("drover.agent.docker")
@@ -207,10 +208,9 @@ class DockerDriver:
     # --- actions ------------------------------------------------------------------------------
 
     @staticmethod
-    def cpu_limit(spec: dict[str, Any]) -> int:
+    def cpu_limit(spec: ServiceSpec) -> int:
         """The spec's cpu as Docker's NanoCpus (0 = no limit)."""
-        res = spec.get("resources") or {}
-        return nano_cpus(res.get("cpu") if isinstance(res, dict) else None)
+        return nano_cpus(spec.resources.cpu)
 
     def container_config(self, a: AssignedContainer, address: str) -> dict[str, Any]:
         spec = a.spec
@@ -223,15 +223,14 @@ class DockerDriver:
             L_ID: a.id,
         }
         hostcfg: dict[str, Any] = {"Init": True, "RestartPolicy": {"Name": "no"}}
-        res = spec.get("resources") or {}
-        mem = res.get("memory") if isinstance(res, dict) else None
+        mem = spec.resources.memory
         # No NanoCpus here: the CPU quota is applied right after the start (see _start), because a small quota
         # (0.1 cpu and less) throttles runc and docker-init themselves and makes a start take seconds.
-        if isinstance(mem, int) and not isinstance(mem, bool) and mem > 0:
+        if mem > 0:
             hostcfg["Memory"] = max(mem, MIN_MEMORY)
         ports = published_ports(spec)
         exposed: dict[str, dict[str, Any]] = {f"{p}/tcp": {} for p in ports}
-        binds = spec_binds(spec)
+        binds = spec_binds(spec, a.file_binds)
         if binds:
             hostcfg["Binds"] = binds
         if host_network(spec):
@@ -240,7 +239,7 @@ class DockerDriver:
             hostcfg["NetworkMode"] = "bridge"
             hostcfg["PortBindings"] = {f"{p}/tcp": [{"HostIp": address, "HostPort": ""}] for p in ports}
         config: dict[str, Any] = {
-            "Image": str(spec.get("image", "")),
+            "Image": spec.image,
             "Env": [f"{k}={v}" for k, v in spec_env(spec).items()],
             "Labels": labels,
             "Hostname": name,
@@ -250,9 +249,7 @@ class DockerDriver:
         cmd = spec_command(spec)
         if cmd is not None:
             config["Cmd"] = cmd
-        grace = spec.get("stop_grace")
-        if isinstance(grace, int | float) and not isinstance(grace, bool) and grace >= 0:
-            config["StopTimeout"] = max(1, math.ceil(grace))
+        config["StopTimeout"] = max(1, math.ceil(spec.stop_grace))
         return config
 
     async def _pull(self, image: str) -> None:
