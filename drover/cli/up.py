@@ -170,7 +170,7 @@ def lab_children(
             f"nats-{n.index}", "nats",
             nats_server_argv(binary, opts.data_dir, n, nodes, secure.nats_config if secure else None),
             logs / f"nats-{n.index}.log",
-            info={"port": n.port, "cluster_port": n.cluster_port, "url": n.url},
+            info={"port": n.port, "cluster_port": n.cluster_port, "url": n.url, "monitor_port": n.monitor_port},
         )
         for n in nodes
     ]
