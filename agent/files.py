@@ -13,15 +13,13 @@ import os
 import shutil
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
-from typing import Any
 
 from nats.aio.client import Client as NATS
 
 from drover.shared import wire
 from drover.shared.errors import TemporaryError
+from drover.shared.manifest import ServiceSpec
 from drover.shared.models import AssignedContainer
-
-BINDS_KEY = "_drover_binds"  # the agent's own key in a spec copy handed to the driver (never stored)
 
 SecretFetch = Callable[[str], Awaitable[bytes]]
 
@@ -66,24 +64,17 @@ class FileWriter:
         self.fetch = fetch
 
     async def prepare(self, a: AssignedContainer) -> AssignedContainer:
-        """``a`` with the bind mounts of its files added to a copy of its spec (unchanged without files)."""
-        files = [f for f in a.spec.get("files") or [] if isinstance(f, dict)]
-        if not files:
+        """``a`` with the bind mounts of its files (``file_binds``; unchanged without files)."""
+        if not a.spec.files:
             return a
-        binds: list[dict[str, Any]] = []
-        for i, f in enumerate(files):
-            secret = f.get("secret")
-            base = self.secrets_dir if isinstance(secret, str) else self.files_dir
-            if isinstance(secret, str):
-                data = await self.fetch(secret)
-            else:
-                data = str(f.get("content") or "").encode()
+        binds: list[str] = []
+        for i, f in enumerate(a.spec.files):
+            base = self.secrets_dir if f.secret is not None else self.files_dir
+            data = await self.fetch(f.secret) if f.secret is not None else (f.content or "").encode()
             target = base / a.id / str(i)
-            _write(target, data, int(str(f.get("mode") or "0644"), 8), private_root=base)
-            binds.append({"source": str(target), "target": str(f.get("path")), "readonly": True})
-        spec = dict(a.spec)
-        spec[BINDS_KEY] = binds
-        return a.model_copy(update={"spec": spec})
+            _write(target, data, int(f.mode, 8), private_root=base)
+            binds.append(f"{target}:{f.path}:ro")
+        return a.model_copy(update={"file_binds": tuple(binds)})
 
     def prune(self, keep: Iterable[str]) -> None:
         """Remove the directories of replicas not in ``keep`` (gone containers, an earlier agent's leftovers)."""
@@ -111,15 +102,8 @@ def _write(target: Path, data: bytes, mode: int, *, private_root: Path) -> None:
     os.replace(tmp, target)
 
 
-def spec_binds(spec: dict[str, Any]) -> list[str]:
-    """Docker ``Binds`` for a spec: its volumes (host paths, named volumes) and the files the agent wrote."""
-    out: list[str] = []
-    for v in spec.get("volumes") or []:
-        if not isinstance(v, dict):
-            continue
-        source = v.get("host") or v.get("volume")
-        if isinstance(source, str) and isinstance(v.get("container"), str):
-            out.append(f"{source}:{v['container']}" + (":ro" if v.get("readonly") else ""))
-    for b in spec.get(BINDS_KEY) or []:
-        out.append(f"{b['source']}:{b['target']}:ro")
-    return out
+def spec_binds(spec: ServiceSpec, file_binds: Iterable[str] = ()) -> list[str]:
+    """Docker ``Binds`` for a spec: its volumes (host paths, named volumes) and the files the agent wrote
+    (``AssignedContainer.file_binds``)."""
+    out = [f"{v.host or v.volume}:{v.container}" + (":ro" if v.readonly else "") for v in spec.volumes]
+    return [*out, *file_binds]

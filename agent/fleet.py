@@ -12,8 +12,10 @@ own subject ``drover.<cluster>.hb.<node>`` every second and at once when its con
   its containers changed (no task per node);
 - heartbeats are encoded from cached wire dicts (no model building per second).
 
-Heartbeats stay one message per node on the node's own subject, so NATS publish permissions (an agent's
-credentials for ``P-*``) decide which nodes a fleet may speak for, exactly as for real agents.
+Heartbeats stay one message per node, on the fleet subject ``drover.<cluster>.fleet.<prefix>.hb.<node>``, and
+registrations are asked of the controllers on ``….fleet.<prefix>.register.<node>``: NATS publish permissions
+bind a fleet's credentials (``drover credentials agent 'P-*'``) to its prefix token, and the controllers take
+only nodes named ``<prefix>-…`` from those subjects.
 
 "Die when told": a request on ``drover.<cluster>.agent.<node>.die`` makes that node stop at once — no more
 heartbeats or assignment handling, its registration left behind — as a crashed host would.
@@ -145,16 +147,29 @@ class HollowFleet:
 
     # --- registration and assignments ---------------------------------------------------------------------
     async def _register_all(self) -> None:
-        assert self.store is not None
-        kv = self.store.nodes
+        """Each node's registration, through a controller (``controller/fleetintake.py``: a fleet's
+        credentials cannot write the nodes bucket); asked again until a controller has stored it."""
+        nc = self.nc
+        assert nc is not None
         limit = asyncio.Semaphore(REGISTER_CONCURRENCY)
 
-        async def put(node: HollowNode) -> None:
-            reg = node_registration(node.cfg, "sim", node.boot_id, 0, time.time())
-            async with limit:
-                await kv.put(node.name, reg.to_wire())
+        async def register(node: HollowNode) -> None:
+            data = node_registration(node.cfg, "sim", node.boot_id, 0, time.time()).to_wire()
+            subject = self.names.fleet(self.cfg.prefix, "register", node.name)
+            wait = 0.2
+            while True:
+                try:
+                    async with limit:
+                        reply = wire.decode((await nc.request(subject, data, timeout=5.0)).data)
+                    if reply.get("ok"):
+                        return
+                    self.log.warning("registration refused", node=node.name, error=reply.get("error"))
+                except Exception as exc:  # no controller yet, or a timeout: ask again
+                    self.log.debug("registration not answered; asking again", node=node.name, error=repr(exc))
+                await asyncio.sleep(wait)
+                wait = min(wait * 2, 5.0)
 
-        await asyncio.gather(*(put(node) for node in self.nodes.values()))
+        await asyncio.gather(*(register(node) for node in self.nodes.values()))
 
     async def _watch(self, loaded: asyncio.Event) -> None:
         """One watch of the whole assignments bucket; each entry goes to the node it names (if ours)."""
@@ -206,7 +221,7 @@ class HollowFleet:
                 if node.changed or mono >= node.next_beat:
                     node.changed = False
                     node.next_beat = max(node.next_beat + interval, mono)
-                    await self._publish(self.names.heartbeat(node.name), node.heartbeat(now))
+                    await self._publish(self.names.fleet(self.cfg.prefix, "hb", node.name), node.heartbeat(now))
                     self.heartbeats_sent += 1
 
     async def _started(self, node: HollowNode, replica_ids: list[str]) -> None:

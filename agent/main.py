@@ -29,7 +29,8 @@ from nats.aio.client import Client as NATS
 from drover.agent.assignment import AssignmentGate
 from drover.agent.config import AgentConfig
 from drover.agent.discovery import Discovery
-from drover.agent.drivers.base import Driver, ImageMissing, Observed, container_name
+from drover.agent.driverevents import follow_driver_events
+from drover.agent.drivers.base import Driver, ImageMissing, Observed
 from drover.agent.drivers.factory import make_driver as _make_driver
 from drover.agent.fence import STATE_FILE, TermFile, incarnation
 from drover.agent.files import FileWriter, default_dirs, secret_fetcher
@@ -102,7 +103,6 @@ class Agent:
         self._graces: dict[tuple[str, int], float] = {}
         self._busy: set[str] = set()  # replica ids being created
         self._stopping: dict[str, float] = {}  # container ids the agent itself stopped -> when
-        self._oom: set[str] = set()
         self._wake = asyncio.Event()
         self.beats = HeartbeatSender(
             lambda: self.nc,
@@ -243,9 +243,9 @@ class Agent:
         if remove_containers:
             with contextlib.suppress(Exception):
                 observed = await self.driver.list()
-                specs = {a.id: a.spec for a in (self.assignment.containers if self.assignment else [])}
+                graces = {a.id: stop_grace(a.spec) for a in (self.assignment.containers if self.assignment else [])}
                 await asyncio.gather(
-                    *(self._remove_container(o, stop_grace(specs.get(o.id, {}), 2.0)) for o in observed),
+                    *(self._remove_container(o, graces.get(o.id, 2.0)) for o in observed),
                     return_exceptions=True,
                 )
         if self.nc is not None:
@@ -400,6 +400,7 @@ class Agent:
         finally:
             self._busy.discard(a.id)
         self.restart_state[a.id] = after_create(state)
+        self._saw(obs)
         self.event("started", a.service, a.id, f"container {obs.name} started (revision {a.revision})")
         blog.info("container started", container_id=obs.container_id[:12], port_map=obs.port_map)
 
@@ -417,6 +418,12 @@ class Agent:
             self.event("crash-loop", service, action.id, f"restarted {new.streak} times in a row")
 
     # --- status & heartbeat ---------------------------------------------------------------------
+
+    def _saw(self, obs: Observed) -> None:
+        """A container this agent just started is reported at once (the heartbeat goes now), not after the
+        next pass has listed the engine's containers again (that pass still runs and confirms it)."""
+        self.observed = [o for o in self.observed if o.container_id != obs.container_id] + [obs]
+        self._refresh_status()
 
     def _status_changed(self) -> None:
         self._refresh_status()
@@ -462,27 +469,12 @@ class Agent:
     # --- driver events, probes, cluster events -------------------------------------------------
 
     async def _events_loop(self) -> None:
-        delay = 0.5
-        while True:
-            try:
-                async for ev in self.driver.events():
-                    delay = 0.5
-                    if ev.kind == "oom":
-                        self._oom.add(ev.container_id)
-                    elif ev.kind == "die" and ev.container_id not in self._stopping:
-                        service = next((o.service for o in self.observed if o.container_id == ev.container_id), "")
-                        oom = ev.container_id in self._oom
-                        self._oom.discard(ev.container_id)
-                        msg = f"{container_name(service, ev.id)} died with exit code {ev.exit_code}"
-                        self.event("died", service, ev.id, msg + (" (out of memory)" if oom else ""))
-                    self.trigger()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                self.log.warning("driver event stream failed; reconnecting", error=repr(exc))
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 10.0)
-            self.trigger()  # events may have been missed
+        def service_of(container_id: str) -> str:
+            return next((o.service for o in self.observed if o.container_id == container_id), "")
+
+        await follow_driver_events(
+            self.driver, stopping=lambda: self._stopping, service_of=service_of, event=self.event, wake=self.trigger
+        )
 
     async def _probe_failed(self, a: AssignedContainer, obs: Observed, why: str) -> None:
         self.event("probe-failed", a.service, a.id, f"health check failed: {why}; killing the container")

@@ -22,6 +22,7 @@ from drover.agent.config import AgentConfig
 from drover.shared.bus import ClusterStore
 from drover.shared.errors import WireError
 from drover.shared.models import Assignment, NodeRegistration, Resources
+from drover.shared.ownkey import OwnKeyWatch, own_key_reader
 from drover.shared.tasks import Supervisor
 
 VERSION = "0.1.0"
@@ -84,6 +85,9 @@ class AssignmentFeed:
         self.log = log
         self.reconnects = reconnects
         self.registered = False
+        # The assignment is read through the subjects that name this node's key: an agent's credentials
+        # grant those and no other node's (shared/ownkey.py).
+        self.assignments = own_key_reader(nc, store.names.assignments_bucket)
 
     async def register(self) -> None:
         try:
@@ -95,7 +99,7 @@ class AssignmentFeed:
 
     async def read_assignment(self) -> None:
         try:
-            entry = await self.store.assignments.get(self.node)
+            entry = await self.assignments.get(self.node)
         except KeyNotFoundError:
             return  # nothing assigned yet: keep what runs
         except Exception as exc:
@@ -118,24 +122,17 @@ class AssignmentFeed:
         self.on_assignment(new)
 
     async def watch_loop(self) -> None:
-        import nats.errors
-
         while True:
-            watcher = await self.store.assignments.watch(self.node)
+            watcher = await OwnKeyWatch(self.nc, self.store.names.assignments_bucket, self.node).start()
             generation = self.reconnects
             try:
                 while generation == self.reconnects:
-                    try:
-                        entry = await watcher.updates(timeout=2.0)  # type: ignore[no-untyped-call]
-                    except nats.errors.TimeoutError:
-                        continue
-                    if entry is None:
-                        continue
-                    deleted = entry.operation in ("DEL", "PURGE")
-                    self.offer(None if deleted else entry.value, entry.revision or 0, authoritative=False)
+                    update = await watcher.updates(timeout=2.0)
+                    if update is not None:
+                        self.offer(update.value, update.revision, authoritative=False)
             finally:
                 with contextlib.suppress(Exception):
-                    await watcher.stop()  # type: ignore[no-untyped-call]
+                    await watcher.stop()
 
     async def resync_loop(self) -> None:
         while True:

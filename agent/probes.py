@@ -23,7 +23,7 @@ import structlog
 
 from drover.agent.drivers.base import Driver, Observed
 from drover.agent.drivers.lines import read_line
-from drover.shared.manifest import HealthSpec
+from drover.shared.manifest import ServiceSpec
 from drover.shared.models import AssignedContainer
 from drover.shared.tasks import cancel_all
 
@@ -45,33 +45,24 @@ class ProbeSpec:
     initial_delay: float = 0.0
 
 
-def _num(v: Any, default: float) -> float:
-    if isinstance(v, bool) or not isinstance(v, int | float) or v < 0:
-        return default
-    return float(v)
-
-
-def probe_spec(spec: dict[str, Any]) -> ProbeSpec | None:
-    """The probe described by ``spec["health"]``, read defensively; None when there is none."""
-    h = spec.get("health")
-    if not isinstance(h, dict):
+def probe_spec(spec: ServiceSpec) -> ProbeSpec | None:
+    """The probe described by ``spec.health``; None when there is none."""
+    h = spec.health
+    if h is None:
         return None
-    # Defaults from the manifest schema (one definition: the agent used 10 s where the schema says 2 s).
-    d = HealthSpec.model_fields
     common: dict[str, Any] = {
-        "interval": max(0.05, _num(h.get("interval"), d["interval"].default)),
-        "timeout": max(0.05, _num(h.get("timeout"), d["timeout"].default)),
-        "failure_threshold": max(1, int(_num(h.get("failure_threshold"), d["failure_threshold"].default))),
-        "initial_delay": _num(h.get("initial_delay"), d["initial_delay"].default),
+        # floors: a probe every few milliseconds would be a busy loop, not a health check
+        "interval": max(0.05, h.interval),
+        "timeout": max(0.05, h.timeout),
+        "failure_threshold": h.failure_threshold,
+        "initial_delay": h.initial_delay,
     }
-    http, tcp, exe = h.get("http"), h.get("tcp"), h.get("exec")
-    if isinstance(http, dict) and isinstance(http.get("port"), int):
-        path = str(http.get("path") or "/")
-        return ProbeSpec("http", port=http["port"], path=path if path.startswith("/") else "/" + path, **common)
-    if isinstance(tcp, dict) and isinstance(tcp.get("port"), int):
-        return ProbeSpec("tcp", port=tcp["port"], **common)
-    if isinstance(exe, dict) and isinstance(exe.get("command"), list) and exe["command"]:
-        return ProbeSpec("exec", command=tuple(str(c) for c in exe["command"]), **common)
+    if h.http is not None:
+        return ProbeSpec("http", port=h.http.port, path=h.http.path, **common)
+    if h.tcp is not None:
+        return ProbeSpec("tcp", port=h.tcp.port, **common)
+    if h.exec is not None:
+        return ProbeSpec("exec", command=tuple(h.exec.command), **common)
     return None
 
 

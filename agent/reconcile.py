@@ -3,7 +3,7 @@
 No I/O, no clock, no randomness: ``now`` is passed in. The agent executes the actions (grouped by replica
 id, in list order) and records restarts with ``after_restart``.
 
-Restart policy (``spec["restart"]``): ``always``; ``on-failure`` only when the exit code is not 0; ``never``.
+Restart policy (``spec.restart``): ``always``; ``on-failure`` only when the exit code is not 0; ``never``.
 Backoff: the first restart is immediate, then 1 s, 2 s, 4 s … capped at 30 s; a run of at least 10 s
 resets it. A replica restarted more than 3 times within its backoff window is in crash-loop.
 """
@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
 
 from drover.agent.drivers.base import CREATED, RUNNING, Observed
+from drover.shared.manifest import ServiceSpec
 from drover.shared.models import AssignedContainer
 
 BACKOFF_CAP = 30.0
@@ -99,16 +99,12 @@ Action = Create | Start | Restart | Stop | Remove | Wait
 # --- policy helpers --------------------------------------------------------------------------------
 
 
-def restart_policy(spec: Mapping[str, Any]) -> str:
-    p = spec.get("restart")
-    return p if p in ("always", "on-failure", "never") else "always"
+def restart_policy(spec: ServiceSpec) -> str:
+    return spec.restart
 
 
-def stop_grace(spec: Mapping[str, Any], default: float = DEFAULT_GRACE) -> float:
-    g = spec.get("stop_grace")
-    if isinstance(g, bool) or not isinstance(g, int | float) or g < 0:
-        return default
-    return float(g)
+def stop_grace(spec: ServiceSpec) -> float:
+    return spec.stop_grace
 
 
 def should_restart(policy: str, exit_code: int | None) -> bool:
@@ -252,6 +248,4 @@ def cpu_quota(a: AssignedContainer | None) -> float | None:
     """The cpu request of a replica's spec (0.0: none), or None when the spec is unknown (restarts re-apply it)."""
     if a is None:
         return None
-    res = a.spec.get("resources") or {}
-    cpu = res.get("cpu") if isinstance(res, dict) else None
-    return float(cpu) if isinstance(cpu, int | float) and not isinstance(cpu, bool) else 0.0
+    return a.spec.resources.cpu

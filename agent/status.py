@@ -7,14 +7,15 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 
 from drover.agent.drivers.base import CREATED, RUNNING, Observed, container_name, spec_ports
 from drover.agent.reconcile import RestartState, crash_looping
+from drover.shared.manifest import ServiceSpec
 from drover.shared.models import AssignedContainer, Assignment, ContainerState, ContainerStatus
 
 
-def port_names(spec: dict[str, object], port_map: dict[int, int]) -> tuple[int | None, dict[str, int]]:
+def port_names(spec: ServiceSpec, port_map: dict[int, int]) -> tuple[int | None, dict[str, int]]:
     """(host port of the first spec port, {port name: host port})."""
     ports: dict[str, int] = {}
     first: int | None = None
-    for name, cport in spec_ports(spec):  # type: ignore[arg-type]
+    for name, cport in spec_ports(spec):
         host = port_map.get(cport)
         if host is None:
             continue
@@ -24,9 +25,8 @@ def port_names(spec: dict[str, object], port_map: dict[int, int]) -> tuple[int |
     return first, ports
 
 
-def has_health(spec: dict[str, object]) -> bool:
-    h = spec.get("health")
-    return isinstance(h, dict) and any(isinstance(h.get(k), dict) for k in ("http", "tcp", "exec"))
+def has_health(spec: ServiceSpec) -> bool:
+    return spec.health is not None
 
 
 def container_status(

@@ -30,6 +30,7 @@ import structlog
 
 from drover.agent.drivers.base import Driver
 from drover.agent.drivers.docker import DockerDriver, parse_time
+from drover.shared.manifest import ServiceSpec
 from drover.shared.models import Assignment, ContainerState, ContainerStatus, Heartbeat
 from drover.shared.tasks import cancel_all
 
@@ -51,12 +52,9 @@ def _positive(v: Any) -> float | None:
     return float(v)
 
 
-def requests_of(spec: Mapping[str, Any]) -> tuple[float | None, float | None]:
+def requests_of(spec: ServiceSpec) -> tuple[float | None, float | None]:
     """(cpu cores, memory bytes) requested by a spec; None where not set."""
-    res = spec.get("resources")
-    if not isinstance(res, dict):
-        return None, None
-    return _positive(res.get("cpu")), _positive(res.get("memory"))
+    return _positive(spec.resources.cpu), _positive(spec.resources.memory)
 
 
 def cpu_point(stats: Mapping[str, Any]) -> tuple[float, float] | None:
@@ -116,8 +114,8 @@ class ContainerUsage:
         return round(self.memory / self.memory_request * 100.0, 1)
 
 
-def _autoscaled(spec: Mapping[str, Any]) -> bool:
-    return isinstance(spec.get("autoscale"), dict)
+def _autoscaled(spec: ServiceSpec) -> bool:
+    return spec.autoscale is not None
 
 
 class RateMeter:

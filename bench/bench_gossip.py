@@ -5,15 +5,23 @@
    (target: median ≤ 1 s), and the per-observer median.
 2. Failure detection: a node is killed (no leave message); the time until every other node holds
    it as ``dead`` is one sample (target ≤ 2 s). Repeated ``--kills`` times on different nodes.
-Also prints false suspicions/deaths seen while nothing was failing (loop lag under load shows here).
+Also prints false suspicions/deaths seen while nothing was failing (loop lag under load shows here), the
+load average before and after, and the CPU time the workers used.
 
-Every node signs with its own ed25519 key (derived from its name here, so worker processes share one key
-directory without a bus) and verifies every datagram and record it receives, as the agents do.
+Every node has its own ed25519 key (derived from its name here, so worker processes share one key directory
+without a bus) and authenticates every datagram and record as the agents do: pair-key MACs on datagrams,
+ed25519 on sync requests and on the records a node originates.
+
+``--micro`` instead times the per-datagram authentication alone, both ways in the same run: the signed form
+(ed25519 signature + cluster HMAC, then their checks: what every datagram cost in codec version 2) and the
+pair-MAC form (version 3's usual case), plus a pair key's derivation and a record check with and without the
+verified-record cache.
 
 Times come from CLOCK_MONOTONIC, which is the same clock in every process on one Linux host.
 Only 127.x addresses are used.
 
 Run: .venv/bin/python bench/bench_gossip.py [--nodes 50] [--procs 1] [--trials 30] [--kills 3] [--uvloop]
+     .venv/bin/python bench/bench_gossip.py --micro
 """
 
 from __future__ import annotations
@@ -22,15 +30,20 @@ import argparse
 import asyncio
 import hashlib
 import json
+import os
 import random
+import resource
 import statistics
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from drover.agent.gossip import Endpoint, GossipConfig, GossipNode, Status
-from drover.agent.gossip.identity import NodeKey
+from drover.agent.gossip import Endpoint, GossipConfig, GossipNode, Status, codec
+from drover.agent.gossip.codec import Kind
+from drover.agent.gossip.identity import NodeKey, Verifier
+from drover.agent.gossip.pairkeys import derive
+from drover.agent.gossip.state import EndpointEntry
 
 KEY = b"bench-cluster-key"
 SELF = str(Path(__file__).resolve())
@@ -53,7 +66,7 @@ def out(obj: dict[str, Any]) -> None:
 async def worker(first: int, count: int, total: int) -> None:
     nodes: dict[str, GossipNode] = {}
     seen: dict[str, set[str]] = {}
-    dead_seen: dict[str, set[str]] = {}
+    dead_seen: dict[str, set[tuple[str, Status]]] = {}
     local_eps: dict[str, list[Endpoint]] = {}
 
     def watch(node: GossipNode) -> None:
@@ -69,7 +82,7 @@ async def worker(first: int, count: int, total: int) -> None:
                     out({"ev": "seen", "trial": c, "at": node.name, "t": now})
             for m in node.state.members.values():
                 if m.status in (Status.DEAD, Status.SUSPECT) and (m.name, m.status) not in dead_seen[node.name]:
-                    dead_seen[node.name].add((m.name, m.status))  # type: ignore[arg-type]
+                    dead_seen[node.name].add((m.name, m.status))
                     out({"ev": m.status.value, "who": m.name, "at": node.name, "t": now})
 
         node.on_change(changed)
@@ -187,18 +200,30 @@ async def drive(args: argparse.Namespace) -> None:
     ready = await d.until(lambda e, got: sum(x["ev"] == "ready" for x in got) == n, 30)
     seeds = [[e["name"], e["address"], e["port"]] for e in ready if e["ev"] == "ready"]
     t0 = time.monotonic()
+    load0 = os.getloadavg()
     # like the agent: every node gets the node list (here, the first three) as seeds
     d.broadcast({"cmd": "join", "seeds": seeds[:3]})
-    while True:
+    counts: list[int] = []
+    joined = False
+    while time.monotonic() - t0 < args.join_timeout:
         d.broadcast({"cmd": "count"})
         got = await d.until(lambda e, got: sum(x["ev"] == "count" for x in got) == procs, 5)
         counts = [c for e in got if e["ev"] == "count" for c in e["counts"].values()]
         if len(counts) == n and min(counts) == n:
+            joined = True
             break
         await asyncio.sleep(0.1)
     print(
         f"gossip bench: {n} nodes in {procs} process(es), uvloop={args.uvloop}, 2 cores shared, GossipConfig() defaults"
     )
+    print(f"  load average at start: {' '.join(f'{x:.2f}' for x in load0)}")
+    if not joined:
+        print(
+            f"  full membership NOT reached within {args.join_timeout:.0f}s: members seen alive per node "
+            f"min {min(counts, default=0)}, median {statistics.median(counts) if counts else 0}"
+        )
+        await finish(d, ps, procs)
+        sys.exit(1)
     print(f"  full membership on all nodes {time.monotonic() - t0:.2f}s after join (seeds: 3 nodes)")
     await asyncio.sleep(1.0)  # let the join traffic settle
 
@@ -257,6 +282,11 @@ async def drive(args: argparse.Namespace) -> None:
             f"  failure detected by all: median {statistics.median(detect) * 1000:.0f} ms, "
             f"max {max(detect) * 1000:.0f} ms ({len(detect)} kills)"
         )
+    await finish(d, ps, procs)
+
+
+async def finish(d: Driver, ps: list[asyncio.subprocess.Process], procs: int) -> None:
+    """Print the workers' summed counters, stop them, and print their CPU time and the load average."""
     d.broadcast({"cmd": "stats"})
     got = await d.until(lambda e, got: sum(x["ev"] == "stats" for x in got) == procs, 5)
     tot: dict[str, int] = {}
@@ -271,12 +301,17 @@ async def drive(args: argparse.Namespace) -> None:
             for k2 in (
                 "packets_out",
                 "packets_in",
+                "signed_out",
+                "signed_in",
                 "probe_failures",
                 "suspected",
                 "declared_dead",
                 "refutations",
                 "dropped_malformed",
                 "dropped_auth",
+                "dropped_signature",
+                "dropped_unknown_sender",
+                "dropped_replay",
                 "dropped_oversize",
                 "handler_errors",
             )
@@ -289,6 +324,71 @@ async def drive(args: argparse.Namespace) -> None:
         await p.wait()
     for r in d.readers:
         r.cancel()
+    cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
+    print(
+        f"  workers' CPU: {cpu.ru_utime + cpu.ru_stime:.1f}s; load average at end: "
+        + " ".join(f"{x:.2f}" for x in os.getloadavg())
+    )
+
+
+# ---------------------------------------------------------------------- micro: per-datagram cost
+def _timeit(fn: Any, n: int) -> float:
+    """Best of 5 rounds of ``n`` calls, in µs per call (the best round is the one least disturbed by the
+    other engineers' load)."""
+    best = float("inf")
+    for _ in range(5):
+        t = time.perf_counter()
+        for _ in range(n):
+            fn()
+        best = min(best, (time.perf_counter() - t) / n)
+    return best * 1e6
+
+
+def micro(n: int) -> None:
+    a, b = identity("n1"), identity("n2")
+    pair = derive(KEY, "n1", a, "n2", b.public)
+    assert pair is not None
+    records = [
+        codec.encode_update(
+            EndpointEntry(Endpoint("web", "127.0.0.1", 30000 + i, "n1", f"c-{i:04d}", 1, True), 1, i, True), a
+        )
+        for i in range(40)
+    ]
+    print(f"gossip per-datagram authentication, best of 5 x {n}; load average {os.getloadavg()[0]:.2f}")
+    for label, k in (("ping, no updates", 0), ("ping + 3 records", 3), ("full datagram", 40)):
+        body, _ = codec.pack(Kind.PING, "n1", 1, records[:k], nonce=1)
+        signed = codec.seal_signed("n1", body, KEY, a)
+        paired = codec.seal_pair("n1", body, pair)
+        verifier = Verifier()
+
+        def check_signed(data: bytes = signed, verifier: Verifier = verifier) -> None:
+            env = codec.open_envelope(data)
+            assert codec.cluster_ok(env, KEY) and codec.signature_ok(env, a.public, verifier)
+
+        def check_pair(data: bytes = paired) -> None:
+            env = codec.open_envelope(data)
+            assert codec.pair_ok(env, pair)  # type: ignore[arg-type]
+
+        seal_s = _timeit(lambda body=body: codec.seal_signed("n1", body, KEY, a), n)
+        seal_p = _timeit(lambda body=body: codec.seal_pair("n1", body, pair), n)  # type: ignore[arg-type]
+        open_s, open_p = _timeit(check_signed, n), _timeit(check_pair, n)
+        parse = _timeit(lambda data=paired: codec.decode_body(codec.open_envelope(data)), n)
+        print(
+            f"  {label} ({len(paired)} B): signed (v2's way) seal {seal_s:.1f} + check {open_s:.1f} µs; "
+            f"pair MAC seal {seal_p:.1f} + check {open_p:.1f} µs "
+            f"({(seal_s + open_s) / (seal_p + open_p):.0f}x less); parsing the body {parse:.1f} µs (both)"
+        )
+    derive_us = _timeit(lambda: derive(KEY, "n1", a, "n2", b.public), max(1, n // 10))
+    rec = codec.decode(
+        codec.seal_pair("n1", codec.pack(Kind.GOSSIP, "n1", 1, records[:1], nonce=1)[0], pair), KEY, pair_key=pair
+    ).records[0]
+    fresh = _timeit(lambda: codec.verify_record(rec, a.public, Verifier()), max(1, n // 10))
+    cached_v = Verifier()
+    cached = _timeit(lambda: codec.verify_record(rec, a.public, cached_v), n)
+    print(
+        f"  pair key derivation (once per peer) {derive_us:.0f} µs; an origin-signed record's check "
+        f"{fresh:.0f} µs, again (cached) {cached:.1f} µs"
+    )
 
 
 def main() -> None:
@@ -299,11 +399,16 @@ def main() -> None:
     ap.add_argument("--kills", type=int, default=3)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--uvloop", action=argparse.BooleanOptionalAction, default=True)
+    ap.add_argument("--join-timeout", type=float, default=120.0, help="give up when not all joined by then (s)")
+    ap.add_argument("--micro", type=int, nargs="?", const=2000, default=0, help="time per-datagram auth only")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--first", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--count", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--total", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.micro:
+        micro(args.micro)
+        return
     if args.uvloop:
         import uvloop
 

@@ -52,10 +52,10 @@ class Nats:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def daemon(*args: str) -> subprocess.Popen[bytes]:
-    """Start `drover <args>` (its logs to a file in /tmp)."""
+def daemon(*args: str, cmd: list[str] | None = None) -> subprocess.Popen[bytes]:
+    """Start `drover <args>` (its logs to a file in /tmp); ``cmd`` instead of this venv's ``drover``."""
     log = open(f"/tmp/drover-bench-{args[0]}-{os.getpid()}-{time.monotonic_ns()}.log", "wb")
-    return subprocess.Popen([str(VENV_BIN / "drover"), *args], stdout=log, stderr=subprocess.STDOUT,
+    return subprocess.Popen([*(cmd or [str(VENV_BIN / "drover")]), *args], stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)
 
 

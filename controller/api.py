@@ -15,8 +15,8 @@ from drover.controller import autoscaler, backup, preview, records, secrets, vie
 from drover.controller.records import update_service
 from drover.shared.errors import NotFoundError, ValidationError
 from drover.shared.limits import MAX_REPLICAS
-from drover.shared.manifest import ManifestError, describe_change, revision_view, spec_hash
-from drover.shared.models import NodeControl, RevisionEntry, ServiceRecord
+from drover.shared.manifest import ManifestError, ServiceSpec, describe_change, spec_hash
+from drover.shared.models import NodeControl, RevisionEntry, ServiceRecord, spec_of
 
 DESCRIBE_CONTAINERS = 100  # rows of containers in a describe_service reply (the rest is in its summary)
 
@@ -38,19 +38,19 @@ async def apply(ctl: Controller, body: dict[str, Any]) -> Any:
     if expected is not None:  # refuse before writing anything when any stored revision differs
         for m in manifests:
             preview.check_revision(m.name, ctl.snapshot().services.get(m.name), expected)
-    missing = await secrets.missing_secrets(ctl, [(m.name, m.spec_dict()) for m in manifests])
+    missing = await secrets.missing_secrets(ctl, [(m.name, m.spec) for m in manifests])
     if missing:
         raise ValidationError(missing)
     results = []
     for m in manifests:
-        spec = revision_view(m.spec_dict())
+        spec = spec_of(m.spec)  # as records keep it: the revision's spec (the count is the record's)
         replicas = m.spec.replicas
         labels = dict(m.metadata.labels)
         outcome: dict[str, str] = {}
 
         def change(
             old: ServiceRecord | None,
-            spec: dict[str, Any] = spec,
+            spec: ServiceSpec = spec,
             replicas: int = replicas,
             labels: dict[str, str] = labels,
             outcome: dict[str, str] = outcome,
@@ -251,7 +251,7 @@ async def describe_service(ctl: Controller, body: dict[str, Any]) -> Any:
     containers = views.container_rows(snap, service=name)
     return {
         "service": views.service_rows(snap, unplaced=ctl.unplaced, name=name, notes=ctl.problems.messages())[0],
-        "spec": {**rec.spec, "replicas": rec.replicas},
+        "spec": {**rec.spec.model_dump(mode="json"), "replicas": rec.replicas},
         "rollout": {"state": rec.rollout_state, "reason": rec.rollout_reason, "paused": rec.paused},
         "autoscale": autoscaler.describe(ctl, rec),
         "labels": rec.labels,

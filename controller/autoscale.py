@@ -23,9 +23,10 @@ No I/O, no clock: ``now`` is given; the state goes in and comes out.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+
+from drover.shared.manifest import AutoscalePolicy
 
 TOLERANCE = 0.1
 
@@ -58,13 +59,6 @@ class _Proposal:
     metric: str
     replicas: int | None  # None: invalid (no data)
     text: str
-
-
-def _num(policy: Mapping[str, Any], key: str, default: float | None = None) -> float | None:
-    v = policy.get(key, default)
-    if isinstance(v, bool) or not isinstance(v, int | float):
-        return default
-    return float(v)
 
 
 def _within(ratio: float) -> bool:
@@ -110,33 +104,32 @@ def _rate(target: float, current: int, samples: Sequence[Sample]) -> _Proposal:
     return _Proposal("rps", math.ceil(total / target), text)
 
 
-def _proposals(policy: Mapping[str, Any], current: int, samples: Sequence[Sample]) -> list[_Proposal]:
+def _proposals(policy: AutoscalePolicy, current: int, samples: Sequence[Sample]) -> list[_Proposal]:
     replicas = [s for s in samples if s.replica]
     out: list[_Proposal] = []
-    cpu = _num(policy, "cpu_percent")
+    cpu = policy.cpu_percent
     if cpu and cpu > 0:
         out.append(_utilisation("cpu", cpu, current, [(s.ready, s.cpu_percent) for s in replicas]))
-    mem = _num(policy, "memory_percent")
+    mem = policy.memory_percent
     if mem and mem > 0:
         out.append(_utilisation("memory", mem, current, [(s.ready, s.memory_percent) for s in replicas]))
-    rps = _num(policy, "rps_per_replica")
+    rps = policy.rps_per_replica
     if rps and rps > 0:
         out.append(_rate(rps, current, samples))
     return out
 
 
 def desired_replicas(
-    policy: Mapping[str, Any], current: int, samples: Sequence[Sample], now: float, state: AutoscaleState
+    policy: AutoscalePolicy, current: int, samples: Sequence[Sample], now: float, state: AutoscaleState
 ) -> tuple[int, AutoscaleState, str]:
     """The replica count to run now, the new state, and why (``cpu 143% of 70% target -> 4 replicas``).
 
-    ``policy`` is the spec's ``autoscale`` section in its JSON form (durations in seconds); ``current`` the
-    desired replicas now; ``samples`` one per replica of the service (with or without data) plus one per
-    node proxy's rate."""
-    lo = int(_num(policy, "min", 1) or 0)
-    hi = max(lo, int(_num(policy, "max", 10) or 0))
-    up_window = max(0.0, _num(policy, "scale_up_window", 0.0) or 0.0)
-    down_window = max(0.0, _num(policy, "scale_down_window", 60.0) or 0.0)
+    ``policy`` is the spec's ``autoscale`` section; ``current`` the desired replicas now; ``samples`` one per
+    replica of the service (with or without data) plus one per node proxy's rate."""
+    lo = policy.min
+    hi = max(lo, policy.max)
+    up_window = max(0.0, policy.scale_up_window)
+    down_window = max(0.0, policy.scale_down_window)
     recs = state.recommendations
     if state.last_time is None and not recs:
         recs = ((now, current),)  # a fresh state: hold for a full scale-down window

@@ -23,6 +23,7 @@ from drover.controller import views
 from drover.controller.autoscale import AutoscaleState, Sample, desired_replicas
 from drover.controller.records import update_service
 from drover.controller.snapshot import Snapshot, node_status
+from drover.shared.manifest import AutoscalePolicy
 from drover.shared.models import ContainerState, NodeStatus, ServiceRecord
 
 if TYPE_CHECKING:
@@ -41,9 +42,8 @@ class Decision:
     reason: str
 
 
-def policy_of(rec: ServiceRecord) -> Mapping[str, Any] | None:
-    p = rec.spec.get("autoscale")
-    return p if isinstance(p, dict) else None
+def policy_of(rec: ServiceRecord) -> AutoscalePolicy | None:
+    return rec.spec.autoscale
 
 
 def collect_samples(snap: Snapshot, service: str, rps: Mapping[str, Mapping[str, float]]) -> list[Sample]:
@@ -111,7 +111,7 @@ class Autoscaler:
             self.states.pop(name, None)
             self.decisions.pop(name, None)
 
-    async def _service(self, snap: Snapshot, rec: ServiceRecord, policy: Mapping[str, Any]) -> None:
+    async def _service(self, snap: Snapshot, rec: ServiceRecord, policy: AutoscalePolicy) -> None:
         name, current = rec.name, rec.replicas
         samples = collect_samples(snap, name, self.ctl.state.service_rps)
         desired, state, reason = desired_replicas(
@@ -144,7 +144,7 @@ def describe(ctl: Controller, rec: ServiceRecord) -> dict[str, Any]:
     last = next((e for e in reversed(ctl.state.events) if e.kind == "scaled" and e.service == rec.name), None)
     return {
         "enabled": policy is not None and rec.autoscale_enabled,
-        "policy": policy,
+        "policy": policy.model_dump(mode="json") if policy is not None else None,
         "disabled_reason": (
             "turned off by 'drover scale' until the next apply" if policy is not None and not rec.autoscale_enabled
             else ""

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from drover.controller.workloads import JobReplica, job_creates, job_state, run_of, schedule_tick
-from drover.shared.models import AssignedContainer, ContainerStatus, ServiceRecord
+from drover.shared.models import AssignedContainer, ContainerStatus, ServiceRecord, spec_of
 
 RUNS_KEPT = 10
 
@@ -41,7 +41,7 @@ def job_decision(
     observed: Callable[[str, str], ContainerStatus | None],
     now: float,
 ) -> JobDecision:
-    schedule = svc.spec.get("schedule")
+    schedule = svc.spec.schedule
     run = svc.job_run if schedule else max(svc.job_run, 1)
     runs = [dict(r) for r in svc.job_runs]
     current: list[JobReplica] = []
@@ -57,7 +57,7 @@ def job_decision(
         where[c.id] = node
     out = JobDecision(run=run)
     st = job_state(svc.spec, current)
-    if isinstance(schedule, str) and schedule:
+    if schedule:
         busy = run > 0 and st.status == "running"
         tick = schedule_tick(schedule, svc.job_last_tick or svc.created, now, running=busy)
         if tick is not None:
@@ -102,6 +102,6 @@ def job_decision(
 
 def stopped(c: AssignedContainer) -> AssignedContainer:
     """The replica with ``restart: never`` (its agent stops retrying it; its container and logs stay)."""
-    if c.spec.get("restart") == "never":
+    if c.spec.restart == "never":
         return c
-    return c.model_copy(update={"spec": {**c.spec, "restart": "never"}})
+    return c.model_copy(update={"spec": spec_of({**c.spec.stored, "restart": "never"})})

@@ -14,33 +14,34 @@ from typing import Any
 
 import structlog
 from nats.aio.msg import Msg
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 
 from drover.controller import api, records, views
 from drover.controller import secrets as secrets_api
+from drover.controller.apiserver import ApiServer
+from drover.controller.assignwriter import AssignmentWriter
 from drover.controller.autoscaler import Autoscaler
 from drover.controller.config import ControllerConfig
 from drover.controller.eventlog import EventLog
 from drover.controller.feeds import StateFeeds
-from drover.controller.freshness import DISRUPTION_HOLD_GRACES, LoopWatch, disrupted, evictions_held
+from drover.controller.fleetintake import FleetRegistrations
+from drover.controller.freshness import LoopWatch
 from drover.controller.leader import Elector, LeaderState, open_leader_bucket
 from drover.controller.metrics import ControllerMetrics
+from drover.controller.nodewatch import NodeWatch
 from drover.controller.problems import ServiceProblems
 from drover.controller.reconcile import plan
-from drover.controller.repair import rebuild_assignment
 from drover.controller.requestlog import TTL as REQUESTS_TTL
 from drover.controller.requestlog import RequestLog
 from drover.controller.rollout import Verdict
 from drover.controller.secrets import Secrets
-from drover.controller.snapshot import Snapshot, node_status, silent_for
+from drover.controller.snapshot import Snapshot, silent_for
 from drover.controller.state import ClusterState
 from drover.shared import bus, wire
 from drover.shared.cluster_key import cluster_key
-from drover.shared.errors import NotFoundError, PermanentError, ValidationError, WireError
+from drover.shared.errors import PermanentError, WireError
 from drover.shared.loopwatch import TICK as LOOP_TICK
 from drover.shared.loopwatch import watch_loop
-from drover.shared.manifest import ManifestError
-from drover.shared.models import ApiReply, Assignment, Event, Heartbeat, NodeStatus
+from drover.shared.models import Event, Heartbeat
 from drover.shared.outbox import EventOutbox
 from drover.shared.retry import Backoff
 from drover.shared.secretbox import default_key_file
@@ -49,8 +50,6 @@ from drover.shared.tasks import Supervisor
 
 log = structlog.get_logger("drover.controller")
 
-ASSIGNMENT_WRITES_IN_FLIGHT = 32
-API_IN_FLIGHT = 64
 
 
 class Controller:
@@ -63,14 +62,9 @@ class Controller:
         self.rng = random.Random()
         self.metrics = ControllerMetrics()
         self._dirty = asyncio.Event()
-        self._disrupted = False
-        self._disrupted_since: float | None = None
-        self._api_slots = asyncio.Semaphore(API_IN_FLIGHT)
-        self._repair_tried: set[tuple[str, int]] = set()
         self._subs: list[Any] = []
         self.sup: Supervisor | None = None
         self.elector: Elector | None = None
-        self._node_status: dict[str, NodeStatus] = {}
         self.listings = views.ListingCache()  # rows of listings being paged through (api.get_*)
         self._last_beat: dict[str, tuple[Any, ...]] = {}  # node -> what its last full heartbeat said
         self._rest_until = 0.0  # perf_counter time before which the next reconcile pass waits (see the loop)
@@ -78,6 +72,7 @@ class Controller:
         self._settled = False
         self.requests: RequestLog  # replies of write requests by request id (opened with the secrets bucket)
         self.autoscaler = Autoscaler(self)
+        self.nodewatch = NodeWatch(self.post, self.state.restart_silence_clock, self.kick)
         self.secrets: Secrets | None = None
         self.log = log.bind(controller=self.id, cluster=cfg.cluster)
 
@@ -107,12 +102,26 @@ class Controller:
         self.feeds = StateFeeds(
             self.store, self.state, report=self._report, kick=self.kick, reconnects=reconnects, clock=time.time,
         )
+        self.writer = AssignmentWriter(
+            self.store.assignments, self.state, self.feeds, self.metrics, kick=self.kick, step_down=self._step_down,
+            log=self.log,
+        )
+        self.api = ApiServer(
+            lambda verb, body: api.HANDLERS[verb](self, body), lambda verb: verb in api.HANDLERS, self.requests,
+            self.metrics, self.sup.spawn, self.log,
+        )
         for informer in self.feeds.all:
             self.sup.start(f"watch-{informer.name}", informer.run)
         await asyncio.wait_for(asyncio.gather(*(i.ready.wait() for i in self.feeds.all)), 30)
         self._subs.append(await self.nc.subscribe(self.names.heartbeat_all, cb=self._on_heartbeat))
+        # Hollow fleets speak on subjects that bind their credentials to their prefix (controller/fleetintake.py).
+        self._subs.append(await self.nc.subscribe(self.names.fleet_all("hb"), cb=self._on_heartbeat))
+        fleets = FleetRegistrations(self.names, self.store.nodes, on_bad=self.metrics.bad_messages.inc, log=self.log)
         self._subs.append(
-            await self.nc.subscribe(f"{self.names.api_prefix}.*", queue="controllers", cb=self._on_api)
+            await self.nc.subscribe(self.names.fleet_all("register"), queue="controllers", cb=fleets.on_request)
+        )
+        self._subs.append(
+            await self.nc.subscribe(f"{self.names.api_prefix}.*", queue="controllers", cb=self.api.on_request)
         )
         self.eventlog = EventLog(
             self.store.js, self.names.events_stream, self.names.events_all, self.state.events,
@@ -175,6 +184,10 @@ class Controller:
         service = key if bucket == "services" else ""
         self.post(kind, service=service, node=node, message=message, msg_id=dedupe or None)
 
+    def _step_down(self, why: str) -> None:
+        if self.elector is not None:
+            self.elector.step_down(why)
+
     def _on_leadership(self, st: LeaderState) -> None:
         self.state.term = st.term
         self.kick()
@@ -229,8 +242,10 @@ class Controller:
         """A node's heartbeat, on its own subject ``…hb.<node>``: one that names another node is dropped (NATS
         permissions on the subject decide who may speak for a node). A heartbeat that repeats the node's last
         one (the common case: nothing changed) only refreshes its time, without building records."""
-        node = msg.subject.rsplit(".", 1)[-1]
+        node = self.names.heartbeat_node(msg.subject) or ""
         try:
+            if not node:
+                raise WireError(f"{msg.subject}: no node of this subject's fleet")
             body = wire.decode(msg.data)
             if body.get("node") != node:
                 raise WireError(f"heartbeat for node {body.get('node')!r} on the subject of node {node!r}")
@@ -248,59 +263,6 @@ class Controller:
         self._last_beat[node] = key
         if self.state.on_heartbeat(hb, now):
             self.kick()
-
-    # --- API -------------------------------------------------------------------------------------------------
-    async def _on_api(self, msg: Msg) -> None:
-        """nats-py runs one callback of a subscription at a time: each request is answered in its own task
-        (at most ``API_IN_FLIGHT`` at once), so a cheap read never waits behind a long apply."""
-        assert self.sup is not None
-        await self._api_slots.acquire()
-        task = self.sup.spawn("api", self._answer_api(msg))
-        task.add_done_callback(lambda _: self._api_slots.release())
-
-    async def _answer_api(self, msg: Msg) -> None:
-        from drover.shared import wire
-
-        verb = msg.subject.rsplit(".", 1)[-1]
-        self.metrics.api_requests.labels(verb=verb).inc()
-        try:
-            body = wire.decode(msg.data) if msg.data else {}
-        except WireError as exc:
-            data: bytes | None = ApiReply(ok=False, code="invalid", error=str(exc)).to_wire()
-        else:
-            try:  # a retried write (same request id) is answered as the first time, not done again
-                data = await self.requests.answer(verb, body, lambda: self._reply(verb, body))
-            except Exception as exc:  # the request log's bus failed
-                self.log.error("api request failed", verb=verb, error=repr(exc))
-                data = ApiReply(ok=False, code="failed", error=f"{verb} failed: {exc}").to_wire()
-        if msg.reply and data is not None:
-            with contextlib.suppress(Exception):
-                await msg.respond(data)
-
-    async def _reply(self, verb: str, body: dict[str, Any]) -> bytes:
-        reply: ApiReply
-        try:
-            handler = api.HANDLERS.get(verb)
-            if handler is None:
-                reply = ApiReply(ok=False, code="unsupported", error=f"'{verb}' is not supported by this controller")
-            else:
-                reply = ApiReply(ok=True, data=await handler(self, body))
-        except ManifestError as exc:
-            problems = [{"where": w, "message": m} for w, m in exc.problems]
-            reply = ApiReply(ok=False, code="invalid", error="invalid manifest", problems=problems)
-        except ValidationError as exc:
-            problems = [{"where": w, "message": m} for w, m in exc.problems]
-            reply = ApiReply(ok=False, code="invalid", error=str(exc), problems=problems)
-        except WireError as exc:
-            reply = ApiReply(ok=False, code="invalid", error=str(exc))
-        except NotFoundError as exc:
-            reply = ApiReply(ok=False, code="not-found", error=str(exc))
-        except PermanentError as exc:
-            reply = ApiReply(ok=False, code="failed", error=str(exc))
-        except Exception as exc:
-            self.log.error("api request failed", verb=verb, error=repr(exc), exc_info=True)
-            reply = ApiReply(ok=False, code="failed", error=f"{verb} failed: {exc}")
-        return reply.to_wire()
 
     # --- reconcile -------------------------------------------------------------------------------------------
     def _next_wait(self, now: float) -> float:
@@ -352,7 +314,8 @@ class Controller:
             self.state.expire_unregistered(now)  # heartbeats of names nobody registered do not pile up
             if not self.is_leader or not self._warm(now):
                 continue
-            if not woken and self._settled and not self._nodes_changed(now) and not self.feeds.damaged_assignments:
+            idle = self._settled and not self.feeds.damaged_assignments
+            if not woken and idle and not self.nodewatch.changed(self.state.nodes, now, self.cfg.node_grace):
                 continue  # nothing changed and nothing is under way: a pass would find nothing to do
             try:
                 await self._reconcile_once(now)
@@ -367,9 +330,9 @@ class Controller:
     async def _reconcile_once(self, now: float) -> None:
         t0 = time.perf_counter()
         if self.feeds.damaged_assignments:
-            await self._repair_assignments()
+            await self.writer.repair()
         snap = self.state.snapshot(now, detached=True)
-        if self._node_transitions(snap):
+        if self.nodewatch.transitions(snap):
             return
         # plan() is pure and takes time in proportion to the replicas (≈0.2 s at 10,000): in a worker thread
         # the event loop keeps running every few milliseconds (the GIL switches), so the lease renewal,
@@ -382,7 +345,7 @@ class Controller:
         self._rest_until = time.perf_counter() + min(took, 1.0)
         # (a scheduled job is never settled: its next tick must be looked at without anything changing)
         self._settled = p.empty and not p.disrupted and not any(
-            svc.rollout_state == "progressing" or svc.spec.get("schedule")
+            svc.rollout_state == "progressing" or svc.spec.schedule
             for svc in snap.services.values() if not svc.deleted
         )
         if took > 0.5:
@@ -403,83 +366,7 @@ class Controller:
         for ev in p.events:
             self.post(ev.kind, service=ev.service, node=ev.node, container=ev.container, message=ev.message)
         if self.is_leader:  # the lease may have lapsed while the verdicts were written
-            await self._write_assignments(p.assignments)
-
-    def _nodes_changed(self, now: float) -> bool:
-        """Whether some node's status differs from what the last pass saw (e.g. its heartbeats ran out)."""
-        grace = self.cfg.node_grace
-        return any(node_status(n, now, grace) != self._node_status.get(name) for name, n in self.state.nodes.items())
-
-    def _node_transitions(self, snap: Snapshot) -> bool:
-        """Tell (as events) when a node is lost or comes back, or when most nodes fall silent at once (a
-        control-plane disruption: then no node is called lost); the plan acts on the level, not on these.
-        True when a disruption just ended: every node's silence clock restarts (as Kubernetes resets its
-        probe timestamps then), so the nodes whose heartbeats resume a moment later than the first ones are
-        not taken for lost, and this pass (planned on the old clock) is skipped."""
-        statuses = {name: node_status(node, snap.now, snap.node_grace) for name, node in snap.nodes.items()}
-        silent = sum(st is NodeStatus.LOST for st in statuses.values())
-        if not disrupted(silent, len(statuses)):
-            self._disrupted_since = None
-        elif self._disrupted_since is None or silent >= len(statuses):
-            # (the hold runs only while some nodes are heard: with all silent nothing tells them apart)
-            self._disrupted_since = snap.now
-        snap.disrupted_since = self._disrupted_since
-        hold = DISRUPTION_HOLD_GRACES * snap.node_grace
-        now_disrupted = evictions_held(silent, len(statuses), self._disrupted_since, snap.now, hold)
-        if now_disrupted != self._disrupted:
-            self._disrupted = now_disrupted
-            if now_disrupted:
-                self.post("control-plane-disrupted", message=(
-                    f"{silent} of {len(statuses)} nodes silent at once: treated as a control-plane disruption, "
-                    f"nothing is evicted or moved until heartbeats resume (at most {hold:g}s while other "
-                    "nodes are still heard)"))
-            elif self._disrupted_since is not None:
-                # Still most nodes silent, but others have been heard all along: they are really gone.
-                self.post("control-plane-disruption-expired", message=(
-                    f"{silent} of {len(statuses)} nodes still silent after {hold:g}s while the others answer: "
-                    "treating them as lost"))
-            else:
-                self.post("control-plane-recovered", message="heartbeats resumed; reconciling again")
-                self.state.restart_silence_clock(snap.now)
-                self.kick()
-                return True
-        if now_disrupted:
-            return False
-        for name, status in statuses.items():
-            before = self._node_status.get(name)
-            self._node_status[name] = status
-            if before is None or before == status:
-                continue
-            if status is NodeStatus.LOST:
-                self.post("node-lost", node=name, message=f"no heartbeat for {snap.node_grace:g}s")
-            elif before is NodeStatus.LOST:
-                self.post("node-recovered", node=name, message="heartbeats resumed")
-        return False
-
-    async def _repair_assignments(self) -> None:
-        """Rewrite each damaged assignment once per damaged revision, from this controller's view."""
-        for node, rev in list(self.feeds.damaged_assignments.items()):
-            if (node, rev) in self._repair_tried:
-                continue
-            cur = self.state.assignments.get(node)
-            ns = self.state.nodes.get(node)
-            new = rebuild_assignment(
-                node,
-                last_good=cur.value if cur else None,
-                observed=ns.observed if ns else {},
-                services={n: v.value for n, v in self.state.services.items()},
-                generation_seen=ns.generation_seen if ns else 0,
-                term=self.state.term,
-            )
-            try:
-                new_rev = await self.store.assignments.update(node, new.to_wire(), last=rev)
-            except KeyWrongLastSequenceError:
-                self._repair_tried.add((node, rev))  # replaced meanwhile: the informer brings the new value
-                continue
-            self._repair_tried.add((node, rev))
-            self.feeds.damaged_assignments.pop(node, None)
-            self.state.set_assignment(node, new, new_rev)
-            self.log.info("damaged assignment rewritten", node=node, revision=new_rev, replicas=len(new.containers))
+            await self.writer.write(p.assignments)
 
     async def _record_verdicts(self, verdicts: dict[str, Verdict]) -> None:
         for name, verdict in verdicts.items():
@@ -507,48 +394,6 @@ class Controller:
                 self.post("rollout-" + verdict.state, service=name, message=msg)
             self.kick()
 
-    async def _write_assignments(self, changes: dict[str, Any]) -> None:
-        """Write the changed nodes' assignments, many at once (each a CAS on its own key, so they are
-        independent; a pass that touches hundreds of nodes must not wait for them one round trip at a time)."""
-        kv = self.store.assignments
-        limit = asyncio.Semaphore(ASSIGNMENT_WRITES_IN_FLIGHT)
-        fenced: list[str] = []
-
-        async def write(node: str, containers: Any) -> None:
-            cur = self.state.assignments.get(node)
-            if cur is not None and cur.value.term > self.state.term:
-                # Fencing: a leader of a higher term wrote this node; never overwrite it with a lower term.
-                fenced.append(f"assignment of {node} carries term {cur.value.term} > {self.state.term}")
-                return
-            generation = (cur.value.generation if cur else 0) + 1
-            new = Assignment(node=node, generation=generation, term=self.state.term, containers=containers)
-            try:
-                async with limit:
-                    if cur is None:
-                        rev = await kv.create(node, new.to_wire())
-                    else:
-                        rev = await kv.update(node, new.to_wire(), last=cur.rev)
-                self.state.set_assignment(node, new, rev)
-                self.metrics.assignments_written.inc()
-            except KeyWrongLastSequenceError:
-                await self._reload_assignment(node)
-            except Exception as exc:
-                self.log.warning("assignment write failed", node=node, error=str(exc))
-                await self._reload_assignment(node)
-
-        await asyncio.gather(*(write(node, containers) for node, containers in changes.items()))
-        if fenced and self.elector is not None:
-            self.elector.step_down(fenced[0])
-
-    async def _reload_assignment(self, node: str) -> None:
-        """A CAS write lost: take the stored value (through the informer's decode path) and plan again."""
-        with contextlib.suppress(Exception):
-            try:
-                e = await self.store.assignments.get(node)
-                self.feeds.assignments.apply(node, e.value, e.revision or 0, e.operation)
-            except KeyNotFoundError:
-                self.feeds.assignments.apply(node, None, 1 << 62, "DEL")
-        self.kick()
 
 
 async def run_controller(cfg: ControllerConfig) -> None:

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from drover.controller.reconcile import plan
 from drover.shared.errors import PermanentError, ValidationError
-from drover.shared.manifest import ServiceManifest, ServiceSpec, parse_request, revision_view, spec_hash
-from drover.shared.models import RevisionEntry, ServiceRecord
+from drover.shared.manifest import ServiceManifest, ServiceSpec, parse_request, spec_hash
+from drover.shared.models import RevisionEntry, ServiceRecord, spec_of
 from drover.shared.workloads import privileged_mounts
 
 if TYPE_CHECKING:
@@ -39,7 +39,7 @@ def manifests_of(body: dict[str, Any], allow_privileged: bool) -> list[ServiceMa
         problems: list[tuple[str, str]] = []
         for i, m in enumerate(manifests):
             where = sources[i] if isinstance(sources, list) and i < len(sources) else m.name
-            problems.extend((f"{where} {path}", msg) for path, msg in privileged_mounts(m.spec_dict()))
+            problems.extend((f"{where} {path}", msg) for path, msg in privileged_mounts(m.spec))
         if problems:
             raise ValidationError(problems)
     return manifests
@@ -64,13 +64,9 @@ def check_revision(name: str, old: ServiceRecord | None, expected: int | None) -
         raise RevisionMismatch(f"service/{name} {what}, not {expected}: nothing applied")
 
 
-def normalised(name: str, labels: dict[str, str], spec: dict[str, Any], replicas: int) -> dict[str, Any]:
+def normalised(name: str, labels: dict[str, str], spec: ServiceSpec, replicas: int) -> dict[str, Any]:
     """A service as diff shows it: the spec with every default filled in, ``replicas`` included."""
-    body = {**spec, "replicas": replicas}
-    try:
-        body = ServiceSpec.model_validate(body).model_dump(mode="json")
-    except Exception:  # a stored spec from an older version that no longer validates: shown as stored
-        pass
+    body = {**spec.model_dump(mode="json"), "replicas": replicas}  # in the manifest's field order
     return {"metadata": {"name": name, "labels": dict(sorted(labels.items()))}, "spec": body}
 
 
@@ -78,8 +74,7 @@ def action_for(old: ServiceRecord | None, m: ServiceManifest) -> str:
     """What ``apply`` would report for this manifest (the same rules as ``api.apply``)."""
     if old is None or old.deleted:
         return "created"
-    spec = revision_view(m.spec_dict())
-    if spec_hash(spec) != spec_hash(old.spec):
+    if spec_hash(m.spec) != spec_hash(old.spec):
         return "configured"
     if m.spec.replicas != old.replicas or dict(m.metadata.labels) != old.labels or not old.autoscale_enabled:
         return "configured"
@@ -87,7 +82,7 @@ def action_for(old: ServiceRecord | None, m: ServiceManifest) -> str:
 
 
 def _would_be(old: ServiceRecord | None, m: ServiceManifest, now: float) -> ServiceRecord:
-    spec = revision_view(m.spec_dict())
+    spec = spec_of(m.spec)
     rev = 1 if old is None or old.deleted else old.max_revision() + 1
     return ServiceRecord(
         name=m.name,
@@ -114,10 +109,10 @@ async def preview(ctl: Controller, body: dict[str, Any]) -> Any:
         check_revision(m.name, old, expected)
         action = action_for(old, m)
         stored = None if old is None or old.deleted else normalised(old.name, old.labels, old.spec, old.replicas)
-        desired = normalised(m.name, dict(m.metadata.labels), revision_view(m.spec_dict()), m.spec.replicas)
+        desired = normalised(m.name, dict(m.metadata.labels), m.spec, m.spec.replicas)
         nodes: list[str] = []
         if action != "unchanged" and body.get("placements"):
-            if action == "created" or spec_hash(revision_view(m.spec_dict())) != spec_hash(old.spec if old else {}):
+            if action == "created" or old is None or spec_hash(m.spec) != spec_hash(old.spec):
                 snap.services[m.name] = _would_be(old, m, now)
             elif old is not None:
                 snap.services[m.name] = old.model_copy(update={"replicas": m.spec.replicas})

@@ -20,6 +20,7 @@ from drover.controller.scheduler import NodeView, PlacementRequest, place
 from drover.controller.snapshot import Snapshot, node_status
 from drover.controller.workloads import eligible_nodes, global_homes, job_replica_id, sticky_homes
 from drover.shared.constraints import pin_to
+from drover.shared.manifest import ServiceSpec
 from drover.shared.models import AssignedContainer, ContainerStatus, NodeStatus, ServiceRecord
 from drover.shared.workloads import sticky
 
@@ -52,20 +53,9 @@ def new_replica_id(rng: random.Random) -> str:
     return f"{rng.getrandbits(40):010x}"
 
 
-def _resources(spec: dict[str, object]) -> tuple[float, int]:
-    res = spec.get("resources") or {}
-    if not isinstance(res, dict):
-        raise ValueError(f"spec.resources is a {type(res).__name__}, expected a map")
-    return float(res.get("cpu", 0.0) or 0.0), int(res.get("memory", 0) or 0)
-
-
-def _counted_resources(spec: dict[str, object]) -> tuple[float, int]:
-    """What an assigned replica allocates on its node; a replica whose stored spec is malformed counts as
-    nothing rather than stopping every other node's accounting (its own service is reported on its own)."""
-    try:
-        return _resources(spec)
-    except (TypeError, ValueError, OverflowError):
-        return 0.0, 0
+def _resources(spec: ServiceSpec) -> tuple[float, int]:
+    """What a replica allocates on its node (a typed spec: validated when it was decoded)."""
+    return spec.resources.cpu, spec.resources.memory
 
 
 def in_place_restarts(c: AssignedContainer, observed: ContainerStatus | None) -> int:
@@ -140,7 +130,7 @@ def plan(snap: Snapshot, rng: random.Random) -> ClusterPlan:
         if svc.deleted:
             continue
         try:
-            mode = svc.spec.get("mode")
+            mode = svc.spec.mode
             replicas = replicas_of.get(name, [])
             if mode == "job":
                 _job_pass(snap, svc, replicas, out, remove, stop_retrying, creates)
@@ -167,7 +157,7 @@ def plan(snap: Snapshot, rng: random.Random) -> ClusterPlan:
                 homes = sticky_homes(svc.name, svc.revision, snap.assignments, work, schedulable, count) \
                     if sticky(svc.spec) else []
                 rest = count - len(homes)
-                if svc.spec.get("mode") == "global":
+                if svc.spec.mode == "global":
                     targets = eligible_nodes(nodes_info, svc.spec)
                     homes, rest = global_homes(svc.name, svc.revision, targets, work, count), 0
                 for home, n in [*Counter(homes).items(), (None, rest)]:
@@ -231,9 +221,8 @@ def _service_pass(
         if verdict is not None:
             out.verdicts[name] = verdict
         return  # a paused or failed rollout keeps its mix of revisions as it is
-    update = svc.spec.get("update") or {}
     step = service_step(
-        replicas=svc.replicas, revision=svc.revision, update=update, current=views, now=snap.now
+        replicas=svc.replicas, revision=svc.revision, update=svc.spec.update, current=views, now=snap.now
     )
     where = {v.id: v.node for v in views}
     removals = [(where[rid], rid) for rid in step.remove]
@@ -268,23 +257,21 @@ def _place_service(
     """Place ``count`` new replicas of one service (on node ``home`` only, when given). ``place`` raises (a
     malformed constraint) before anything is changed, so a failing service leaves the plan as it was."""
     cpu, mem = _resources(svc.spec)
-    placement = svc.spec.get("placement") or {}
-    if not isinstance(placement, dict):
-        raise ValueError(f"spec.placement is a {type(placement).__name__}, expected a map")
+    placement = svc.spec.placement
     req = PlacementRequest(
         service=svc.name,
         count=count,
         cpu=cpu,
         memory=mem,
         # the home pin written through the grammar's own normal form: a node name may hold '=' (a KV key can)
-        constraints=tuple(placement.get("constraints") or ()) + ((pin_to(home),) if home else ()),
-        spread=placement.get("spread"),
+        constraints=(*placement.constraints, *((pin_to(home),) if home else ())),
+        spread=placement.spread,
         avoid_nodes=avoid,
     )
     result = place(views_by_node, req, rng=rng)
     carried = carried_restarts.get(svc.name, [])
     for p in result.placements:
-        rid = job_replica_id(svc.job_run, rng) if svc.spec.get("mode") == "job" else new_replica_id(rng)
+        rid = job_replica_id(svc.job_run, rng) if svc.spec.mode == "job" else new_replica_id(rng)
         restarts = carried.pop(0) if carried else 0
         work.setdefault(p.node, []).append(
             AssignedContainer(id=rid, service=svc.name, revision=svc.revision, spec=svc.spec, restarts=restarts)
@@ -352,7 +339,7 @@ def _node_views(
         mem = 0
         counts: dict[str, int] = defaultdict(int)
         for c in work.get(name, []):
-            c_cpu, c_mem = _counted_resources(c.spec)
+            c_cpu, c_mem = _resources(c.spec)
             cpu += c_cpu
             mem += c_mem
             counts[c.service] += 1
@@ -375,7 +362,7 @@ def allocation(containers: list[AssignedContainer]) -> tuple[float, int]:
     cpu = 0.0
     mem = 0
     for c in containers:
-        c_cpu, c_mem = _counted_resources(c.spec)
+        c_cpu, c_mem = _resources(c.spec)
         cpu += c_cpu
         mem += c_mem
     return cpu, mem

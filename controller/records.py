@@ -12,6 +12,7 @@ from nats.js.kv import KeyValue
 
 from drover.controller.rollout import Verdict
 from drover.shared.errors import ConflictError, NotFoundError
+from drover.shared.manifest import ServiceSpec
 from drover.shared.models import Record, RevisionEntry, ServiceRecord
 
 if TYPE_CHECKING:
@@ -155,7 +156,7 @@ def _new_rollout(now: float) -> dict[str, object]:
     }
 
 
-def new_revision(rec: ServiceRecord, spec: dict[str, object], change: str, now: float) -> ServiceRecord:
+def new_revision(rec: ServiceRecord, spec: ServiceSpec, change: str, now: float) -> ServiceRecord:
     rev = rec.max_revision() + 1
     entry = RevisionEntry(revision=rev, spec=spec, time=now, change=change)
     return rec.model_copy(

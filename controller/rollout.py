@@ -8,11 +8,10 @@ scheduler decides where the created replicas go.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
-from drover.shared.manifest import UpdatePolicy
+from drover.shared.manifest import ServiceSpec, UpdatePolicy
 
 
 @dataclass(frozen=True)
@@ -36,7 +35,7 @@ class Step:
     notes: tuple[str, ...] = field(default=())
 
 
-def resolve_bound(value: Any, replicas: int, *, round_up: bool) -> int:
+def resolve_bound(value: int | str, replicas: int, *, round_up: bool) -> int:
     """``max_surge``/``max_unavailable``: an integer, or a percentage of replicas (surge rounds up,
     unavailable rounds down, as Kubernetes does)."""
     if isinstance(value, str) and value.endswith("%"):
@@ -45,23 +44,12 @@ def resolve_bound(value: Any, replicas: int, *, round_up: bool) -> int:
     return max(0, int(value))
 
 
-def _default(name: str) -> Any:
-    """The manifest schema's default of an ``update`` field: the one definition every reader uses (a stored
-    spec has every field written out; older records and hand-built ones may not)."""
-    return UpdatePolicy.model_fields[name].default
-
-
-def update_bounds(update: Mapping[str, Any], replicas: int) -> tuple[int, int, float]:
-    surge = resolve_bound(update.get("max_surge", _default("max_surge")), replicas, round_up=True)
-    unavailable = resolve_bound(update.get("max_unavailable", _default("max_unavailable")), replicas, round_up=False)
+def update_bounds(update: UpdatePolicy, replicas: int) -> tuple[int, int, float]:
+    surge = resolve_bound(update.max_surge, replicas, round_up=True)
+    unavailable = resolve_bound(update.max_unavailable, replicas, round_up=False)
     if surge == 0 and unavailable == 0:
-        surge = 1  # both zero could never make progress
-    min_ready = update.get("min_ready", _default("min_ready"))
-    return surge, unavailable, float(min_ready if min_ready is not None else _default("min_ready"))
-
-
-def progress_deadline(update: Mapping[str, Any]) -> float:
-    return float(update.get("progress_deadline") or _default("progress_deadline"))
+        surge = 1  # both zero could never make progress (percentages of a small count can round to 0)
+    return surge, unavailable, update.min_ready
 
 
 def _available(r: ReplicaView, now: float, min_ready: float) -> bool:
@@ -76,7 +64,7 @@ def service_step(
     *,
     replicas: int,
     revision: int,
-    update: Mapping[str, Any],
+    update: UpdatePolicy,
     current: Sequence[ReplicaView],
     now: float,
 ) -> Step:
@@ -142,7 +130,7 @@ def judge_rollout(
     *,
     revision: int,
     replicas: int,
-    spec: Mapping[str, Any],
+    spec: ServiceSpec,
     state: str,
     paused: bool,
     last_good: int,
@@ -154,15 +142,14 @@ def judge_rollout(
     """Judge a progressing rollout: complete, failed (or rolled back), progressed, or nothing new (None)."""
     if state != "progressing" or paused:
         return None
-    update = spec.get("update") or {}
-    _, _, min_ready = update_bounds(update, replicas)
-    deadline = progress_deadline(update)
+    _, _, min_ready = update_bounds(spec.update, replicas)
+    deadline = spec.update.progress_deadline
     new = [r for r in current if r.revision == revision and not r.leaving]
     old = [r for r in current if r.revision != revision]
     available = sum(_available(r, now, min_ready) for r in new)
     if not old and len(new) == replicas and available == replicas:
         return Verdict("complete", progress=available, progress_at=now)
-    restart = spec.get("restart", "always")
+    restart = spec.restart
     failing = [
         r
         for r in new
@@ -177,8 +164,7 @@ def judge_rollout(
     elif now - since > deadline:
         reason = f"revision {revision} made no progress within progress_deadline ({deadline:g}s)"
     if reason:
-        auto = bool(update.get("auto_rollback", _default("auto_rollback")))
-        if auto and last_good and last_good != revision:
+        if spec.update.auto_rollback and last_good and last_good != revision:
             return Verdict("rolled-back", reason, rollback_to=last_good)
         return Verdict("failed", reason)
     if progressed:

@@ -20,7 +20,8 @@ from nats.js.kv import KeyValue
 from drover.controller import records
 from drover.shared import wire
 from drover.shared.errors import NotFoundError, ValidationError, WireError
-from drover.shared.models import ServiceRecord
+from drover.shared.manifest import ServiceSpec
+from drover.shared.models import AssignedContainer, ServiceRecord
 from drover.shared.secretbox import SecretBox, SecretKeyError, SecretRecord, load_or_create_key
 from drover.shared.workloads import secret_name, secrets_used
 
@@ -35,7 +36,7 @@ def users(services: dict[str, ServiceRecord], name: str) -> list[str]:
     return sorted(s.name for s in services.values() if not s.deleted and name in secrets_used(s.spec))
 
 
-def node_may_read(containers: list[Any], name: str) -> bool:
+def node_may_read(containers: list[AssignedContainer], name: str) -> bool:
     """Whether a node's assigned containers include one whose spec uses secret ``name`` (pure)."""
     return any(name in secrets_used(c.spec) for c in containers)
 
@@ -163,15 +164,15 @@ async def secret_delete(ctl: Controller, body: dict[str, Any]) -> Any:
     return {"name": name, "action": "deleted"}
 
 
-async def missing_secrets(ctl: Controller, specs: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, str]]:
+async def missing_secrets(ctl: Controller, specs: list[tuple[str, ServiceSpec]]) -> list[tuple[str, str]]:
     """``(where, message)`` for each secret a spec uses that does not exist."""
     if ctl.secrets is None:
         return []
     problems = []
     for where, spec in specs:
-        for i, f in enumerate(spec.get("files") or []):
-            name = f.get("secret") if isinstance(f, dict) else None
-            if isinstance(name, str) and await ctl.secrets.get(name) is None:
+        for i, f in enumerate(spec.files):
+            name = f.secret
+            if name is not None and await ctl.secrets.get(name) is None:
                 problems.append((f"{where} spec.files[{i}].secret",
                                  f"no secret '{name}' (create it with 'drover secret create {name} ...')"))
     return problems

@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from drover.controller.reconcile import allocation, in_place_restarts
-from drover.controller.rollout import progress_deadline
 from drover.controller.snapshot import Snapshot, node_status
 from drover.controller.workloads import JobReplica, eligible_nodes, job_params, job_state, run_of
 from drover.shared.models import (
@@ -88,7 +87,7 @@ def service_status(rec: ServiceRecord, rows: list[dict[str, Any]], now: float, u
         return ServiceStatus.ROLLED_BACK if settled and ready == rec.replicas else ServiceStatus.ROLLING_BACK
     if settled and ready == rec.replicas:
         return ServiceStatus.AVAILABLE
-    deadline = progress_deadline(rec.spec.get("update") or {})
+    deadline = rec.spec.update.progress_deadline
     crashing = any(r["state"] in (ContainerState.CRASH_LOOP, ContainerState.LOST) for r in rows)
     if (settled and crashing) or now - rec.updated > deadline:
         return ServiceStatus.DEGRADED
@@ -98,12 +97,12 @@ def service_status(rec: ServiceRecord, rows: list[dict[str, Any]], now: float, u
 def job_status(rec: ServiceRecord, rows: list[dict[str, Any]]) -> str:
     """running | succeeded | failed: the current run's, else the last recorded run's (a scheduled job before
     its first tick is running: its schedule is)."""
-    run = rec.job_run if rec.spec.get("schedule") else max(rec.job_run, 1)
+    run = rec.job_run if rec.spec.schedule else max(rec.job_run, 1)
     current = [
         JobReplica(r["id"], r["node"], r["state"], r.get("exit_code"), int(r.get("restarts") or 0))
         for r in rows if r["revision"] == rec.revision and run_of(r["id"]) == run
     ]
-    if current or not rec.spec.get("schedule"):
+    if current or not rec.spec.schedule:
         return job_state(rec.spec, current).status
     last = [r for r in rec.job_runs if r.get("result")]
     return str(last[-1]["result"]) if last else "running"
@@ -137,7 +136,7 @@ def service_rows(
         if rec.deleted:
             continue
         rows = by_service.get(svc_name, [])
-        mode = rec.spec.get("mode")
+        mode = rec.spec.mode
         if mode == "global":  # desired: one per eligible node
             info = {n: (node_status(s, snap.now, snap.node_grace) is NodeStatus.READY, n, s.reg.labels)
                     for n, s in snap.nodes.items()}
@@ -149,7 +148,7 @@ def service_rows(
         out.append(
             {
                 "name": svc_name,
-                "image": rec.spec.get("image", ""),
+                "image": rec.spec.image,
                 "revision": rec.revision,
                 "replicas": rec.replicas,
                 "running": sum(1 for r in rows if r["state"] == ContainerState.RUNNING),

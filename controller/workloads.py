@@ -9,11 +9,10 @@ import random
 import re
 from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass
-from typing import Any
 
-from drover.shared.constraints import parse_constraint
+from drover.shared.manifest import ServiceSpec
 from drover.shared.models import AssignedContainer, Assignment
-from drover.shared.workloads import next_tick, parse_schedule
+from drover.shared.workloads import JobSpec, next_tick, parse_schedule
 
 
 def sticky_homes(
@@ -41,12 +40,10 @@ def sticky_homes(
 # -- global: one replica on every eligible node -----------------------------------------------------------
 
 
-def eligible_nodes(nodes: Mapping[str, tuple[bool, str, Mapping[str, str]]], spec: Mapping[str, Any]) -> list[str]:
+def eligible_nodes(nodes: Mapping[str, tuple[bool, str, Mapping[str, str]]], spec: ServiceSpec) -> list[str]:
     """The nodes a ``mode: global`` service runs on: those ready for placement (not lost, cordoned or draining)
     that meet its constraints. ``nodes``: name -> (schedulable, name, labels)."""
-    placement = spec.get("placement") or {}
-    constraints = [parse_constraint(c) for c in (placement.get("constraints") or [])] if isinstance(
-        placement, dict) else []
+    constraints = spec.placement.parsed_constraints()
     return sorted(
         name for name, (ok, _, labels) in nodes.items()
         if ok and all(c.matches(name, labels) for c in constraints)
@@ -93,13 +90,12 @@ class JobState:
     active: int
 
 
-def job_params(spec: Mapping[str, Any]) -> tuple[int, int, int]:
-    job = spec.get("job") or {}
-    job = job if isinstance(job, dict) else {}
-    return int(job.get("completions", 1)), int(job.get("parallelism", 1)), int(job.get("backoff_limit", 3))
+def job_params(spec: ServiceSpec) -> tuple[int, int, int]:
+    job = spec.job or JobSpec()  # set on every mode: job spec; the defaults for any other
+    return job.completions, job.parallelism, job.backoff_limit
 
 
-def job_state(spec: Mapping[str, Any], replicas: Sequence[JobReplica]) -> JobState:
+def job_state(spec: ServiceSpec, replicas: Sequence[JobReplica]) -> JobState:
     """Where one run of a job stands. A completion is a container that exited 0; a failure is each restart
     of a container and each container that exited non-zero and is not restarted; more failures than
     ``backoff_limit`` fail the run."""
@@ -115,7 +111,7 @@ def job_state(spec: Mapping[str, Any], replicas: Sequence[JobReplica]) -> JobSta
     return JobState("running", done, failures, active)
 
 
-def job_creates(spec: Mapping[str, Any], replicas: Sequence[JobReplica]) -> int:
+def job_creates(spec: ServiceSpec, replicas: Sequence[JobReplica]) -> int:
     """New containers a running job needs now: up to ``parallelism`` at a time, never more than the
     completions still missing (a container that failed is retried in place by its agent, not replaced)."""
     st = job_state(spec, replicas)

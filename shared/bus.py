@@ -4,6 +4,7 @@ and creating the JetStream KV buckets and the events stream of a cluster."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import re
 from collections.abc import Sequence
@@ -172,7 +173,8 @@ class ClusterStore:
     async def open(self) -> ClusterStore:
         n = self.names
         self.services = await self._bucket(n.services_bucket, history=1)
-        self.assignments = await self._bucket(n.assignments_bucket, history=1)
+        # Direct gets: an agent reads its own assignment by subject, which the server can restrict to it.
+        self.assignments = await self._bucket(n.assignments_bucket, history=1, direct=True)
         self.nodes = await self._bucket(n.nodes_bucket, history=1)
         self.nodectl = await self._bucket(n.nodectl_bucket, history=1)
         self.config = await self._bucket(n.config_bucket, history=1)
@@ -184,19 +186,33 @@ class ClusterStore:
         ``ttl`` (seconds), its entries expire."""
         return await self._bucket(name, history=history, ttl=ttl)
 
-    async def _bucket(self, name: str, *, history: int, ttl: float = 0.0) -> KeyValue:
+    async def _bucket(self, name: str, *, history: int, ttl: float = 0.0, direct: bool = False) -> KeyValue:
         try:
-            return await self.js.key_value(name)
+            kv = await self.js.key_value(name)
+            if direct and not kv._direct:
+                kv = await self._allow_direct(name, kv)
+            return kv
         except (BucketNotFoundError, NotFoundError):
             pass
         cfg = KeyValueConfig(
-            bucket=name, history=history, storage=StorageType.FILE, replicas=self.replicas, ttl=ttl or None
+            bucket=name, history=history, storage=StorageType.FILE, replicas=self.replicas, ttl=ttl or None,
+            direct=direct or None,
         )
         try:
             return await self.js.create_key_value(cfg)
         except Exception:
             # Another process may have created it at the same moment.
             return await self.js.key_value(name)
+
+    async def _allow_direct(self, name: str, kv: KeyValue) -> KeyValue:
+        """Turn on direct gets of a bucket made before they were used (a cluster from an older drover); only
+        the controller may update a stream: any other role keeps the bucket as it is."""
+        try:
+            info = await self.js.stream_info(f"KV_{name}")
+            await self.js.update_stream(dataclasses.replace(info.config, allow_direct=True))
+            return await self.js.key_value(name)
+        except Exception:
+            return kv
 
     async def _events_stream(self) -> None:
         n = self.names

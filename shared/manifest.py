@@ -13,6 +13,7 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping
+from functools import cached_property
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
@@ -156,8 +157,9 @@ _cross_check = cross_check  # one helper for every model's cross-field problems 
 
 
 class _Model(BaseModel):
-    # no NaN or infinity anywhere: a number that is not finite is never a sensible setting
-    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+    # no NaN or infinity anywhere: a number that is not finite is never a sensible setting. Frozen: one
+    # validated spec is shared by every record, revision and replica that refers to it (``models.StoredSpec``).
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
 
 
 class PortSpec(_Model):
@@ -271,6 +273,31 @@ class ServiceSpec(_Model):
     files: Annotated[list[FileSpec], Field(max_length=MAX_ITEMS)] = Field(default_factory=list)
     pull: PullPolicy = "if-missing"
 
+    @cached_property
+    def stored(self) -> dict[str, Any]:
+        """The JSON form records and assignments keep: ``revision_view`` of the spec (no ``replicas``: a
+        record's count is its own field). Computed once per (frozen) spec and shared: never change it."""
+        return revision_view(self.model_dump(mode="json"))
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """A copy (not validated: prefer ``models.spec_of`` on a changed JSON form) without the cached
+        ``stored`` form of the original."""
+        copied = super().model_copy(update=update, deep=deep)
+        copied.__dict__.pop("stored", None)
+        return copied
+
+    @model_validator(mode="before")
+    @classmethod
+    def _job_defaults(cls, data: Any) -> Any:
+        # Why: defaults spelt out or left out must store (and diff) the same; set before validation because
+        # the model is frozen (an explicit ``restart: always`` is refused in ``_consistent``).
+        if isinstance(data, dict) and data.get("mode") == "job":
+            data = dict(data)
+            if data.get("job") is None:
+                data["job"] = {}
+            data.setdefault("restart", "on-failure")
+        return data
+
     @model_validator(mode="after")
     def _small_enough_to_store(self) -> Self:
         size = len(json.dumps(self.model_dump(mode="json"), separators=(",", ":")).encode())
@@ -285,13 +312,8 @@ class ServiceSpec(_Model):
             mode=self.mode, job=self.job, schedule=self.schedule, autoscale=self.autoscale,
             volumes=self.volumes, files=self.files,
         )
-        if self.mode == "job":
-            # Why: defaults spelt out or left out must store (and diff) the same.
-            self.job = self.job or JobSpec()
-            if "restart" not in self.model_fields_set:
-                self.restart = "on-failure"
-            elif self.restart == "always":
-                problems.append((("restart",), "must be on-failure or never for mode: job"))
+        if self.mode == "job" and self.restart == "always":
+            problems.append((("restart",), "must be on-failure or never for mode: job"))
         if not self.image.strip() or any(c.isspace() for c in self.image):
             problems.append((("image",), "must be an image reference without spaces"))
         seen: dict[str, dict[Any, int]] = {"name": {}, "container": {}, "expose": {}}
@@ -338,22 +360,26 @@ class ServiceManifest(_Model):
 # -- revisions -----------------------------------------------------------------------------------------
 
 
-def revision_view(spec: Mapping[str, Any]) -> dict[str, Any]:
-    """The part of a spec dict that defines a revision: everything but ``replicas``."""
+def revision_view(spec: ServiceSpec | Mapping[str, Any]) -> dict[str, Any]:
+    """The part of a spec (its JSON form) that defines a revision: everything but ``replicas``."""
+    if isinstance(spec, ServiceSpec):
+        return dict(spec.stored)
     return {k: v for k, v in spec.items() if k != "replicas"}
 
 
-def spec_hash(spec: Mapping[str, Any]) -> str:
+def spec_hash(spec: ServiceSpec | Mapping[str, Any]) -> str:
     """sha256 hex of the canonical JSON of ``revision_view(spec)``: equal iff the same revision.
 
-    A valid spec is first normalised through ``ServiceSpec`` so that defaults written out or left out,
-    ``2s`` or ``2.0``, hash the same. ``replicas`` never affects the hash.
+    A valid spec dict is first normalised through ``ServiceSpec`` so that defaults written out or left out,
+    ``2s`` or ``2.0``, hash the same (a typed spec hashes as its JSON form: the same hash as the dict it
+    was read from). ``replicas`` never affects the hash.
     """
-    body: Mapping[str, Any] = spec
-    try:
-        body = ServiceSpec.model_validate(dict(spec)).model_dump(mode="json")
-    except PydanticValidationError:
-        pass
+    body: Mapping[str, Any] = spec.stored if isinstance(spec, ServiceSpec) else spec
+    if not isinstance(spec, ServiceSpec):
+        try:
+            body = ServiceSpec.model_validate(dict(spec)).model_dump(mode="json")
+        except PydanticValidationError:
+            pass
     text = json.dumps(revision_view(body), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -363,8 +389,11 @@ def _short(value: Any, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def describe_change(old: Mapping[str, Any] | None, new: Mapping[str, Any], width: int = 60) -> str:
-    """A short summary of what changed between two spec dicts (``replicas`` ignored), ≤ ``width`` chars.
+def describe_change(
+    old: ServiceSpec | Mapping[str, Any] | None, new: ServiceSpec | Mapping[str, Any], width: int = 60
+) -> str:
+    """A short summary of what changed between two specs, typed or their JSON form (``replicas`` ignored),
+    ≤ ``width`` chars.
 
     ``image=local/busybox:v2``, ``command, env.GREETING``; ``initial`` without an old spec, ``no change``
     when the revisions are equal.

@@ -6,14 +6,26 @@ crashing a loop. ``to_wire``/``from_wire`` convert to and from the msgpack wire 
 
 from __future__ import annotations
 
+import json
+import threading
+from collections import OrderedDict
 from enum import StrEnum
 from typing import Annotated, Any, NewType, Self, cast
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    TypeAdapter,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+)
 from pydantic import ValidationError as PydanticValidationError
 
 from drover.shared import wire
 from drover.shared.errors import WireError
+from drover.shared.manifest import ServiceSpec
 
 ReplicaId = NewType("ReplicaId", str)
 NodeName = NewType("NodeName", str)
@@ -96,6 +108,58 @@ class NodeControl(Record):
     draining: bool = False
 
 
+# -- specs: typed in memory, their JSON form on the wire ----------------------------------------------------
+
+SPEC_CACHE_SIZE = 1024  # distinct specs kept validated: far more than the revisions a cluster refers to at once
+_specs: OrderedDict[str, ServiceSpec] = OrderedDict()
+_specs_lock = threading.Lock()  # records are also decoded in worker threads
+
+
+def _cached_spec(value: Any, handler: ValidatorFunctionWrapHandler) -> ServiceSpec:
+    """Validate a spec's JSON form once per distinct spec: every node's assignment, every record and every
+    revision entry that carries the same spec shares one frozen ``ServiceSpec`` (and the cost of one
+    validation)."""
+    if isinstance(value, ServiceSpec):
+        return value
+    try:
+        key = _key(value)
+    except (TypeError, ValueError):
+        return cast(ServiceSpec, handler(value))  # not JSON-like: the validator says what is wrong
+    with _specs_lock:
+        hit = _specs.get(key)
+        if hit is not None:
+            _specs.move_to_end(key)
+            return hit
+    spec = cast(ServiceSpec, handler(value))
+    # Also under its canonical form, so the same spec written differently (defaults left out) is one object.
+    canonical = _key(spec.stored)
+    with _specs_lock:
+        spec = _specs.setdefault(canonical, spec)
+        _specs[key] = spec
+        while len(_specs) > SPEC_CACHE_SIZE:
+            _specs.popitem(last=False)
+    return spec
+
+
+def _key(body: Any) -> str:
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+#: A ``ServiceSpec`` in a record: validated (and cached) from its JSON form, stored as ``ServiceSpec.stored``
+#: (the form the controller has always written, so records and assignments of earlier versions still decode
+#: and hash the same).
+StoredSpec = Annotated[
+    ServiceSpec, WrapValidator(_cached_spec), PlainSerializer(lambda s: s.stored, return_type=dict[str, Any])
+]
+
+
+def spec_of(value: ServiceSpec | dict[str, Any]) -> ServiceSpec:
+    """A spec as records keep it (its revision view: ``replicas`` is the record's, not the spec's), shared with
+    every other copy of the same spec. Raises pydantic's ValidationError for an invalid JSON form."""
+    body = value.stored if isinstance(value, ServiceSpec) else value
+    return _stored_spec.validate_python(body)
+
+
 MAX_COUNTER = 2**53 - 1  # terms and generations: far from any overflow (msgpack's 2^64, a JSON number's 2^53)
 Counter = Annotated[int, Field(ge=0, le=MAX_COUNTER)]
 
@@ -106,8 +170,10 @@ class AssignedContainer(Record):
     id: str  # replica id: the drover.id label and the container name suffix
     service: str
     revision: int
-    spec: dict[str, Any]  # the ServiceSpec in its JSON form (shared by the replicas of one revision)
+    spec: StoredSpec  # shared by the replicas of one revision
     restarts: int = 0  # restarts of this replica before it was (re)placed here
+    # Agent-local, never on the wire: Docker binds of the files the agent wrote for this replica.
+    file_binds: tuple[str, ...] = Field(default=(), exclude=True)
 
 
 class ReplicaRef(Record):
@@ -116,11 +182,11 @@ class ReplicaRef(Record):
     id: str
     revision: int
     restarts: int = 0
-    spec: dict[str, Any] | None = None  # only when it differs from the revision's spec in the section
+    spec: StoredSpec | None = None  # only when it differs from the revision's spec in the section
 
 
 class ServiceSection(Record):
-    specs: dict[str, dict[str, Any]] = Field(default_factory=dict)  # str(revision) -> spec
+    specs: dict[str, StoredSpec] = Field(default_factory=dict)  # str(revision) -> spec
     replicas: list[ReplicaRef] = Field(default_factory=list)
 
 
@@ -138,7 +204,8 @@ class AssignmentWire(Record):
 class Assignment(Record):
     """The full desired set of containers for one node; the key is the node name.
 
-    In memory every container carries its spec (one dict shared by the replicas of a revision); on the wire
+    In memory every container carries its spec (one ``ServiceSpec`` shared by the replicas of a revision,
+    validated once per distinct spec however many replicas and nodes refer to it); on the wire
     the spec travels once per service revision (``AssignmentWire``; containers come back grouped by service,
     in their order within a service). The older form, a spec inside every container, is still read.
     """
@@ -154,12 +221,15 @@ class Assignment(Record):
             if not 0 <= value <= MAX_COUNTER:
                 raise WireError(f"Assignment: {field}: {value} is outside 0..{MAX_COUNTER}")
         services: dict[str, dict[str, Any]] = {}
+        known: dict[tuple[str, int], ServiceSpec] = {}
         for c in self.containers:
             section = services.setdefault(c.service, {"specs": {}, "replicas": []})
-            known = section["specs"].setdefault(str(c.revision), c.spec)
+            first = known.setdefault((c.service, c.revision), c.spec)
+            if first is c.spec:
+                section["specs"].setdefault(str(c.revision), c.spec.stored)
             ref: dict[str, Any] = {"id": c.id, "revision": c.revision, "restarts": c.restarts}
-            if known is not c.spec and known != c.spec:
-                ref["spec"] = c.spec  # never lose a difference, however unexpected
+            if first is not c.spec and first.stored != c.spec.stored:
+                ref["spec"] = c.spec.stored  # never lose a difference, however unexpected
             section["replicas"].append(ref)
         body = {"node": self.node, "generation": self.generation, "term": self.term}
         return wire.encode({**body, "services": services})
@@ -181,7 +251,7 @@ class Assignment(Record):
                 # Validated as part of ``w`` already: constructed without copying the shared spec.
                 containers.append(
                     AssignedContainer.model_construct(
-                        id=r.id, service=name, revision=r.revision, spec=spec, restarts=r.restarts
+                        id=r.id, service=name, revision=r.revision, spec=spec, restarts=r.restarts, file_binds=()
                     )
                 )
         built = cls.model_construct(node=w.node, generation=w.generation, term=w.term, containers=containers)
@@ -233,7 +303,7 @@ class Event(Record):
 
 class RevisionEntry(Record):
     revision: int
-    spec: dict[str, Any]
+    spec: StoredSpec
     time: float
     change: str = ""
     result: str = ""
@@ -244,7 +314,7 @@ class ServiceRecord(Record):
 
     name: str
     labels: dict[str, str] = Field(default_factory=dict)
-    spec: dict[str, Any]
+    spec: StoredSpec  # ``spec.replicas`` means nothing here: the desired count is ``replicas``
     revision: int = 1
     replicas: int = 1
     autoscale_enabled: bool = True
@@ -267,7 +337,7 @@ class ServiceRecord(Record):
     job_runs: list[dict[str, Any]] = Field(default_factory=list)
     last_request: str = ""  # id of the last request that changed the desired revision (retries are not redone)
 
-    def revision_spec(self, revision: int) -> dict[str, Any] | None:
+    def revision_spec(self, revision: int) -> ServiceSpec | None:
         for h in self.history:
             if h.revision == revision:
                 return h.spec
@@ -285,3 +355,6 @@ class ApiReply(Record):
     error: str = ""
     code: str = ""  # "invalid" | "not-found" | "failed" | "unavailable"
     problems: list[dict[str, Any]] = Field(default_factory=list)
+
+
+_stored_spec: TypeAdapter[ServiceSpec] = TypeAdapter(StoredSpec)

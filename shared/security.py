@@ -4,7 +4,9 @@
 secret): an operator, the cluster account and the system account (nkey seeds and JWTs), a CA and the
 nats-server certificate, and an admin credentials file. Later calls reuse it (re-issuing only the server
 certificate when a new host must be named). ``issue`` signs a credentials file for a role with the account
-key; nats-server learns nothing about it, so it works at once on running servers. ``server_config`` writes
+key; nats-server learns nothing about it, so it works at once on running servers. ``revoke`` records a
+user's revocation and re-signs the account JWT with it (``security_revoke`` sends it to the running
+servers; the configs written from here on carry it). ``server_config`` writes
 the nats-server configuration (TLS on client and route ports, JWT auth with a MEMORY resolver, JetStream)
 for one server of N.
 """
@@ -13,8 +15,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import os
 import ssl
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +45,13 @@ def _write(path: Path, data: bytes | str, *, secret: bool) -> None:
 def write_credentials(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     _write(path, text, secret=True)
+
+
+@dataclass(frozen=True)
+class Revocation:
+    user: str  # the user's public key (U…)
+    time: int  # credentials of this user issued at or before this unix time are refused
+    name: str = ""  # the revoked credential's name, when known
 
 
 @dataclass(frozen=True)
@@ -119,8 +130,7 @@ class SecurityDir:
             tok = sj.operator_jwt(op, name="drover", system_account=system_pub)
             _write(self._jwt_path("operator"), tok, secret=False)
         if not self._jwt_path("account").exists():
-            tok = sj.account_jwt(op, self.seed("account"), name=ACCOUNT_NAME, jetstream=True)
-            _write(self._jwt_path("account"), tok, secret=False)
+            self._sign_account()
         if not self._jwt_path("system").exists():
             tok = sj.account_jwt(op, self.seed("system"), name=SYSTEM_ACCOUNT_NAME, jetstream=False)
             _write(self._jwt_path("system"), tok, secret=False)
@@ -139,6 +149,48 @@ class SecurityDir:
         if not self.admin_creds.exists():
             _write(self.admin_creds, self.issue("admin", cluster="*", name="admin"), secret=True)
         return self
+
+    # --- revocation -----------------------------------------------------------------------------------
+    @property
+    def revocations_file(self) -> Path:
+        return self.path / "revocations.json"
+
+    def revocations(self) -> dict[str, Revocation]:
+        """Revoked users (public key -> when and what), as recorded in ``revocations.json``."""
+        try:
+            raw = json.loads(self.revocations_file.read_text())
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            raise sj.CredentialsError(f"{self.revocations_file}: unreadable ({exc})") from exc
+        out: dict[str, Revocation] = {}
+        for user, item in (raw.items() if isinstance(raw, dict) else []):
+            if isinstance(item, dict) and isinstance(item.get("time"), int):
+                out[str(user)] = Revocation(user=str(user), time=item["time"], name=str(item.get("name", "")))
+        return out
+
+    def revoke(self, user: str, *, name: str = "", now: float | None = None) -> str:
+        """Revoke every credential of user ``user`` (its public key) issued until now: record it and re-sign
+        the account JWT with it (returned; servers learn it from ``security_revoke.push_account``)."""
+        revoked = self.revocations()
+        if user not in revoked:
+            revoked[user] = Revocation(user=user, time=int(now if now is not None else time.time()), name=name)
+            body = {r.user: {"time": r.time, "name": r.name} for r in revoked.values()}
+            _write(self.revocations_file, json.dumps(body, indent=2, sort_keys=True) + "\n", secret=False)
+        return self._sign_account()
+
+    def _sign_account(self) -> str:
+        """(Re-)sign the cluster account's JWT, with the recorded revocations."""
+        revoked = {r.user: r.time for r in self.revocations().values()}
+        tok = sj.account_jwt(
+            self.seed("operator"), self.seed("account"), name=ACCOUNT_NAME, jetstream=True, revocations=revoked
+        )
+        _write(self._jwt_path("account"), tok, secret=False)
+        return tok
+
+    @property
+    def account_public(self) -> str:
+        return sj.public_key(self.seed("account"))
 
     def issue(self, role: str, *, cluster: str, node: str | None = None, name: str | None = None) -> str:
         """A NATS credentials file for ``role`` on ``cluster`` signed by the cluster account's key."""

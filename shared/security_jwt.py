@@ -96,21 +96,27 @@ def operator_jwt(operator_seed: bytes, *, name: str, system_account: str) -> str
     )
 
 
-def account_jwt(operator_seed: bytes, account_seed: bytes, *, name: str, jetstream: bool) -> str:
+def account_jwt(
+    operator_seed: bytes, account_seed: bytes, *, name: str, jetstream: bool, revocations: dict[str, int] | None = None,
+    issued_at: int | None = None,
+) -> str:
+    """``revocations``: user public key -> unix time; nats-server refuses that user's JWTs issued at or before
+    it (and drops its connections when the account JWT carrying it arrives)."""
     limits: dict[str, Any] = {
         "subs": NO_LIMIT, "data": NO_LIMIT, "payload": NO_LIMIT, "imports": NO_LIMIT, "exports": NO_LIMIT,
         "wildcards": True, "conn": NO_LIMIT, "leaf": NO_LIMIT,
     }
     if jetstream:
         limits.update({"mem_storage": NO_LIMIT, "disk_storage": NO_LIMIT, "streams": NO_LIMIT, "consumer": NO_LIMIT})
-    return encode(
-        {
-            "sub": public_key(account_seed),
-            "name": name,
-            "nats": {"type": "account", "version": 2, "limits": limits, "default_permissions": {"pub": {}, "sub": {}}},
-        },
-        operator_seed,
-    )
+    nats: dict[str, Any] = {
+        "type": "account", "version": 2, "limits": limits, "default_permissions": {"pub": {}, "sub": {}},
+    }
+    if revocations:
+        nats["revocations"] = dict(sorted(revocations.items()))
+    claims: dict[str, Any] = {"sub": public_key(account_seed), "name": name, "nats": nats}
+    if issued_at is not None:
+        claims["iat"] = issued_at
+    return encode(claims, operator_seed)
 
 
 @dataclass(frozen=True)

@@ -3,18 +3,20 @@
 A KV put is a publish to ``$KV.<bucket>.<key>``; a KV read goes through the JetStream API: ``STREAM.INFO``
 of the bucket's stream, a direct get ``$JS.API.DIRECT.GET.KV_<bucket>.$KV.<bucket>.<key>`` and, for
 watches, an ordered consumer (``CONSUMER.CREATE.KV_<bucket>``, the filter in the body). So writes are
-scoped to single keys, reads to whole buckets (an agent may read every assignment; it may write none).
+scoped to single keys, reads to whole buckets, except an agent's reads of its own assignment: those go through
+the subjects that name the key (``shared.ownkey``), so an agent reads its own assignment and no other.
 Destructive API verbs (stream delete/purge/update) are granted to the controller only.
 Replies go to ``_INBOX.…`` subjects.
 
-NATS permissions are per subject token, so an agent credential for a fleet prefix (``P-*``) can only be
-expressed as "any node of this cluster" (``*``); one for a single node is bound to that name.
+NATS permissions are per subject token, so an agent credential for a fleet prefix (``P-*``) cannot be bound
+to ``P-…`` names on the usual subjects: a fleet speaks on subjects where its prefix is a token (``fleet``).
 """
 
 from __future__ import annotations
 
+from drover.shared import ownkey
 from drover.shared.security_jwt import Permissions
-from drover.shared.subjects import Names
+from drover.shared.subjects import Names, fleet_prefix
 
 ROLES = ("admin", "controller", "agent", "client", "client-read-only")
 
@@ -52,6 +54,13 @@ def _read_bucket(bucket: str) -> list[str]:
     ]
 
 
+def own_key_reads(bucket: str, key: str) -> list[str]:
+    """Read (direct get of the last value, watch) one key of a bucket and no other: the subjects name the
+    key (``shared.ownkey``); the stream info (the bucket's size and subjects, no values) opens the bucket."""
+    return [f"$JS.API.STREAM.INFO.KV_{bucket}", ownkey.direct_get_subject(bucket, key),
+            ownkey.consumer_create_subject(bucket, key)]
+
+
 def _js_common(n: Names) -> list[str]:
     # Account info, the events stream's info (every component checks it exists), and flow-control replies
     # of ordered consumers (KV watches).
@@ -69,17 +78,20 @@ def controller(cluster: str) -> Permissions:
 
 
 def agent(cluster: str, node: str) -> Permissions:
-    """``node`` is one node name, or ``P-*`` for a fleet (any node: see the module doc)."""
+    """``node`` is one node name, or ``P-*`` for a fleet (``fleet``)."""
+    prefix = fleet_prefix(node)
+    if prefix is not None:
+        return fleet(cluster, prefix)
     n = Names(cluster)
     b = _buckets(n)
-    me = "*" if node.endswith("*") else node
+    me = node
     pub = [
         n.heartbeat(me),
         f"$KV.{b['nodes']}.{me}",
         n.secret_read(me),  # a secret one of its replicas uses, asked as itself (the controller checks)
         f"{n.events_prefix}.>",
         *_js_common(n),
-        *_read_bucket(b["assign"]),
+        *own_key_reads(b["assign"], node),  # its own assignment, no other (shared/ownkey.py)
         *_read_bucket(b["nodes"]),
         *_read_bucket(b["services"]),
         *_read_bucket(b["nodectl"]),
@@ -87,6 +99,24 @@ def agent(cluster: str, node: str) -> Permissions:
     ]
     sub = [n.agent_api(me, ">"), n.endpoints, INBOX, STREAM_ALIVE]
     return Permissions(pub=pub, sub=sub, tags=["drover-role:agent"])
+
+
+def fleet(cluster: str, prefix: str) -> Permissions:
+    """A hollow fleet's nodes ``<prefix>-…`` (``drover agent --driver sim --count N --node-prefix P``).
+
+    Heartbeats and registrations go on the fleet subjects (``Names.fleet``) where the prefix is a token the
+    server binds these credentials to; the controllers take only nodes starting with ``<prefix>-`` from them
+    and write the registrations into the nodes bucket themselves. A fleet reads the whole assign bucket
+    (one watch for all its nodes: a filter cannot say "keys starting with P-"), only opens the other
+    buckets (stream info: no gossip key), asks no secrets and only hears ``die`` requests."""
+    n = Names(cluster)
+    b = _buckets(n)
+    opened = [f"$JS.API.STREAM.INFO.KV_{b[x]}" for x in ("services", "nodes", "nodectl", "config")]
+    pub = [
+        n.fleet(prefix, "hb", "*"), n.fleet(prefix, "register", "*"), f"{n.events_prefix}.>", *_js_common(n),
+        *_read_bucket(b["assign"]), *opened,
+    ]
+    return Permissions(pub=pub, sub=[n.agent_api("*", "die"), INBOX], tags=["drover-role:agent", "drover-fleet"])
 
 
 def client(cluster: str, *, read_only: bool) -> Permissions:

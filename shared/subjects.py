@@ -46,12 +46,36 @@ class Names:
         return f"{self.heartbeat_prefix}.{node}"
 
     def heartbeat_node(self, subject: str) -> str | None:
-        """The node a heartbeat subject names (None if it is not one)."""
+        """The node a heartbeat subject names (None if it is not one): ``…hb.<node>``, or a fleet's
+        ``…fleet.<prefix>.hb.<prefix>-<n>`` (``fleet_node``)."""
         prefix = self.heartbeat_prefix + "."
         if not subject.startswith(prefix):
-            return None
+            return self.fleet_node(subject, "hb")
         node = subject[len(prefix):]
         return node if node and "." not in node else None
+
+    # A hollow fleet's credentials ('P-*') cannot be bound to node names starting with 'P-' on the usual
+    # subjects: NATS permissions match whole tokens. On these the prefix is a token of its own, which the
+    # server binds the credentials to; the node is the next token, and whoever reads these subjects takes a
+    # node only when it starts with '<prefix>-' (``fleet_node``).
+    def fleet(self, prefix: str, kind: str, node: str) -> str:
+        """``kind``: ``hb`` (heartbeats) or ``register`` (registrations, relayed into the nodes bucket by the
+        controllers)."""
+        return f"drover.{self.cluster}.fleet.{prefix}.{kind}.{node}"
+
+    def fleet_all(self, kind: str) -> str:
+        return f"drover.{self.cluster}.fleet.*.{kind}.*"
+
+    def fleet_node(self, subject: str, kind: str) -> str | None:
+        """The node of a fleet subject of ``kind``, None unless it is one of that fleet's (``<prefix>-…``)."""
+        head = f"drover.{self.cluster}.fleet."
+        if not subject.startswith(head):
+            return None
+        parts = subject[len(head):].split(".")
+        if len(parts) != 3 or parts[1] != kind or not parts[0] or not parts[2]:
+            return None
+        prefix, node = parts[0], parts[2]
+        return node if node.startswith(prefix + "-") and len(node) > len(prefix) + 1 else None
 
     @property
     def heartbeat_all(self) -> str:
@@ -79,6 +103,13 @@ class Names:
     @property
     def events_all(self) -> str:
         return f"{self.events_prefix}.>"
+
+
+def fleet_prefix(pattern: str) -> str | None:
+    """The prefix of a fleet credential's node pattern (``P-*`` -> ``P``); None for a single node."""
+    if not pattern.endswith("*"):
+        return None
+    return pattern[:-1].rstrip("-") or None
 
 
 INBOX_PREFIX = "_INBOX."

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import posixpath
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal, Self
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Self
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
@@ -24,6 +24,9 @@ from pydantic_core import PydanticCustomError
 from drover.shared import units
 from drover.shared.limits import MAX_ITEMS  # volumes or files per service
 from drover.shared.manifest_errors import CROSS_CHECK_ERROR
+
+if TYPE_CHECKING:  # manifest imports this module (its field models)
+    from drover.shared.manifest import ServiceSpec
 
 __all__ = [
     "MAX_ITEMS",
@@ -133,7 +136,8 @@ def _schedule(value: str) -> str:
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+    # frozen like every part of a ServiceSpec (one validated spec is shared, never changed in place)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
 class VolumeSpec(_Model):
@@ -155,13 +159,19 @@ class FileSpec(_Model):
     secret: Annotated[str, AfterValidator(secret_name)] | None = None
     mode: Annotated[str, BeforeValidator(file_mode)] = ""
 
+    @model_validator(mode="before")
+    @classmethod
+    def _default_mode(cls, data: Any) -> Any:
+        # Why: secrets are readable by the container's user only; plain config files by everyone. Set before
+        # validation (the model is frozen).
+        if isinstance(data, dict) and data.get("mode", "") == "":
+            data = {**data, "mode": "0400" if data.get("secret") is not None else "0644"}
+        return data
+
     @model_validator(mode="after")
     def _one_source(self) -> Self:
         if (self.content is None) == (self.secret is None):
             cross_check([((), "exactly one of content, secret is required")])
-        if not self.mode:
-            # Why: secrets are readable by the container's user only; plain config files by everyone.
-            self.mode = "0400" if self.secret is not None else "0644"
         return self
 
 
@@ -207,15 +217,14 @@ def workload_problems(
     return problems
 
 
-def privileged_mounts(spec: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """``(path, message)`` for each host mount of a spec dict that would give a container the host: the
-    root directory or the Docker socket (or the directory holding it)."""
+def privileged_mounts(spec: ServiceSpec) -> list[tuple[str, str]]:
+    """``(path, message)`` for each host mount of a spec that would give a container the host: the root
+    directory or the Docker socket (or the directory holding it)."""
     out: list[tuple[str, str]] = []
-    for i, v in enumerate(spec.get("volumes") or []):
-        host = v.get("host") if isinstance(v, dict) else None
-        if not isinstance(host, str):
+    for i, v in enumerate(spec.volumes):
+        if v.host is None:
             continue
-        norm = posixpath.normpath(host)
+        norm = posixpath.normpath(v.host)
         if norm == "/":
             out.append((f"spec.volumes[{i}].host", "mounting the host's / is not allowed on this cluster"))
         elif norm in DOCKER_SOCKETS:
@@ -223,12 +232,11 @@ def privileged_mounts(spec: Mapping[str, Any]) -> list[tuple[str, str]]:
     return out
 
 
-def secrets_used(spec: Mapping[str, Any]) -> list[str]:
-    """The names of the secrets a spec dict's files refer to, sorted, each once."""
-    names = {f.get("secret") for f in spec.get("files") or [] if isinstance(f, dict)}
-    return sorted(n for n in names if isinstance(n, str))
+def secrets_used(spec: ServiceSpec) -> list[str]:
+    """The names of the secrets a spec's files refer to, sorted, each once."""
+    return sorted({f.secret for f in spec.files if f.secret is not None})
 
 
-def sticky(spec: Mapping[str, Any]) -> bool:
+def sticky(spec: ServiceSpec) -> bool:
     """Whether a spec's replicas keep their node (they have data there: a host path or a named volume)."""
-    return bool(spec.get("volumes"))
+    return bool(spec.volumes)

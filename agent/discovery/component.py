@@ -210,9 +210,9 @@ class Discovery:
         extra = self.env()
         if not extra:
             return a
-        spec = dict(a.spec)
-        spec["env"] = {**extra, **spec_env(spec)}
-        return a.model_copy(update={"spec": spec})
+        # Not validated again: the names are built from service names (always valid), and what the driver gets
+        # never travels (``model_copy`` drops the copied spec's cached JSON form).
+        return a.model_copy(update={"spec": a.spec.model_copy(update={"env": {**extra, **spec_env(a.spec)}})})
 
     # --- KV: services and nodes --------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ from drover.agent.gossip import Endpoint
 from drover.agent.gossip.identity import parse_public
 from drover.agent.proxy import LEAST_CONNECTIONS, ROUND_ROBIN, Backend
 from drover.shared.errors import WireError
+from drover.shared.manifest import ServiceSpec
 from drover.shared.models import ContainerState, ContainerStatus, NodeRegistration, ServiceRecord
 
 _STRATEGIES = {
@@ -36,7 +37,7 @@ def proxy_key(service: str, index: int, port_name: str) -> str:
     return service if index == 0 else f"{service}:{port_name}"
 
 
-def exposed_ports(service: str, spec: Mapping[str, Any]) -> dict[str, int]:
+def exposed_ports(service: str, spec: ServiceSpec) -> dict[str, int]:
     """{proxy key: expose port} of one service spec (see the module doc for the keys)."""
     return {proxy_key(service, i, name): expose for i, name, expose in spec_exposed_ports(spec)}
 

@@ -7,11 +7,12 @@ runtime's own; replica ids (``Observed.id``) are drover's (the ``drover.id`` lab
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 from drover.shared.errors import PermanentError, TemporaryError
+from drover.shared.manifest import ServiceSpec
 from drover.shared.models import AssignedContainer
 
 # Observed.state values (the runtime's view, not drover's ContainerState).
@@ -94,49 +95,22 @@ class Driver(Protocol):
     async def close(self) -> None: ...
 
 
-def spec_ports(spec: dict[str, Any]) -> list[tuple[str, int]]:
+def spec_ports(spec: ServiceSpec) -> list[tuple[str, int]]:
     """(name, container port) of the spec's ports, in order; the name defaults to str(port)."""
-    out: list[tuple[str, int]] = []
-    for p in spec.get("ports") or []:
-        if not isinstance(p, dict):
-            continue
-        port = p.get("container")
-        if isinstance(port, int) and 0 < port < 65536:
-            name = p.get("name") or str(port)
-            out.append((str(name), port))
-    return out
+    return [(p.name or str(p.container), p.container) for p in spec.ports]
 
 
-def exposed_ports(spec: Mapping[str, Any]) -> list[tuple[int, str, int]]:
+def exposed_ports(spec: ServiceSpec) -> list[tuple[int, str, int]]:
     """(index, port name, expose port) of the spec's ports that the per-node proxy exposes, in order; the name
-    defaults to the container port (or the index)."""
-    out: list[tuple[int, str, int]] = []
-    ports = spec.get("ports") or []
-    if not isinstance(ports, list):
-        return out
-    for i, p in enumerate(ports):
-        if not isinstance(p, dict):
-            continue
-        expose = p.get("expose")
-        if isinstance(expose, bool) or not isinstance(expose, int) or not 0 < expose < 65536:
-            continue
-        out.append((i, str(p.get("name") or p.get("container", i)), expose))
-    return out
+    defaults to the container port."""
+    return [(i, p.name or str(p.container), p.expose) for i, p in enumerate(spec.ports) if p.expose is not None]
 
 
-def health_port(spec: dict[str, Any]) -> int | None:
-    health = spec.get("health")
-    if not isinstance(health, dict):
-        return None
-    for kind in ("http", "tcp"):
-        h = health.get(kind)
-        if isinstance(h, dict) and isinstance(h.get("port"), int):
-            port: int = h["port"]
-            return port
-    return None
+def health_port(spec: ServiceSpec) -> int | None:
+    return spec.health.probe_port() if spec.health is not None else None
 
 
-def published_ports(spec: dict[str, Any]) -> list[int]:
+def published_ports(spec: ServiceSpec) -> list[int]:
     """Container ports to publish: the spec's ports plus a health-check port not listed among them."""
     ports = [p for _, p in spec_ports(spec)]
     hp = health_port(spec)
@@ -145,35 +119,20 @@ def published_ports(spec: dict[str, Any]) -> list[int]:
     return ports
 
 
-def host_network(spec: dict[str, Any]) -> bool:
-    return spec.get("network") == "host"
+def host_network(spec: ServiceSpec) -> bool:
+    return spec.network == "host"
 
 
 def container_name(service: str, replica_id: str) -> str:
     return f"drover-{service}-{replica_id}"
 
 
-def spec_env(spec: dict[str, Any]) -> dict[str, str]:
-    env = spec.get("env") or {}
-    if not isinstance(env, dict):
-        return {}
-    return {str(k): str(v) for k, v in env.items()}
+def spec_env(spec: ServiceSpec) -> dict[str, str]:
+    return dict(spec.env)
 
 
-def spec_command(spec: dict[str, Any]) -> list[str] | None:
-    cmd = spec.get("command")
-    if isinstance(cmd, list) and cmd:
-        return [str(c) for c in cmd]
-    if isinstance(cmd, str) and cmd:
-        return ["sh", "-c", cmd]
-    return None
-
-
-def spec_float(spec: dict[str, Any], key: str, default: float) -> float:
-    v = spec.get(key)
-    if isinstance(v, bool) or not isinstance(v, int | float):
-        return default
-    return float(v)
+def spec_command(spec: ServiceSpec) -> list[str] | None:
+    return list(spec.command) if spec.command else None
 
 
 class EventFanout:

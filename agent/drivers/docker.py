@@ -39,6 +39,7 @@ from drover.agent.drivers.base import (
 from drover.agent.drivers.lines import CHUNK, text_lines
 from drover.agent.drivers.pull import credentials, policy
 from drover.agent.files import spec_binds
+from drover.shared.manifest import ServiceSpec
 from drover.shared.models import AssignedContainer
 
 log = structlog.get_logger("drover.agent.docker")
@@ -207,10 +208,9 @@ class DockerDriver:
     # --- actions ------------------------------------------------------------------------------
 
     @staticmethod
-    def cpu_limit(spec: dict[str, Any]) -> int:
+    def cpu_limit(spec: ServiceSpec) -> int:
         """The spec's cpu as Docker's NanoCpus (0 = no limit)."""
-        res = spec.get("resources") or {}
-        return nano_cpus(res.get("cpu") if isinstance(res, dict) else None)
+        return nano_cpus(spec.resources.cpu)
 
     def container_config(self, a: AssignedContainer, address: str) -> dict[str, Any]:
         spec = a.spec
@@ -223,15 +223,14 @@ class DockerDriver:
             L_ID: a.id,
         }
         hostcfg: dict[str, Any] = {"Init": True, "RestartPolicy": {"Name": "no"}}
-        res = spec.get("resources") or {}
-        mem = res.get("memory") if isinstance(res, dict) else None
+        mem = spec.resources.memory
         # No NanoCpus here: the CPU quota is applied right after the start (see _start), because a small quota
         # (0.1 cpu and less) throttles runc and docker-init themselves and makes a start take seconds.
-        if isinstance(mem, int) and not isinstance(mem, bool) and mem > 0:
+        if mem > 0:
             hostcfg["Memory"] = max(mem, MIN_MEMORY)
         ports = published_ports(spec)
         exposed: dict[str, dict[str, Any]] = {f"{p}/tcp": {} for p in ports}
-        binds = spec_binds(spec)
+        binds = spec_binds(spec, a.file_binds)
         if binds:
             hostcfg["Binds"] = binds
         if host_network(spec):
@@ -240,7 +239,7 @@ class DockerDriver:
             hostcfg["NetworkMode"] = "bridge"
             hostcfg["PortBindings"] = {f"{p}/tcp": [{"HostIp": address, "HostPort": ""}] for p in ports}
         config: dict[str, Any] = {
-            "Image": str(spec.get("image", "")),
+            "Image": spec.image,
             "Env": [f"{k}={v}" for k, v in spec_env(spec).items()],
             "Labels": labels,
             "Hostname": name,
@@ -250,9 +249,7 @@ class DockerDriver:
         cmd = spec_command(spec)
         if cmd is not None:
             config["Cmd"] = cmd
-        grace = spec.get("stop_grace")
-        if isinstance(grace, int | float) and not isinstance(grace, bool) and grace >= 0:
-            config["StopTimeout"] = max(1, math.ceil(grace))
+        config["StopTimeout"] = max(1, math.ceil(spec.stop_grace))
         return config
 
     async def _pull(self, image: str) -> None:
@@ -288,11 +285,14 @@ class DockerDriver:
                 except DockerError as exc2:
                     raise ImageMissing(image) from exc2
             elif exc.status == 409:
-                # The name is taken: ours from an earlier try (adopt it) or someone else's (fail).
+                # The name is taken: ours from an earlier try (adopt it) or someone else's (fail). Its quota
+                # is not known (it may have run before): _start reads it.
                 container = await self._adopt_by_name(name)
+                return await self._start(container.id, self.cpu_limit(assigned.spec))
             else:
                 raise DriverError(f"docker create failed: {exc.message}") from exc
-        return await self._start(container.id, self.cpu_limit(assigned.spec))
+        # Just created without NanoCpus (see container_config): nothing to read or lift before the start.
+        return await self._start(container.id, self.cpu_limit(assigned.spec), current=0)
 
     async def _adopt_by_name(self, name: str) -> Any:
         try:
@@ -304,29 +304,39 @@ class DockerDriver:
             raise DriverError(f"container name {name} is taken by a container drover does not own")
         return c
 
-    async def _start(self, container_id: str, nano: int | None = None) -> Observed:
+    async def _start(self, container_id: str, nano: int | None = None, *, current: int | None = None) -> Observed:
         """Start a container, then apply its CPU quota (a small quota set beforehand throttles runc and
         docker-init and makes a start take seconds). For a restart the quota is lifted for the start; ``nano``
-        None (the caller does not know the spec) keeps the quota the container has."""
+        None (the caller does not know the spec) keeps the quota the container has. ``current``: the quota the
+        container has now, when the caller knows it (0 for one just created), which saves an inspect.
+
+        Every engine call here competes with the other replicas' starts (the engine starts about ten
+        containers a second on a small host): a fresh container costs a create, a start, the quota update
+        and one inspect, the last two at once."""
         c = self.docker.containers.container(container_id)
-        if nano is None or nano > 0:
+        if current is None and (nano is None or nano > 0):
             info = await c.show()
             current = int((info.get("HostConfig") or {}).get("NanoCpus") or 0)
-            if nano is None:
-                nano = current if current != UNTHROTTLED else 0
-            if nano and current != UNTHROTTLED:
-                await self._set_cpu(container_id, UNTHROTTLED)
+        current = current or 0
+        if nano is None:
+            nano = current if current != UNTHROTTLED else 0
+        if nano and current and current != UNTHROTTLED:  # a quota from an earlier run: lifted for the start
+            await self._set_cpu(container_id, UNTHROTTLED)
         try:
             await c.start()
         except DockerError as exc:
             if exc.status != 304:  # 304: already running
                 raise DriverError(f"docker start failed: {exc.message}") from exc
-        if nano:
-            await self._set_cpu(container_id, nano)
         self.forget(container_id)
-        obs = await self._inspect(container_id)
+        if nano:
+            _, obs = await asyncio.gather(self._set_cpu(container_id, nano), self._inspect(container_id))
+        else:
+            obs = await self._inspect(container_id)
         if obs is None:
             raise DriverError(f"container {container_id[:12]} vanished after start")
+        # The next list() takes this inspect while the engine still reports the same state (a start or die
+        # event drops it): a start is inspected once, not again by the reconcile pass it triggers.
+        self._inspect_cache[container_id] = (obs.state, obs)
         return obs
 
     async def _set_cpu(self, container_id: str, nano_cpus: int) -> None:

@@ -33,19 +33,15 @@ from drover.agent.drivers.base import (
     spec_env,
 )
 from drover.agent.drivers.lines import reader_chunks, text_lines
+from drover.shared.manifest import ServiceSpec
 from drover.shared.models import AssignedContainer
 
 LOG_LINES = 1000
 
 
-def named_ports(spec: dict[str, object]) -> list[tuple[str, int]]:
+def named_ports(spec: ServiceSpec) -> list[tuple[str, int]]:
     """(name, port) of the spec's ports that have a name."""
-    ports = spec.get("ports")
-    out: list[tuple[str, int]] = []
-    for p in ports if isinstance(ports, list) else []:
-        if isinstance(p, dict) and isinstance(p.get("name"), str) and isinstance(p.get("container"), int):
-            out.append((p["name"], p["container"]))
-    return out
+    return [(p.name, p.container) for p in spec.ports if p.name is not None]
 
 
 def free_port(address: str) -> int:
@@ -87,11 +83,11 @@ class ProcessDriver:
         return [Observed(**vars(p.obs)) for p in self._procs.values()]
 
     async def create_and_start(self, assigned: AssignedContainer, address: str) -> Observed:
-        if assigned.spec.get("volumes") or assigned.spec.get("files"):
+        if assigned.spec.volumes or assigned.spec.files:
             raise DriverError("the process driver cannot mount volumes or files (no mount namespace): use docker")
         command = spec_command(assigned.spec)
         if command is None:
-            raise ImageMissing(f"{assigned.spec.get('image', '')} (the process driver needs a command)")
+            raise ImageMissing(f"{assigned.spec.image} (the process driver needs a command)")
         self._seq += 1
         cid = f"proc-{os.getpid()}-{self._seq}"
         ports = {p: p for p in published_ports(assigned.spec)}

@@ -11,17 +11,16 @@ import base64
 import binascii
 import json
 import os
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+
+from drover.shared.manifest import ServiceSpec
 
 DEFAULT_REGISTRY = "docker.io"
 _DOCKER_HUB_KEYS = ("https://index.docker.io/v1/", "index.docker.io", "docker.io", "registry-1.docker.io")
 
 
-def policy(spec: Mapping[str, Any]) -> str:
-    p = spec.get("pull")
-    return p if p in ("if-missing", "always", "never") else "if-missing"
+def policy(spec: ServiceSpec) -> str:
+    return spec.pull
 
 
 def registry_of(image: str) -> str:

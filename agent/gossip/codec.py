@@ -1,26 +1,33 @@
-"""Gossip datagrams: msgpack bodies signed by their sender (ed25519) inside a cluster-keyed HMAC envelope.
+"""Gossip datagrams: msgpack bodies authenticated per pair of nodes (a keyed MAC), or signed by their sender.
 
 Layout of one datagram (at most ``max_packet`` bytes, 1400 by default so it fits an Ethernet MTU)::
 
-    b"DG" | version (1 byte) | HMAC-SHA256(key, rest) (32 bytes) | ed25519 signature (64 bytes) | msgpack body
+    b"DG" | version (1) | mode (1) | sender length (1) | sender (UTF-8) | auth | msgpack body
 
-The signature is the sender's, over ``b"DG" + version + body``; the HMAC, with the cluster key, covers the
-signature and the body. The HMAC is only an outer filter (foreign clusters and noise are dropped before any
-signature check, which costs ~50x more); authenticity comes from the signature, checked by the node against
-the sender's published key (``verify_sender``).
+``mode`` says what ``auth`` is:
 
-The body is a map ``{"t": kind, "f": sender, "s": seq, "n": nonce, "u": [update, ...]}`` plus ``"g"`` (the
-target ``[name, address, port]`` of an indirect probe) and ``"r"`` (a full-state sync that wants one back).
-``n`` is the sender's strictly increasing nonce (wall-clock microseconds) for the replay window. An update
-is a compact array (see ``encode_update``) when it is a claim any member may make (a suspicion or a death
-at the incarnation the origin itself announced), or a bin of ``signature (64) + packed array`` signed by
-its origin, so that any member can forward it unchanged and every receiver can still check who made it.
-Piggy-backed updates that do not fit one datagram are split across several (``pack_all``) or left for the
-next one (``pack``).
+* ``PAIR`` (``b"P"``): BLAKE2b-128 keyed with the key of the (sender, receiver) pair (``pairkeys.py``) over
+  everything else. Only those two nodes can compute it, so it proves the sender to the receiver, and the
+  sender's name is under it. It costs a few µs; a datagram for several receivers gets one MAC each.
+* ``SIGNED`` (``b"S"``): HMAC-SHA256 with the cluster key (32), then the sender's ed25519 signature (64) over
+  the header and the body. For a receiver that may not hold the sender's key yet, or holds an old one: a new
+  or re-keyed node's sync request, and the state sent back to such a node. The HMAC is an outer filter
+  (foreign clusters and noise are dropped before any signature check, which costs ~50x more), and lets such a
+  receiver answer a sync request it cannot authenticate; anything merged needs the signature.
 
-Decoding checks, in order: size, magic and version, the MAC (constant-time), then msgpack and every
-field's type and range. Each failure raises a distinct ``PacketError`` subclass so the node can count
-it; nothing here raises anything else on bad input. The signatures are checked by the node.
+The body is a map ``{"t": kind, "s": seq, "n": nonce, "u": [update, ...]}`` plus ``"g"`` (the target ``[name,
+address, port]`` of an indirect probe) and ``"r"`` (a full-state sync that wants one back). ``n`` is the
+sender's strictly increasing nonce (wall-clock microseconds) for the replay window. An update is a compact
+array (see ``encode_update``) when it is a claim any member may make (a suspicion or a death at the
+incarnation the origin itself announced), or a bin of ``signature (64) + packed array`` signed by its origin,
+so that any member can forward it unchanged and every receiver can still check who made it. Piggy-backed
+updates that do not fit one datagram are split across several (``pack_all``) or left for the next one
+(``pack``); room is always left for the larger (signed) header, so a body can be sealed either way.
+
+Decoding: ``open_envelope`` checks size, magic, version, mode and sender; the receiver then checks the
+pair MAC (``pair_ok``) or the cluster MAC (``cluster_ok``) and the signature (``signature_ok``), and only then
+``decode_body`` parses msgpack and every field's type and range. Each failure raises a distinct
+``PacketError`` subclass so the node can count it; nothing here raises anything else on bad input.
 """
 
 from __future__ import annotations
@@ -38,9 +45,9 @@ from drover.agent.gossip.identity import SIG_LEN, NodeKey, Verifier
 from drover.agent.gossip.state import BY_RANK, RANK, Endpoint, EndpointEntry, Member, Update
 
 MAGIC = b"DG"
-VERSION = 2
-MAC_LEN = 32
-HEADER_LEN = len(MAGIC) + 1 + MAC_LEN + SIG_LEN
+VERSION = 3  # 2: every datagram ed25519-signed (dropped and counted as dropped_version now)
+MAC_LEN = 32  # the cluster HMAC of a SIGNED datagram
+PAIR_MAC_LEN = 16
 DEFAULT_MAX_PACKET = 1400
 
 MAX_NAME = 253
@@ -51,6 +58,14 @@ MAX_U64 = 2**64 - 1
 # Incarnations, epochs and counters: never past 2^63 - 1, so a forged 2^64 - 1 cannot pin a member dead for
 # good or make a refutation (``incarnation + 1``) overflow what peers accept.
 MAX_COUNTER = 2**63 - 1
+
+
+class Mode(IntEnum):
+    PAIR = ord("P")
+    SIGNED = ord("S")
+
+
+AUTH_LEN = {Mode.PAIR: PAIR_MAC_LEN, Mode.SIGNED: MAC_LEN + SIG_LEN}
 
 
 class Kind(IntEnum):
@@ -86,7 +101,7 @@ class UnknownSenderError(PacketError):
 
 
 class SignatureError(PacketError):
-    """The sender's signature does not verify: forged, tampered with, or signed with another key."""
+    """The sender's pair MAC or signature does not verify: forged, tampered with, or made with another key."""
 
 
 @dataclass(frozen=True)
@@ -100,6 +115,17 @@ class Received:
     signed: bytes = b""
 
 
+@dataclass(frozen=True)
+class Envelope:
+    """A datagram's outside: who claims to send it and how it is authenticated; ``body`` not parsed yet."""
+
+    mode: Mode
+    sender: str
+    head: bytes  # magic .. sender: covered by the MAC and the signature
+    auth: bytes
+    body: bytes
+
+
 @dataclass
 class Message:
     kind: Kind
@@ -110,8 +136,6 @@ class Message:
     reply: bool = False
     nonce: int = 0
     records: list[Received] = field(default_factory=list)
-    sig: bytes = b""
-    signed: bytes = b""
 
 
 # ---------------------------------------------------------------------- updates
@@ -214,17 +238,77 @@ def verify_record(rec: Received, public: bytes, verifier: Verifier) -> bool:
     return rec.sig is not None and verifier.verify(public, rec.sig, rec.signed)
 
 
-def verify_sender(msg: Message, public: bytes | None, verifier: Verifier) -> None:
-    """Raise unless ``msg`` is signed by the holder of ``public`` (the key its sender published)."""
-    if public is None:
-        raise UnknownSenderError(f"no gossip key known for {msg.sender!r}")
-    if not verifier.verify(public, msg.sig, msg.signed):
-        raise SignatureError(f"bad signature from {msg.sender!r}")
-
-
 # ---------------------------------------------------------------------- datagrams
+def _head(mode: Mode, sender: str) -> bytes:
+    name = sender.encode()
+    if not 0 < len(name) <= MAX_NAME:
+        raise ValueError(f"sender name of {len(name)} bytes (1-{MAX_NAME})")
+    return MAGIC + bytes((VERSION, mode, len(name))) + name
+
+
+def header_len(mode: Mode, sender: str) -> int:
+    return len(MAGIC) + 3 + len(sender.encode()) + AUTH_LEN[mode]
+
+
 def _mac(key: bytes, data: bytes) -> bytes:
     return hmac.new(key, data, hashlib.sha256).digest()
+
+
+def _pair_mac(pair_key: bytes, head: bytes, body: bytes) -> bytes:
+    h = hashlib.blake2b(key=pair_key, digest_size=PAIR_MAC_LEN)
+    h.update(head)
+    h.update(body)
+    return h.digest()
+
+
+def seal_pair(sender: str, body: bytes, pair_key: bytes) -> bytes:
+    """``body`` from ``sender`` for the one peer that shares ``pair_key`` with it."""
+    head = _head(Mode.PAIR, sender)
+    return head + _pair_mac(pair_key, head, body) + body
+
+
+def seal_signed(sender: str, body: bytes, key: bytes, signer: NodeKey) -> bytes:
+    """``body`` signed by ``sender`` (``signer``) inside the cluster ``key``'s HMAC: for any member."""
+    head = _head(Mode.SIGNED, sender)
+    signed = signer.sign(head + body) + body
+    return head + _mac(key, head + signed) + signed
+
+
+def open_envelope(data: bytes, max_packet: int = DEFAULT_MAX_PACKET) -> Envelope:
+    if len(data) > max_packet:
+        raise OversizeError(f"datagram of {len(data)} bytes is over {max_packet}")
+    if len(data) < len(MAGIC) + 3 or data[: len(MAGIC)] != MAGIC:
+        raise MalformedError("not a gossip datagram")
+    if data[len(MAGIC)] != VERSION:
+        raise VersionError(f"gossip version {data[len(MAGIC)]} is not supported (expected {VERSION})")
+    try:
+        mode = Mode(data[len(MAGIC) + 1])
+    except ValueError as exc:
+        raise MalformedError(f"unknown authentication mode {data[len(MAGIC) + 1]}") from exc
+    end = len(MAGIC) + 3 + data[len(MAGIC) + 2]
+    if len(data) < end + AUTH_LEN[mode]:
+        raise MalformedError("truncated header")
+    try:
+        sender = _str(data[len(MAGIC) + 3 : end].decode(), MAX_NAME, "sender")
+    except UnicodeDecodeError as exc:
+        raise MalformedError("sender: not UTF-8") from exc
+    cut = end + AUTH_LEN[mode]
+    return Envelope(mode, sender, data[:end], data[end:cut], data[cut:])
+
+
+def pair_ok(env: Envelope, pair_key: bytes) -> bool:
+    return env.mode is Mode.PAIR and hmac.compare_digest(env.auth, _pair_mac(pair_key, env.head, env.body))
+
+
+def cluster_ok(env: Envelope, key: bytes) -> bool:
+    if env.mode is not Mode.SIGNED:
+        return False
+    return hmac.compare_digest(env.auth[:MAC_LEN], _mac(key, env.head + env.auth[MAC_LEN:] + env.body))
+
+
+def signature_ok(env: Envelope, public: bytes, verifier: Verifier) -> bool:
+    """The sender's signature of a SIGNED datagram (whose cluster MAC was checked) against ``public``."""
+    return env.mode is Mode.SIGNED and verifier.verify(public, env.auth[MAC_LEN:], env.head + env.body, cache=False)
 
 
 def _array_header_len(n: int) -> int:
@@ -232,13 +316,14 @@ def _array_header_len(n: int) -> int:
 
 
 class _Frame:
-    """The fixed part of a message, packed once; updates are appended as pre-encoded bytes."""
+    """The fixed part of a body, packed once; updates are appended as pre-encoded bytes. Room is kept for the
+    larger (signed) header, so the body fits ``max_packet`` whichever way it is sealed."""
 
     def __init__(
         self, kind: Kind, sender: str, seq: int, nonce: int, target: tuple[str, str, int] | None, reply: bool
     ) -> None:
         pk = msgpack.Packer(use_bin_type=True)
-        fields: dict[str, Any] = {"t": int(kind), "f": sender, "s": seq, "n": nonce}
+        fields: dict[str, Any] = {"t": int(kind), "s": seq, "n": nonce}
         if target is not None:
             fields["g"] = list(target)
         if reply:
@@ -249,17 +334,14 @@ class _Frame:
             head.append(pk.pack(v))
         head.append(pk.pack("u"))
         self.head = b"".join(head)
-        self.fixed = HEADER_LEN + len(self.head)
+        self.fixed = header_len(Mode.SIGNED, sender) + len(self.head)
 
     def size(self, n: int, payload: int) -> int:
         return self.fixed + _array_header_len(n) + payload
 
-    def seal(self, parts: Sequence[bytes], key: bytes, signer: NodeKey) -> bytes:
+    def body(self, parts: Sequence[bytes]) -> bytes:
         array_header: bytes = msgpack.Packer().pack_array_header(len(parts))
-        body = self.head + array_header + b"".join(parts)
-        prefix = MAGIC + bytes((VERSION,))
-        signed = signer.sign(prefix + body) + body
-        return prefix + _mac(key, prefix + signed) + signed
+        return self.head + array_header + b"".join(parts)
 
 
 def pack(
@@ -267,18 +349,16 @@ def pack(
     sender: str,
     seq: int,
     updates: Sequence[bytes],
-    key: bytes,
     max_packet: int = DEFAULT_MAX_PACKET,
     *,
-    signer: NodeKey,
     nonce: int,
     target: tuple[str, str, int] | None = None,
     reply: bool = False,
 ) -> tuple[bytes, list[int]]:
-    """One datagram carrying as many of ``updates`` (pre-encoded, in order of preference) as fit.
+    """One body carrying as many of ``updates`` (pre-encoded, in order of preference) as fit a datagram.
 
-    Returns the datagram and the indexes of the updates it carries. Raises ``ValueError`` if even the
-    bare message does not fit ``max_packet``.
+    Returns the body (to seal: ``seal_pair``/``seal_signed``) and the indexes of the updates it carries.
+    Raises ``ValueError`` if even the bare message does not fit ``max_packet``.
     """
     frame = _Frame(kind, sender, seq, nonce, target, reply)
     if frame.size(0, 0) > max_packet:
@@ -289,7 +369,7 @@ def pack(
         if frame.size(len(chosen) + 1, payload + len(u)) <= max_packet:
             chosen.append(i)
             payload += len(u)
-    return frame.seal([updates[i] for i in chosen], key, signer), chosen
+    return frame.body([updates[i] for i in chosen]), chosen
 
 
 def pack_all(
@@ -297,14 +377,12 @@ def pack_all(
     sender: str,
     seq: int,
     updates: Sequence[bytes],
-    key: bytes,
     max_packet: int = DEFAULT_MAX_PACKET,
     *,
-    signer: NodeKey,
     nonce: int,
     reply: bool = False,
 ) -> list[bytes]:
-    """Every update, split over as many datagrams as needed (``reply`` is set on the last one only).
+    """Every update, split over as many bodies as needed (``reply`` is set on the last one only).
 
     An update too large for any datagram on its own is skipped (``encode_update`` of validated records
     never produces one).
@@ -321,24 +399,15 @@ def pack_all(
         groups[-1].append(u)
         payload += len(u)
     # One nonce for several datagrams would make all but the first look replayed: number them on from it.
-    out = [_Frame(kind, sender, seq, nonce + i, None, False).seal(g, key, signer) for i, g in enumerate(groups[:-1])]
-    out.append(_Frame(kind, sender, seq, nonce + len(groups) - 1, None, reply).seal(groups[-1], key, signer))
+    out = [_Frame(kind, sender, seq, nonce + i, None, False).body(g) for i, g in enumerate(groups[:-1])]
+    out.append(_Frame(kind, sender, seq, nonce + len(groups) - 1, None, reply).body(groups[-1]))
     return out
 
 
-def decode(data: bytes, key: bytes, max_packet: int = DEFAULT_MAX_PACKET) -> Message:
-    if len(data) > max_packet:
-        raise OversizeError(f"datagram of {len(data)} bytes is over {max_packet}")
-    if len(data) < HEADER_LEN or data[: len(MAGIC)] != MAGIC:
-        raise MalformedError("not a gossip datagram")
-    if data[len(MAGIC)] != VERSION:
-        raise VersionError(f"gossip version {data[len(MAGIC)]} is not supported (expected {VERSION})")
-    cut = len(MAGIC) + 1 + MAC_LEN
-    prefix, mac, sig, body = data[: len(MAGIC) + 1], data[len(MAGIC) + 1 : cut], data[cut:HEADER_LEN], data[HEADER_LEN:]
-    if not hmac.compare_digest(mac, _mac(key, prefix + data[cut:])):
-        raise AuthError("bad MAC")
+def decode_body(env: Envelope) -> Message:
+    """The body of an authenticated envelope, every field checked."""
     try:
-        raw = msgpack.unpackb(body, raw=False, strict_map_key=True, use_list=True)
+        raw = msgpack.unpackb(env.body, raw=False, strict_map_key=True, use_list=True)
     except Exception as exc:  # msgpack raises several unrelated types
         raise MalformedError(f"undecodable body: {exc}") from exc
     if type(raw) is not dict:
@@ -365,13 +434,25 @@ def decode(data: bytes, key: bytes, max_packet: int = DEFAULT_MAX_PACKET) -> Mes
     records = [decode_element(r) for r in rows]
     return Message(
         kind=kind,
-        sender=_str(raw.get("f"), MAX_NAME, "sender"),
+        sender=env.sender,
         seq=_int(raw.get("s", 0), 0, MAX_U64, "seq"),
         updates=[r.update for r in records],
         target=target,
         reply=_bool(raw.get("r", False), "reply"),
         nonce=_int(raw.get("n"), 0, MAX_COUNTER, "nonce"),
         records=records,
-        sig=sig,
-        signed=prefix + body,
     )
+
+
+def decode(data: bytes, key: bytes, max_packet: int = DEFAULT_MAX_PACKET, *, pair_key: bytes | None = None) -> Message:
+    """A whole datagram checked as far as keys allow: the cluster MAC of a SIGNED one (its signature is the
+    receiver's to check, against the sender's key), the MAC of a PAIR one with ``pair_key``."""
+    env = open_envelope(data, max_packet)
+    if env.mode is Mode.SIGNED and not cluster_ok(env, key):
+        raise AuthError("bad cluster MAC")
+    if env.mode is Mode.PAIR:
+        if pair_key is None:
+            raise UnknownSenderError(f"no pair key for {env.sender!r}")
+        if not pair_ok(env, pair_key):
+            raise SignatureError(f"bad pair MAC from {env.sender!r}")
+    return decode_body(env)

@@ -17,7 +17,7 @@ STAT_KEYS = (
     "dropped_version",
     "dropped_implausible",
     "dropped_unknown_sender",  # datagram from a node with no published key
-    "dropped_signature",  # datagram whose signature does not verify (forged or tampered with)
+    "dropped_signature",  # datagram whose pair MAC or signature does not verify (forged or tampered with)
     "dropped_replay",  # datagram older than the replay window, or seen before
     "dropped_unknown_origin",  # signed record of a node with no published key
     "dropped_forged",  # record whose origin signature does not verify
@@ -32,6 +32,8 @@ STAT_KEYS = (
     "declared_dead",
     "refutations",
     "syncs",
+    "signed_out",  # datagrams signed (ed25519) rather than pair-MAC'd: sync requests, answers to unknown nodes
+    "signed_in",  # signed datagrams whose signature was checked
 )
 
 

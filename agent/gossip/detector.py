@@ -27,7 +27,7 @@ from drover.agent.gossip.state import (
     suspect,
 )
 
-Send = Callable[..., None]  # (kind, seq, addr, *, target=None): a datagram with piggy-backed updates
+Send = Callable[..., None]  # (kind, seq, to, addr, *, target=None): a datagram with piggy-backed updates for ``to``
 
 
 @dataclass
@@ -65,7 +65,7 @@ class FailureDetector:
         self.seq = itertools.count(rng.randrange(1 << 30))
         self.probe: Probe | None = None
         self.order: list[str] = []
-        self.relays: dict[int, tuple[Addr, int, float]] = {}  # our seq -> (asker, its seq, expiry)
+        self.relays: dict[int, tuple[str, Addr, int, float]] = {}  # our seq -> (asker, its address, its seq, expiry)
         self.suspected: dict[str, tuple[int, float]] = {}  # member -> (incarnation, suspected since)
 
     def next_target(self) -> Member | None:
@@ -85,7 +85,7 @@ class FailureDetector:
         seq = next(self.seq)
         self.probe = Probe(target.name, target.incarnation, seq, now)
         self.stats["probes"] += 1
-        self.send(Kind.PING, seq, (target.address, target.port))
+        self.send(Kind.PING, seq, target.name, (target.address, target.port))
 
     def check_probe(self, now: float) -> None:
         p = self.probe
@@ -100,7 +100,7 @@ class FailureDetector:
             helpers = [h for h in self.peers() if h.name != p.target]
             for h in self.rng.sample(helpers, min(len(helpers), self.config.indirect_k)):
                 self.stats["indirect_probes"] += 1
-                self.send(Kind.PING_REQ, p.seq, (h.address, h.port), target=(m.name, m.address, m.port))
+                self.send(Kind.PING_REQ, p.seq, h.name, (h.address, h.port), target=(m.name, m.address, m.port))
         if now - p.sent >= self.config.probe_interval:
             self.probe = None
             self.stats["probe_failures"] += 1
@@ -117,20 +117,22 @@ class FailureDetector:
             self.log.info("member declared dead", member=dead.name, incarnation=dead.incarnation)
             self.verdict(dead, now)
 
-    def acked(self, seq: int) -> tuple[Addr, int] | None:
-        """An ACK for ``seq`` came: ends our probe, or returns (asker, its seq) when it answers a relayed ping."""
+    def acked(self, seq: int) -> tuple[str, Addr, int] | None:
+        """An ACK for ``seq`` came: ends our probe, or returns (asker, its address, its seq) when it answers a
+        relayed ping."""
         if self.probe is not None and self.probe.seq == seq:
             self.probe = None
         relay = self.relays.pop(seq, None)
-        return None if relay is None else (relay[0], relay[1])
+        return None if relay is None else relay[:3]
 
-    def relay(self, asker: Addr, seq: int, target: Addr, now: float) -> None:
-        """Ping ``target`` on behalf of ``asker`` (a ``PING_REQ``); its ack goes back under ``seq``."""
+    def relay(self, asker: str, asker_addr: Addr, seq: int, target: tuple[str, str, int], now: float) -> None:
+        """Ping ``target`` (name, address, port) on behalf of ``asker`` (a ``PING_REQ``); its ack goes back under
+        ``seq``."""
         ours = next(self.seq)
-        self.relays[ours] = (asker, seq, now + self.config.probe_interval)
-        self.send(Kind.PING, ours, target)
+        self.relays[ours] = (asker, asker_addr, seq, now + self.config.probe_interval)
+        self.send(Kind.PING, ours, target[0], (target[1], target[2]))
 
     def gc(self, now: float) -> None:
-        for seq, (_, _, expires) in list(self.relays.items()):
+        for seq, (_, _, _, expires) in list(self.relays.items()):
             if now >= expires:
                 del self.relays[seq]

@@ -10,15 +10,15 @@ Each node
 * exchanges its full state with one random member every ``sync_interval`` (anti-entropy; this also
   retries seeds that are not members yet, and heals partitions);
 * refutes suspicions and deaths about itself by raising its incarnation;
-* signs every datagram with its own ed25519 key (``identity``) and every record it originates (its member
-  record, its endpoint entries), and accepts from others only datagrams signed by a node in its key
-  directory (``trust``: the keys nodes published in their own registrations), fresh in the replay window,
-  and, inside them, origin-signed records or suspicion/death claims at the incarnation the origin itself
-  announced (``admit.py``), so no member can speak for another beyond "I could not reach it".
+* signs the records it originates (ed25519, ``identity``), MACs every datagram with the receiver's pair key
+  (``pairkeys.py``; signed if the receiver may not know us yet), and takes only datagrams authenticated as
+  from a node of its key directory (``trust``: the keys in the nodes' registrations), fresh in the replay
+  window, and in them origin-signed records or suspicion/death claims at the incarnation the origin
+  announced (``admit.py``): no member can speak for another beyond "I could not reach it".
 
-The merge rules live in ``state.py`` (pure); the datagram format in ``codec.py``; probing and suspicion
-in ``detector.py`` (``FailureDetector``); the retransmit queue in ``broadcast.py``; the settings in
-``config.py``.
+Merge rules: ``state.py`` (pure); datagrams: ``codec.py``; probing and suspicion: ``detector.py``; timetable:
+``schedule.py``; datagram screen: ``inbound.py``; sending end: ``transmit.py``; retransmit queue:
+``broadcast.py``; settings: ``config.py``.
 """
 
 from __future__ import annotations
@@ -35,12 +35,15 @@ import structlog
 from drover.agent.gossip import codec
 from drover.agent.gossip.admit import admit
 from drover.agent.gossip.broadcast import BroadcastQueue
-from drover.agent.gossip.codec import Kind, Message, PacketError, Received
+from drover.agent.gossip.codec import Kind, Message, Received
 from drover.agent.gossip.config import STAT_KEYS, Addr
 from drover.agent.gossip.config import GossipConfig as GossipConfig
 from drover.agent.gossip.detector import FailureDetector
 from drover.agent.gossip.identity import NodeKey, Verifier
-from drover.agent.gossip.replay import ReplayGuard, next_nonce
+from drover.agent.gossip.inbound import screen
+from drover.agent.gossip.pairkeys import PairKeys
+from drover.agent.gossip.replay import ReplayGuard
+from drover.agent.gossip.schedule import Duties, run_schedule
 from drover.agent.gossip.state import (
     UP,
     ClusterState,
@@ -54,6 +57,7 @@ from drover.agent.gossip.state import (
     refute,
     update_key,
 )
+from drover.agent.gossip.transmit import Body, Transmitter
 from drover.shared.tasks import Supervisor
 
 log = structlog.get_logger("drover.gossip")
@@ -92,8 +96,8 @@ class GossipNode:
         self.identity = identity or NodeKey.generate()
         self._keys: dict[str, bytes] = {name: self.identity.public}  # the key directory (``trust``)
         self._verifier = Verifier()
+        self._pairs = PairKeys(name, self.identity, key, self._keys)
         self._replay = ReplayGuard(config.replay_window, config.replay_per_sender)
-        self._nonce = 0
         # The exact wire form of the record held for each key (origin-signed ones are forwarded unchanged)
         self._wire: dict[tuple[Any, ...], tuple[Update, bytes]] = {}
         self.config = config
@@ -107,6 +111,7 @@ class GossipNode:
         self._rng = rng or random.Random()
         self.state = ClusterState()
         self.stats: dict[str, int] = dict.fromkeys(STAT_KEYS, 0)
+        self._tx = Transmitter(name, key, self.identity, self._pairs, config.max_packet, self.stats)
         self._log = log.bind(node=name)
         self._detector = FailureDetector(
             name,
@@ -144,6 +149,7 @@ class GossipNode:
         """Set the key directory: every other node's published ed25519 public key (its registration's)."""
         self._keys = {**{n: k for n, k in keys.items() if n != self.name}, self.name: self.identity.public}
         self._replay.forget(self._keys)
+        self._pairs.trust(self._keys)  # pair keys of peers whose published key changed are derived anew
 
     @property
     def incarnation(self) -> int:
@@ -154,7 +160,7 @@ class GossipNode:
         transport, _ = await loop.create_datagram_endpoint(
             lambda: _Protocol(self), local_addr=(self.address, self._port)
         )
-        self._transport = transport
+        self._transport = self._tx.transport = transport
         self._port = int(transport.get_extra_info("sockname")[1])
         me = self._self_record(self._port)
         self._me = me
@@ -176,18 +182,15 @@ class GossipNode:
             left = replace(self._me, status=Status.LEFT)
             self._me = left
             self.state.merge_member(left)
-            data, _ = codec.pack(
-                Kind.GOSSIP, self.name, 0, [self._signed(left)], self.key, self.config.max_packet,
-                signer=self.identity, nonce=self._next_nonce(),
-            )
+            body, _ = self._tx.pack(Kind.GOSSIP, 0, [self._signed(left)])
             peers = self._peers()
             for m in self._rng.sample(peers, min(len(peers), max(2 * self.config.fanout, 6))):
-                self._send(data, (m.address, m.port))
+                self._tx.send(body, m.name, (m.address, m.port))
         if self._supervisor is not None:
             await self._supervisor.stop()
             self._supervisor = None
         self._transport.close()
-        self._transport = None
+        self._transport = self._tx.transport = None
 
     def join(self, seeds: Iterable[tuple[str, str, int]]) -> None:
         for name, address, port in seeds:
@@ -253,10 +256,6 @@ class GossipNode:
         if isinstance(u, Member) and u.status in (Status.SUSPECT, Status.DEAD):
             return self._remember(u, codec.encode_update(u))
         return None
-
-    def _next_nonce(self) -> int:
-        self._nonce = next_nonce(self._nonce, time.time_ns() // 1000)
-        return self._nonce
 
     def _now(self) -> float:
         try:
@@ -385,33 +384,19 @@ class GossipNode:
                 self._log.error("gossip change callback failed", error=repr(exc), exc_info=True)
 
     # ------------------------------------------------------------------ sending
-    def _send(self, data: bytes, addr: Addr) -> None:
-        if self._transport is None:
-            return
-        self.stats["packets_out"] += 1
-        self.stats["bytes_out"] += len(data)
-        self._transport.sendto(data, addr)
-
-    def _send_piggyback(self, kind: Kind, seq: int, addr: Addr, *, target: tuple[str, str, int] | None = None) -> None:
+    def _send_piggyback(
+        self, kind: Kind, seq: int, to: str, addr: Addr, *, target: tuple[str, str, int] | None = None
+    ) -> None:
         items = self._queue.queued()
-        data, chosen = codec.pack(
-            kind, self.name, seq, [d for _, d in items], self.key, self.config.max_packet,
-            signer=self.identity, nonce=self._next_nonce(), target=target,
-        )
+        body, chosen = self._tx.pack(kind, seq, [d for _, d in items], target=target)
         self._queue.mark_sent((items[i][0] for i in chosen), len(self.state.members))
-        self._send(data, addr)
+        self._tx.send(body, to, addr)
 
-    def _send_state(self, addr: Addr, *, reply: bool) -> None:
+    def _send_state(self, to: str | None, addr: Addr, *, reply: bool, signed: bool = False) -> None:
         self.stats["syncs"] += 1
         parts = [w for w in map(self._wire_of, self.state.snapshot()) if w is not None]
-        nonce = self._next_nonce()
-        packets = codec.pack_all(
-            Kind.SYNC, self.name, 0, parts, self.key, self.config.max_packet,
-            signer=self.identity, nonce=nonce, reply=reply,
-        )
-        self._nonce = nonce + len(packets) - 1  # pack_all numbered them on from ``nonce``
-        for data in packets:
-            self._send(data, addr)
+        for body in self._tx.pack_all(Kind.SYNC, parts, reply=reply, signed=signed):
+            self._tx.send(body, to, addr)
 
     def _peers(self) -> list[Member]:
         return [m for m in self.state.members.values() if m.status in UP and m.name != self.name]
@@ -423,17 +408,14 @@ class GossipNode:
         targets = self._rng.sample(peers, min(len(peers), self.config.fanout))
         if not targets:
             return
-        # The same signed datagrams go to every target (each receiver's replay window is its own): one
-        # signature per datagram, not per datagram and peer, which is most of a round's CPU.
+        # The same bodies go to every target (each receiver's replay window is its own), packed once and
+        # sealed per target (a pair MAC each).
         items = self._queue.queued()
-        packets: list[bytes] = []
+        packets: list[Body] = []
         for _ in range(self.config.max_packets_per_push):
             if not items:
                 break
-            data, chosen = codec.pack(
-                Kind.GOSSIP, self.name, 0, [d for _, d in items], self.key, self.config.max_packet,
-                signer=self.identity, nonce=self._next_nonce(),
-            )
+            data, chosen = self._tx.pack(Kind.GOSSIP, 0, [d for _, d in items])
             if not chosen:
                 break
             packets.append(data)
@@ -442,13 +424,13 @@ class GossipNode:
             taken = set(chosen)
             items = [it for i, it in enumerate(items) if i not in taken]
         for m in targets:
-            for data in packets:
-                self._send(data, (m.address, m.port))
+            for body in packets:
+                self._tx.send(body, m.name, (m.address, m.port))
 
     def _sync_seeds(self) -> None:
         for name, addr in self._seeds.items():
             if not self.state.up(name):
-                self._send_state(addr, reply=True)
+                self._send_state(name, addr, reply=True)
 
     def _sync_tick(self) -> None:
         peers = self._peers()
@@ -456,7 +438,7 @@ class GossipNode:
         pool = dead if dead and (not peers or self._rng.random() < 0.25) else peers
         if pool:
             m = self._rng.choice(pool)
-            self._send_state((m.address, m.port), reply=True)
+            self._send_state(m.name, (m.address, m.port), reply=True)
         self._sync_seeds()
 
     # ------------------------------------------------------------------ housekeeping
@@ -482,71 +464,22 @@ class GossipNode:
             del self._wire[k]
 
     async def _run(self) -> None:
-        cfg = self.config
-        loop = asyncio.get_running_loop()
-        tick = max(0.005, min(cfg.probe_timeout, cfg.gossip_interval, cfg.probe_interval) / 2)
-        now = loop.time()
-        j = self._rng.random()
-        next_probe, next_gossip = now + j * cfg.probe_interval, now + j * cfg.gossip_interval
-        next_sync, next_gc = now + j * cfg.sync_interval, now + 1.0
-
-        def advance(t: float, interval: float, now: float) -> float:
-            t += interval
-            return t if t > now else now + interval
-
-        while True:
-            now = loop.time()
-            self._detector.check_probe(now)
-            if now >= next_probe:
-                self._detector.probe_tick(now)
-                next_probe = advance(next_probe, cfg.probe_interval, now)
-            if now >= next_gossip:
-                self._gossip_round()
-                next_gossip = advance(next_gossip, cfg.gossip_interval, now)
-            self._detector.check_suspects(now)
-            if now >= next_sync:
-                self._sync_tick()
-                next_sync = advance(next_sync, cfg.sync_interval, now)
-            if now >= next_gc:
-                self._gc(now)
-                next_gc = advance(next_gc, 1.0, now)
-            await asyncio.sleep(tick)
+        d = self._detector
+        duties = Duties(d.check_probe, d.probe_tick, self._gossip_round, d.check_suspects, self._sync_tick, self._gc)
+        await run_schedule(self.config, self._rng, duties)
 
     # ------------------------------------------------------------------ receiving
     def _on_datagram(self, data: bytes, addr: Addr) -> None:
-        self.stats["packets_in"] += 1
-        self.stats["bytes_in"] += len(data)
-        try:
-            msg = codec.decode(data, self.key, self.config.max_packet)
-        except codec.OversizeError:
-            self.stats["dropped_oversize"] += 1
-            return
-        except codec.AuthError:
-            self.stats["dropped_auth"] += 1
-            return
-        except codec.VersionError:
-            self.stats["dropped_version"] += 1
-            return
-        except PacketError as exc:
-            self.stats["dropped_malformed"] += 1
-            self._log.debug("malformed gossip datagram dropped", peer=f"{addr[0]}:{addr[1]}", error=str(exc))
+        got = screen(
+            data, addr, me=self.name, key=self.key, max_packet=self.config.max_packet, keys=self._keys,
+            pairs=self._pairs, verifier=self._verifier, replay=self._replay, stats=self.stats,
+        )
+        if got.send_state:  # to a node that may not hold our key, or holds an old one: signed
+            self._send_state(None, addr, reply=False, signed=True)
+        if got.message is None:
             return
         try:
-            codec.verify_sender(msg, self._keys.get(msg.sender), self._verifier)
-        except (codec.UnknownSenderError, codec.SignatureError) as exc:
-            unknown = isinstance(exc, codec.UnknownSenderError)
-            self.stats["dropped_unknown_sender" if unknown else "dropped_signature"] += 1
-            if msg.kind is Kind.SYNC and msg.reply:
-                # A node (re)registers its key only once it has heard a peer: a new node, or one restarted with a
-                # new key, gets our state (which it can verify; the cluster key already let it read gossip), but
-                # nothing it says is taken until its key is in the directory.
-                self._send_state(addr, reply=False)
-            return
-        if msg.sender == self.name or not self._replay.admit(msg.sender, msg.nonce, time.time_ns() // 1000):
-            self.stats["dropped_replay"] += 1
-            return
-        try:
-            self._handle(msg, addr)
+            self._handle(got.message, addr)
         except Exception as exc:
             self.stats["handler_errors"] += 1
             self._log.error("gossip message handling failed", error=repr(exc), exc_info=True)
@@ -556,13 +489,12 @@ class GossipNode:
         if msg.records:
             self._apply(msg.records, now)
         if msg.kind is Kind.PING:
-            self._send_piggyback(Kind.ACK, msg.seq, addr)
+            self._send_piggyback(Kind.ACK, msg.seq, msg.sender, addr)
         elif msg.kind is Kind.ACK:
             relay = self._detector.acked(msg.seq)
             if relay is not None:
-                self._send_piggyback(Kind.ACK, relay[1], relay[0])
+                self._send_piggyback(Kind.ACK, relay[2], relay[0], relay[1])
         elif msg.kind is Kind.PING_REQ and msg.target is not None:
-            _, t_addr, t_port = msg.target
-            self._detector.relay(addr, msg.seq, (t_addr, t_port), now)
+            self._detector.relay(msg.sender, addr, msg.seq, msg.target, now)
         elif msg.kind is Kind.SYNC and msg.reply:
-            self._send_state(addr, reply=False)
+            self._send_state(msg.sender, addr, reply=False)

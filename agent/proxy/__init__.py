@@ -22,7 +22,8 @@ from drover.agent.proxy.balancer import (
     pick_least_connections,
     pick_round_robin,
 )
-from drover.agent.proxy.relay import MAX_REPLAY, ProxyStats
+from drover.agent.proxy.relay import MAX_REPLAY
+from drover.agent.proxy.route import ProxyStats
 from drover.agent.proxy.server import NodeProxy, ServiceProxy
 
 __all__ = [

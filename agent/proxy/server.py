@@ -17,7 +17,8 @@ from collections.abc import Callable, Mapping, Sequence
 import structlog
 
 from drover.agent.proxy.balancer import STRATEGIES, Backend, make_balancer
-from drover.agent.proxy.relay import IDLE_TIMEOUT, MAX_CLIENTS, ClientSide, ProxyStats, Route
+from drover.agent.proxy.relay import ClientSide
+from drover.agent.proxy.route import IDLE_TIMEOUT, MAX_CLIENTS, ProxyStats, Route
 
 log = structlog.get_logger("drover.agent.proxy")
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from drover.chaos import iptables
 from drover.chaos.probe import http_ok
+from drover.shared.aio import uncancellable
 
 Undoer = Callable[[], Awaitable[None]]
 NATS_CURRENT_WAIT = 30.0  # s a nats-kill waits for every server to be current again (/healthz)
@@ -214,7 +215,7 @@ class Injector:
         try:
             for rule in rules:
                 added.append(rule)  # before the add: a cancellation during it still heals this rule
-                await _uncancellable(iptables.add(rule))
+                await uncancellable(iptables.add(rule), "iptables-add")
         except BaseException:
             await self.undo.run(key)
             raise
@@ -228,18 +229,6 @@ async def _nats_healthz(server: dict[str, Any]) -> bool:
     if not isinstance(port, int) or port <= 0:
         return True
     return await http_ok("127.0.0.1", port, timeout=2.0, path="/healthz")
-
-
-async def _uncancellable(coro: Awaitable[None]) -> None:
-    """Let an iptables change finish even when the caller is cancelled (SIGINT), so that the undo that
-    follows sees the rule in place and removes it; then pass the cancellation on."""
-    fut = asyncio.ensure_future(coro)
-    try:
-        await asyncio.shield(fut)
-    except asyncio.CancelledError:
-        with contextlib.suppress(Exception):
-            await fut
-        raise
 
 
 __all__ = ["Injected", "Injector", "NoTarget", "Undo"]

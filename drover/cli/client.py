@@ -10,13 +10,14 @@ import logging
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from drover.cli import natsload
 from drover.cli.context import Target
 from drover.cli.errors import EXIT_FAILED, EXIT_INVALID, CliError, PermissionDenied, Unsupported, reply_error
 from drover.cli.signals import run_until_signal
 from drover.shared import idempotency, wire
+from drover.shared.aio import race
 from drover.shared.errors import WireError
 from drover.shared.subjects import Names
 
@@ -310,18 +311,10 @@ class Client:
     async def guarded(self, subject: str, coro: Awaitable[T], what: str) -> T:
         """Await ``coro`` (a request on ``subject``); if the server reports a permission violation for that
         subject meanwhile, fail at once with 'permission denied' (exit 1)."""
-        task = asyncio.ensure_future(coro)
-        denied = asyncio.ensure_future(self.denials.wait_for(subject))
-        try:
-            await asyncio.wait({task, denied}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            denied.cancel()
-        if task.done():
-            return task.result()
-        task.cancel()
-        with contextlib.suppress(BaseException):
-            await task
-        raise permission_denied(what, denied.result() if not denied.cancelled() and denied.done() else "")
+        r = await race(coro, self.denials.wait_for(subject), "request")
+        if r.finished:
+            return cast(T, r.result)  # (None only when T admits it)
+        raise permission_denied(what, r.rival or "")
 
     async def call(self, verb: str, body: dict[str, Any], timeout: float = REQUEST_TIMEOUT) -> Any:
         """``data`` of a successful reply; a failed reply becomes ``CliError`` (exit 2 for ``invalid``)."""

@@ -14,6 +14,7 @@ from drover.cli.commands_context import complete_services
 from drover.cli.commands_get import fetch, not_found
 from drover.cli.errors import EXIT_FAILED, CliError
 from drover.shared import wire
+from drover.shared.aio import Background
 from drover.shared.errors import WireError
 
 if TYPE_CHECKING:
@@ -178,24 +179,22 @@ async def _logs_follow(c: Client, row: dict[str, Any], tail: int | None, p: _Pri
                 await c.nc.publish(f"{stream}.alive", wire.encode({"alive": True}))
             await asyncio.sleep(1.5)
 
-    ka = asyncio.create_task(keepalive())
     try:
-        req = {"container": row.get("id") or name, "tail": tail, "follow": True, "stream": stream}
-        if not await _first_logs(c, node, name, req, p):
-            return
-        async for msg in sub.messages:
-            try:
-                body = wire.decode(msg.data)
-            except WireError:
-                continue
-            if body.get("lines"):
-                p.lines(name, body["lines"])
-            if body.get("eof"):
+        async with Background("logs-follow") as bg:
+            bg.start(keepalive(), "keepalive")
+            req = {"container": row.get("id") or name, "tail": tail, "follow": True, "stream": stream}
+            if not await _first_logs(c, node, name, req, p):
                 return
+            async for msg in sub.messages:
+                try:
+                    body = wire.decode(msg.data)
+                except WireError:
+                    continue
+                if body.get("lines"):
+                    p.lines(name, body["lines"])
+                if body.get("eof"):
+                    return
     finally:
-        ka.cancel()
-        with contextlib.suppress(BaseException):
-            await ka
         with contextlib.suppress(Exception):
             await sub.unsubscribe()
 
@@ -230,21 +229,18 @@ def logs_cmd(name: str, follow: bool, tail: int | None) -> None:
             for r in rows:
                 await _logs_once(c, r, tail, p)
             return 1 if p.errors and p.errors == len(rows) else 0
-        tasks: dict[str, asyncio.Task[None]] = {}
-        try:
+        following: set[str] = set()
+        async with Background("logs") as bg:
             while True:
                 for r in rows:
                     rid = str(r.get("id"))
-                    if rid not in tasks and r.get("state") not in ("pending", "lost"):
-                        tasks[rid] = asyncio.create_task(_logs_follow(c, r, tail, p))
-                await asyncio.sleep(2.0)
+                    if rid not in following and r.get("state") not in ("pending", "lost"):
+                        following.add(rid)
+                        bg.start(_logs_follow(c, r, tail, p), rid)
+                await asyncio.sleep(2.0)  # then look for new containers of the service
                 if not single:
                     with contextlib.suppress(CliError):
                         rows = await fetch(c, "containers", None, name)
-        finally:
-            for t in tasks.values():
-                t.cancel()
-            await asyncio.gather(*tasks.values(), return_exceptions=True)
 
     code = 0
     try:

@@ -8,6 +8,7 @@ while the cluster runs works at once.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import sys
 from pathlib import Path
@@ -127,6 +128,120 @@ def client_cmd(read_only: bool, out: Path | None, directory: Path | None) -> Non
 def admin_cmd(out: Path | None, directory: Path | None) -> None:
     """Admin credentials (every subject of every cluster on these servers)."""
     _issue("admin", None, out, directory)
+
+
+_USER_KEY_RE = re.compile(r"^U[A-Z2-7]{55}$")
+
+
+def _revocation_target(target: str) -> tuple[str, str]:
+    """(user public key, name) of a credentials file or of a user public key (``U…``)."""
+    from drover.shared.security import load_credentials
+    from drover.shared.security_jwt import CredentialsError, decode_unverified
+
+    if _USER_KEY_RE.match(target):
+        return target, ""
+    if not Path(target).exists():
+        raise CliError(f"{target!r}: neither a credentials file nor a user public key (U…)", code=EXIT_INVALID)
+    try:
+        loaded = load_credentials(target)
+        name = str(decode_unverified(loaded.jwt).get("name", "")) if loaded.jwt else ""
+    except CredentialsError as exc:
+        raise CliError(str(exc), code=EXIT_INVALID) from exc
+    return loaded.public_key, name
+
+
+def _rewrite_lab_configs(sec: object) -> list[str]:
+    """Rewrite the nats-server configs of a running ``drover up`` (so a restarted server keeps the
+    revocations); the paths rewritten."""
+    from drover.cli.lab import STATE_FILE, read_state
+    from drover.shared.security import SecurityDir, write_credentials
+
+    assert isinstance(sec, SecurityDir)
+    state = read_state(drover_home() / STATE_FILE) or {}
+    configs = {
+        str(p["config"]) for p in state.get("processes", [])
+        if isinstance(p, dict) and p.get("kind") == "nats" and isinstance(p.get("config"), str)
+    }
+    for conf in sorted(configs):
+        write_credentials(Path(conf), sec.security_config() + "\n")
+    return sorted(configs)
+
+
+@credentials_group.command("revoke")
+@click.argument("targets", nargs=-1, required=True, metavar="CREDS_FILE|USER_KEY...")
+@options.cluster_options
+@_dir_option
+def revoke_cmd(targets: tuple[str, ...], directory: Path | None) -> None:
+    """Revoke credentials: running nats-servers refuse them at once and drop their connections.
+
+    Each TARGET is a credentials file or its user's public key (U…). The revocation is signed into the
+    cluster account with the keys in the security directory and sent to the servers of the context (or
+    --nats); the configs of a running 'drover up' are rewritten too.
+    """
+    from drover.shared.security import SecurityDir
+    from drover.shared.security_jwt import CredentialsError
+    from drover.shared.security_revoke import push_account
+
+    users = [_revocation_target(t) for t in targets]
+    sec = _open(directory)
+    assert isinstance(sec, SecurityDir)
+    try:
+        for user, name in users:
+            token = sec.revoke(user, name=name)
+        rewritten = _rewrite_lab_configs(sec)
+    except (OSError, CredentialsError) as exc:
+        raise CliError(f"cannot record the revocation in {sec.path}: {exc}") from exc
+    for user, name in users:
+        click.echo(f"credentials {user}{f' ({name})' if name else ''} revoked")
+    for conf in rewritten:
+        click.echo(f"nats-server config {conf} rewritten", err=True)
+    t = options.target()
+    try:
+        result = asyncio.run(push_account(t.servers, sec, token, ca=t.ca))
+    except Exception as exc:
+        raise CliError(
+            f"revocation recorded in {sec.path} but not sent to {t.nats} ({exc or type(exc).__name__}): run "
+            "the same command again when a server is reachable, or restart the servers with the new config"
+        ) from exc
+    took = sum(1 for a in result.answers if a.ok)
+    for a in result.answers:
+        if not a.ok:
+            click.echo(f"server {a.server} refused the update: {a.message}", err=True)
+    if not result.complete:
+        raise CliError(
+            f"revocation recorded in {sec.path} but in force on {took} of {result.expected} nats-server(s): "
+            "run the same command again when they are up"
+        )
+    click.echo(f"in force on {took} nats-server(s)", err=True)
+
+
+@credentials_group.command("revocations")
+@click.option("-o", "--output", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@_dir_option
+def revocations_cmd(fmt: str, directory: Path | None) -> None:
+    """The revoked credentials (user public key, when, name)."""
+    import json
+    from datetime import UTC, datetime
+
+    from drover.shared.security import SecurityDir
+    from drover.shared.security_jwt import CredentialsError
+
+    sec = _open(directory)
+    assert isinstance(sec, SecurityDir)
+    try:
+        rows = [
+            {"user": r.user, "revoked": datetime.fromtimestamp(r.time, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+             "name": r.name}
+            for r in sorted(sec.revocations().values(), key=lambda r: (r.time, r.user))
+        ]
+    except CredentialsError as exc:
+        raise CliError(str(exc)) from exc
+    if fmt == "json":
+        click.echo(json.dumps(rows, indent=2))
+        return
+    click.echo(f"{'USER':<57}{'REVOKED':<22}NAME")
+    for row in rows:
+        click.echo(f"{row['user']:<57}{row['revoked']:<22}{row['name']}")
 
 
 @credentials_group.command("init")

@@ -8,6 +8,8 @@ import signal
 from collections.abc import Awaitable
 from typing import TypeVar
 
+from drover.shared.aio import spawn
+
 T = TypeVar("T")
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -16,7 +18,7 @@ async def run_until_signal(main: Awaitable[T]) -> T | None:
     """Await ``main`` until it ends, or until SIGINT/SIGTERM cancels it (its own clean-up runs on
     cancellation) — then the result is None. A second signal while shutting down is ignored."""
     loop = asyncio.get_running_loop()
-    task = asyncio.ensure_future(main)
+    task = spawn(main, "main")
     stopping = False
 
     def stop() -> None:

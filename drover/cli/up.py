@@ -28,6 +28,7 @@ from drover.cli.client import EXIT_FAILED, CliError
 from drover.cli.context import drover_home, write_context
 from drover.cli.lab import STATE_FILE, Child, drover_argv, free_port, nats_nodes, nats_server_argv, write_state
 from drover.shared import natsbin
+from drover.shared.aio import race
 from drover.shared.subjects import check_cluster
 
 NATS_START_DEADLINE = 15.0
@@ -170,7 +171,9 @@ def lab_children(
             f"nats-{n.index}", "nats",
             nats_server_argv(binary, opts.data_dir, n, nodes, secure.nats_config if secure else None),
             logs / f"nats-{n.index}.log",
-            info={"port": n.port, "cluster_port": n.cluster_port, "url": n.url, "monitor_port": n.monitor_port},
+            # "config": 'drover credentials revoke' rewrites it, so a restarted server keeps revocations.
+            info={"port": n.port, "cluster_port": n.cluster_port, "url": n.url, "monitor_port": n.monitor_port,
+                  **({"config": str(secure.nats_config)} if secure else {})},
         )
         for n in nodes
     ]
@@ -297,18 +300,7 @@ async def check_docker(timeout: float = 10.0) -> None:
 
 async def _until(stop: asyncio.Event, coro: Any) -> Any:
     """Await ``coro`` unless ``stop`` is set first (then cancel it and return None)."""
-    task = asyncio.ensure_future(coro)
-    waiter = asyncio.ensure_future(stop.wait())
-    try:
-        done, _ = await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        waiter.cancel()
-    if task in done:
-        return task.result()
-    task.cancel()
-    with contextlib.suppress(BaseException):
-        await task
-    return None
+    return (await race(coro, stop.wait(), "up-wait")).result
 
 
 async def _nats_ready(nats: list[Child], urls: str, secure: UpSecurity, deadline: float = NATS_START_DEADLINE) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -20,6 +21,7 @@ import pytest
 from drover.chaos import iptables
 from drover.chaos.schedule import KINDS
 from tests.fixtures.docker import TEST_IMAGE, remove_cluster_containers_sync, require_image
+from tests.fixtures.wait import wait_until
 
 REPORT_KEYS = {"seed", "duration_s", "faults", "checks", "passed"}
 CHECK_KEYS = {
@@ -83,9 +85,18 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
             remove_cluster_containers_sync([cluster])
 
 
-def _chaos_rules() -> list[str]:
+def _chaos_rules(pid: int | None = None) -> list[str]:
+    """The chaos rules in place: those of chaos process ``pid``, or (None) those left by a process that is gone
+    (a chaos run of someone else on this host is no concern of this test)."""
     out = subprocess.run(["iptables", "-w", "5", "-S", iptables.CHAIN], capture_output=True, text=True, check=True)
-    return [line for line in out.stdout.splitlines() if iptables.TAG_PREFIX in line]
+    rules = [line for line in out.stdout.splitlines() if iptables.TAG_PREFIX in line]
+    if pid is not None:
+        return [line for line in rules if str(pid) in _tag_pids(line)]
+    return [line for line in rules if not any(Path(f"/proc/{p}").exists() for p in _tag_pids(line))]
+
+
+def _tag_pids(rule: str) -> list[str]:
+    return re.findall(rf"{iptables.TAG_PREFIX}(\d+)", rule)
 
 
 def _state_letter(pid: int) -> str:
@@ -123,11 +134,12 @@ def test_sigint_undoes_every_fault(lab: Lab, tmp_path: Path) -> None:
         env=lab.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and not _chaos_rules():
-            assert proc.poll() is None, proc.communicate()
-            time.sleep(0.2)
-        assert _chaos_rules(), "no partition was ever in place"
+        def partitioned() -> bool:
+            if proc.poll() is not None:
+                pytest.fail(f"chaos ended early: {proc.communicate()}")
+            return bool(_chaos_rules(proc.pid))
+
+        wait_until(partitioned, 120, 0.2, "no partition was ever in place")
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=90)
     finally:
@@ -135,7 +147,7 @@ def test_sigint_undoes_every_fault(lab: Lab, tmp_path: Path) -> None:
             proc.kill()
     assert proc.returncode == 1, (out, err)
     assert "interrupted" in err and "Traceback" not in err
-    assert _chaos_rules() == []
+    assert _chaos_rules(proc.pid) == [] and _chaos_rules() == []
     state = lab.state()
     procs = state["processes"]
     assert isinstance(procs, list)

@@ -22,6 +22,7 @@ import pytest
 
 from tests.fixtures import TEST_IMAGE, free_tcp_port, require_image
 from tests.fixtures.docker import remove_cluster_containers_sync
+from tests.fixtures.wait import wait_until
 
 pytestmark = [pytest.mark.docker, pytest.mark.nats]
 
@@ -235,15 +236,29 @@ def test_events_and_logs(up: Up, tmp_path: Path) -> None:
     events = up.json("events", "--service", "ticker")
     assert events and all(EVENT_KEYS <= set(e) for e in events)
     assert any(e["kind"] == "service-created" for e in events)
-    deadline = time.monotonic() + 20
-    while True:
+    def ticked() -> subprocess.CompletedProcess[str] | None:
         r = up.drover("logs", "ticker", "--tail", "3")
-        if "tick" in r.stdout or time.monotonic() > deadline:
-            break
-        time.sleep(0.5)
+        return r if "tick" in r.stdout else None
+
+    r = wait_until(ticked, 20, 0.5, "no 'tick' in the logs")
     assert r.returncode == 0
     lines = r.stdout.splitlines()
     assert lines and all(line.startswith("[drover-ticker-") and line.endswith("] tick") for line in lines)
+    # -f keeps printing new lines until interrupted, then exits 0 without a traceback
+    follow = subprocess.Popen(
+        [sys.executable, "-m", "drover", "logs", "ticker", "-f", "--tail", "1"], env=up.env,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert follow.stdout is not None
+        seen = [follow.stdout.readline() for _ in range(3)]  # the tail, then new lines as they come
+        assert all(line.rstrip().endswith("] tick") for line in seen), seen
+        follow.send_signal(signal.SIGINT)
+        _, err = follow.communicate(timeout=20)
+    finally:
+        if follow.poll() is None:
+            follow.kill()
+    assert follow.returncode == 0 and "Traceback" not in err, err
     up.drover("delete", "service", "ticker")
 
 

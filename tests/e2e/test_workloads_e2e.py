@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,6 +16,7 @@ import pytest
 from tests.e2e.test_cli_e2e import Up, _start_up, _stop_up, started_up
 from tests.fixtures import TEST_IMAGE
 from tests.fixtures.docker import remove_cluster_containers_sync
+from tests.fixtures.wait import wait_until
 
 pytestmark = [pytest.mark.docker, pytest.mark.nats]
 
@@ -28,15 +28,7 @@ def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
 
 
 def until(check: Callable[[], Any], timeout: float = 60.0, what: str = "condition") -> Any:
-    """Poll ``check`` until it returns something truthy (no bare sleeps: a deadline and a short poll)."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.3)
-    raise AssertionError(f"{what} not reached within {timeout}s (last: {last!r})")
+    return wait_until(check, timeout, 0.3, f"{what} not reached")
 
 
 def svc(name: str, body: str = "", replicas: int = 1) -> str:

@@ -41,7 +41,8 @@ async def test_tcp_exec_probes_and_host_network(
             "n1",
             [
                 replica("t1", service="tcp", health=_health(tcp={"port": 8080})),
-                replica("t2", service="tcpbad", health=_health(tcp={"port": 8081})),
+                replica("t2", service="tcpbad", health=_health(tcp={"port": 8081}),
+                        ports=[{"name": "http", "container": 8080, "expose": None}, {"container": 8081}]),
                 replica("x1", service="exec", health=_health(exec={"command": ["test", "-f", "/www/index.html"]})),
                 replica(
                     "h1",

@@ -29,7 +29,14 @@ from drover.agent.membership import AssignmentFeed
 from drover.agent.proxy import LEAST_CONNECTIONS, ROUND_ROBIN
 from drover.shared import bus, wire
 from drover.shared.cluster_key import KEY_NAME, cluster_key, decode_key
-from drover.shared.models import AssignedContainer, ContainerState, ContainerStatus, NodeRegistration, ServiceRecord
+from drover.shared.models import (
+    AssignedContainer,
+    ContainerState,
+    ContainerStatus,
+    NodeRegistration,
+    ServiceRecord,
+    spec_of,
+)
 from tests.fixtures import free_tcp_port, wait_for
 from tests.fixtures.nats import NatsServer
 from tests.integration.agent_support import Tap, http_get, running_agent, spec, tap
@@ -273,13 +280,15 @@ async def test_agents_share_one_cluster_key(nats_server: NatsServer, cluster_nam
 
 def test_exposed_ports_env_and_strategy() -> None:
     s = {
+        "image": "i",
         "ports": [
             {"name": "http", "container": 80, "expose": 18080},
             {"name": "admin", "container": 81, "expose": 18081},
-        ]
+        ],
     }
-    assert exposed_ports("my-api", s) == {"my-api": 18080, "my-api:admin": 18081}
-    assert exposed_ports("x", {"ports": [{"name": "http", "container": 80, "expose": None}]}) == {}
+    assert exposed_ports("my-api", spec_of(s)) == {"my-api": 18080, "my-api:admin": 18081}
+    unexposed = spec_of({"image": "i", "ports": [{"name": "http", "container": 80, "expose": None}]})
+    assert exposed_ports("x", unexposed) == {}
     assert env_name("my-api") == "DROVER_SERVICE_MY_API_ADDR"
     assert env_name("my-api:admin") == "DROVER_SERVICE_MY_API_ADMIN_ADDR"
     assert service_env({"web": 18080}, "127.0.0.2") == {"DROVER_SERVICE_WEB_ADDR": "127.0.0.2:18080"}

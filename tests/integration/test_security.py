@@ -129,22 +129,6 @@ async def test_agent_credentials_are_bound_to_their_node(secure_nats: SecureNats
         await admin.close()
 
 
-async def test_fleet_credentials_act_for_nodes_not_desired_state(secure_nats: SecureNats, cluster_name: str) -> None:
-    names = Names(cluster_name)
-    admin, nc, denied = await as_role(secure_nats, cluster_name, "agent", "P-*")
-    try:
-        store = await bus.open_store(nc, cluster_name)
-        for node in ("P-1", "P-2"):
-            await store.nodes.put(node, NodeRegistration(name=node).to_wire())
-            await nc.publish(names.heartbeat(node), Heartbeat(node=node).to_wire())
-        await nc.flush()
-        assert denied.errors == []
-        assert await refused_put(store.services, "web", denied, f"$KV.{names.services_bucket}.web")
-    finally:
-        await nc.close()
-        await admin.close()
-
-
 async def test_clients_cannot_read_the_gossip_key(secure_nats: SecureNats, cluster_name: str) -> None:
     names = Names(cluster_name)
     admin, nc, denied = await as_role(secure_nats, cluster_name, "client")

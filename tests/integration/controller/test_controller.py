@@ -70,7 +70,7 @@ class FakeAgents:
             await asyncio.sleep(0.2)
 
     def _status(self, c: Any) -> ContainerStatus:
-        if c.spec.get("image") in self.broken_images:
+        if c.spec.image in self.broken_images:
             return ContainerStatus(id=c.id, service=c.service, revision=c.revision, state=ContainerState.CRASH_LOOP,
                                    ready=False, restarts=3)
         return ContainerStatus(id=c.id, service=c.service, revision=c.revision, state=ContainerState.RUNNING,

@@ -15,8 +15,9 @@ from dataclasses import replace
 import pytest
 
 from drover.agent.gossip import Endpoint, GossipConfig, GossipNode, Status, codec
-from drover.agent.gossip.codec import Kind
+from drover.agent.gossip.codec import Kind, Mode
 from drover.agent.gossip.identity import NodeKey
+from drover.agent.gossip.pairkeys import derive
 from tests.fixtures import wait_for
 
 KEY = b"test-cluster-key"
@@ -36,11 +37,27 @@ def make_node(name: str, address: str, key: bytes = KEY, **kw: object) -> Gossip
     return n
 
 
-def signed_by(sender: str, kind: Kind, rows: list[bytes], *, nonce: int | None = None, key: bytes = KEY) -> bytes:
-    """A datagram as ``sender`` itself would sign it (a compromised or misbehaving member)."""
+def signed_by(
+    sender: str,
+    kind: Kind,
+    rows: list[bytes],
+    *,
+    nonce: int | None = None,
+    key: bytes = KEY,
+    to: str = "n0",
+    signed: bool = False,
+    as_: NodeKey | None = None,
+) -> bytes:
+    """A datagram as ``sender`` itself would make it for ``to`` (a compromised or misbehaving member): MAC'd with
+    their pair key, or ``signed``; ``as_`` makes it with another key pair than ``sender``'s own (a forger)."""
     n = time.time_ns() // 1000 if nonce is None else nonce
-    data, _ = codec.pack(kind, sender, 0, rows, key, signer=identity(sender), nonce=n)
-    return data
+    body, _ = codec.pack(kind, sender, 0, rows, nonce=n, reply=kind is Kind.SYNC)
+    own = as_ or identity(sender)
+    if signed:
+        return codec.seal_signed(sender, body, key, own)
+    pair_key = derive(key, sender, own, to, identity(to).public)
+    assert pair_key is not None
+    return codec.seal_pair(sender, body, pair_key)
 
 
 def ep(node: str, container: str, port: int, *, ready: bool = True, service: str = "web") -> Endpoint:
@@ -199,21 +216,26 @@ async def test_forged_malformed_and_oversized_packets_are_dropped_and_counted(cl
         codec.encode_update(replace(victim, status=Status.DEAD)),
         codec.encode_update(codec.decode_update([1, "n1", "evil", 31337, 2**40, 1, True, "web", "127.0.0.1", 1, True])),
     ]
-    forged = signed_by("n1", Kind.GOSSIP, forged_updates, key=b"wrong-key")
-    good_ping = signed_by("n1", Kind.PING, [])
+    forged = signed_by("n1", Kind.GOSSIP, forged_updates, key=b"wrong-key", signed=True)
+    good_ping = signed_by("n1", Kind.PING, [], signed=True)
     send_raw(target, forged)
     send_raw(target, b"\x00garbage")
     send_raw(target, good_ping[:-1] + bytes((good_ping[-1] ^ 0xFF,)))  # tampered: auth failure
+    head = codec._head(Mode.SIGNED, "n1")
     rest = bytes(64) + b"\xc1"
-    send_raw(target, b"DG" + bytes((codec.VERSION,)) + codec._mac(KEY, b"DG\x02" + rest) + rest)  # keyed, not msgpack
+    send_raw(target, head + codec._mac(KEY, head + rest) + rest)  # keyed, not msgpack
+    pair_key = derive(KEY, "n1", identity("n1"), "n0", identity("n0").public)
+    assert pair_key is not None
+    send_raw(target, codec.seal_pair("n1", b"\xc1", pair_key))  # a good pair MAC over something not msgpack
     send_raw(target, b"x" * 4000)
     send_raw(target, b"DG\x09" + b"\x00" * 120)
+    send_raw(target, b"DG\x02" + good_ping[3:])  # the previous version (every datagram signed)
     await wait_for(
         lambda: (
             target.stats["dropped_auth"] >= 2
-            and target.stats["dropped_malformed"] >= 2
+            and target.stats["dropped_malformed"] >= 3
             and target.stats["dropped_oversize"] >= 1
-            and target.stats["dropped_version"] >= 1
+            and target.stats["dropped_version"] >= 2
         ),
         timeout=2,
         message="drops counted",
@@ -294,7 +316,14 @@ async def test_far_future_incarnations_and_epochs_are_dropped(cluster: Make) -> 
         codec.encode_update(codec.decode_update([1, "n1", "evil", 31337, far, 1, True, "web", "127.0.0.1", 1, True])),
     ]
     send_raw(target, signed_by("n2", Kind.GOSSIP, rows))
-    await wait_for(lambda: target.stats["dropped_implausible"] >= 2, timeout=3, message=f"{target.stats}")
+    for huge in (replace(victim, status=Status.DEAD, incarnation=2**64 - 1), replace(victim, epoch=2**64 - 1)):
+        send_raw(target, signed_by("n2", Kind.GOSSIP, [codec.encode_update(huge)]))  # a well-MAC'd datagram
+        send_raw(target, signed_by("n1", Kind.GOSSIP, [codec.encode_update(huge, identity("n1"))]))  # n1's own
+    await wait_for(
+        lambda: target.stats["dropped_implausible"] >= 2 and target.stats["dropped_malformed"] >= 4,
+        timeout=3,
+        message=f"{target.stats}",
+    )
     m = target.member("n1")
     assert m is not None and m.status is Status.ALIVE
     assert target.endpoints() == []
@@ -353,10 +382,11 @@ async def test_unknown_senders_bad_signatures_and_replays_are_dropped_and_counte
     before = dict(target.stats)
     stranger = NodeKey.generate()
     now = time.time_ns() // 1000
-    data, _ = codec.pack(Kind.PING, "ghost", 1, [], KEY, signer=stranger, nonce=now)  # published no key
-    send_raw(target, data)
-    data, _ = codec.pack(Kind.PING, "n1", 1, [], KEY, signer=stranger, nonce=now)  # n1's name, another key
-    send_raw(target, data)
+    body, _ = codec.pack(Kind.PING, "ghost", 1, [], nonce=now)  # published no key
+    send_raw(target, codec.seal_signed("ghost", body, KEY, stranger))
+    send_raw(target, signed_by("ghost", Kind.PING, [], as_=stranger, nonce=now))
+    send_raw(target, signed_by("n1", Kind.PING, [], as_=stranger, nonce=now, signed=True))  # n1's name, another key
+    send_raw(target, signed_by("n1", Kind.PING, [], as_=stranger, nonce=now))  # the same, MAC'd
     victim = target.member("n2")
     assert victim is not None
     lie = signed_by("n1", Kind.GOSSIP, [codec.encode_update(replace(victim, status=Status.SUSPECT))], nonce=now)
@@ -365,11 +395,77 @@ async def test_unknown_senders_bad_signatures_and_replays_are_dropped_and_counte
     send_raw(target, signed_by("n1", Kind.PING, [], nonce=now - 120_000_000))  # older than the window
     await wait_for(
         lambda: (
-            target.stats["dropped_unknown_sender"] > before["dropped_unknown_sender"]
-            and target.stats["dropped_signature"] > before["dropped_signature"]
+            target.stats["dropped_unknown_sender"] >= before["dropped_unknown_sender"] + 2
+            and target.stats["dropped_signature"] >= before["dropped_signature"] + 2
             and target.stats["dropped_replay"] >= before["dropped_replay"] + 2
         ),
         timeout=3,
         message="drops counted",
     )
     assert target.stats["handler_errors"] == 0
+
+
+async def test_a_datagram_made_for_another_node_or_sent_back_to_its_sender_is_dropped(cluster: Make) -> None:
+    """A pair MAC binds a datagram to its two ends: n1's datagram for n2 does not verify at n0 (a captured
+    datagram cannot be re-addressed), and n0's own datagram sent back to n0 is refused."""
+    nodes = await joined(cluster, 3)
+    target = nodes[0]
+    before = dict(target.stats)
+    victim = target.member("n2")
+    assert victim is not None
+    lie = [codec.encode_update(replace(victim, status=Status.SUSPECT))]
+    send_raw(target, signed_by("n1", Kind.GOSSIP, lie, to="n2"))
+    send_raw(target, signed_by("n0", Kind.GOSSIP, lie, to="n1"))
+    send_raw(target, signed_by("n2", Kind.GOSSIP, lie, as_=identity("n1")))  # n1's key, n2's name
+    await wait_for(
+        lambda: (
+            target.stats["dropped_signature"] >= before["dropped_signature"] + 2
+            and target.stats["dropped_replay"] >= before["dropped_replay"] + 1
+        ),
+        timeout=3,
+        message="drops counted",
+    )
+    assert target.stats["handler_errors"] == 0
+
+
+async def test_steady_traffic_is_pair_maced_and_only_sync_requests_are_signed(cluster: Make) -> None:
+    nodes = await joined(cluster, 3)
+    await wait_for(
+        lambda: all(n.stats["packets_out"] >= 40 for n in nodes), timeout=10, message="some traffic went out"
+    )
+    for n in nodes:
+        # one signed body per sync request (the rest of a sync, pings, acks and pushes: pair MACs)
+        assert 0 < n.stats["signed_out"] <= n.stats["syncs"]
+        assert n.stats["packets_out"] >= 3 * n.stats["signed_out"], n.stats
+        assert n.stats["dropped_signature"] == n.stats["dropped_unknown_sender"] == 0
+
+
+async def test_a_node_nobody_trusts_yet_gets_the_state_but_is_heard_only_once_trusted(cluster: Make) -> None:
+    """A new node's key is not in the others' directories until it registers: its (signed) sync request is
+    answered with their (signed) state, but nothing it says is taken; once trusted, it is a full member."""
+    nodes = await joined(cluster, 3)
+    newcomer = GossipNode("x1", "127.0.0.9", KEY, identity=NodeKey.from_seed(b"x" * 32), config=CFG)
+    newcomer.trust(DIRECTORY)
+    await newcomer.start()
+    try:
+        newcomer.set_local_endpoints([ep("x1", "c1", 31001)])
+        newcomer.join(seeds(nodes[:1]))
+        await wait_for(
+            lambda: {"n0", "n1", "n2"} <= {m.name for m in newcomer.members()}, timeout=5, message="state received"
+        )
+        await wait_for(lambda: nodes[0].stats["dropped_unknown_sender"] >= 1, timeout=5, message="not heard yet")
+        assert all(n.member("x1") is None and n.endpoints() == [] for n in nodes)
+        for n in nodes:
+            n.trust({**DIRECTORY, "x1": newcomer.public_key})
+
+        def full_member(n: GossipNode) -> bool:
+            return status(n, "x1") is Status.ALIVE and len(n.endpoints()) == 1
+
+        def sees_all(n: GossipNode) -> bool:
+            return all(status(n, m) is Status.ALIVE for m in ("n0", "n1", "n2"))
+
+        await wait_for(
+            lambda: all(full_member(n) for n in nodes) and sees_all(newcomer), timeout=10, message="x1 joined"
+        )
+    finally:
+        await newcomer.stop(leave=False)

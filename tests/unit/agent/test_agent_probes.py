@@ -11,7 +11,7 @@ import pytest
 from drover.agent.drivers.base import Observed
 from drover.agent.drivers.docker import DockerDriver, parse_time
 from drover.agent.probes import check_http, check_tcp, probe_spec, probe_target
-from drover.shared.models import AssignedContainer
+from drover.shared.models import AssignedContainer, spec_of
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -81,11 +81,13 @@ async def test_tcp_probe(servers: Callable[[Handler], Awaitable[int]]) -> None:
 
 
 def test_probe_spec_and_target() -> None:
-    assert probe_spec({"health": None}) is None
-    p = probe_spec({"health": {"http": {"path": "healthz", "port": 8080}, "interval": 2, "failure_threshold": 5}})
-    assert p is not None and p.kind == "http" and p.path == "/healthz" and p.interval == 2.0
+    host = {"image": "i", "network": "host"}
+    assert probe_spec(spec_of({**host, "health": None})) is None
+    p = probe_spec(spec_of({**host, "health": {"http": {"path": "/healthz", "port": 8080}, "interval": 3,
+                                               "failure_threshold": 5}}))
+    assert p is not None and p.kind == "http" and p.path == "/healthz" and p.interval == 3.0
     assert p.failure_threshold == 5 and p.timeout == 1.0
-    e = probe_spec({"health": {"http": None, "exec": {"command": ["true"]}, "interval": "bad"}})
+    e = probe_spec(spec_of({**host, "health": {"http": None, "exec": {"command": ["true"]}}}))
     assert e is not None and e.kind == "exec" and e.command == ("true",) and e.interval == 2.0  # the schema default
     obs = Observed("a", "c", "n", "s", 1, "running", port_map={8080: 32000})
     assert probe_target(p, obs, "127.0.0.2") == ("127.0.0.2", 32000)
@@ -100,7 +102,7 @@ def test_docker_container_config() -> None:
         "command": ["httpd", "-f"],
         "env": {"A": "1"},
         "network": "bridge",
-        "ports": [{"name": "http", "container": 8080}],
+        "ports": [{"name": "http", "container": 8080}, {"container": 9000}],
         "resources": {"cpu": 0.25, "memory": 1024},
         "health": {"tcp": {"port": 9000}},
         "stop_grace": 1.5,
@@ -116,7 +118,7 @@ def test_docker_container_config() -> None:
     assert cfg["Hostname"] == "drover-web-abc" and cfg["Cmd"] == ["httpd", "-f"] and cfg["Env"] == ["A=1"]
     hc = cfg["HostConfig"]
     assert hc["Init"] is True and hc["Memory"] == 6 * 1024 * 1024
-    assert "NanoCpus" not in hc and d.cpu_limit(spec) == 250_000_000  # the quota is set after the start
+    assert "NanoCpus" not in hc and d.cpu_limit(spec_of(spec)) == 250_000_000  # the quota is set after the start
     assert hc["PortBindings"] == {
         "8080/tcp": [{"HostIp": "127.0.0.2", "HostPort": ""}],
         "9000/tcp": [{"HostIp": "127.0.0.2", "HostPort": ""}],
@@ -124,7 +126,8 @@ def test_docker_container_config() -> None:
     assert set(cfg["ExposedPorts"]) == {"8080/tcp", "9000/tcp"}
     assert hc["RestartPolicy"] == {"Name": "no"} and cfg["StopTimeout"] == 2
     host = d.container_config(
-        AssignedContainer(id="x", service="web", revision=1, spec={**spec, "network": "host", "resources": {}}),
+        AssignedContainer(id="x", service="web", revision=1, spec={**spec, "network": "host",
+                                                                  "resources": {"cpu": 0, "memory": 0}}),
         "127.0.0.1",
     )
     assert host["HostConfig"]["NetworkMode"] == "host" and "PortBindings" not in host["HostConfig"]

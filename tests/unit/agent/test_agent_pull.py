@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from drover.agent.drivers.pull import credentials, policy, registry_of
+from drover.shared.models import spec_of
 
 
 def test_registry_of() -> None:
@@ -19,7 +20,8 @@ def test_registry_of() -> None:
 
 
 def test_policy_defaults_to_if_missing() -> None:
-    assert policy({}) == "if-missing" and policy({"pull": "always"}) == "always" and policy({"pull": 3}) == "if-missing"
+    assert policy(spec_of({"image": "i"})) == "if-missing"
+    assert policy(spec_of({"image": "i", "pull": "always"})) == "always"
 
 
 def test_credentials_from_config(tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ from drover.agent.reconcile import (
     plan,
 )
 from drover.agent.status import container_status
-from drover.shared.models import AssignedContainer, ContainerState
+from drover.shared.models import AssignedContainer, ContainerState, spec_of
 
 NOW = 1_000_000.0
 
@@ -163,7 +163,7 @@ def test_status_of_running_and_exited_containers() -> None:
         id="a",
         service="web",
         revision=1,
-        spec={"ports": [{"name": "http", "container": 8080}, {"container": 9090}]},
+        spec={"image": "i", "ports": [{"name": "http", "container": 8080}, {"container": 9090}]},
         restarts=2,
     )
     o = replace(obs("a"), port_map={8080: 32001, 9090: 32002})
@@ -171,7 +171,7 @@ def test_status_of_running_and_exited_containers() -> None:
     assert st_.state == ContainerState.RUNNING and st_.ready
     assert st_.host_port == 32001 and st_.ports == {"http": 32001, "9090": 32002}
     assert st_.restarts == 3
-    a_health = a.model_copy(update={"spec": {**a.spec, "health": {"tcp": {"port": 8080}}}})
+    a_health = a.model_copy(update={"spec": spec_of({**a.spec.stored, "health": {"tcp": {"port": 8080}}})})
     assert not container_status(a_health, o, RestartState(), NOW).ready
     assert container_status(a_health, o, RestartState(), NOW, probe_ok=True).ready
     dead = obs("a", state=EXITED, exit_code=137)

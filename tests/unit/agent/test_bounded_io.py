@@ -89,7 +89,7 @@ async def test_http_probe_with_a_status_line_over_64k_fails_and_the_loop_goes_on
 
         obs = Observed("r1", "cid1", "drover-web-r1", "web", 1, "running", port_map={8080: port}, started_at=1.0)
         health = {"http": {"port": 8080, "path": "/"}, "interval": 0.05, "timeout": 1, "failure_threshold": 1000}
-        spec = {"health": health}
+        spec = {"image": "i", "ports": [{"container": 8080}], "health": health}
         pm = ProbeManager(
             None,  # type: ignore[arg-type]  # http probes never touch the driver
             "127.0.0.1",

@@ -8,7 +8,7 @@ from typing import Any
 
 from drover.agent.proxy import ProxyStats
 from drover.agent.usage import ContainerUsage, RateMeter, UsageCollector, requests_of, working_set
-from drover.shared.models import AssignedContainer, Assignment, ContainerState, ContainerStatus, Heartbeat
+from drover.shared.models import AssignedContainer, Assignment, ContainerState, ContainerStatus, Heartbeat, spec_of
 from tests.fixtures import wait_for
 
 
@@ -35,9 +35,8 @@ def test_cpu_percent_of_the_request_and_memory_working_set() -> None:
 
 
 def test_requests_of_a_spec() -> None:
-    assert requests_of({"resources": {"cpu": 0.1, "memory": 1024}}) == (0.1, 1024.0)
-    assert requests_of({"resources": {"cpu": 0, "memory": None}}) == (None, None)
-    assert requests_of({}) == (None, None)
+    assert requests_of(spec_of({"image": "i", "resources": {"cpu": 0.1, "memory": 1024}})) == (0.1, 1024.0)
+    assert requests_of(spec_of({"image": "i", "resources": {"cpu": 0, "memory": 0}})) == (None, None)
 
 
 def test_rate_meter_per_service() -> None:

@@ -9,17 +9,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from drover.controller.autoscale import AutoscaleState, Sample, desired_replicas
+from drover.shared.manifest import AutoscalePolicy
 
 NOW = 1000.0
 # A state that is not fresh (a fresh one holds scale-downs for a window) and has no proposals yet.
 WARM = AutoscaleState(last_time=0.0)
 
 
-def policy(**over: Any) -> dict[str, Any]:
+def policy(**over: Any) -> AutoscalePolicy:
     base: dict[str, Any] = {"min": 1, "max": 10, "cpu_percent": 70.0, "memory_percent": None,
                             "rps_per_replica": None, "scale_up_window": 0.0, "scale_down_window": 60.0}
     base.update(over)
-    return base
+    return AutoscalePolicy.model_validate(base)
 
 
 def cpu(*values: float | None, ready: bool = True) -> list[Sample]:
@@ -142,7 +143,7 @@ sample_lists = st.lists(
     max_size=8,
 )
 policies = st.builds(
-    lambda lo, span, cpu, mem, up, down: policy(min=lo, max=lo + span, cpu_percent=cpu, memory_percent=mem,
+    lambda lo, span, cpu, mem, up, down: policy(min=lo, max=max(1, lo + span), cpu_percent=cpu, memory_percent=mem,
                                                 scale_up_window=up, scale_down_window=down),
     st.integers(0, 5), st.integers(0, 8),
     st.one_of(st.none(), st.floats(1.0, 200.0)), st.one_of(st.none(), st.floats(1.0, 200.0)),
@@ -153,13 +154,13 @@ policies = st.builds(
 @settings(max_examples=300, deadline=None)
 @given(policies, st.integers(0, 20), st.lists(sample_lists, min_size=1, max_size=6),
        st.lists(st.floats(0.0, 40.0), min_size=6, max_size=6))
-def test_always_within_bounds(p: dict[str, Any], current: int, rounds: list[list[Sample]], gaps: list[float]) -> None:
+def test_always_within_bounds(p: AutoscalePolicy, current: int, rounds: list[list[Sample]], gaps: list[float]) -> None:
     state = AutoscaleState()
     now = NOW
     for samples, gap in zip(rounds, gaps, strict=False):
         now += gap
         n, state, why = desired_replicas(p, current, samples, now, state)
-        assert p["min"] <= n <= p["max"], why
+        assert p.min <= n <= p.max, why
         current = n
 
 

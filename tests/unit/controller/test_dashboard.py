@@ -11,6 +11,7 @@ import aiohttp
 
 from drover.controller.dashboard import Dashboard, render
 from drover.shared.errors import NotFoundError
+from tests.fixtures.wait import wait_for
 
 NOW = 1_800_000_000.0
 SERVICE = {
@@ -90,10 +91,7 @@ async def test_server_pages_and_live_stream() -> None:
     dash = Dashboard(api, lambda: {"n1": {"web": 3.0}}, cluster="c1", port=0, tick=0.05)
     task = asyncio.ensure_future(dash.run())
     try:
-        for _ in range(200):
-            if dash.bound:
-                break
-            await asyncio.sleep(0.02)
+        await wait_for(lambda: dash.bound, timeout=4, interval=0.02, message="the dashboard never bound")
         assert dash.bound is not None
         base = f"http://127.0.0.1:{dash.bound[1]}"
         async with aiohttp.ClientSession() as http:
@@ -146,10 +144,7 @@ async def test_actions_are_off_by_default_and_checked_when_on() -> None:
         dash = Dashboard(FakeApi(), dict, cluster="c1", port=0, tick=0.05, act=actor)
         task = asyncio.ensure_future(dash.run())
         try:
-            for _ in range(200):
-                if dash.bound:
-                    break
-                await asyncio.sleep(0.02)
+            await wait_for(lambda d=dash: d.bound, timeout=4, interval=0.02, message="the dashboard never bound")
             assert dash.bound is not None
             base = f"http://127.0.0.1:{dash.bound[1]}"
             ok_body = {"verb": "scale", "body": {"name": "web", "replicas": 4}, "credentials": "CREDS"}

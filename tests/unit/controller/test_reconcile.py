@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from drover.controller.reconcile import allocation, plan
 from drover.controller.rollout import FAILING_RESTARTS
 from drover.controller.snapshot import NodeState, Snapshot
+from drover.shared.manifest import ResourceSpec, UpdatePolicy
 from drover.shared.models import (
     AssignedContainer,
     Assignment,
@@ -19,6 +20,7 @@ from drover.shared.models import (
     NodeRegistration,
     Resources,
     ServiceRecord,
+    spec_of,
 )
 
 NOW = 1000.0
@@ -95,16 +97,21 @@ def test_never_overcommits(cpus: list[float], wants: list[int], seed: int) -> No
     assert placed == min(sum(wants), sum(int(c / 0.5) for c in cpus))
 
 
+def poisoned(name: str, **fields: object) -> ServiceRecord:
+    """A record whose spec holds what validation never lets through (a typed spec cannot be built with it, and
+    a stored one that does not decode is held, not planned): stands for any bug that makes one service's step
+    raise."""
+    spec = spec_of(SPEC).model_copy(update=fields)
+    return ServiceRecord.model_construct(**{**svc(name, 2).__dict__, "spec": spec})
+
+
 def test_a_poisoned_service_is_skipped_and_the_others_placed() -> None:
     """A service whose rollout step raises (a bad max_surge) and ones whose placement raises (a placement that
     is not a map, a cpu that is not a number) are reported in ``failed``; every other service is still placed
     in the same pass. (A constraint the grammar rejects is reported as unplaced by the scheduler itself.)"""
-    bad_step = ServiceRecord(name="bad-step", spec={**SPEC, "update": {"max_surge": "lots"}}, replicas=2, updated=NOW)
-    bad_place = ServiceRecord(
-        name="bad-place", spec={**SPEC, "placement": "zone a"}, replicas=2,
-        updated=NOW,
-    )
-    bad_res = ServiceRecord(name="bad-res", spec={"image": "x", "resources": {"cpu": "many"}}, replicas=1, updated=NOW)
+    bad_step = poisoned("bad-step", update=UpdatePolicy.model_construct(max_surge="lots"))
+    bad_place = poisoned("bad-place", placement="zone a")
+    bad_res = poisoned("bad-res", resources=ResourceSpec.model_construct(cpu="many", memory=1))
     s = snap([node("a"), node("b")], [bad_step, svc("web", 2), bad_place, bad_res, svc("zz", 2)],
              {"a": [ac("old", service="bad-step")]})
     p = plan(s, random.Random(1))
@@ -117,11 +124,11 @@ def test_a_poisoned_service_is_skipped_and_the_others_placed() -> None:
 
 @given(st.integers(min_value=0, max_value=5), st.integers(min_value=0, max_value=4))
 @settings(max_examples=30, deadline=None)
-def test_poison_never_changes_what_the_others_get(seed: int, poisoned: int) -> None:
+def test_poison_never_changes_what_the_others_get(seed: int, poisoned_count: int) -> None:
     """Whatever is poisoned, the healthy services' placement equals the plan without the poisoned ones."""
     healthy = [svc(f"s{i}", 1 + i % 3) for i in range(4)]
-    poison = [ServiceRecord(name=f"p{i}", spec={**SPEC, "update": {"max_unavailable": []}}, replicas=1, updated=NOW)
-              for i in range(poisoned)]
+    poison = [poisoned(f"p{i}", update=UpdatePolicy.model_construct(max_unavailable=[], max_surge=1))
+              for i in range(poisoned_count)]
     nodes = [node("a"), node("b"), node("c")]
     with_poison = plan(snap(nodes, healthy + poison, {}), random.Random(seed))
     without = plan(snap(nodes, healthy, {}), random.Random(seed))

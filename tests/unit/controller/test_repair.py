@@ -24,5 +24,5 @@ def test_without_a_good_value_the_node_reports_what_runs() -> None:
         "d": ContainerStatus(id="d", service="web", revision=9),  # a revision no longer known: not kept
     }
     a = rebuild_assignment("n1", last_good=None, observed=observed, services={"web": web}, generation_seen=3, term=5)
-    assert {(c.id, c.revision, c.spec["image"]) for c in a.containers} == {("a", 1, "v1"), ("b", 2, "v2")}
+    assert {(c.id, c.revision, c.spec.image) for c in a.containers} == {("a", 1, "v1"), ("b", 2, "v2")}
     assert a.generation == 4

@@ -6,6 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from drover.controller.rollout import ReplicaView, resolve_bound, service_step, update_bounds
+from drover.shared.manifest import UpdatePolicy
 
 NOW = 1000.0
 
@@ -16,14 +17,14 @@ def rv(i: int, rev: int = 1, ready: bool = True, leaving: bool = False, since: f
 
 
 def test_creates_missing_and_removes_extra_unready_first() -> None:
-    assert service_step(replicas=3, revision=1, update={}, current=[], now=NOW).create == 3
+    assert service_step(replicas=3, revision=1, update=UpdatePolicy(), current=[], now=NOW).create == 3
     cur = [rv(1), rv(2, ready=False), rv(3), rv(4)]
-    step = service_step(replicas=2, revision=1, update={}, current=cur, now=NOW)
+    step = service_step(replicas=2, revision=1, update=UpdatePolicy(), current=cur, now=NOW)
     assert step.create == 0 and "r2" in step.remove and len(step.remove) == 2
 
 
 def test_rolling_update_respects_surge_and_availability() -> None:
-    upd = {"max_surge": 1, "max_unavailable": 0, "min_ready": 5.0}
+    upd = UpdatePolicy(max_surge=1, max_unavailable=0, min_ready=5.0)
     old = [rv(i, rev=1) for i in range(3)]
     first = service_step(replicas=3, revision=2, update=upd, current=old, now=NOW)
     assert first.create == 1 and first.remove == ()
@@ -39,15 +40,17 @@ def test_rolling_update_respects_surge_and_availability() -> None:
 def test_percentages() -> None:
     assert resolve_bound("25%", 10, round_up=True) == 3
     assert resolve_bound("25%", 10, round_up=False) == 2
-    assert update_bounds({"max_surge": 0, "max_unavailable": 0}, 4)[:2] == (1, 0)
+    # both 0 is refused by validation, but percentages of a small count round to 0: never stuck
+    assert update_bounds(UpdatePolicy(max_surge="10%", max_unavailable="10%"), 4)[:2] == (1, 0)
+    assert update_bounds(UpdatePolicy.model_construct(max_surge=0, max_unavailable=0), 4)[:2] == (1, 0)
 
 
 def test_drain_replaces_before_removing() -> None:
     cur = [rv(1, leaving=True), rv(2)]
-    step = service_step(replicas=2, revision=1, update={}, current=cur, now=NOW)
+    step = service_step(replicas=2, revision=1, update=UpdatePolicy(), current=cur, now=NOW)
     assert step.create == 1 and step.remove == () and step.evict_if_unplaced == ("r1",)
     cur2 = [*cur, rv(3)]
-    assert service_step(replicas=2, revision=1, update={}, current=cur2, now=NOW).remove == ("r1",)
+    assert service_step(replicas=2, revision=1, update=UpdatePolicy(), current=cur2, now=NOW).remove == ("r1",)
 
 
 replica = st.builds(
@@ -64,7 +67,8 @@ replica = st.builds(
     current=st.lists(replica, max_size=14, unique_by=lambda r: r.id),
 )
 def test_invariants(replicas: int, surge: int, unavail: int, current: list[ReplicaView]) -> None:
-    upd = {"max_surge": surge, "max_unavailable": unavail, "min_ready": 5.0}
+    # model_construct: the pure step must cope with both 0 (which validation refuses) too
+    upd = UpdatePolicy.model_construct(max_surge=surge, max_unavailable=unavail, min_ready=5.0)
     s_eff, u_eff, _ = update_bounds(upd, replicas)
     step = service_step(replicas=replicas, revision=3, update=upd, current=current, now=NOW)
     assert len(set(step.remove)) == len(step.remove)

@@ -13,9 +13,17 @@ from drover.controller.workloads import (
     schedule_tick,
     sticky_homes,
 )
-from drover.shared.models import AssignedContainer, Assignment, ContainerState, ContainerStatus, ServiceRecord
+from drover.shared.models import (
+    AssignedContainer,
+    Assignment,
+    ContainerState,
+    ContainerStatus,
+    ServiceRecord,
+    spec_of,
+)
 
-VOL = {"volumes": [{"volume": "v", "container": "/v"}]}
+IMAGE = {"image": "local/busybox:latest"}
+VOL = {**IMAGE, "volumes": [{"volume": "v", "container": "/v"}]}
 
 
 def ac(rid: str, rev: int, service: str = "db", spec: dict[str, object] | None = None) -> AssignedContainer:
@@ -36,12 +44,12 @@ def test_sticky_homes_follow_old_replicas() -> None:
 
 
 def test_secret_readers_and_users() -> None:
-    files = {"files": [{"path": "/s", "secret": "pw"}]}
+    files = {**IMAGE, "files": [{"path": "/s", "secret": "pw"}]}
     assert node_may_read([ac("1", 1, spec=files)], "pw")
     assert not node_may_read([ac("1", 1, spec=files)], "other") and not node_may_read([], "pw")
     services = {
         "a": ServiceRecord(name="a", spec=files),
-        "b": ServiceRecord(name="b", spec={"files": []}),
+        "b": ServiceRecord(name="b", spec={**IMAGE, "files": []}),
         "c": ServiceRecord(name="c", spec=files, deleted=True),
     }
     assert users(services, "pw") == ["a"]
@@ -50,7 +58,7 @@ def test_secret_readers_and_users() -> None:
 # -- jobs, schedules, global ------------------------------------------------------------------------------
 
 
-JOB = {"mode": "job", "restart": "on-failure", "job": {"completions": 3, "parallelism": 2, "backoff_limit": 1}}
+JOB = {**IMAGE, "mode": "job", "restart": "on-failure", "job": {"completions": 3, "parallelism": 2, "backoff_limit": 1}}
 
 
 def jr(rid: str, state: str, code: int | None = None, restarts: int = 0) -> JobReplica:
@@ -58,16 +66,17 @@ def jr(rid: str, state: str, code: int | None = None, restarts: int = 0) -> JobR
 
 
 def test_job_state_and_creates() -> None:
-    assert job_state(JOB, []).status == "running" and job_creates(JOB, []) == 2
+    job = spec_of(JOB)
+    assert job_state(job, []).status == "running" and job_creates(job, []) == 2
     running = [jr("a", "running"), jr("b", "exited", 0)]
-    assert job_creates(JOB, running) == 1  # 2 completions missing, 1 running: parallelism 2
-    assert job_creates(JOB, [jr("a", "running"), jr("b", "running")]) == 0
+    assert job_creates(job, running) == 1  # 2 completions missing, 1 running: parallelism 2
+    assert job_creates(job, [jr("a", "running"), jr("b", "running")]) == 0
     done = [jr("a", "exited", 0), jr("b", "exited", 0), jr("c", "exited", 0)]
-    assert job_state(JOB, done).status == "succeeded" and job_creates(JOB, done) == 0
+    assert job_state(job, done).status == "succeeded" and job_creates(job, done) == 0
     # backoff_limit 1: one restart is allowed, a second failure fails the job.
-    assert job_state(JOB, [jr("a", "running", restarts=1)]).status == "running"
+    assert job_state(job, [jr("a", "running", restarts=1)]).status == "running"
     failed = [jr("a", "exited", 2, restarts=1)]
-    assert job_state(JOB, failed).status == "failed" and job_creates(JOB, failed) == 0
+    assert job_state(job, failed).status == "failed" and job_creates(job, failed) == 0
 
 
 def test_every_ticks_never_overlap_and_collapse() -> None:
@@ -123,7 +132,7 @@ def test_failed_job_stops_retrying() -> None:
 
 def test_global_follows_eligible_nodes() -> None:
     nodes = {"a": (True, "a", {"zone": "x"}), "b": (True, "b", {"zone": "y"}), "c": (False, "c", {"zone": "x"})}
-    assert eligible_nodes(nodes, {}) == ["a", "b"]
-    assert eligible_nodes(nodes, {"placement": {"constraints": ["node.labels.zone == x"]}}) == ["a"]
+    assert eligible_nodes(nodes, spec_of(IMAGE)) == ["a", "b"]
+    assert eligible_nodes(nodes, spec_of({**IMAGE, "placement": {"constraints": ["node.labels.zone == x"]}})) == ["a"]
     work = {"a": [ac("1", 2, service="g")], "b": [ac("2", 1, service="g")]}
     assert global_homes("g", 2, ["a", "b"], work, 5) == ["b"]

@@ -17,7 +17,7 @@ from drover.shared import security_jwt as sj
 from drover.shared import security_pki as pki
 from drover.shared import security_roles as roles
 from drover.shared.security import SecurityDir, ServerSpec, connect_options, load_credentials
-from drover.shared.subjects import Names
+from drover.shared.subjects import Names, fleet_prefix
 
 
 def _verify(token: str) -> dict[str, object]:
@@ -109,7 +109,7 @@ def test_roles_grant_least_privilege() -> None:
     assert ro.pub is not None and n.api("get_services") in ro.pub
     assert n.api("apply") not in ro.pub and n.api("scale") not in ro.pub and n.api("*") not in ro.pub
     fleet = roles.agent("c1", "P-*")
-    assert fleet.pub is not None and n.heartbeat("*") in fleet.pub
+    assert fleet.pub is not None and n.heartbeat("*") not in fleet.pub and n.fleet("P", "hb", "*") in fleet.pub
     assert roles.for_role("admin", "c1").pub is None
     with pytest.raises(ValueError):
         roles.for_role("agent", "c1")
@@ -136,3 +136,66 @@ def test_only_concrete_inboxes_are_reply_subjects() -> None:
     assert is_inbox("_INBOX.abc") and is_inbox("_INBOX.abc.def")
     for bad in (None, "", "_INBOX.", "_INBOX.>", "_INBOX.*", "drover.c.hb.n2", "_INBOX.a b", "_INBOX..a", "x_INBOX.a"):
         assert not is_inbox(bad), bad
+
+
+def test_agent_reads_of_the_assign_bucket_name_its_own_key() -> None:
+    n = Names("c1")
+    agent = roles.agent("c1", "n1")
+    assert agent.pub is not None
+    on_assign = sorted(p for p in agent.pub if f"KV_{n.assignments_bucket}" in p)
+    assert on_assign == sorted([
+        f"$JS.API.STREAM.INFO.KV_{n.assignments_bucket}",
+        f"$JS.API.DIRECT.GET.KV_{n.assignments_bucket}.$KV.{n.assignments_bucket}.n1",
+        f"$JS.API.CONSUMER.CREATE.KV_{n.assignments_bucket}.*.$KV.{n.assignments_bucket}.n1",
+    ])
+
+
+def test_revocation_is_signed_into_the_account_jwt(tmp_path: Path) -> None:
+    sec = SecurityDir(tmp_path / "s").ensure(["127.0.0.1"])
+    assert sec.revocations() == {}
+    before = _verify(sec.jwt("account"))
+    assert "revocations" not in before["nats"]  # type: ignore[operator]
+    user = sj.parse_credentials(sec.issue("client", cluster="c1")).public_key
+    token = sec.revoke(user, name="alice", now=1_700_000_000)
+    claims = _verify(token)
+    assert claims["iss"] == sj.public_key(sec.seed("operator")) and claims["sub"] == sec.account_public
+    assert claims["nats"]["revocations"] == {user: 1_700_000_000}  # type: ignore[index]
+    assert sec.jwt("account") == token  # the config's preload carries it from now on
+    assert token in sec.security_config()
+    # Revoking again keeps the first time; another user is added.
+    other = sj.parse_credentials(sec.issue("agent", cluster="c1", node="n1")).public_key
+    sec.revoke(user, now=1_800_000_000)
+    sec.revoke(other, now=1_800_000_001)
+    assert {r.user: r.time for r in sec.revocations().values()} == {user: 1_700_000_000, other: 1_800_000_001}
+    assert sec.revocations()[user].name == "alice"
+    assert _verify(sec.jwt("account"))["nats"]["revocations"] == {  # type: ignore[index]
+        user: 1_700_000_000, other: 1_800_000_001,
+    }
+
+
+def test_fleet_subjects_bind_nodes_to_the_prefix_token() -> None:
+    n = Names("c1")
+    assert n.fleet("P", "hb", "P-17") == "drover.c1.fleet.P.hb.P-17"
+    assert n.heartbeat_node("drover.c1.fleet.P.hb.P-17") == "P-17"
+    assert n.heartbeat_node("drover.c1.hb.P-17") == "P-17"
+    assert n.fleet_node("drover.c1.fleet.P.register.P-17", "register") == "P-17"
+    # Another prefix's node, a node that merely starts with the letters, the prefix alone, other kinds.
+    for subject in ("drover.c1.fleet.P.hb.Q-1", "drover.c1.fleet.P.hb.PX-1", "drover.c1.fleet.P.hb.P-",
+                    "drover.c1.fleet.P.hb.P", "drover.c1.fleet.P.register.P-1", "drover.c2.fleet.P.hb.P-1",
+                    "drover.c1.fleet.P.hb.P-1.x", "drover.c1.fleet..hb.-1"):
+        assert n.heartbeat_node(subject) is None, subject
+    assert fleet_prefix("P-*") == "P" and fleet_prefix("P*") == "P" and fleet_prefix("n1") is None
+    assert fleet_prefix("*") is None
+
+
+def test_fleet_credentials_speak_only_on_their_prefix_subjects() -> None:
+    n = Names("c1")
+    perms = roles.agent("c1", "P-*")
+    assert perms.pub is not None and perms.sub is not None
+    assert n.fleet("P", "hb", "*") in perms.pub and n.fleet("P", "register", "*") in perms.pub
+    # Nothing on the per-node subjects (a '*' there would be any node), no secrets, no gossip key.
+    assert not any(p.startswith(n.heartbeat_prefix) or p.startswith(f"$KV.{n.nodes_bucket}") for p in perms.pub)
+    assert not any("secrets" in p for p in perms.pub)
+    assert not any(f"DIRECT.GET.KV_{n.config_bucket}" in p or f"CONSUMER.CREATE.KV_{n.config_bucket}" in p
+                   for p in perms.pub)
+    assert perms.sub == [n.agent_api("*", "die"), roles.INBOX]

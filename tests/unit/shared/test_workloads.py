@@ -82,8 +82,9 @@ def test_job_defaults_spelt_out_or_not_hash_the_same() -> None:
 
 
 def test_privileged_mounts_are_listed() -> None:
-    spec = {"volumes": [{"host": "/", "container": "/h"}, {"host": "/var/run/docker.sock", "container": "/s"},
-                        {"host": "/srv/data", "container": "/d"}, {"volume": "v", "container": "/v"}]}
+    volumes = [{"host": "/", "container": "/h"}, {"host": "/var/run/docker.sock", "container": "/s"},
+               {"host": "/srv/data", "container": "/d"}, {"volume": "v", "container": "/v"}]
+    spec = ServiceSpec.model_validate({"image": "i", "volumes": volumes})
     assert [p for p, _ in privileged_mounts(spec)] == ["spec.volumes[0].host", "spec.volumes[1].host"]
 
 

@@ -256,13 +256,14 @@ def test_ipv6_address_answers_aaaa() -> None:
 
 def test_lookup_table_from_service_records() -> None:
     def rec(name: str, ports: list[dict[str, object]], deleted: bool = False) -> bytes:
-        return ServiceRecord(name=name, spec={"ports": ports}, deleted=deleted).to_wire()
+        return ServiceRecord(name=name, spec={"image": "i", "ports": ports}, deleted=deleted).to_wire()
 
     records = {
-        "web": rec("web", [{"name": "http", "container": 80, "expose": 18080}, {"name": "admin", "expose": 18081}]),
+        "web": rec("web", [{"name": "http", "container": 80, "expose": 18080},
+                           {"name": "admin", "container": 81, "expose": 18081}]),
         "db": rec("db", [{"container": 5432, "expose": None}]),
         "api": rec("api", [{"container": 9000, "expose": 19000}]),
-        "old": rec("old", [{"name": "http", "expose": 1}], deleted=True),
+        "old": rec("old", [{"name": "http", "container": 80, "expose": 1}], deleted=True),
         "bad": b"\x00not a record",
     }
     assert lookup_table(records) == {

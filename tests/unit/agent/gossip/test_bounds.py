@@ -26,8 +26,8 @@ def entry(epoch: int, counter: int) -> EndpointEntry:
 
 def roundtrip(u: object) -> object:
     signer = NodeKey.from_seed(b"a" * 32)
-    data = codec.pack_all(codec.Kind.GOSSIP, "a", 1, [codec.encode_update(u)], KEY, signer=signer, nonce=1)[0]  # type: ignore[arg-type]
-    return codec.decode(data, KEY).updates[0]
+    body = codec.pack_all(codec.Kind.GOSSIP, "a", 1, [codec.encode_update(u)], nonce=1)[0]  # type: ignore[arg-type]
+    return codec.decode(codec.seal_signed("a", body, KEY, signer), KEY).updates[0]
 
 
 @pytest.mark.parametrize(
