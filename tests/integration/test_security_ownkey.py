@@ -226,3 +226,26 @@ async def test_agent_with_node_credentials_follows_its_assignment(
     finally:
         await agent.stop()
         await admin.close()
+
+
+async def test_own_key_watch_starts_again_when_its_consumer_is_lost(
+    secure_nats: SecureNats, cluster_name: str
+) -> None:
+    """A consumer gone without a reconnect (the server holding it died, or it was deleted): the missing
+    heartbeats make the watch start a new one, which delivers the key's current value."""
+    names = Names(cluster_name)
+    bucket = names.assignments_bucket
+    admin, nc, denied = await as_role(secure_nats, cluster_name, "agent", "n1")
+    store = await bus.open_store(admin, cluster_name)
+    await store.assignments.put("n1", b"first")
+    try:
+        watch = await OwnKeyWatch(nc, bucket, "n1", idle_heartbeat=0.5).start()
+        assert (await next_update(watch)).value == b"first"
+        await admin.jsm().delete_consumer(stream_of(bucket), watch.consumer)
+        await store.assignments.put("n1", b"second")
+        assert (await next_update(watch, timeout=20)).value == b"second"
+        assert watch.restarts == 1 and denied.errors == []
+        await watch.stop()
+    finally:
+        await nc.close()
+        await admin.close()
