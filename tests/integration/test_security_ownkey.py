@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from nats.aio.client import Client as NATS
 
 from drover.agent.config import AgentConfig
 from drover.agent.main import Agent
+from drover.controller.heartbeats import HeartbeatIntake
 from drover.shared import bus
 from drover.shared.cluster_key import cluster_key
 from drover.shared.models import Assignment
@@ -178,9 +180,14 @@ async def test_agent_with_node_credentials_follows_its_assignment(
     store = await bus.open_store(admin, cluster_name)
     beats: dict[str, Heartbeat] = {}
 
-    async def on_hb(msg: Any) -> None:
-        hb = Heartbeat.from_wire(msg.data)
+    def record(hb: Heartbeat, _now: float) -> bool:
         beats[hb.node] = hb
+        return True
+
+    intake = HeartbeatIntake(lambda _node, _now: False, record)  # heartbeats come in parts: assembled here
+
+    async def on_hb(msg: Any) -> None:
+        intake.feed(names.heartbeat_node(msg.subject) or "", msg.data, time.time())
 
     def running(ids: set[str]) -> bool:
         hb = beats.get("n1")
