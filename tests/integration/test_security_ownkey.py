@@ -249,3 +249,31 @@ async def test_own_key_watch_starts_again_when_its_consumer_is_lost(
     finally:
         await nc.close()
         await admin.close()
+
+
+async def test_controller_turns_on_direct_gets_of_an_older_assign_bucket(
+    secure_nats: SecureNats, cluster_name: str
+) -> None:
+    """A cluster made by an older drover: its assign bucket has no direct gets, so an agent could not read
+    its own key; the controller's store turns them on, keeping the bucket's values."""
+    from nats.js.api import KeyValueConfig, StorageType
+
+    names = Names(cluster_name)
+    admin = await connect(secure_nats, secure_nats.admin)
+    old = await admin.jetstream().create_key_value(
+        KeyValueConfig(bucket=names.assignments_bucket, history=1, storage=StorageType.FILE)
+    )
+    await old.put("n1", b"kept")
+    assert not (await admin.jetstream().stream_info(stream_of(names.assignments_bucket))).config.allow_direct
+    ctl = await connect(secure_nats, secure_nats.creds("controller", cluster_name))
+    agent = await connect(secure_nats, secure_nats.creds("agent", cluster_name, "n1"))
+    try:
+        store = await bus.open_store(ctl, cluster_name)
+        info = await admin.jetstream().stream_info(stream_of(names.assignments_bucket))
+        assert info.config.allow_direct and info.config.max_msgs_per_subject == 1
+        assert (await store.assignments.get("n1")).value == b"kept"
+        assert (await own_key_reader(agent, names.assignments_bucket).get("n1")).value == b"kept"
+    finally:
+        await agent.close()
+        await ctl.close()
+        await admin.close()
