@@ -210,26 +210,34 @@ class Run:
         raise CliError(f"the chaos service {SERVICE} did not become available within {SETTLE_DEADLINE:g}s")
 
     async def _faults(self, schedule: list[Planned], injector: Injector, sup: Supervisor) -> None:
-        for p in schedule:
+        """Each fault at its time, in a task of its own: one that waits (a nats-kill until every server is
+        current) delays neither the others nor the schedule (no burst of late faults after it)."""
+        tasks = []
+        for i, p in enumerate(schedule):
             await asyncio.sleep(max(0.0, p.at - self.rec.now()))
-            got = None
-            for attempt in range(INJECT_ATTEMPTS):  # e.g. no running replica at that instant: try again shortly
-                at = self.rec.now()
-                try:
-                    got = await injector.inject(p.kind, p.hold)
-                    at = self.rec.now()  # a nats-kill may have waited for the servers to be current
-                    break
-                except Exception as exc:  # a failed injection is reported, the run goes on
-                    if attempt == INJECT_ATTEMPTS - 1:
-                        self.notes.append(f"{p.kind} at {at:.1f}s not injected: {exc}")
-                    else:
-                        await asyncio.sleep(1.0)
-            if got is None:
-                continue
-            record = FaultRecord(at, got.kind, got.target, at + p.hold, got.cut_node)
-            self.faults.append(record)
-            if got.undo_key is not None:
-                sup.spawn(f"heal-{len(self.faults)}", self._heal(record, got.undo_key, p.hold))
+            tasks.append(sup.spawn(f"inject-{i}", self._inject(p, injector, sup)))
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self.faults.sort(key=lambda f: f.at)
+
+    async def _inject(self, p: Planned, injector: Injector, sup: Supervisor) -> None:
+        got = None
+        for attempt in range(INJECT_ATTEMPTS):  # e.g. no running replica at that instant: try again shortly
+            at = self.rec.now()
+            try:
+                got = await injector.inject(p.kind, p.hold)
+                at = self.rec.now()  # a nats-kill may have waited for the servers to be current
+                break
+            except Exception as exc:  # a failed injection is reported, the run goes on
+                if attempt == INJECT_ATTEMPTS - 1:
+                    self.notes.append(f"{p.kind} at {at:.1f}s not injected: {exc}")
+                    return
+                await asyncio.sleep(1.0)
+        if got is None:
+            return
+        record = FaultRecord(at, got.kind, got.target, at + p.hold, got.cut_node)
+        self.faults.append(record)
+        if got.undo_key is not None:
+            sup.spawn(f"heal-{len(self.faults)}", self._heal(record, got.undo_key, p.hold))
 
     async def _heal(self, record: FaultRecord, key: int, hold: float) -> None:
         await asyncio.sleep(max(0.0, record.at + hold - self.rec.now()))
