@@ -10,12 +10,14 @@ own subject ``drover.<cluster>.hb.<node>`` every second and at once when its con
 - one watch of the assignments bucket, routed to the nodes by key (instead of one watch per node);
 - one ticker that staggers the nodes' heartbeats over the interval and sends a node's heartbeat early when
   its containers changed (no task per node);
-- heartbeats are encoded from cached wire dicts (no model building per second).
+- heartbeats are encoded from cached, packed entries (no model building or packing per second), in parts
+  of at most the server's ``max_payload`` (``shared/hbwire.py``) however many replicas a node has.
 
-Heartbeats stay one message per node, on the fleet subject ``drover.<cluster>.fleet.<prefix>.hb.<node>``, and
-registrations are asked of the controllers on ``….fleet.<prefix>.register.<node>``: NATS publish permissions
-bind a fleet's credentials (``drover credentials agent 'P-*'``) to its prefix token, and the controllers take
-only nodes named ``<prefix>-…`` from those subjects.
+Heartbeats stay one message (or a few parts) per node, on the fleet subject
+``drover.<cluster>.fleet.<prefix>.hb.<node>``, and registrations are asked of the controllers on
+``….fleet.<prefix>.register.<node>``: NATS publish permissions bind a fleet's credentials (``drover
+credentials agent 'P-*'``) to its prefix token, and the controllers take only nodes named ``<prefix>-…`` from
+those subjects.
 
 "Die when told": a request on ``drover.<cluster>.agent.<node>.die`` makes that node stop at once — no more
 heartbeats or assignment handling, its registration left behind — as a crashed host would.
@@ -38,7 +40,7 @@ from drover.agent.assignment import AssignmentGate
 from drover.agent.config import AgentConfig
 from drover.agent.hollow import HollowState, converge, promote
 from drover.agent.membership import node_registration
-from drover.shared import bus, wire
+from drover.shared import bus, hbwire, wire
 from drover.shared.bus import ClusterStore
 from drover.shared.errors import WireError
 from drover.shared.loopwatch import watch_loop
@@ -84,18 +86,13 @@ class HollowNode:
         self.changed = True
         self.alive = True
 
-    def heartbeat(self, now: float) -> bytes:
+    def heartbeat(self, now: float, limit: int) -> list[bytes]:
+        """This node's heartbeat, in parts of at most ``limit`` bytes (``shared/hbwire.py``)."""
         self.seq += 1
         a = self.gate.current
-        return wire.encode({
-            "node": self.name,
-            "boot_id": self.boot_id,
-            "seq": self.seq,
-            "time": now,
-            "generation": a.generation if a is not None else 0,
-            "containers": self.state.statuses(),
-            "service_rps": {},
-        })
+        head = {"node": self.name, "boot_id": self.boot_id, "seq": self.seq, "time": now,
+                "generation": a.generation if a is not None else 0, "service_rps": {}}
+        return hbwire.split(head, self.state.entries(), limit)
 
 
 class HollowFleet:
@@ -107,6 +104,7 @@ class HollowFleet:
         self.store: ClusterStore | None = None
         self.sup: Supervisor | None = None
         self.heartbeats_sent = 0
+        self._warned: float | None = None  # when a heartbeat that could not be sent was last logged
         self._wake = asyncio.Event()
         self.log = log.bind(prefix=cfg.prefix, count=cfg.count)
 
@@ -221,8 +219,21 @@ class HollowFleet:
                 if node.changed or mono >= node.next_beat:
                     node.changed = False
                     node.next_beat = max(node.next_beat + interval, mono)
-                    await self._publish(self.names.fleet(self.cfg.prefix, "hb", node.name), node.heartbeat(now))
-                    self.heartbeats_sent += 1
+                    await self._beat(node, now)
+
+    async def _beat(self, node: HollowNode, now: float) -> None:
+        nc = self.nc
+        if nc is None or not (nc.is_connected or nc.is_reconnecting):
+            return
+        try:
+            for part in node.heartbeat(now, hbwire.part_limit(nc.max_payload)):
+                await nc.publish(self.names.fleet(self.cfg.prefix, "hb", node.name), part)
+            self.heartbeats_sent += 1
+        except Exception as exc:  # cannot be cut to size, or the publish failed: said, once a minute
+            t = time.monotonic()
+            if self._warned is None or t - self._warned > 60:
+                self._warned = t
+                self.log.warning("heartbeat not sent", node=node.name, error=repr(exc))
 
     async def _started(self, node: HollowNode, replica_ids: list[str]) -> None:
         now = time.time()

@@ -1,8 +1,12 @@
 """The heartbeat sender: a node's ``Heartbeat`` every ``interval`` seconds and at once when ``now()`` is
 called (its containers changed). Narrow dependencies: the NATS connection (read when sending: it may be
 replaced or away), the subject, a builder of the heartbeat and a hook run before each send (the agent
-checks for a NATS reconnect there). Losing NATS skips beats; nothing queues up. A heartbeat over the
-server's maximum payload (thousands of replicas on one node) is not sent and said loudly, once a minute.
+checks for a NATS reconnect there). Losing NATS skips beats; nothing queues up.
+
+A heartbeat goes out in parts of at most the server's ``max_payload`` (``shared/hbwire.py``), so a node with
+thousands of replicas is heard like any other. Each container's compact entry is packed once and reused
+while its status object is the same. A heartbeat that cannot be sent (its header alone over the limit, or a
+publish refused) is said loudly, once a minute — never dropped silently.
 """
 
 from __future__ import annotations
@@ -15,12 +19,38 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from drover.shared.models import Heartbeat
+from drover.shared import hbwire
+from drover.shared.errors import WireError
+from drover.shared.models import ContainerStatus, Heartbeat
 
 if TYPE_CHECKING:
     from nats.aio.client import Client as NATS
 
-TOO_BIG_WARN_EVERY = 60.0
+WARN_EVERY = 60.0
+
+
+class EntryCache:
+    """Packed heartbeat entries of the statuses sent last, by object: a status that is the same object as in
+    the previous heartbeat (the agent replaces statuses that change) is not packed again."""
+
+    def __init__(self) -> None:
+        self._packed: dict[int, tuple[ContainerStatus, bytes]] = {}
+
+    def entries(self, statuses: list[ContainerStatus]) -> list[bytes]:
+        packed: dict[int, tuple[ContainerStatus, bytes]] = {}
+        out = []
+        for s in statuses:
+            hit = self._packed.get(id(s))
+            entry = hit[1] if hit is not None and hit[0] is s else hbwire.pack_container(s.model_dump(mode="json"))
+            packed[id(s)] = (s, entry)  # holding the object keeps its id from being reused
+            out.append(entry)
+        self._packed = packed
+        return out
+
+
+def header(hb: Heartbeat) -> dict[str, object]:
+    return {"node": hb.node, "boot_id": hb.boot_id, "seq": hb.seq, "time": hb.time, "generation": hb.generation,
+            "service_rps": hb.service_rps}
 
 
 class HeartbeatSender:
@@ -41,7 +71,8 @@ class HeartbeatSender:
         self.before_send = before_send
         self.log = log
         self._now = asyncio.Event()
-        self._too_big_warned: float | None = None
+        self._warned: float | None = None
+        self._cache = EntryCache()
 
     def now(self) -> None:
         """Send the next heartbeat at once (something changed)."""
@@ -52,18 +83,19 @@ class HeartbeatSender:
         if nc is None or not nc.is_connected:
             return
         hb = self.build()
-        data = hb.to_wire()
-        if len(data) > nc.max_payload:
-            t = time.monotonic()
-            if self._too_big_warned is None or t - self._too_big_warned > TOO_BIG_WARN_EVERY:
-                self._too_big_warned = t
-                self.log.warning("heartbeat over the server's max payload; not sent", size=len(data),
-                                 max_payload=nc.max_payload, containers=len(hb.containers))
-            return
         try:
-            await nc.publish(self.subject, data)
-        except Exception as exc:
-            self.log.debug("heartbeat not sent", error=repr(exc))
+            parts = hbwire.split(header(hb), self._cache.entries(hb.containers), hbwire.part_limit(nc.max_payload))
+            for part in parts:
+                await nc.publish(self.subject, part)
+        except Exception as exc:  # WireError (cannot be cut to size) or a refused/failed publish
+            self._warn("heartbeat not sent", error=repr(exc), containers=len(hb.containers),
+                       max_payload=nc.max_payload, too_big=isinstance(exc, WireError))
+
+    def _warn(self, what: str, **kw: object) -> None:
+        t = time.monotonic()
+        if self._warned is None or t - self._warned > WARN_EVERY:
+            self._warned = t
+            self.log.warning(what, **kw)
 
     async def run(self) -> None:
         while True:

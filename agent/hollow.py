@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from drover.agent.drivers.base import container_name, spec_ports
+from drover.shared import hbwire
 from drover.shared.models import AssignedContainer, ContainerState
 
 _fake_ports = itertools.count(20000)
@@ -30,6 +31,7 @@ class HollowReplica:
     service: str
     due: float  # when it turns running
     status: dict[str, Any]  # ContainerStatus as a wire dict
+    packed: tuple[dict[str, Any], bytes] | None = None  # ``status`` and its heartbeat entry, packed once
 
 
 @dataclass
@@ -41,6 +43,15 @@ class HollowState:
 
     def statuses(self) -> list[dict[str, Any]]:
         return [r.status for r in self.replicas.values()]
+
+    def entries(self) -> list[bytes]:
+        """The replicas' heartbeat entries (``shared/hbwire.py``), each packed once per status."""
+        out = []
+        for r in self.replicas.values():
+            if r.packed is None or r.packed[0] is not r.status:
+                r.packed = (r.status, hbwire.pack_container(r.status))
+            out.append(r.packed[1])
+        return out
 
 
 def _status(a: AssignedContainer, state: ContainerState, now: float) -> dict[str, Any]:

@@ -25,7 +25,9 @@ from drover.controller.eventlog import EventLog
 from drover.controller.feeds import StateFeeds
 from drover.controller.fleetintake import FleetRegistrations
 from drover.controller.freshness import LoopWatch
-from drover.controller.leader import Elector, LeaderState, open_leader_bucket
+from drover.controller.heartbeats import HeartbeatIntake, Outcome
+from drover.controller.leader import LeaderState, open_leader_bucket
+from drover.controller.leasekeeper import LeaseKeeper
 from drover.controller.metrics import ControllerMetrics
 from drover.controller.nodewatch import NodeWatch
 from drover.controller.problems import ServiceProblems
@@ -36,12 +38,12 @@ from drover.controller.rollout import Verdict
 from drover.controller.secrets import Secrets
 from drover.controller.snapshot import Snapshot, silent_for
 from drover.controller.state import ClusterState
-from drover.shared import bus, wire
+from drover.shared import bus
 from drover.shared.cluster_key import cluster_key
 from drover.shared.errors import PermanentError, WireError
 from drover.shared.loopwatch import TICK as LOOP_TICK
 from drover.shared.loopwatch import watch_loop
-from drover.shared.models import Event, Heartbeat
+from drover.shared.models import Event
 from drover.shared.outbox import EventOutbox
 from drover.shared.retry import Backoff
 from drover.shared.secretbox import default_key_file
@@ -64,9 +66,9 @@ class Controller:
         self._dirty = asyncio.Event()
         self._subs: list[Any] = []
         self.sup: Supervisor | None = None
-        self.elector: Elector | None = None
+        self.elector: LeaseKeeper | None = None
         self.listings = views.ListingCache()  # rows of listings being paged through (api.get_*)
-        self._last_beat: dict[str, tuple[Any, ...]] = {}  # node -> what its last full heartbeat said
+        self.heartbeats = HeartbeatIntake(self.state.touch, self.state.on_heartbeat)
         self._rest_until = 0.0  # perf_counter time before which the next reconcile pass waits (see the loop)
         # The last pass changed nothing and no rollout is under way: timed passes can be skipped until a change.
         self._settled = False
@@ -133,8 +135,17 @@ class Controller:
             self.metrics.serve(self.cfg.metrics_address, self.cfg.metrics_port)
         leader_kv = await open_leader_bucket(self.store.js, self.names.leader_bucket, self.store.replicas)
         self.leader_kv = leader_kv
-        self.elector = Elector(
-            self.store.js, leader_kv, self.names.leader_bucket, self.id, ttl=self.cfg.lease_ttl,
+        cfg = self.cfg
+
+        async def lease_connection() -> Any:  # the lease's own connection (on the lease thread's loop)
+            return await bus.connect(
+                cfg.nats_url, name=f"drover-controller-{self.id}-lease", retry_forever=True, creds=cfg.creds,
+                ca=cfg.ca,
+            )
+
+        self.elector = LeaseKeeper(
+            lease_connection, self.names.leader_bucket, self.id, ttl=self.cfg.lease_ttl,
+            replicas=self.store.replicas, connected=lambda: nc.is_connected,
             on_change=self._on_leadership, term_floor=self._term_floor,
             on_damaged=lambda key, error: self._report(
                 "record-damaged", "leader", key,
@@ -239,29 +250,20 @@ class Controller:
 
     # --- observed state from agents --------------------------------------------------------------------------
     async def _on_heartbeat(self, msg: Msg) -> None:
-        """A node's heartbeat, on its own subject ``…hb.<node>``: one that names another node is dropped (NATS
-        permissions on the subject decide who may speak for a node). A heartbeat that repeats the node's last
-        one (the common case: nothing changed) only refreshes its time, without building records."""
-        node = self.names.heartbeat_node(msg.subject) or ""
+        """A node's heartbeat (or a part of one), on its own subject ``…hb.<node>`` or its fleet's
+        ``…fleet.<prefix>.hb.<node>``: the node is the subject's (``controller/heartbeats.py``)."""
         try:
+            node = self.names.heartbeat_node(msg.subject)
             if not node:
                 raise WireError(f"{msg.subject}: no node of this subject's fleet")
-            body = wire.decode(msg.data)
-            if body.get("node") != node:
-                raise WireError(f"heartbeat for node {body.get('node')!r} on the subject of node {node!r}")
-            key = (body.get("boot_id"), body.get("generation"), body.get("containers"), body.get("service_rps"))
-            now = time.time()
-            if self._last_beat.get(node) == key and self.state.touch(node, now):
-                self.metrics.heartbeats.inc()
-                return
-            hb = Heartbeat.from_dict(body)
+            outcome = self.heartbeats.feed(node, msg.data, time.time())
         except WireError as exc:
             self.metrics.bad_messages.inc()
             self.log.warning("bad heartbeat dropped", subject=msg.subject, error=str(exc))
             return
-        self.metrics.heartbeats.inc()
-        self._last_beat[node] = key
-        if self.state.on_heartbeat(hb, now):
+        if outcome is not Outcome.PARTIAL:
+            self.metrics.heartbeats.inc()
+        if outcome is Outcome.CHANGED:
             self.kick()
 
     # --- reconcile -------------------------------------------------------------------------------------------
@@ -287,7 +289,7 @@ class Controller:
         of ``watch_loop``) and to ``LoopWatch``, which restarts the nodes' silence clock after a stall or a
         NATS reconnect."""
         watch = self.loopwatch
-        observe_lag = self.metrics.loop_lag.observe
+        observe_lag = self.metrics.observe_loop_lag
         watch.begin()
 
         def tick(lag: float) -> None:

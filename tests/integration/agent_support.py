@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,6 +13,7 @@ from nats.aio.client import Client as NATS
 
 from drover.agent.config import AgentConfig
 from drover.agent.main import Agent
+from drover.controller.heartbeats import HeartbeatIntake
 from drover.shared import bus
 from drover.shared.bus import ClusterStore
 from drover.shared.models import AssignedContainer, Assignment, ContainerStatus, Event, Heartbeat
@@ -74,10 +76,15 @@ async def tap(url: str, cluster: str) -> AsyncIterator[Tap]:
     names = Names(cluster)
     t = Tap(nc, store, names)
 
-    async def on_hb(msg: Any) -> None:
-        hb = Heartbeat.from_wire(msg.data)
+    def record(hb: Heartbeat, _now: float) -> bool:
         t.heartbeats[hb.node] = hb
         t.hb_count[hb.node] = t.hb_count.get(hb.node, 0) + 1
+        return True
+
+    intake = HeartbeatIntake(lambda _node, _now: False, record)  # every whole heartbeat is recorded
+
+    async def on_hb(msg: Any) -> None:
+        intake.feed(names.heartbeat_node(msg.subject) or "", msg.data, time.time())
 
     async def on_event(msg: Any) -> None:
         t.events.append(Event.from_wire(msg.data))

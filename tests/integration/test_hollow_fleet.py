@@ -4,10 +4,7 @@ replaced; the controller keeps its lease (same id and term) throughout."""
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +17,7 @@ from drover.shared.models import ApiReply
 from drover.shared.subjects import Names
 from tests.fixtures import wait_for
 from tests.fixtures.nats import NatsServer
+from tests.integration.daemons import drover_daemons
 
 NODES, SERVICES, REPLICAS = 200, 20, 100
 CONVERGE_WITHIN = 90.0  # seconds; measured ≈3 s on an idle machine (docs/BENCHMARKS.md), CI is shared
@@ -33,29 +31,10 @@ def manifest(name: str) -> dict[str, Any]:
 
 @pytest.fixture
 def daemons(nats_server: NatsServer, cluster_name: str, tmp_path: Path) -> Iterator[list[subprocess.Popen[bytes]]]:
-    env = {**os.environ, "DROVER_HOME": str(tmp_path / "home")}
-    procs: list[subprocess.Popen[bytes]] = []
-
-    def start(*args: str) -> None:
-        with open(tmp_path / f"{args[0]}.log", "wb") as log:  # the child keeps its own copy of the descriptor
-            procs.append(subprocess.Popen([sys.executable, "-m", "drover", *args, "--nats", nats_server.url,
-                                           "--cluster", cluster_name, "--log-level", "warning"],
-                                          stdout=log, stderr=subprocess.STDOUT, env=env))
-
-    start("controller")
-    start("agent", "--driver", "sim", "--count", str(NODES), "--node-prefix", "hollow", "--cpu", "16",
-          "--memory", "16Gi")
-    try:
+    fleet = ["agent", "--driver", "sim", "--count", str(NODES), "--node-prefix", "hollow", "--cpu", "16", "--memory",
+             "16Gi"]
+    with drover_daemons(nats_server.url, cluster_name, tmp_path, ["controller"], fleet) as procs:
         yield procs
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(20)
-            except subprocess.TimeoutExpired:
-                p.kill()
 
 
 async def test_two_hundred_hollow_nodes(daemons: list[subprocess.Popen[bytes]], nats_server: NatsServer,

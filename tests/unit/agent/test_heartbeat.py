@@ -1,4 +1,6 @@
-"""HeartbeatSender: a heartbeat over the server's max payload is not sent (and not an exception); others are."""
+"""HeartbeatSender: a heartbeat of any size goes out in parts within the server's max payload (none is dropped),
+a container's entry is packed once while its status object stays the same, and a heartbeat that cannot be
+cut to size is said, not raised."""
 
 from __future__ import annotations
 
@@ -6,7 +8,9 @@ from typing import Any
 
 import structlog
 
+from drover.agent import heartbeat as heartbeat_mod
 from drover.agent.heartbeat import HeartbeatSender
+from drover.controller.heartbeats import HeartbeatIntake
 from drover.shared.models import ContainerStatus, Heartbeat
 
 
@@ -21,23 +25,58 @@ class FakeNats:
         self.sent.append((subject, data))
 
 
-async def test_over_max_payload_is_skipped_and_small_is_sent() -> None:
+def received(sent: list[tuple[str, bytes]]) -> list[Heartbeat]:
+    got: list[Heartbeat] = []
+    intake = HeartbeatIntake(lambda _n, _t: False, lambda hb, _t: got.append(hb) or True)
+    for subject, data in sent:
+        intake.feed(subject.rsplit(".", 1)[-1], data, 0.0)
+    return got
+
+
+async def test_big_heartbeat_goes_out_in_parts_within_max_payload() -> None:
     nc = FakeNats()
     count = {"n": 1}
+    statuses: dict[int, ContainerStatus] = {}
 
     def build() -> Heartbeat:
-        return Heartbeat(node="n1", containers=[ContainerStatus(id=f"r{i}") for i in range(count["n"])])
+        return Heartbeat(node="n1", seq=len(nc.sent) + 1,
+                         containers=[statuses.setdefault(i, ContainerStatus(id=f"r{i}")) for i in range(count["n"])])
 
     sender = HeartbeatSender(lambda: nc, "drover.c.hb.n1", build, interval=1.0, log=structlog.get_logger())  # type: ignore[arg-type, return-value]
     await sender.send()
-    assert len(nc.sent) == 1 and Heartbeat.from_wire(nc.sent[0][1]).node == "n1"
-    count["n"] = 500  # far over 2000 bytes
+    assert len(nc.sent) == 1
+    count["n"] = 500  # far over 2000 bytes in one message
+    await sender.send()
+    assert len(nc.sent) > 3 and all(len(d) <= nc.max_payload for _, d in nc.sent)
+    hbs = received(nc.sent)
+    assert [len(hb.containers) for hb in hbs] == [1, 500]
+    assert [c.id for c in hbs[1].containers] == [f"r{i}" for i in range(500)]
+    assert sender._warned is None
+
+
+async def test_entries_are_packed_once_per_status_object(monkeypatch: Any) -> None:
+    nc = FakeNats()
+    same = [ContainerStatus(id=f"r{i}") for i in range(20)]
+    packed: list[object] = []
+    real = heartbeat_mod.hbwire.pack_container
+    monkeypatch.setattr(heartbeat_mod.hbwire, "pack_container", lambda s: packed.append(s) or real(s))
+    sender = HeartbeatSender(lambda: nc, "drover.c.hb.n1", lambda: Heartbeat(node="n1", containers=list(same)),  # type: ignore[arg-type, return-value]
+                             interval=1.0, log=structlog.get_logger())
     await sender.send()
     await sender.send()
-    assert len(nc.sent) == 1 and sender._too_big_warned is not None
-    count["n"] = 2
+    assert len(packed) == 20
+    same[3] = ContainerStatus(id="r3", restarts=1)
     await sender.send()
-    assert len(nc.sent) == 2
+    assert len(packed) == 21
+
+
+async def test_a_heartbeat_that_cannot_be_cut_is_said_not_raised() -> None:
+    nc = FakeNats()
+    rps = {f"service-{i}": 1.0 for i in range(200)}  # the header alone is over 2000 bytes
+    sender = HeartbeatSender(lambda: nc, "drover.c.hb.n1", lambda: Heartbeat(node="n1", service_rps=rps),  # type: ignore[arg-type, return-value]
+                             interval=1.0, log=structlog.get_logger())
+    await sender.send()
+    assert nc.sent == [] and sender._warned is not None
 
 
 async def test_no_connection_sends_nothing() -> None:
@@ -46,3 +85,4 @@ async def test_no_connection_sends_nothing() -> None:
                              log=structlog.get_logger())
     await sender.send()
     assert calls == []
+
