@@ -118,7 +118,9 @@ class Controller:
         self._subs.append(await self.nc.subscribe(self.names.heartbeat_all, cb=self._on_heartbeat))
         # Hollow fleets speak on subjects that bind their credentials to their prefix (controller/fleetintake.py).
         self._subs.append(await self.nc.subscribe(self.names.fleet_all("hb"), cb=self._on_heartbeat))
-        fleets = FleetRegistrations(self.names, self.store.nodes, on_bad=self.metrics.bad_messages.inc, log=self.log)
+        fleets = FleetRegistrations(
+            self.names, self.store.nodes, on_bad=self.metrics.bad_messages.inc, spawn=self.sup.spawn, log=self.log
+        )
         self._subs.append(
             await self.nc.subscribe(self.names.fleet_all("register"), queue="controllers", cb=fleets.on_request)
         )

@@ -1,5 +1,5 @@
-"""Revision history bounded by the record's encoded size, not by a count: small specs keep many revisions, big
-ones fewer, and the current, last good and highest revisions always stay."""
+"""Revision history bounded by the record's encoded size (and at most 20 revisions): big specs keep fewer
+revisions instead of being refused, and the current, last good and highest revisions always stay."""
 
 from __future__ import annotations
 
@@ -23,10 +23,13 @@ def applied(n: int, padding: int = 0, last_good: int = 0) -> ServiceRecord:
     return rec
 
 
-def test_small_specs_keep_far_more_than_twenty_revisions() -> None:
-    rec = applied(60)
-    assert [h.revision for h in rec.history] == list(range(1, 61))  # nothing dropped: all fit
+def test_small_specs_keep_the_newest_twenty_revisions() -> None:
+    rec = applied(60, last_good=5)
+    assert [h.revision for h in rec.history] == [5, *range(42, 61)]  # 20 in all  # the last good one stays, of course
     assert len(rec.to_wire()) <= MAX_RECORD_BYTES
+    full = rec.model_copy(update={"history": [RevisionEntry(revision=i, spec=spec_of(spec(f"v{i}")), time=float(i))
+                                              for i in range(1, 61)]})
+    assert len(records.bounded_history(full, most=100).history) == 60  # all fit in the bytes
 
 
 def test_big_specs_keep_the_newest_that_fit_and_always_the_current_and_last_good() -> None:
@@ -40,7 +43,7 @@ def test_big_specs_keep_the_newest_that_fit_and_always_the_current_and_last_good
     specs = [spec_of(spec(f"v{i}", 60_000)) for i in range(1, 31)]
     full = rec.model_copy(update={"history": [RevisionEntry(revision=i, spec=s, time=float(i))
                                               for i, s in enumerate(specs, start=1)]})
-    roomy = records.bounded_history(full, 2 * MAX_RECORD_BYTES)
+    roomy = records.bounded_history(full, 2 * MAX_RECORD_BYTES, most=100)
     assert len(kept) < len(roomy.history) < 30 and len(roomy.to_wire()) <= 2 * MAX_RECORD_BYTES
 
 
