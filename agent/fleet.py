@@ -165,7 +165,7 @@ class HollowFleet:
                 except Exception as exc:  # no controller yet, or a timeout: ask again
                     self.log.debug("registration not answered; asking again", node=node.name, error=repr(exc))
                 await asyncio.sleep(wait)
-                wait = min(wait * 2, 5.0)
+                wait = min(wait * 2, 1.0)
 
         await asyncio.gather(*(register(node) for node in self.nodes.values()))
 

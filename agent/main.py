@@ -154,9 +154,12 @@ class Agent:
         self.add_status_listener(lambda statuses: usage.sync(self.assignment, statuses))
         if self.cfg.metrics_port is not None:
             self.metrics_port = self.metrics.serve(self.cfg.metrics_address, self.cfg.metrics_port)
+        # Pings every second: a connection cut for a few seconds (a partition) is found stale and replaced
+        # after ~3 s; kept, it would resume only at TCP's next backed-off retransmission, up to seconds after
+        # the network healed (heartbeats lost meanwhile).
         self.nc = await bus.connect(
             self.cfg.nats_url, name=f"drover-agent-{self.node}", retry_forever=True, creds=self.cfg.creds,
-            ca=self.cfg.ca, source=self.cfg.nats_source,
+            ca=self.cfg.ca, source=self.cfg.nats_source, ping_interval=bus.FAST_PING_INTERVAL,
         )
         reconnects = reconnect_count(self.nc)
         self.store = await bus.open_store(self.nc, self.cfg.cluster)

@@ -8,14 +8,18 @@ A leader acts only while it can prove its lease (``holds``: renewed within 3/4 o
 clock), so one that was paused or cut off stops acting before another can take over. An undecodable lease or
 term (``record-damaged``) is reported once and rewritten: the lease is removed by CAS and taken anew, the term
 resumes above both what is readable and the highest term seen in any assignment (``term_floor``).
+
+The controller runs its elector on a thread of its own (``leasekeeper.py``), so that renewals never wait
+behind its work; ``may_renew`` lets it stop renewing (and acquiring) when it could not act anyway.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import structlog
@@ -79,9 +83,10 @@ class Elector:
         *,
         ttl: int = 2,
         on_change: Callable[[LeaderState], None] | None = None,
-        term_floor: Callable[[], int] = lambda: 0,
+        term_floor: Callable[[], int | Awaitable[int]] = lambda: 0,
         on_damaged: Callable[[str, str], None] = lambda key, error: None,
         clock: Callable[[], float] = time.monotonic,
+        may_renew: Callable[[], bool] = lambda: True,
     ):
         self.js, self.kv, self.bucket, self.id = js, kv, bucket, my_id
         self.ttl = max(1, int(ttl))
@@ -93,7 +98,7 @@ class Elector:
         self._damaged_seen: set[tuple[str, int]] = set()
         self._clock = clock
         self._renewed = 0.0
-        self.changed = asyncio.Event()
+        self._may_renew = may_renew  # False: neither renew nor acquire (the controller could not act)
 
     def holds(self) -> bool:
         """The lease is proven held: renewed recently enough that it cannot have expired and been taken."""
@@ -117,13 +122,15 @@ class Elector:
             log.info("leadership changed", controller=self.id, leader=state.is_leader, term=state.term)
             if self._on_change is not None:
                 self._on_change(state)
-            self.changed.set()
 
     async def run(self) -> None:
         interval = self.ttl / 4
         while True:
             try:
-                if self.state.is_leader:
+                if not self._may_renew():
+                    if self.state.is_leader and not self.holds():
+                        self._set(LeaderState())  # the lease lapses: another controller takes over
+                elif self.state.is_leader:
                     await self._renew()
                 else:
                     await self._try_acquire()
@@ -170,7 +177,10 @@ class Elector:
 
     async def _try_acquire(self) -> None:
         term, term_rev = await self._read_term()
-        term = max(term, self._term_floor())  # terms resume above any term an assignment carries
+        floor = self._term_floor()
+        if inspect.isawaitable(floor):
+            floor = await floor
+        term = max(term, floor)  # terms resume above any term an assignment carries
         now = time.time()
         lease = Lease(id=self.id, term=term + 1, since=now)
         try:

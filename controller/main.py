@@ -26,7 +26,8 @@ from drover.controller.feeds import StateFeeds
 from drover.controller.fleetintake import FleetRegistrations
 from drover.controller.freshness import LoopWatch
 from drover.controller.heartbeats import HeartbeatIntake, Outcome
-from drover.controller.leader import Elector, LeaderState, open_leader_bucket
+from drover.controller.leader import LeaderState, open_leader_bucket
+from drover.controller.leasekeeper import LeaseKeeper
 from drover.controller.metrics import ControllerMetrics
 from drover.controller.nodewatch import NodeWatch
 from drover.controller.problems import ServiceProblems
@@ -67,7 +68,7 @@ class Controller:
         self._dirty = asyncio.Event()
         self._subs: list[Any] = []
         self.sup: Supervisor | None = None
-        self.elector: Elector | None = None
+        self.elector: LeaseKeeper | None = None
         self.listings = views.ListingCache()  # rows of listings being paged through (api.get_*)
         self.heartbeats = HeartbeatIntake(self.state.touch, self.state.on_heartbeat)
         self._rest_until = 0.0  # perf_counter time before which the next reconcile pass waits (see the loop)
@@ -119,7 +120,9 @@ class Controller:
         self._subs.append(await self.nc.subscribe(self.names.heartbeat_all, cb=self._on_heartbeat))
         # Hollow fleets speak on subjects that bind their credentials to their prefix (controller/fleetintake.py).
         self._subs.append(await self.nc.subscribe(self.names.fleet_all("hb"), cb=self._on_heartbeat))
-        fleets = FleetRegistrations(self.names, self.store.nodes, on_bad=self.metrics.bad_messages.inc, log=self.log)
+        fleets = FleetRegistrations(
+            self.names, self.store.nodes, on_bad=self.metrics.bad_messages.inc, spawn=self.sup.spawn, log=self.log
+        )
         self._subs.append(
             await self.nc.subscribe(self.names.fleet_all("register"), queue="controllers", cb=fleets.on_request)
         )
@@ -136,8 +139,17 @@ class Controller:
             self.metrics.serve(self.cfg.metrics_address, self.cfg.metrics_port)
         leader_kv = await open_leader_bucket(self.store.js, self.names.leader_bucket, self.store.replicas)
         self.leader_kv = leader_kv
-        self.elector = Elector(
-            self.store.js, leader_kv, self.names.leader_bucket, self.id, ttl=self.cfg.lease_ttl,
+        cfg = self.cfg
+
+        async def lease_connection() -> Any:  # the lease's own connection (on the lease thread's loop)
+            return await bus.connect(
+                cfg.nats_url, name=f"drover-controller-{self.id}-lease", retry_forever=True, creds=cfg.creds,
+                ca=cfg.ca,
+            )
+
+        self.elector = LeaseKeeper(
+            lease_connection, self.names.leader_bucket, self.id, ttl=self.cfg.lease_ttl,
+            replicas=self.store.replicas, connected=lambda: nc.is_connected,
             on_change=self._on_leadership, term_floor=self._term_floor,
             on_damaged=lambda key, error: self._report(
                 "record-damaged", "leader", key,

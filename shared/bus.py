@@ -28,6 +28,7 @@ from drover.shared.subjects import Names
 log = structlog.get_logger("drover.bus")
 
 MIN_SERVER = (2, 11, 0)
+FAST_PING_INTERVAL = 1.0  # s: daemons that must notice a silently dead connection within seconds (agents)
 
 
 async def _quiet(*_: Any) -> None:
@@ -80,13 +81,15 @@ async def connect(
     creds: str | None = None,
     ca: str | None = None,
     source: str | None = None,
+    ping_interval: float = 5.0,
 ) -> NATS:
     """Connect to NATS: ``url`` is one URL, a comma-separated list or a list; nats-py tries the servers in
     turn (and reconnects to any of them later). Daemons pass ``retry_forever`` so that a NATS outage at
     start is waited out; after the first connection the client reconnects on its own, forever. ``creds``
     (a NATS credentials or nkey seed file) and ``ca`` (the cluster CA's PEM: TLS) authenticate and encrypt
     the connection; without them it is plain and anonymous, which a secured server refuses. ``source``: the
-    local address the connections leave from."""
+    local address the connections leave from. ``ping_interval``: seconds between keep-alive pings; after
+    two unanswered ones the connection is stale and replaced (``FAST_PING_INTERVAL`` for agents)."""
     security = connect_options(creds, ca)
     if ca:
         # nats-py's protocol makes asyncio warn "returning true from eof_received() has no effect when using
@@ -101,7 +104,7 @@ async def connect(
             nc._transport = SourceBoundTransport(source)  # nats-py creates its transport only when unset
         try:
             options: dict[str, Any] = {  # nats-py's stubs want ints where it takes floats
-                "connect_timeout": timeout, "reconnect_time_wait": 0.25,
+                "connect_timeout": timeout, "reconnect_time_wait": 0.25, "ping_interval": ping_interval,
             }
             await nc.connect(
                 servers=servers,
@@ -109,7 +112,6 @@ async def connect(
                 name=name,
                 allow_reconnect=True,
                 max_reconnect_attempts=-1,
-                ping_interval=5,
                 max_outstanding_pings=2,
                 error_cb=_log_permission_errors,
                 disconnected_cb=_quiet,

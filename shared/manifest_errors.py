@@ -12,13 +12,14 @@ import re
 import types
 import typing
 from collections.abc import Sequence
-from typing import Any, Union
-
-from pydantic import BaseModel
-from pydantic import ValidationError as PydanticValidationError
-from pydantic_core import ErrorDetails
+from typing import TYPE_CHECKING, Any, Union
 
 from drover.shared.errors import ValidationError
+
+if TYPE_CHECKING:  # pydantic loads with the schema (manifest.py): reading and converting YAML needs none of it
+    from pydantic import BaseModel
+    from pydantic import ValidationError as PydanticValidationError
+    from pydantic_core import ErrorDetails
 
 __all__ = [
     "CROSS_CHECK_ERROR",
@@ -85,6 +86,8 @@ def format_loc(loc: Sequence[int | str]) -> str:
 
 def _unwrap(annotation: Any, step: int | str) -> Any:
     """The annotation reached from ``annotation`` by one ``loc`` step, or None."""
+    from pydantic import BaseModel
+
     annotation = _base(annotation)
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         field = annotation.model_fields.get(str(step))
@@ -121,6 +124,8 @@ def _annotation_at(root: type[BaseModel], loc: Sequence[int | str]) -> Any:
 
 
 def _model_at(root: type[BaseModel], loc: Sequence[int | str]) -> type[BaseModel] | None:
+    from pydantic import BaseModel
+
     annotation = _annotation_at(root, loc)
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation

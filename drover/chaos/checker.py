@@ -47,9 +47,15 @@ class Container:
 
 @dataclass(frozen=True)
 class Request:
-    at: float
+    at: float  # when it was sent
     node: str
     ok: bool
+    ended: float | None = None  # when it was answered or failed (None: at once)
+
+    def overlaps(self, start: float, end: float) -> bool:
+        """In flight at some point of [start, end]: a request already on its way through a node's proxy
+        when that node was killed or cut off went to a cut-off node, too."""
+        return self.at <= end and (self.ended if self.ended is not None else self.at) >= start
 
 
 @dataclass
@@ -98,7 +104,9 @@ class Checks:
 
 def lost_writes(writes: list[Write], after: dict[str, Desired]) -> list[str]:
     """Every acknowledged write must be in the final desired state: the last acknowledged write of a
-    service, or an unacknowledged one sent after it (which may have landed), is what is stored."""
+    service, or an unacknowledged one sent after it (which may have landed), is what is stored. For the
+    spec the same holds with applies alone: the last acknowledged apply's, or a later apply's (an
+    unacknowledged apply sent before it may never have landed: "no responders")."""
     lost: list[str] = []
     by_service: dict[str, list[Write]] = defaultdict(list)
     for w in sorted(writes, key=lambda w: w.at):
@@ -115,9 +123,13 @@ def lost_writes(writes: list[Write], after: dict[str, Desired]) -> list[str]:
             continue
         if not any(stored.replicas == w.replicas for w in allowed):
             lost.append(f"{service}: replicas {stored.replicas} stored, {ws[last].replicas} acknowledged")
-        tokens = [w.revision_token for w in allowed if w.revision_token]
-        last_token = next((w.revision_token for w in reversed(ws[: last + 1]) if w.revision_token), "")
-        if last_token and stored.revision_token not in {last_token, *tokens}:
+        applies = [w for w in ws if w.revision_token]
+        acked_applies = [i for i, w in enumerate(applies) if w.acked]
+        if not acked_applies:
+            continue
+        tokens = {w.revision_token for w in applies[acked_applies[-1]:]}
+        last_token = applies[acked_applies[-1]].revision_token
+        if stored.revision_token not in tokens:
             lost.append(f"{service}: spec {stored.revision_token or '-'} stored, {last_token} acknowledged")
     return lost
 
@@ -158,7 +170,7 @@ def counted(requests: list[Request], cut_off: dict[str, list[tuple[float, float]
     """(ok, failed) over requests to proxies of nodes that were not cut off at the time."""
     ok = failed = 0
     for r in requests:
-        if any(start <= r.at <= end for start, end in cut_off.get(r.node, [])):
+        if any(r.overlaps(start, end) for start, end in cut_off.get(r.node, [])):
             continue
         if r.ok:
             ok += 1
@@ -173,7 +185,7 @@ def failed_spans(requests: list[Request], cut_off: dict[str, list[tuple[float, f
     for node in sorted({r.node for r in requests}):
         times = [
             r.at for r in requests
-            if r.node == node and not r.ok and not any(a <= r.at <= b for a, b in cut_off.get(node, []))
+            if r.node == node and not r.ok and not any(r.overlaps(a, b) for a, b in cut_off.get(node, []))
         ]
         start = prev = None
         count = 0

@@ -17,9 +17,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from drover.chaos import iptables
+from drover.chaos.probe import http_ok
 from drover.shared.aio import uncancellable
 
 Undoer = Callable[[], Awaitable[None]]
+NATS_CURRENT_WAIT = 30.0  # s a nats-kill waits for every server to be current again (/healthz)
 
 
 class NoTarget(Exception):
@@ -89,6 +91,7 @@ class Injector:
         docker_kill: Callable[[str], Awaitable[None]],
         undo: Undo,
         tag: str,
+        nats_current: Callable[[dict[str, Any]], Awaitable[bool]] | None = None,
     ) -> None:
         self.rng = rng
         self.state = state
@@ -97,6 +100,7 @@ class Injector:
         self.docker_kill = docker_kill
         self.undo = undo
         self.tag = tag
+        self.nats_current = nats_current or _nats_healthz
         self.busy: set[str] = set()  # targets under a held fault: not hit twice at once
 
     def _pick(self, items: list[dict[str, Any]], key: str) -> dict[str, Any]:
@@ -136,6 +140,16 @@ class Injector:
             # One nats-server "of several" only: killing the only one can drop writes it has acknowledged but
             # not yet flushed, which would be reported as lost desired state.
             raise NoTarget("nats-kill needs several nats-servers (drover up --nats-servers 3)")
+        # "One of several" means one down at a time: a server killed a few seconds after another, before that
+        # one has caught up, takes JetStream's quorum (every stream stalls until both are back). So wait until
+        # every server reports itself current.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + NATS_CURRENT_WAIT
+        while not all(await asyncio.gather(*(self.nats_current(s) for s in servers))):
+            if loop.time() >= deadline:
+                raise NoTarget(f"nats-servers not all current within {NATS_CURRENT_WAIT:g}s: a kill would take quorum")
+            await asyncio.sleep(0.5)
+            servers = _procs(self.state(), "nats")
         p = self._pick(servers, "name")
         _kill(p["pid"], signal.SIGKILL)
         return Injected("nats-kill", str(p["name"]))
@@ -206,6 +220,15 @@ class Injector:
             await self.undo.run(key)
             raise
         return Injected(kind, target, cut_node=cut, undo_key=key)
+
+
+async def _nats_healthz(server: dict[str, Any]) -> bool:
+    """A lab nats-server is current when its /healthz answers 200 (JetStream caught up with its peers); a
+    lab without monitoring ports cannot tell and counts as current."""
+    port = server.get("monitor_port")
+    if not isinstance(port, int) or port <= 0:
+        return True
+    return await http_ok("127.0.0.1", port, timeout=2.0, path="/healthz")
 
 
 __all__ = ["Injected", "Injector", "NoTarget", "Undo"]

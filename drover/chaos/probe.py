@@ -71,12 +71,12 @@ def converged_at(obs: list[Observation], service: str, since: float) -> float | 
     return seen[last_bad + 1].at
 
 
-async def http_ok(address: str, port: int, timeout: float = 2.0) -> bool:
-    """GET / through a proxy; ok on any 2xx/3xx status line."""
+async def http_ok(address: str, port: int, timeout: float = 2.0, path: str = "/") -> bool:
+    """GET ``path`` (through a proxy, or of a nats-server's monitoring); ok on any 2xx/3xx status line."""
     writer = None
     try:
         reader, writer = await asyncio.wait_for(asyncio.open_connection(address, port), timeout)
-        writer.write(b"GET / HTTP/1.0\r\nHost: chaos\r\n\r\n")
+        writer.write(b"GET " + path.encode() + b" HTTP/1.0\r\nHost: chaos\r\n\r\n")
         await writer.drain()
         line = await asyncio.wait_for(reader.readline(), timeout)
         parts = line.split()
@@ -116,7 +116,7 @@ class Recorder:
         while True:
             at = self.now()
             ok = await http_ok(address, port)
-            self.requests.append(Request(at, node, ok))
+            self.requests.append(Request(at, node, ok, self.now()))
             await asyncio.sleep(every)
 
 

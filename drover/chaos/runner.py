@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
+import os
 import random
 import socket
 import time
@@ -216,6 +218,7 @@ class Run:
                 at = self.rec.now()
                 try:
                     got = await injector.inject(p.kind, p.hold)
+                    at = self.rec.now()  # a nats-kill may have waited for the servers to be current
                     break
                 except Exception as exc:  # a failed injection is reported, the run goes on
                     if attempt == INJECT_ATTEMPTS - 1:
@@ -298,6 +301,7 @@ class Run:
             observed_until=obs[-1].at if obs else 0.0,
         )
         self.notes += self.undo.errors + failed_spans(history.requests, cut)
+        _trace(history, obs, self.faults)
         if obs and not obs[-1].converged:
             last = obs[-1]
             self.notes.append(
@@ -315,6 +319,28 @@ class Run:
                 if not await self._containers():
                     return
             await asyncio.sleep(0.5)
+
+
+def _trace(history: History, obs: list[Any], faults: list[FaultRecord]) -> None:
+    """With ``DROVER_CHAOS_TRACE=FILE``, the run's raw history as JSON (faults, writes, every observation
+    that was not converged, failed requests, cut-off windows): what a slow recovery is read from."""
+    path = os.environ.get("DROVER_CHAOS_TRACE")
+    if not path:
+        return
+    data = {
+        "faults": [dataclasses.asdict(f) for f in faults],
+        "writes": [dataclasses.asdict(w) for w in history.writes],
+        "unconverged": [
+            {"at": round(o.at, 2), "nodes": sorted(n for n, ok in o.nodes.items() if not ok),
+             "services": sorted(s for s, ok in o.services.items() if not ok)}
+            for o in obs if not o.converged
+        ],
+        "observations": len(obs),
+        "failed_requests": [dataclasses.asdict(r) for r in history.requests if not r.ok],
+        "cut_off": history.cut_off,
+    }
+    with contextlib.suppress(OSError):
+        Path(path).write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
 
 
 def _name(container: dict[str, Any]) -> str:

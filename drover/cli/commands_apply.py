@@ -83,11 +83,15 @@ def _read(path: Path, name: str, sources: list[tuple[str, str]], problems: list[
 def load_manifests(files: tuple[str, ...]) -> tuple[list[Any], list[str]]:
     """Parse and validate every document locally; any problem → ``CliError`` exit 2 listing them all.
     Returns the manifests and, for each, where it came from (``web.yaml[doc 1]``)."""
+    return validate_sources(read_sources(files))
+
+
+def validate_sources(sources: list[tuple[str, str]]) -> tuple[list[Any], list[str]]:
+    """``load_manifests`` of sources already read."""
     from drover.shared.convert import to_native
     from drover.shared.manifest import ManifestError, load_documents, parse_manifests
     from drover.shared.manifest_errors import display_name
 
-    sources = read_sources(files)
     try:
         manifests = parse_manifests(sources)
     except ManifestError as exc:
@@ -103,6 +107,53 @@ def load_manifests(files: tuple[str, ...]) -> tuple[list[Any], list[str]]:
     if not manifests:
         raise CliError("no manifests found in " + ", ".join(display_name(n) for n, _ in sources), code=EXIT_INVALID)
     return manifests, where
+
+
+def unchecked_documents(sources: list[tuple[str, str]]) -> tuple[list[dict[str, Any]], list[str]] | None:
+    """The native documents of ``sources`` (YAML read with its bounds, Kubernetes and Compose converted) and
+    where each came from, not yet checked against the schema; None when the schema must answer first (a YAML
+    or conversion problem, no document, data a request cannot carry as it is).
+
+    ``apply`` sends these and lets the controller check them: it checks every document of a request before
+    it stores any (all or nothing) with the same schema, so the CLI need not load the schema library (pydantic
+    and the manifest models, most of the CPU time of an apply) unless the controller finds a problem."""
+    from drover.shared.convert import to_native
+    from drover.shared.manifest_errors import ManifestError, display_name
+    from drover.shared.manifest_load import load_documents
+
+    try:
+        loaded = [(display_name(name), load_documents(text, name)) for name, text in sources]
+    except ManifestError:
+        return None
+    native, problems = to_native(loaded)
+    if problems or not native or not all(isinstance(doc, dict) and _plain(doc) for _, doc in native):
+        return None
+    return [doc for _, doc in native], [where for where, _ in native]
+
+
+def _plain(data: Any) -> bool:
+    """Only maps with string keys, lists, strings, finite numbers that fit 64 bits, booleans and nulls (what
+    a validated manifest is made of; YAML may also give dates, bytes, sets or integer keys)."""
+    stack = [data]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, dict):
+            if not all(isinstance(k, str) for k in v):
+                return False
+            stack.extend(v.values())
+        elif isinstance(v, list):
+            stack.extend(v)
+        elif isinstance(v, bool) or v is None or isinstance(v, str):
+            continue
+        elif isinstance(v, int):
+            if not -(2**63) <= v < 2**64:
+                return False
+        elif isinstance(v, float):
+            if v != v or v in (float("inf"), float("-inf")):
+                return False
+        else:
+            return False
+    return True
 
 
 #: ``-f FILE`` (repeatable) of every command that reads manifests
@@ -133,15 +184,31 @@ def apply_cmd(files: tuple[str, ...], dry_run: bool, if_revision: int | None) ->
 
         print_dry_run(preview(files, placements=True, if_revision=if_revision))
         return
-    manifests, where = load_manifests(files)
-    body: dict[str, Any] = {"manifests": [m.model_dump(mode="json") for m in manifests], "sources": where}
+    sources = read_sources(files)
+    unchecked = unchecked_documents(sources)
+    if unchecked is None:
+        manifests, where = validate_sources(sources)  # every problem, exit 2
+        docs = [m.model_dump(mode="json") for m in manifests]
+    else:
+        docs, where = unchecked
+    body: dict[str, Any] = {"manifests": docs, "sources": where}
     if if_revision is not None:
         body["if_revision"] = if_revision
 
     async def go(c: Client) -> Any:
-        return await c.call("apply", body, timeout=30.0)
+        return await c.request_raw("apply", body, timeout=30.0)
 
-    data = options.run(go)
+    try:
+        reply = options.run(go)
+    except CliError:
+        if unchecked is not None:  # bad manifests are the answer (exit 2) whether a cluster answers or not
+            validate_sources(sources)
+        raise
+    if not reply.ok:
+        if unchecked is not None and reply.code == "invalid":
+            validate_sources(sources)  # the controller refused them: the local check's lines, FILE[doc N] …
+        raise reply_error("apply", reply)
+    data = reply.data
     for r in (data or {}).get("results", []):
         output.echo(f"{r.get('kind') or 'service'}/{r.get('name')} {r.get('action')}")
 

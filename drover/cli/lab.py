@@ -47,6 +47,7 @@ class NatsNode:
     index: int  # 1-based
     port: int
     cluster_port: int = 0  # 0: a single server, no routes
+    monitor_port: int = 0  # its HTTP monitoring (/healthz) on 127.0.0.1; 0: none
 
     @property
     def url(self) -> str:
@@ -54,11 +55,13 @@ class NatsNode:
 
 
 def nats_nodes(count: int, first_port: int) -> list[NatsNode]:
-    """Ports of ``count`` servers: the first on ``first_port`` (0: a free one), the others on free ports."""
+    """Ports of ``count`` servers: the first on ``first_port`` (0: a free one), the others on free ports. A
+    cluster's servers also serve /healthz, so that ``drover chaos`` kills one only while the others are
+    current (a second kill before the first server has caught up would take JetStream's quorum)."""
     if count <= 1:
         return [NatsNode(1, first_port or free_port())]
     ports = [first_port or free_port()] + [free_port() for _ in range(count - 1)]
-    return [NatsNode(i + 1, p, free_port()) for i, p in enumerate(ports)]
+    return [NatsNode(i + 1, p, free_port(), free_port()) for i, p in enumerate(ports)]
 
 
 def nats_server_argv(
@@ -75,6 +78,7 @@ def nats_server_argv(
         *head, "-a", "127.0.0.1", "-p", str(node.port), "-js", "-sd", str(data_dir / f"nats-{node.index}"),
         "-n", f"nats-{node.index}", "--cluster_name", NATS_CLUSTER_NAME,
         "--cluster", f"nats://127.0.0.1:{node.cluster_port}", "--routes", routes,
+        *(["-m", str(node.monitor_port)] if node.monitor_port else []),
     ]
 
 

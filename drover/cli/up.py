@@ -172,7 +172,7 @@ def lab_children(
             nats_server_argv(binary, opts.data_dir, n, nodes, secure.nats_config if secure else None),
             logs / f"nats-{n.index}.log",
             # "config": 'drover credentials revoke' rewrites it, so a restarted server keeps revocations.
-            info={"port": n.port, "cluster_port": n.cluster_port, "url": n.url,
+            info={"port": n.port, "cluster_port": n.cluster_port, "url": n.url, "monitor_port": n.monitor_port,
                   **({"config": str(secure.nats_config)} if secure else {})},
         )
         for n in nodes

@@ -62,6 +62,26 @@ def test_an_unacknowledged_write_may_or_may_not_have_landed() -> None:
     assert check(h).desired_state_lost == []
 
 
+def test_an_unacknowledged_apply_before_the_last_acknowledged_write_need_not_have_landed() -> None:
+    # Seen in a controller-kill run: apply w10 and w11 got "no responders", then a scale was acknowledged;
+    # the stored spec is the last acknowledged apply's (w2 here), which is right, not a lost write.
+    h = clean()
+    h.writes += [Write(30, "web", 2, "w3", False), Write(40, "web", 2, "", True)]
+    assert check(h).desired_state_lost == []
+    h.desired_after["web"] = Desired(2, "w3")  # or it did land
+    assert check(h).desired_state_lost == []
+    h.desired_after["web"] = Desired(2, "w0")  # an older acknowledged spec is still a lost write
+    assert check(h).desired_state_lost == ["web: spec w0 stored, w2 acknowledged"]
+
+
+def test_a_request_in_flight_when_its_node_is_cut_off_does_not_count() -> None:
+    h = clean()
+    h.requests.append(Request(99.8, "n2", False, ended=100.4))  # sent just before the kill at 100.0
+    h.requests.append(Request(98.0, "n2", False, ended=98.5))  # failed before it: counts
+    h.cut_off = {"n2": [(100.0, 110.0)]}
+    assert check(h).requests_failed == 1
+
+
 def test_the_users_services_keep_their_desired_state() -> None:
     h = clean()
     h.desired_after["db"] = Desired(0, "")

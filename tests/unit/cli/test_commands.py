@@ -154,7 +154,9 @@ SERVICE_ROW = {"name": "web", "image": "local/busybox:latest", "revision": 2, "r
 # --- bad input: exit 2, nothing sent ----------------------------------------------------------------------------
 
 
-def test_invalid_manifest_exit_2_exact_line_and_no_nats_traffic(tmp_path: Path, listener: Listener) -> None:
+def test_invalid_manifest_exit_2_exact_line_from_a_server_that_is_not_nats(tmp_path: Path, listener: Listener) -> None:
+    # (apply asks the controller to check documents that read and convert cleanly, and checks them locally
+    # when it refuses them or cannot be reached: see test_apply_fast.py)
     f = tmp_path / "web.yaml"
     f.write_text(BAD)
     result = run("apply", "-f", str(f), "--nats", f"nats://127.0.0.1:{listener.port}")
@@ -163,6 +165,14 @@ def test_invalid_manifest_exit_2_exact_line_and_no_nats_traffic(tmp_path: Path, 
         f"error: {f}[doc 1] spec.ports[0].container: must be an integer 1-65535"
     ]
     assert result.stdout == ""
+
+
+def test_unreadable_yaml_is_exit_2_without_nats_traffic(tmp_path: Path, listener: Listener) -> None:
+    f = tmp_path / "web.yaml"
+    f.write_text("apiVersion: drover/v1\nkind: [Service\n")
+    result = run("apply", "-f", str(f), "--nats", f"nats://127.0.0.1:{listener.port}")
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith(f"error: {f}")
     assert listener.connections == 0
 
 
