@@ -111,8 +111,24 @@ class NodeControl(Record):
 # -- specs: typed in memory, their JSON form on the wire ----------------------------------------------------
 
 SPEC_CACHE_SIZE = 1024  # distinct specs kept validated: far more than the revisions a cluster refers to at once
+# ... and at most about this much of them (their encoded size: a spec may be 128 KiB, so the count alone could
+# let a few big specs hold hundreds of MiB on every agent and controller)
+SPEC_CACHE_BYTES = 32 * 1024 * 1024
 _specs: OrderedDict[bytes, ServiceSpec] = OrderedDict()
+_specs_bytes = 0
 _specs_lock = threading.Lock()  # records are also decoded in worker threads
+
+
+def _remember(key: bytes, spec: ServiceSpec) -> None:
+    """Cache ``spec`` under ``key``, dropping the least recently used beyond the bounds (lock held)."""
+    global _specs_bytes
+    if key not in _specs:
+        _specs_bytes += len(key)
+    _specs[key] = spec
+    _specs.move_to_end(key)
+    while len(_specs) > SPEC_CACHE_SIZE or (_specs_bytes > SPEC_CACHE_BYTES and len(_specs) > 1):
+        old, _ = _specs.popitem(last=False)
+        _specs_bytes -= len(old)
 
 
 def _cached_spec(value: Any, handler: ValidatorFunctionWrapHandler) -> ServiceSpec:
@@ -134,10 +150,9 @@ def _cached_spec(value: Any, handler: ValidatorFunctionWrapHandler) -> ServiceSp
     # Also under its canonical form, so the same spec written differently (defaults left out) is one object.
     canonical = _key(spec.stored)
     with _specs_lock:
-        spec = _specs.setdefault(canonical, spec)
-        _specs[key] = spec
-        while len(_specs) > SPEC_CACHE_SIZE:
-            _specs.popitem(last=False)
+        spec = _specs.get(canonical, spec)
+        _remember(canonical, spec)
+        _remember(key, spec)
     return spec
 
 
