@@ -19,7 +19,7 @@ Heartbeats stay one message (or a few parts) per node, on the fleet subject
 credentials agent 'P-*'``) to its prefix token, and the controllers take only nodes named ``<prefix>-…`` from
 those subjects.
 
-"Die when told": a request on ``drover.<cluster>.agent.<node>.die`` makes that node stop at once — no more
+"Die when told": a request on ``drover.<cluster>.fleet.<prefix>.die.<node>`` makes that node stop at once — no more
 heartbeats or assignment handling, its registration left behind — as a crashed host would.
 """
 
@@ -125,7 +125,7 @@ class HollowFleet:
             )
             self.nodes[name] = HollowNode(cfg, start + self.cfg.heartbeat_interval * i / n)
         await self._register_all()
-        await self.nc.subscribe(self.names.agent_api("*", "die"), cb=self._on_die)
+        await self.nc.subscribe(self.names.fleet(self.cfg.prefix, "die", "*"), cb=self._on_die)
         loaded = asyncio.Event()
         self.sup.start("watch", lambda: self._watch(loaded))
         await asyncio.wait_for(loaded.wait(), 60)
@@ -165,7 +165,7 @@ class HollowFleet:
                 except Exception as exc:  # no controller yet, or a timeout: ask again
                     self.log.debug("registration not answered; asking again", node=node.name, error=repr(exc))
                 await asyncio.sleep(wait)
-                wait = min(wait * 2, 5.0)
+                wait = min(wait * 2, 1.0)
 
         await asyncio.gather(*(register(node) for node in self.nodes.values()))
 
@@ -253,10 +253,9 @@ class HollowFleet:
             await nc.publish(subject, data)
 
     async def _on_die(self, msg: Msg) -> None:
-        parts = msg.subject.split(".")
-        node = self.nodes.get(parts[-2]) if len(parts) >= 2 else None
+        node = self.nodes.get(msg.subject.rsplit(".", 1)[-1])
         if node is None:
-            return  # not ours: another fleet or a real agent may answer
+            return  # not one of ours
         node.alive = False
         self.log.info("hollow node told to die", node=node.name)
         reply: dict[str, Any] = {"ok": True, "node": node.name}

@@ -1,4 +1,5 @@
-"""Assignment record size and codec time for 10,000 replicas on one node (issue 9).
+"""Assignment record size and codec time for 10,000 replicas on one node (issue 9), and the decode time of
+a service record with 20 revisions (specs are validated when decoded, once per distinct spec).
 
 Baseline, in the same run: the older form (the full spec inside every container). NATS' default maximum
 payload is 1 MiB; the older form exceeded it, so such an assignment could never be written.
@@ -12,7 +13,7 @@ import time
 from typing import Any
 
 from drover.shared import wire
-from drover.shared.models import AssignedContainer, Assignment
+from drover.shared.models import AssignedContainer, Assignment, RevisionEntry, ServiceRecord, spec_of
 
 REPLICAS = 10_000
 
@@ -56,11 +57,19 @@ def main() -> None:
     )
     old, t_old_enc = timed(lambda: wire.encode(a.model_dump(mode="json")))
     new, t_enc = timed(a.to_wire)
-    _, t_dec = timed(lambda: Assignment.from_wire(new))
+    decoded, t_dec = timed(lambda: Assignment.from_wire(new))
+    shared = len({id(c.spec) for c in decoded.containers})
     print(f"{REPLICAS} replicas, 63-character service name, spec of {len(wire.encode(s))} bytes")
     print(f"older form (spec per container): {len(old):,} bytes, encode {t_old_enc * 1000:.0f} ms")
     print(f"per-service form:                {len(new):,} bytes, encode {t_enc * 1000:.0f} ms, "
           f"decode {t_dec * 1000:.0f} ms ({len(old) / len(new):.0f}x smaller; NATS max payload 1,048,576)")
+    print(f"decoded: {shared} spec object(s) for the {REPLICAS} replicas")
+    revs = [spec_of({**s, "image": f"local/busybox:{i}"}) for i in range(1, 21)]
+    rec = ServiceRecord(name="web", spec=revs[-1], revision=20,
+                        history=[RevisionEntry(revision=i, spec=r, time=float(i)) for i, r in enumerate(revs, 1)])
+    data = rec.to_wire()
+    _, t_rec = timed(lambda: [ServiceRecord.from_wire(data) for _ in range(100)])
+    print(f"service record with 20 revisions: {len(data):,} bytes, decode {t_rec * 10:.2f} ms")
 
 
 if __name__ == "__main__":

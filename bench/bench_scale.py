@@ -133,7 +133,7 @@ async def main() -> None:
             lost_n = victim["containers"] if isinstance(victim["containers"], int) else len(victim["containers"])
             out["lost_node_replicas"] = lost_n
             t1 = time.monotonic()
-            await api.nc.request(f"drover.{cluster}.agent.{victim['name']}.die", b"", timeout=5)
+            await api.nc.request(f"drover.{cluster}.fleet.h.die.{victim['name']}", b"", timeout=5)
 
             async def replaced() -> bool:
                 row = (await api.call("get_nodes", name=victim["name"]))[0]

@@ -9,7 +9,7 @@ that the registration names that node, then puts it. Heartbeats come the same wa
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
@@ -25,14 +25,20 @@ from drover.shared.subjects import Names
 class FleetRegistrations:
     def __init__(
         self, names: Names, nodes: KeyValue, *, on_bad: Callable[[], None],
-        log: structlog.typing.FilteringBoundLogger,
+        spawn: Callable[[str, Awaitable[None]], object], log: structlog.typing.FilteringBoundLogger,
     ) -> None:
+        """``spawn``: runs one request's work in its own task (``Supervisor.spawn``), so a fleet registering
+        a thousand nodes at once waits for concurrent KV puts, not for one after another."""
         self.names = names
         self.nodes = nodes
         self.on_bad = on_bad
+        self.spawn = spawn
         self.log = log
 
     async def on_request(self, msg: Msg) -> None:
+        self.spawn("fleet-register", self._answer(msg))
+
+    async def _answer(self, msg: Msg) -> None:
         reply: dict[str, Any]
         node = self.names.fleet_node(msg.subject, "register")
         try:

@@ -11,7 +11,9 @@ from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from drover.controller.rollout import Verdict
+from drover.shared import wire
 from drover.shared.errors import ConflictError, NotFoundError
+from drover.shared.limits import MAX_RECORD_BYTES
 from drover.shared.manifest import ServiceSpec
 from drover.shared.models import Record, RevisionEntry, ServiceRecord
 
@@ -19,7 +21,9 @@ if TYPE_CHECKING:
     from drover.controller.main import Controller
 
 CAS_ATTEMPTS = 8
-HISTORY_LIMIT = 20
+# At most this many revisions even when more would fit in MAX_RECORD_BYTES: every change of a record (each
+# rollout step) travels to every controller and agent watching the bucket, so small specs keep it small too.
+HISTORY_MAX = 20
 
 Change = Callable[[ServiceRecord | None], ServiceRecord | None]
 R = TypeVar("R", bound=Record)
@@ -156,16 +160,38 @@ def _new_rollout(now: float) -> dict[str, object]:
     }
 
 
+def bounded_history(rec: ServiceRecord, limit: int = MAX_RECORD_BYTES, most: int = HISTORY_MAX) -> ServiceRecord:
+    """``rec`` with the oldest revisions dropped until it encodes to at most ``limit`` bytes and holds at most
+    ``most`` revisions (pure). The current revision, the last good one (what a rollback returns to) and the
+    highest (so a revision number is never given twice, even after an undo) always stay, whatever their size;
+    of the others, the newest that fit are kept: many small specs, few big ones (whose size alone used to be
+    capped so that 20 revisions of any spec would fit)."""
+    budget = limit - len(rec.model_copy(update={"history": []}).to_wire())
+    keep = {rec.revision, rec.last_good, rec.max_revision()}
+    sizes = [len(wire.encode(h.model_dump(mode="json"))) for h in rec.history]
+    used = sum(size for h, size in zip(rec.history, sizes, strict=True) if h.revision in keep)
+    room = most - sum(1 for h in rec.history if h.revision in keep)  # for revisions that may go
+    kept: list[RevisionEntry] = []
+    full = False
+    for h, size in reversed(list(zip(rec.history, sizes, strict=True))):
+        if h.revision in keep:
+            kept.append(h)
+        elif not full and used + size <= budget and room > 0:
+            kept.append(h)
+            used += size
+            room -= 1
+        else:
+            full = True  # the history is the newest revisions: one that does not fit ends it
+    if len(kept) == len(rec.history):
+        return rec
+    return rec.model_copy(update={"history": kept[::-1]})
+
+
 def new_revision(rec: ServiceRecord, spec: ServiceSpec, change: str, now: float) -> ServiceRecord:
     rev = rec.max_revision() + 1
     entry = RevisionEntry(revision=rev, spec=spec, time=now, change=change)
-    return rec.model_copy(
-        update={
-            "spec": spec,
-            "revision": rev,
-            "history": [*rec.history, entry][-HISTORY_LIMIT:],
-            **_new_rollout(now),
-        }
+    return bounded_history(
+        rec.model_copy(update={"spec": spec, "revision": rev, "history": [*rec.history, entry], **_new_rollout(now)})
     )
 
 
@@ -203,14 +229,16 @@ def undo(
         raise NotFoundError(f'service "{name}" has no revision {to_revision} (known: {known})')
     history = [h for h in rec.history if h.revision != to_revision]
     entry = RevisionEntry(revision=to_revision, spec=spec, time=now, change=f"undo to revision {to_revision}")
-    return rec.model_copy(
-        update={
-            "spec": spec,
-            "revision": to_revision,
-            "history": [*history, entry][-HISTORY_LIMIT:],
-            "last_request": request_id,
-            **_new_rollout(now),
-        }
+    return bounded_history(
+        rec.model_copy(
+            update={
+                "spec": spec,
+                "revision": to_revision,
+                "history": [*history, entry],
+                "last_request": request_id,
+                **_new_rollout(now),
+            }
+        )
     )
 
 

@@ -14,6 +14,7 @@ __all__ = [
     "MAX_ITEMS",
     "MAX_MANIFEST_BYTES",
     "MAX_NESTING",
+    "MAX_RECORD_BYTES",
     "MAX_REPLICAS",
     "MAX_SPEC_BYTES",
     "MAX_YAML_NODES",
@@ -33,8 +34,11 @@ MAX_YAML_NODES = 1_000_000
 MAX_DURATION = 365 * 24 * 3600.0
 #: the most cores a resource request may name
 MAX_CPU = 100_000.0
-#: a service's spec once encoded (JSON): its record keeps it with up to 20 earlier revisions, and all of
-#: that must fit in one NATS message (1 MiB by default)
-MAX_SPEC_BYTES = 40 * 1024
+#: a service record once encoded: its revision history keeps the newest revisions that fit (the current one and
+#: the last good one always stay), far below one NATS message (1 MiB by default)
+MAX_RECORD_BYTES = 512 * 1024
+#: a service's spec once encoded (JSON): a record holds the current spec twice (as desired and in its history)
+#: and the last good one, so three of them with the rest of the record stay within ``MAX_RECORD_BYTES``
+MAX_SPEC_BYTES = 128 * 1024
 #: an image reference (Docker's own limit on a name is 255 per component)
 MAX_IMAGE_LENGTH = 1024

@@ -67,9 +67,11 @@ class KeyUpdate:
 
 class OwnKeyWatch:
     def __init__(
-        self, nc: NATS, bucket: str, key: str, *, idle_heartbeat: float = 5.0, inactive_threshold: float = 60.0,
+        self, nc: NATS, bucket: str, key: str, *, idle_heartbeat: float = 2.0, inactive_threshold: float = 60.0,
         timeout: float = 5.0,
     ) -> None:
+        """``idle_heartbeat``: the server's heartbeat interval while nothing changes; three missed (the consumer
+        was lost with the server holding it) start a new consumer."""
         self.nc = nc
         self.bucket = bucket
         self.key = key
@@ -83,6 +85,7 @@ class OwnKeyWatch:
         self._last_heard = 0.0
         self._reconnects = 0
         self._need_restart = False
+        self.consumer = ""  # the current consumer's name
 
     async def start(self) -> OwnKeyWatch:
         await self._open()
@@ -96,7 +99,7 @@ class OwnKeyWatch:
         self._need_restart = False
         self._reconnects = int(self.nc.stats.get("reconnects", 0))
         # A fresh name every time: a consumer is never re-created with another config under an old name.
-        name = f"{self.key}_{secrets.token_hex(6)}"
+        name = self.consumer = f"{self.key}_{secrets.token_hex(6)}"
         config = ConsumerConfig(
             name=name, filter_subject=key_subject(self.bucket, self.key), deliver_subject=inbox,
             deliver_policy=DeliverPolicy.LAST_PER_SUBJECT, ack_policy=AckPolicy.NONE, max_deliver=1,

@@ -75,10 +75,26 @@ async def push_account(
     def sign(nonce: str) -> bytes:
         return base64.b64encode(kp.sign(nonce.encode()))
 
-    nc = await nats.connect(
-        servers, user_jwt_cb=lambda: token.encode(), signature_cb=sign, tls=tls_context(ca or str(sec.ca)),
-        allow_reconnect=False, connect_timeout=timeout, name="drover credentials revoke",
-    )
+    errors: list[Exception] = []
+
+    async def on_error(exc: Exception) -> None:
+        errors.append(exc)  # nats-py's default prints a traceback
+
+    async def quiet() -> None:
+        return None
+
+    # Like the CLI's connect: one pass over the servers (nats-py's allow_reconnect=False keeps retrying a
+    # refused first connect), bounded in time; the cause of a failure is the last error seen.
+    try:
+        nc = await asyncio.wait_for(nats.connect(
+            servers, user_jwt_cb=lambda: token.encode(), signature_cb=sign, tls=tls_context(ca or str(sec.ca)),
+            allow_reconnect=True, max_reconnect_attempts=1, reconnect_time_wait=0.1, connect_timeout=timeout,
+            error_cb=on_error, disconnected_cb=quiet, closed_cb=quiet, name="drover credentials revoke",
+        ), timeout * 2 + 1)
+    except Exception as exc:
+        kp.wipe()
+        cause = errors[-1] if errors else exc
+        raise ConnectionError(str(cause) or type(cause).__name__) from exc
     try:
         # Every server of the cluster answers; single servers advertise no other URL.
         expected = max(1, len(nc._server_info.get("connect_urls") or []))

@@ -108,7 +108,7 @@ def fleet(cluster: str, prefix: str) -> Permissions:
     server binds these credentials to; the controllers take only nodes starting with ``<prefix>-`` from them
     and write the registrations into the nodes bucket themselves. A fleet reads the whole assign bucket
     (one watch for all its nodes: a filter cannot say "keys starting with P-"), only opens the other
-    buckets (stream info: no gossip key), asks no secrets and only hears ``die`` requests."""
+    buckets (stream info: no gossip key), asks no secrets and only hears ``die`` requests for its own nodes."""
     n = Names(cluster)
     b = _buckets(n)
     opened = [f"$JS.API.STREAM.INFO.KV_{b[x]}" for x in ("services", "nodes", "nodectl", "config")]
@@ -116,7 +116,8 @@ def fleet(cluster: str, prefix: str) -> Permissions:
         n.fleet(prefix, "hb", "*"), n.fleet(prefix, "register", "*"), f"{n.events_prefix}.>", *_js_common(n),
         *_read_bucket(b["assign"]), *opened,
     ]
-    return Permissions(pub=pub, sub=[n.agent_api("*", "die"), INBOX], tags=["drover-role:agent", "drover-fleet"])
+    sub = [n.fleet(prefix, "die", "*"), INBOX]
+    return Permissions(pub=pub, sub=sub, tags=["drover-role:agent", "drover-fleet"])
 
 
 def client(cluster: str, *, read_only: bool) -> Permissions:

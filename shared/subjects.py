@@ -59,8 +59,8 @@ class Names:
     # server binds the credentials to; the node is the next token, and whoever reads these subjects takes a
     # node only when it starts with '<prefix>-' (``fleet_node``).
     def fleet(self, prefix: str, kind: str, node: str) -> str:
-        """``kind``: ``hb`` (heartbeats) or ``register`` (registrations, relayed into the nodes bucket by the
-        controllers)."""
+        """``kind``: ``hb`` (heartbeats), ``register`` (registrations, relayed into the nodes bucket by the
+        controllers) or ``die`` (a request that stops one hollow node)."""
         return f"drover.{self.cluster}.fleet.{prefix}.{kind}.{node}"
 
     def fleet_all(self, kind: str) -> str:

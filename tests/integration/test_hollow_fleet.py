@@ -70,7 +70,7 @@ async def test_two_hundred_hollow_nodes(daemons: list[subprocess.Popen[bytes]], 
         nodes = await call("get_nodes", name=None)
         victim = max(nodes, key=lambda n: n["containers"])
         assert victim["containers"] > 0
-        reply = wire.decode((await nc.request(names.agent_api(victim["name"], "die"), b"", timeout=5)).data)
+        reply = wire.decode((await nc.request(names.fleet("hollow", "die", victim["name"]), b"", timeout=5)).data)
         assert reply == {"ok": True, "node": victim["name"]}
 
         async def replaced() -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from nats.aio.client import Client as NATS
 
 from drover.agent.config import AgentConfig
 from drover.agent.main import Agent
+from drover.controller.heartbeats import HeartbeatIntake
 from drover.shared import bus
 from drover.shared.cluster_key import cluster_key
 from drover.shared.models import Assignment
@@ -178,9 +180,14 @@ async def test_agent_with_node_credentials_follows_its_assignment(
     store = await bus.open_store(admin, cluster_name)
     beats: dict[str, Heartbeat] = {}
 
-    async def on_hb(msg: Any) -> None:
-        hb = Heartbeat.from_wire(msg.data)
+    def record(hb: Heartbeat, _now: float) -> bool:
         beats[hb.node] = hb
+        return True
+
+    intake = HeartbeatIntake(lambda _node, _now: False, record)  # heartbeats come in parts: assembled here
+
+    async def on_hb(msg: Any) -> None:
+        intake.feed(names.heartbeat_node(msg.subject) or "", msg.data, time.time())
 
     def running(ids: set[str]) -> bool:
         hb = beats.get("n1")
@@ -218,4 +225,55 @@ async def test_agent_with_node_credentials_follows_its_assignment(
         assert "permissions violation" not in capsys.readouterr().out
     finally:
         await agent.stop()
+        await admin.close()
+
+
+async def test_own_key_watch_starts_again_when_its_consumer_is_lost(
+    secure_nats: SecureNats, cluster_name: str
+) -> None:
+    """A consumer gone without a reconnect (the server holding it died, or it was deleted): the missing
+    heartbeats make the watch start a new one, which delivers the key's current value."""
+    names = Names(cluster_name)
+    bucket = names.assignments_bucket
+    admin, nc, denied = await as_role(secure_nats, cluster_name, "agent", "n1")
+    store = await bus.open_store(admin, cluster_name)
+    await store.assignments.put("n1", b"first")
+    try:
+        watch = await OwnKeyWatch(nc, bucket, "n1", idle_heartbeat=0.5).start()
+        assert (await next_update(watch)).value == b"first"
+        await admin.jsm().delete_consumer(stream_of(bucket), watch.consumer)
+        await store.assignments.put("n1", b"second")
+        assert (await next_update(watch, timeout=20)).value == b"second"
+        assert watch.restarts == 1 and denied.errors == []
+        await watch.stop()
+    finally:
+        await nc.close()
+        await admin.close()
+
+
+async def test_controller_turns_on_direct_gets_of_an_older_assign_bucket(
+    secure_nats: SecureNats, cluster_name: str
+) -> None:
+    """A cluster made by an older drover: its assign bucket has no direct gets, so an agent could not read
+    its own key; the controller's store turns them on, keeping the bucket's values."""
+    from nats.js.api import KeyValueConfig, StorageType
+
+    names = Names(cluster_name)
+    admin = await connect(secure_nats, secure_nats.admin)
+    old = await admin.jetstream().create_key_value(
+        KeyValueConfig(bucket=names.assignments_bucket, history=1, storage=StorageType.FILE)
+    )
+    await old.put("n1", b"kept")
+    assert not (await admin.jetstream().stream_info(stream_of(names.assignments_bucket))).config.allow_direct
+    ctl = await connect(secure_nats, secure_nats.creds("controller", cluster_name))
+    agent = await connect(secure_nats, secure_nats.creds("agent", cluster_name, "n1"))
+    try:
+        store = await bus.open_store(ctl, cluster_name)
+        info = await admin.jetstream().stream_info(stream_of(names.assignments_bucket))
+        assert info.config.allow_direct and info.config.max_msgs_per_subject == 1
+        assert (await store.assignments.get("n1")).value == b"kept"
+        assert (await own_key_reader(agent, names.assignments_bucket).get("n1")).value == b"kept"
+    finally:
+        await agent.close()
+        await ctl.close()
         await admin.close()

@@ -106,3 +106,19 @@ def test_revoke_bad_target_is_exit_2(secure_nats: SecureNats, tmp_path: Path) ->
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "neither a credentials file nor a user public key" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_revoke_with_no_server_reachable_records_it_and_exits_1(secure_nats: SecureNats, tmp_path: Path) -> None:
+    from tests.fixtures import free_tcp_port
+
+    creds = secure_nats.creds("client", "c1")
+    r = drover(secure_nats, tmp_path, "credentials", "revoke", creds, "--nats", f"nats://127.0.0.1:{free_tcp_port()}",
+               "--ca", secure_nats.ca)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r
+    assert "revocation recorded" in r.stderr and "not sent" in r.stderr
+    # Recorded: the next config written (and the next revoke's push) carries it.
+    assert load_credentials(creds).public_key in secure_nats.sec.revocations()
+    from drover.shared.security_jwt import decode_unverified
+
+    claims = decode_unverified(secure_nats.sec.jwt("account"))
+    assert load_credentials(creds).public_key in claims["nats"]["revocations"]

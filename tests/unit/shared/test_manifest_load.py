@@ -134,8 +134,8 @@ def test_huge_strings_are_refused_with_a_path() -> None:
     assert problems(HEAD.replace("local/busybox:latest", "x" * 2000)) == [
         "web.yaml[doc 1] spec.image: must be at most 1024 characters"
     ]
-    # a record keeps the spec with its 20 previous revisions in one NATS message: the spec stays small
-    [line] = problems(HEAD + "  env: {A: " + "x" * 50_000 + "}\n")
-    assert line == "web.yaml[doc 1] spec: is 49 KiB once encoded, more than 40 KiB (large files belong in a volume)"
-    [m] = parse_manifests([("w.yaml", HEAD + "  env: {A: " + "x" * 30_000 + "}\n")])
-    assert len(m.spec.env["A"]) == 30_000
+    # a record keeps the current spec (twice) and the last good one within 512 KiB: a spec stays below 128 KiB
+    [line] = problems(HEAD + "  env: {A: " + "x" * 140_000 + "}\n")
+    assert line == "web.yaml[doc 1] spec: is 137 KiB once encoded, more than 128 KiB (large files belong in a volume)"
+    [m] = parse_manifests([("w.yaml", HEAD + "  env: {A: " + "x" * 120_000 + "}\n")])
+    assert len(m.spec.env["A"]) == 120_000

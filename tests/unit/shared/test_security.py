@@ -198,4 +198,4 @@ def test_fleet_credentials_speak_only_on_their_prefix_subjects() -> None:
     assert not any("secrets" in p for p in perms.pub)
     assert not any(f"DIRECT.GET.KV_{n.config_bucket}" in p or f"CONSUMER.CREATE.KV_{n.config_bucket}" in p
                    for p in perms.pub)
-    assert perms.sub == [n.agent_api("*", "die"), roles.INBOX]
+    assert perms.sub == [n.fleet("P", "die", "*"), roles.INBOX]

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from drover.shared import wire
+from drover.shared import models, wire
 from drover.shared.errors import WireError
 from drover.shared.manifest import ServiceSpec, spec_hash
 from drover.shared.models import AssignedContainer, Assignment, ServiceRecord, spec_of
@@ -122,3 +122,15 @@ def test_specs_are_frozen_and_copies_never_share_a_stale_json_form() -> None:
     assert changed.stored["image"] == "local/busybox:2" and spec.stored["image"] == "local/busybox:latest"
     # The same spec written with or without its defaults is one shared object.
     assert spec_of(OLD_SPEC) is spec_of(spec.stored) is spec
+
+
+def test_the_spec_cache_is_bounded_by_count_and_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(models, "SPEC_CACHE_BYTES", 200_000)
+    big = [spec_of({"image": "local/busybox:latest", "env": {"PAD": f"{i}" + "x" * 50_000}}) for i in range(10)]
+    assert models._specs_bytes <= 200_000 and len(models._specs) <= 4  # a few 50 KB specs, not all ten
+    assert models._specs_bytes == sum(len(k) for k in models._specs)
+    assert spec_of(big[-1].stored) is big[-1]  # the newest is still there
+    monkeypatch.setattr(models, "SPEC_CACHE_SIZE", 3)
+    for i in range(5):
+        spec_of({"image": f"local/busybox:{i}"})
+    assert len(models._specs) <= 3
