@@ -105,7 +105,8 @@ async def main() -> None:
     ap.add_argument("--big-bytes", type=int, default=900_000)
     ap.add_argument("--timeout", type=float, default=300.0)
     ap.add_argument("--py-spy", metavar="OUT", help="record the controller's stacks during the load with py-spy "
-                    "(raw/collapsed format, one line per stack and thread; py-spy installed in the venv)")
+                    "(speedscope format, idle samples included, in time order: bench/loop_blocks.py finds the "
+                    "longest runs of the loop's thread being busy; py-spy installed in the venv)")
     args = ap.parse_args()
     cluster = f"lag{uuid.uuid4().hex[:6]}"
     nats = Nats()
@@ -147,8 +148,11 @@ async def main() -> None:
 
             spy = None
             if args.py_spy:
-                spy = subprocess.Popen([str(VENV_BIN / "py-spy"), "record", "--pid", str(ctl.pid), "--format", "raw",
-                                        "--threads", "--rate", "200", "-o", args.py_spy], stdout=subprocess.DEVNULL)
+                spy = subprocess.Popen(
+                    [str(VENV_BIN / "py-spy"), "record", "--pid", str(ctl.pid), "--format", "speedscope", "--threads",
+                     "--idle", "--nonblocking", "--rate", "200", "-o", args.py_spy],
+                    stdout=subprocess.DEVNULL,
+                )
             pinger = asyncio.get_running_loop().create_task(ping())
             t0 = time.monotonic()
             await api.call("apply", manifests=[manifest("bulk", args.replicas)])

@@ -10,7 +10,6 @@ never appended twice.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 from collections.abc import Callable
 from typing import Any
@@ -20,8 +19,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
-from drover.shared.errors import WireError
-from drover.shared.models import Event
+from drover.controller.eventring import EventRing
 from drover.shared.retry import Backoff
 
 log = structlog.get_logger("drover.controller.eventlog")
@@ -35,16 +33,14 @@ class EventLog:
         js: JetStreamContext,
         stream: str,
         subjects: str,
-        events: collections.deque[Event],
+        events: EventRing,
         *,
         reconnects: Callable[[], int],
-        on_bad: Callable[[], None] = lambda: None,
         resync: float = 30.0,
         poll: float = 0.25,
     ) -> None:
         self.js, self.stream, self.subjects, self.events = js, stream, subjects, events
         self.reconnects = reconnects
-        self.on_bad = on_bad
         self.resync = resync
         self.poll = poll
         self.last_seq = 0
@@ -55,10 +51,7 @@ class EventLog:
         if seq <= self.last_seq:
             return  # already held (a resubscription overlapping what was delivered)
         self.last_seq = seq
-        try:
-            self.events.append(Event.from_wire(data))
-        except WireError:
-            self.on_bad()
+        self.events.append(data)  # decoded when read (controller/eventring.py): most of a burst never is
 
     async def run(self) -> None:
         backoff = Backoff(initial=0.1, cap=2.0)

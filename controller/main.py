@@ -52,6 +52,8 @@ from drover.shared.tasks import Supervisor
 
 log = structlog.get_logger("drover.controller")
 
+EVENTS_PER_STEP = 200  # planned events posted between two yields to the event loop (≈5 ms of work)
+
 
 
 class Controller:
@@ -128,9 +130,9 @@ class Controller:
             await self.nc.subscribe(f"{self.names.api_prefix}.*", queue="controllers", cb=self.api.on_request)
         )
         self.eventlog = EventLog(
-            self.store.js, self.names.events_stream, self.names.events_all, self.state.events,
-            reconnects=reconnects, on_bad=self.metrics.bad_messages.inc,
+            self.store.js, self.names.events_stream, self.names.events_all, self.state.events, reconnects=reconnects,
         )
+        self.state.events.on_bad = self.metrics.bad_messages.inc
         self.sup.start("events-in", self.eventlog.run)
         await asyncio.wait_for(self.eventlog.ready.wait(), 30)
         if self.cfg.metrics_port is not None:
@@ -286,6 +288,15 @@ class Controller:
             return True
         return all(n.last_heartbeat is not None for n in self.state.nodes.values())
 
+    async def until_warm(self) -> None:
+        """Reads wait for ``_warm`` (at most a node grace after a start): a restarted controller would answer
+        from the registrations alone, every service "progressing" with no replica running, until the nodes'
+        first heartbeats."""
+        while True:  # polled: warmth comes from heartbeats or from the grace running out, whichever is first
+            if self._warm(time.time()):
+                return
+            await asyncio.sleep(0.05)
+
     async def _watch_loop(self) -> None:
         """One 0.1 s ticker for the event loop: its lag goes to the metric (with the GC policy and stall logs
         of ``watch_loop``) and to ``LoopWatch``, which restarts the nodes' silence clock after a stall or a
@@ -367,8 +378,10 @@ class Controller:
             return
         await self._record_verdicts(p.verdicts)
         await records.record_jobs(self, p.jobs)
-        for ev in p.events:
+        for i, ev in enumerate(p.events, 1):
             self.post(ev.kind, service=ev.service, node=ev.node, container=ev.container, message=ev.message)
+            if i % EVENTS_PER_STEP == 0:  # 10,000 replicas placed are 10,000 events: let the loop breathe
+                await asyncio.sleep(0)
         if self.is_leader:  # the lease may have lapsed while the verdicts were written
             await self.writer.write(p.assignments)
 

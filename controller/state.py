@@ -5,16 +5,15 @@ Everything here is soft: a restarted controller rebuilds it from the KV buckets 
 
 from __future__ import annotations
 
-import collections
 import copy
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
+from drover.controller.eventring import EventRing
 from drover.controller.snapshot import NodeState, Snapshot, silent_for
 from drover.shared.models import (
     Assignment,
     ContainerStatus,
-    Event,
     Heartbeat,
     NodeControl,
     NodeRegistration,
@@ -45,7 +44,7 @@ class ClusterState:
     controls: dict[str, NodeControl] = field(default_factory=dict)
     ready_since: dict[str, float] = field(default_factory=dict)
     service_rps: dict[str, dict[str, float]] = field(default_factory=dict)  # node -> service -> new conns/s
-    events: collections.deque[Event] = field(default_factory=lambda: collections.deque(maxlen=5000))
+    events: EventRing = field(default_factory=lambda: EventRing(maxlen=5000))
     term: int = 1
     unregistered: set[str] = field(default_factory=set)  # nodes known from heartbeats only
     held_services: set[str] = field(default_factory=set)  # damaged service records without a good value
