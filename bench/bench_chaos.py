@@ -14,12 +14,15 @@ import asyncio
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 from drover.chaos.report import recovery_by_kind, report_json, summary
 from drover.chaos.runner import ChaosOptions, Run, load_state
@@ -60,21 +63,81 @@ async def chaos(home: Path, url: str, cluster: str, duration: float, seed: int) 
     return {"report": report_json(seed, duration, out.faults, out.checks), "by_kind": recovery_by_kind(out.faults)}
 
 
+class LoadSampler:
+    """The 1-minute load average every 10 s while the run goes (the machine may be shared)."""
+
+    def __init__(self) -> None:
+        self.samples: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(10.0):
+            self.samples.append(os.getloadavg()[0])
+
+    def __enter__(self) -> LoadSampler:
+        self.samples.append(os.getloadavg()[0])
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.samples.append(os.getloadavg()[0])
+
+    def summary(self) -> dict[str, float]:
+        return {"min": min(self.samples), "mean": round(statistics.mean(self.samples), 2), "max": max(self.samples)}
+
+
+def markdown(result: dict[str, Any], load: dict[str, float], started: str) -> str:
+    """The rows for docs/BENCHMARKS.md."""
+    report, by_kind = result["report"], result["by_kind"]
+    checks = report["checks"]
+    ok, failed = checks["requests_ok"], checks["requests_failed"]
+    share = 100.0 * ok / (ok + failed) if ok + failed else 100.0
+    lines = [
+        "| date | duration | faults | lost | duplicates | unconverged | converged after the last fault "
+        "| requests ok / failed | load average (1 min: min / mean / max) | passed |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+        f"| {started} | {report['duration_s']:.0f} s | {len(report['faults'])} | {len(checks['desired_state_lost'])} "
+        f"| {len(checks['duplicate_replicas'])} | {len(checks['unconverged_services'])} | {checks['max_converge_s']} s "
+        f"| {ok:,} / {failed:,} ({share:.2f} %) | {load['min']:.1f} / {load['mean']:.1f} / {load['max']:.1f} "
+        f"| {'yes' if report['passed'] else 'no'} |",
+        "",
+        "| fault | count | recovery median | recovery max | overlapped by another fault | max of the others |",
+        "|---|---|---|---|---|---|",
+    ]
+    for kind, r in by_kind.items():
+        lines.append(
+            f"| {kind} | {r['count']} | {_s(r['median_s'])} | {_s(r['max_s'])} | {r['overlapped']} "
+            f"| {_s(r['max_alone_s'])} |"
+        )
+    return "\n".join(lines)
+
+
+def _s(v: float | None) -> str:
+    return "-" if v is None else f"{v:.1f} s"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--duration", default="10m")
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args()
     cluster = f"bench{uuid.uuid4().hex[:6]}"
+    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     with tempfile.TemporaryDirectory(prefix="drover-chaos-bench-") as tmp:
         home = Path(tmp)
         proc, url = start_lab(home, cluster)
         try:
-            result = asyncio.run(chaos(home, url, cluster, float(parse_duration(args.duration)), args.seed))
+            with LoadSampler() as load:
+                result = asyncio.run(chaos(home, url, cluster, float(parse_duration(args.duration)), args.seed))
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(120)
+    result["load_average_1m"] = load.summary()
     print(json.dumps(result, indent=2))
+    print(markdown(result, load.summary(), started))
 
 
 if __name__ == "__main__":

@@ -66,7 +66,7 @@ def out(obj: dict[str, Any]) -> None:
 async def worker(first: int, count: int, total: int) -> None:
     nodes: dict[str, GossipNode] = {}
     seen: dict[str, set[str]] = {}
-    dead_seen: dict[str, set[tuple[str, Status]]] = {}
+    dead_seen: dict[str, set[tuple[str, Status, int]]] = {}
     local_eps: dict[str, list[Endpoint]] = {}
 
     def watch(node: GossipNode) -> None:
@@ -81,8 +81,12 @@ async def worker(first: int, count: int, total: int) -> None:
                     seen[node.name].add(c)
                     out({"ev": "seen", "trial": c, "at": node.name, "t": now})
             for m in node.state.members.values():
-                if m.status in (Status.DEAD, Status.SUSPECT) and (m.name, m.status) not in dead_seen[node.name]:
-                    dead_seen[node.name].add((m.name, m.status))
+                # per incarnation: a node falsely declared dead earlier (and refuted since) is reported again
+                if (
+                    m.status in (Status.DEAD, Status.SUSPECT)
+                    and (seen_as := (m.name, m.status, m.incarnation)) not in (dead_seen[node.name])
+                ):
+                    dead_seen[node.name].add(seen_as)
                     out({"ev": m.status.value, "who": m.name, "at": node.name, "t": now})
 
         node.on_change(changed)

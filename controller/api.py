@@ -194,6 +194,7 @@ def _paging(body: dict[str, Any]) -> tuple[list[str] | None, int | None]:
 
 
 async def get_services(ctl: Controller, body: dict[str, Any]) -> Any:
+    await ctl.until_warm()
     name = _opt_name(body)
     after, size = _paging(body)
     rows = ctl.listings.rows(
@@ -206,6 +207,7 @@ async def get_services(ctl: Controller, body: dict[str, Any]) -> Any:
 
 
 async def get_containers(ctl: Controller, body: dict[str, Any]) -> Any:
+    await ctl.until_warm()
     name = _opt_name(body)
     service = _opt_name(body, "service")
     after, size = _paging(body)
@@ -220,6 +222,7 @@ async def get_containers(ctl: Controller, body: dict[str, Any]) -> Any:
 
 
 async def get_nodes(ctl: Controller, body: dict[str, Any]) -> Any:
+    await ctl.until_warm()
     name = _opt_name(body)
     after, size = _paging(body)
     rows = ctl.listings.rows(

@@ -288,6 +288,15 @@ class Controller:
             return True
         return all(n.last_heartbeat is not None for n in self.state.nodes.values())
 
+    async def until_warm(self) -> None:
+        """Reads wait for ``_warm`` (at most a node grace after a start): a restarted controller would answer
+        from the registrations alone, every service "progressing" with no replica running, until the nodes'
+        first heartbeats."""
+        while True:  # polled: warmth comes from heartbeats or from the grace running out, whichever is first
+            if self._warm(time.time()):
+                return
+            await asyncio.sleep(0.05)
+
     async def _watch_loop(self) -> None:
         """One 0.1 s ticker for the event loop: its lag goes to the metric (with the GC policy and stall logs
         of ``watch_loop``) and to ``LoopWatch``, which restarts the nodes' silence clock after a stall or a

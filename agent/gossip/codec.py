@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -218,8 +219,30 @@ def decode_update(row: Any) -> Update:
     raise MalformedError(f"update: unknown tag {tag!r}")
 
 
+# Records are forwarded unchanged, so a node receives the same element many times (piggy-backed by several
+# peers, and in every full-state sync): the outcome of decoding one (an immutable ``Received``) is kept for
+# the last DECODED_LIMIT distinct elements of the process, keyed by their exact encoding.
+DECODED_LIMIT = 8192
+_decoded: OrderedDict[bytes, Received] = OrderedDict()
+
+
 def decode_element(el: Any) -> Received:
     """One element of a datagram's update array: a plain row, or ``signature + packed row`` as a bin."""
+    if type(el) is not bytes and type(el) is not list:
+        raise MalformedError("update: expected an array or a signed bin")
+    wire: bytes = msgpack.packb(el, use_bin_type=True)
+    hit = _decoded.get(wire)
+    if hit is not None:
+        _decoded.move_to_end(wire)
+        return hit
+    rec = _decode_element(el, wire)
+    _decoded[wire] = rec
+    if len(_decoded) > DECODED_LIMIT:
+        _decoded.popitem(last=False)
+    return rec
+
+
+def _decode_element(el: Any, wire: bytes) -> Received:
     if type(el) is bytes:
         if len(el) <= SIG_LEN:
             raise MalformedError("signed update: too short")
@@ -228,10 +251,8 @@ def decode_element(el: Any) -> Received:
             row = msgpack.unpackb(packed, raw=False, strict_map_key=True, use_list=True)
         except Exception as exc:  # msgpack raises several unrelated types
             raise MalformedError(f"signed update: undecodable: {exc}") from exc
-        wire: bytes = msgpack.packb(el, use_bin_type=True)
         return Received(decode_update(row), wire, sig, packed)
-    u = decode_update(el)
-    return Received(u, msgpack.packb(el, use_bin_type=True))
+    return Received(decode_update(el), wire)
 
 
 def verify_record(rec: Received, public: bytes, verifier: Verifier) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 Addr = tuple[str, int]
+Target = tuple[str, str, int]  # an indirect probe's target: name, address, port
 
 STAT_KEYS = (
     "packets_in",

@@ -137,6 +137,12 @@ class Verifier:
         return True
 
 
+# One per process, shared by every node in it (an agent has one; a benchmark or test may host many): a record
+# forwarded to several of them is checked once. Entries are keyed by public key, signature and data, so nodes
+# with different key directories cannot mislead one another through it.
+SHARED_VERIFIER = Verifier(checked=8192)
+
+
 def parse_public(text: str) -> bytes | None:
     """A registration's ``gossip_pubkey`` (64 hex digits) as raw bytes, or None when absent or malformed."""
     if len(text) != 2 * PUBLIC_LEN:

@@ -36,10 +36,10 @@ from drover.agent.gossip import codec
 from drover.agent.gossip.admit import admit
 from drover.agent.gossip.broadcast import BroadcastQueue
 from drover.agent.gossip.codec import Kind, Message, Received
-from drover.agent.gossip.config import STAT_KEYS, Addr
+from drover.agent.gossip.config import STAT_KEYS, Addr, Target
 from drover.agent.gossip.config import GossipConfig as GossipConfig
 from drover.agent.gossip.detector import FailureDetector
-from drover.agent.gossip.identity import NodeKey, Verifier
+from drover.agent.gossip.identity import SHARED_VERIFIER, NodeKey
 from drover.agent.gossip.inbound import screen
 from drover.agent.gossip.pairkeys import PairKeys
 from drover.agent.gossip.replay import ReplayGuard
@@ -95,7 +95,7 @@ class GossipNode:
         self.key = key
         self.identity = identity or NodeKey.generate()
         self._keys: dict[str, bytes] = {name: self.identity.public}  # the key directory (``trust``)
-        self._verifier = Verifier()
+        self._verifier = SHARED_VERIFIER
         self._pairs = PairKeys(name, self.identity, key, self._keys)
         self._replay = ReplayGuard(config.replay_window, config.replay_per_sender)
         # The exact wire form of the record held for each key (origin-signed ones are forwarded unchanged)
@@ -324,6 +324,8 @@ class GossipNode:
         now_ms = time.time_ns() // 1_000_000
         # origin-signed records first: a refutation and a suspicion at its new incarnation in one datagram
         for rec in sorted(records, key=lambda r: r.sig is None):
+            if self._wire.get(update_key(rec.update), (None, b""))[1] == rec.wire:
+                continue  # exactly the record held (and forwarded) already, as most of a sync: nothing to check
             if not plausible(rec.update, now_ms):
                 self.stats["dropped_implausible"] += 1
                 continue
@@ -384,9 +386,7 @@ class GossipNode:
                 self._log.error("gossip change callback failed", error=repr(exc), exc_info=True)
 
     # ------------------------------------------------------------------ sending
-    def _send_piggyback(
-        self, kind: Kind, seq: int, to: str, addr: Addr, *, target: tuple[str, str, int] | None = None
-    ) -> None:
+    def _send_piggyback(self, kind: Kind, seq: int, to: str, addr: Addr, *, target: Target | None = None) -> None:
         items = self._queue.queued()
         body, chosen = self._tx.pack(kind, seq, [d for _, d in items], target=target)
         self._queue.mark_sent((items[i][0] for i in chosen), len(self.state.members))

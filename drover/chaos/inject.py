@@ -21,7 +21,7 @@ from drover.chaos.probe import http_ok
 from drover.shared.aio import uncancellable
 
 Undoer = Callable[[], Awaitable[None]]
-NATS_CURRENT_WAIT = 30.0  # s a nats-kill waits for every server to be current again (/healthz)
+NATS_CURRENT_WAIT = 20.0  # s a nats-kill waits for every server to be current again (/healthz)
 
 
 class NoTarget(Exception):
@@ -102,6 +102,7 @@ class Injector:
         self.tag = tag
         self.nats_current = nats_current or _nats_healthz
         self.busy: set[str] = set()  # targets under a held fault: not hit twice at once
+        self._one_nats_kill = asyncio.Lock()  # one nats-kill at a time: the next waits for the servers to catch up
 
     def _pick(self, items: list[dict[str, Any]], key: str) -> dict[str, Any]:
         free = [p for p in items if str(p.get(key)) not in self.busy] or items
@@ -135,6 +136,10 @@ class Injector:
         return Injected("controller-kill", str(p.get("id") or p["name"]))
 
     async def _nats_kill(self, _hold: float) -> Injected:
+        async with self._one_nats_kill:
+            return await self._nats_kill_one()
+
+    async def _nats_kill_one(self) -> Injected:
         servers = _procs(self.state(), "nats")
         if len(servers) < 2:
             # One nats-server "of several" only: killing the only one can drop writes it has acknowledged but

@@ -7,7 +7,8 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from drover.chaos.checker import Request
@@ -18,6 +19,7 @@ class Observation:
     at: float  # s from the start of the run
     nodes: dict[str, bool]  # node → ready
     services: dict[str, bool]  # service → converged (available with all its replicas running)
+    beats: dict[str, float] = field(default_factory=dict)  # node → its last heartbeat, in run time
 
     @property
     def converged(self) -> bool:
@@ -37,13 +39,31 @@ def _settled(s: dict[str, Any]) -> bool:
     return s.get("status") in STEADY_SERVICE and s.get("running") == s.get("replicas")
 
 
-def observe(at: float, nodes: list[dict[str, Any]], services: list[dict[str, Any]]) -> Observation:
-    """One observation from ``get_nodes`` and ``get_services`` rows."""
+def observe(
+    at: float, nodes: list[dict[str, Any]], services: list[dict[str, Any]], wall0: float | None = None
+) -> Observation:
+    """One observation from ``get_nodes`` and ``get_services`` rows; ``wall0``: the wall-clock time of the
+    run's start, to place the nodes' last heartbeats in run time."""
+    beats: dict[str, float] = {}
+    for n in nodes:
+        hb = _wall(n.get("last_heartbeat"))
+        if wall0 is not None and hb is not None:
+            beats[str(n.get("name"))] = hb - wall0
     return Observation(
         at,
         {str(n.get("name")): n.get("status") in UP_NODE for n in nodes},
         {str(s.get("name")): _settled(s) for s in services},
+        beats,
     )
+
+
+def _wall(text: Any) -> float | None:
+    if not isinstance(text, str):
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
 
 
 def first_converged_after(obs: list[Observation], t: float) -> float | None:
@@ -51,7 +71,19 @@ def first_converged_after(obs: list[Observation], t: float) -> float | None:
 
 
 def node_ready_after(obs: list[Observation], node: str, t: float) -> float | None:
-    return next((o.at for o in obs if o.at >= t and o.nodes.get(node, False)), None)
+    """When ``node`` was first seen ready on a heartbeat sent after ``t`` (a killed agent's restart, a healed
+    partition): a controller still shows a silent node ready for its node grace (and its views may be a
+    moment old), so readiness alone, seen soon after ``t``, may still be the dead agent's. Without heartbeat
+    times, readiness alone."""
+    for o in obs:
+        if o.at < t or not o.nodes.get(node, False):
+            continue
+        beat = o.beats.get(node)
+        if beat is None and o.beats:
+            continue
+        if beat is None or beat > t:
+            return o.at
+    return None
 
 
 def converged_at(obs: list[Observation], service: str, since: float) -> float | None:
@@ -108,7 +140,8 @@ class Recorder:
             with contextlib.suppress(Exception):
                 got = await poll()
                 if got is not None:
-                    self.observations.append(observe(self.now(), got[0], got[1]))
+                    now = self.now()
+                    self.observations.append(observe(now, got[0], got[1], time.time() - now))
             await asyncio.sleep(max(0.05, every - (time.monotonic() - started)))
 
     async def traffic(self, node: str, address: str, port: int, every: float) -> None:

@@ -29,17 +29,29 @@ def report_json(seed: int, duration: float, faults: list[FaultRecord], checks: C
     }
 
 
+def overlapped(f: FaultRecord, faults: list[FaultRecord]) -> bool:
+    """Another fault began while the cluster was still recovering from ``f`` (between its end and its
+    recovery): then ``f``'s recovery time includes that fault's."""
+    if f.recovery_s is None:
+        return False
+    return any(g is not f and f.ends <= g.at < f.ends + f.recovery_s for g in faults)
+
+
 def recovery_by_kind(faults: list[FaultRecord]) -> dict[str, dict[str, Any]]:
-    """Per kind: count, and the median and max recovery time over faults that recovered."""
+    """Per kind: count, and the median and max recovery time over faults that recovered; ``overlapped``
+    counts those whose recovery included another fault, ``max_alone_s`` is the max over the others."""
     out: dict[str, dict[str, Any]] = {}
     for kind in sorted({f.kind for f in faults}):
-        times = [f.recovery_s for f in faults if f.kind == kind and f.recovery_s is not None]
-        n = sum(1 for f in faults if f.kind == kind)
+        mine = [f for f in faults if f.kind == kind]
+        times = [f.recovery_s for f in mine if f.recovery_s is not None]
+        alone = [f.recovery_s for f in mine if f.recovery_s is not None and not overlapped(f, faults)]
         out[kind] = {
-            "count": n,
+            "count": len(mine),
             "median_s": round(statistics.median(times), 2) if times else None,
             "max_s": round(max(times), 2) if times else None,
-            "unrecovered": n - len(times),
+            "unrecovered": len(mine) - len(times),
+            "overlapped": len(times) - len(alone),
+            "max_alone_s": round(max(alone), 2) if alone else None,
         }
     return out
 
@@ -58,7 +70,9 @@ def summary(seed: int, duration: float, faults: list[FaultRecord], checks: Check
     for kind, r in recovery_by_kind(faults).items():
         lines.append(
             f"  {kind:<17} {r['count']}x  median {_secs(r['median_s'])}  max {_secs(r['max_s'])}"
-            + (f"  ({r['unrecovered']} not recovered before the next fault or the end)" if r["unrecovered"] else "")
+            + (f"  ({r['overlapped']} overlapped by another fault; max of the others {_secs(r['max_alone_s'])})"
+               if r["overlapped"] else "")
+            + (f"  ({r['unrecovered']} not recovered before the end)" if r["unrecovered"] else "")
         )
     total = checks.requests_ok + checks.requests_failed
     share = 100.0 * checks.requests_ok / total if total else 100.0
@@ -78,4 +92,4 @@ def summary(seed: int, duration: float, faults: list[FaultRecord], checks: Check
     return lines
 
 
-__all__ = ["FaultRecord", "recovery_by_kind", "report_json", "summary"]
+__all__ = ["FaultRecord", "overlapped", "recovery_by_kind", "report_json", "summary"]

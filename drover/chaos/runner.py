@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from drover.chaos import iptables
-from drover.chaos.checker import Checks, Container, Desired, History, Write, check, failed_spans
+from drover.chaos.checker import Checks, Container, Desired, History, Write, check, failed_spans, wrong_counts
 from drover.chaos.inject import Injector, Undo
 from drover.chaos.probe import Recorder, converged_at, first_converged_after, node_ready_after
 from drover.chaos.report import FaultRecord
@@ -33,9 +33,8 @@ OBSERVE_EVERY = 0.5
 TRAFFIC_EVERY = 0.25  # per node
 SETTLE_DEADLINE = 90.0  # s for the chaos service to come up before the clock starts
 CONVERGE_DEADLINE = 60.0  # s after the run for everything to converge
-NODE_GRACE = 3.5  # the controller's default node grace (3 s), and a margin
-STABLE_FOR = 3.0
-INJECT_ATTEMPTS = 3  # s of continuous convergence that ends the wait
+STABLE_FOR = 3.0  # s of continuous convergence that ends the wait
+INJECT_ATTEMPTS = 3
 
 
 @dataclass
@@ -211,26 +210,34 @@ class Run:
         raise CliError(f"the chaos service {SERVICE} did not become available within {SETTLE_DEADLINE:g}s")
 
     async def _faults(self, schedule: list[Planned], injector: Injector, sup: Supervisor) -> None:
-        for p in schedule:
+        """Each fault at its time, in a task of its own: one that waits (a nats-kill until every server is
+        current) delays neither the others nor the schedule (no burst of late faults after it)."""
+        tasks = []
+        for i, p in enumerate(schedule):
             await asyncio.sleep(max(0.0, p.at - self.rec.now()))
-            got = None
-            for attempt in range(INJECT_ATTEMPTS):  # e.g. no running replica at that instant: try again shortly
-                at = self.rec.now()
-                try:
-                    got = await injector.inject(p.kind, p.hold)
-                    at = self.rec.now()  # a nats-kill may have waited for the servers to be current
-                    break
-                except Exception as exc:  # a failed injection is reported, the run goes on
-                    if attempt == INJECT_ATTEMPTS - 1:
-                        self.notes.append(f"{p.kind} at {at:.1f}s not injected: {exc}")
-                    else:
-                        await asyncio.sleep(1.0)
-            if got is None:
-                continue
-            record = FaultRecord(at, got.kind, got.target, at + p.hold, got.cut_node)
-            self.faults.append(record)
-            if got.undo_key is not None:
-                sup.spawn(f"heal-{len(self.faults)}", self._heal(record, got.undo_key, p.hold))
+            tasks.append(sup.spawn(f"inject-{i}", self._inject(p, injector, sup)))
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self.faults.sort(key=lambda f: f.at)
+
+    async def _inject(self, p: Planned, injector: Injector, sup: Supervisor) -> None:
+        got = None
+        for attempt in range(INJECT_ATTEMPTS):  # e.g. no running replica at that instant: try again shortly
+            at = self.rec.now()
+            try:
+                got = await injector.inject(p.kind, p.hold)
+                at = self.rec.now()  # a nats-kill may have waited for the servers to be current
+                break
+            except Exception as exc:  # a failed injection is reported, the run goes on
+                if attempt == INJECT_ATTEMPTS - 1:
+                    self.notes.append(f"{p.kind} at {at:.1f}s not injected: {exc}")
+                    return
+                await asyncio.sleep(1.0)
+        if got is None:
+            return
+        record = FaultRecord(at, got.kind, got.target, at + p.hold, got.cut_node)
+        self.faults.append(record)
+        if got.undo_key is not None:
+            sup.spawn(f"heal-{len(self.faults)}", self._heal(record, got.undo_key, p.hold))
 
     async def _heal(self, record: FaultRecord, key: int, hold: float) -> None:
         await asyncio.sleep(max(0.0, record.at + hold - self.rec.now()))
@@ -262,10 +269,23 @@ class Run:
         while time.monotonic() < end:
             obs = self.rec.observations
             recent = [o for o in obs if o.at >= self.rec.now() - STABLE_FOR]
-            if len(recent) >= 3 and all(o.converged for o in recent):
+            # Converged once the cluster's view has been steady and Docker's agrees with it: a replica the
+            # controller already counts as gone may still be stopping (its stop_grace) for a moment.
+            if len(recent) >= 3 and all(o.converged for o in recent) and await self._docker_agrees():
                 return
             await asyncio.sleep(OBSERVE_EVERY)
         self.notes.append(f"the cluster did not converge within {CONVERGE_DEADLINE:g}s after the run")
+
+    async def _docker_agrees(self) -> bool:
+        """Docker runs exactly each service's desired number of containers (by labels)."""
+        try:
+            rows = await self.client.call("get_services", {"name": None}, timeout=3.0)
+            desired = {str(r["name"]): Desired(int(r["replicas"]), "") for r in rows}
+            running = [Container(str((c.get("Labels") or {}).get("drover.service", "")), "", "", "")
+                       for c in await self._containers(None)]
+        except Exception:  # unknown right now: not yet
+            return False
+        return not wrong_counts(running, desired)
 
     async def _verdict(self, before: dict[str, Desired], last_end: float) -> Outcome:
         obs = list(self.rec.observations)
@@ -288,10 +308,9 @@ class Run:
         for f in self.faults:
             f.recovery_s = _minus(first_converged_after(obs, f.ends), f.ends)
             if f.cut_node:
-                # A killed agent still looks ready until the controller's node grace has passed without its
-                # heartbeat: only a ready state seen after that is the restarted agent's.
-                seen_from = f.ends + (NODE_GRACE if f.kind == "agent-kill" else 0.0)
-                until = node_ready_after(obs, f.cut_node, seen_from)
+                # Ready again on a heartbeat sent after the kill or the heal: the restarted agent's (which
+                # heartbeats only once its proxy and gossip run), or the healed one's.
+                until = node_ready_after(obs, f.cut_node, f.ends)
                 cut.setdefault(f.cut_node, []).append((f.at, until if until is not None else self.rec.now()))
         services = sorted({name for o in obs for name in o.services})
         history = History(

@@ -224,6 +224,29 @@ async def test_controller_restart_keeps_placement(env: Any, nats_server: NatsSer
         await ctl2.stop()
 
 
+async def test_a_restarted_controller_answers_reads_once_the_nodes_reported(
+    env: Any, nats_server: NatsServer, cluster_name: str
+) -> None:
+    """Not from the registrations alone: before the first heartbeats every service looked "progressing" with
+    no replica running (and chaos counted a converged cluster as unconverged)."""
+    ctl, agents, call = env
+    for n in ("n1", "n2"):
+        await agents.add(n)
+    assert (await call("apply", manifests=[manifest(replicas=4)])).ok
+    await wait_for(lambda: _ready(call, "web", 4), 10)
+    await ctl.stop()
+    agents.alive.clear()  # no heartbeat while the new controller starts
+    ctl2 = Controller(ControllerConfig(nats_url=nats_server.url, cluster=cluster_name, node_grace=1.5))
+    await ctl2.start()
+    try:
+        read = asyncio.ensure_future(call("get_services", name="web"))
+        agents.alive.update({"n1", "n2"})  # the read is on its way; the heartbeats resume
+        [row] = (await read).data
+        assert (row["status"], row["running"]) == ("available", 4)
+    finally:
+        await ctl2.stop()
+
+
 FAST = {"max_surge": 1, "max_unavailable": 0, "min_ready": "0s", "progress_deadline": "30s"}
 
 

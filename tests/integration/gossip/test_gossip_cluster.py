@@ -469,3 +469,23 @@ async def test_a_node_nobody_trusts_yet_gets_the_state_but_is_heard_only_once_tr
         )
     finally:
         await newcomer.stop(leave=False)
+
+
+async def test_a_node_restarted_with_a_new_key_gets_the_state_but_is_not_heard_with_it(cluster: Make) -> None:
+    """n3 comes back with a key nobody has yet (its data dir was lost): its signed sync request fails the
+    signature check against its old published key and is counted, but it is answered with the state (signed,
+    which n3 can check); its pair-MAC'd datagrams do not verify and change nothing."""
+    nodes = await joined(cluster, 3)
+    rekeyed = GossipNode("n3", "127.0.0.4", KEY, identity=NodeKey.from_seed(b"new" * 10 + b"n3"), config=CFG)
+    rekeyed.trust(DIRECTORY)
+    await rekeyed.start()
+    try:
+        rekeyed.set_local_endpoints([ep("n3", "c1", 31001)])
+        rekeyed.join(seeds(nodes[:1]))
+        await wait_for(
+            lambda: {"n0", "n1", "n2"} <= {m.name for m in rekeyed.members()}, timeout=5, message="state received"
+        )
+        await wait_for(lambda: nodes[0].stats["dropped_signature"] >= 1, timeout=5, message="old key refused")
+        assert all(n.member("n3") is None and n.endpoints() == [] for n in nodes)
+    finally:
+        await rekeyed.stop(leave=False)

@@ -132,6 +132,22 @@ def test_report_has_exactly_the_contract_keys() -> None:
         "requests_failed",
     }
     assert data["passed"] is True and data["seed"] == 7
-    assert recovery_by_kind(faults)["agent-kill"] == {"count": 1, "median_s": None, "max_s": None, "unrecovered": 1}
+    assert recovery_by_kind(faults)["agent-kill"] == {
+        "count": 1, "median_s": None, "max_s": None, "unrecovered": 1, "overlapped": 0, "max_alone_s": None,
+    }
     text = "\n".join(summary(7, 60.0, faults, check(clean()), ["n"]))
     assert "pause" in text and "PASSED" in text
+
+
+def test_a_recovery_that_includes_the_next_fault_is_marked_overlapped() -> None:
+    faults = [
+        FaultRecord(10.0, "pause", "ctl1", 15.0, None, 9.0),  # recovering until 24.0: the kill at 17.0 falls in it
+        FaultRecord(17.0, "agent-kill", "n1", 17.0, "n1", 7.0),
+        FaultRecord(40.0, "pause", "ctl1", 45.0, None, 1.0),
+    ]
+    by_kind = recovery_by_kind(faults)
+    assert by_kind["pause"] == {
+        "count": 2, "median_s": 5.0, "max_s": 9.0, "unrecovered": 0, "overlapped": 1, "max_alone_s": 1.0,
+    }
+    assert by_kind["agent-kill"]["overlapped"] == 0 and by_kind["agent-kill"]["max_alone_s"] == 7.0
+    assert "1 overlapped by another fault" in "\n".join(summary(1, 60.0, faults, check(clean()), []))
