@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from nats.aio.client import Client as NATS
 
 WARN_EVERY = 60.0
+RECONNECT_POLL = 0.1  # s between heartbeat attempts while the connection is down
 
 
 class EntryCache:
@@ -78,10 +79,11 @@ class HeartbeatSender:
         """Send the next heartbeat at once (something changed)."""
         self._now.set()
 
-    async def send(self) -> None:
+    async def send(self) -> bool:
+        """Send one heartbeat now; False when there is no connection to send it on."""
         nc = self.nc()
         if nc is None or not nc.is_connected:
-            return
+            return False
         hb = self.build()
         try:
             parts = hbwire.split(header(hb), self._cache.entries(hb.containers), hbwire.part_limit(nc.max_payload))
@@ -90,6 +92,7 @@ class HeartbeatSender:
         except Exception as exc:  # WireError (cannot be cut to size) or a refused/failed publish
             self._warn("heartbeat not sent", error=repr(exc), containers=len(hb.containers),
                        max_payload=nc.max_payload, too_big=isinstance(exc, WireError))
+        return True
 
     def _warn(self, what: str, **kw: object) -> None:
         t = time.monotonic()
@@ -98,10 +101,13 @@ class HeartbeatSender:
             self.log.warning(what, **kw)
 
     async def run(self) -> None:
+        wait = self.interval
         while True:
             with contextlib.suppress(TimeoutError):  # asyncio.timeout: wait_for may swallow a cancel on 3.11
-                async with asyncio.timeout(self.interval):
+                async with asyncio.timeout(wait):
                     await self._now.wait()
             self._now.clear()
             self.before_send()
-            await self.send()
+            # While disconnected (a partition, a nats-server's death) look again soon: the first heartbeat
+            # goes out as the connection comes back, not up to an interval later.
+            wait = self.interval if await self.send() else min(self.interval, RECONNECT_POLL)

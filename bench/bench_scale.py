@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import socket
 import statistics
 import subprocess
@@ -60,6 +61,8 @@ async def main() -> None:
     ap.add_argument("--replicas", type=int, default=100)
     ap.add_argument("--heartbeat-seconds", type=float, default=10.0)
     ap.add_argument("--timeout", type=float, default=300.0)
+    ap.add_argument("--py-spy", metavar="OUT", help="record the controller with py-spy during the heartbeat load "
+                    "(raw format: one line per stack and thread, with counts; py-spy installed in the venv)")
     args = ap.parse_args()
     total = args.services * args.replicas
     cluster = f"scale{uuid.uuid4().hex[:6]}"
@@ -114,6 +117,10 @@ async def main() -> None:
                 out[f"cli_{label}_lines"] = len(proc.stdout.splitlines()) if proc.returncode == 0 else proc.stderr[:200]
 
             # Heartbeat load at rest.
+            spy = None
+            if args.py_spy:
+                spy = subprocess.Popen([str(VENV_BIN / "py-spy"), "record", "--pid", str(ctl.pid), "--format", "raw",
+                                        "--threads", "--nonblocking", "-o", args.py_spy], stdout=subprocess.DEVNULL)
             c0, w0 = cpu_seconds(ctl.pid), time.monotonic()
             rtts: list[float] = []
             while time.monotonic() - w0 < args.heartbeat_seconds:
@@ -122,6 +129,9 @@ async def main() -> None:
                 rtts.append((time.perf_counter() - r0) * 1000)
                 await asyncio.sleep(0.1)
             out["hb_cpu_share"] = round((cpu_seconds(ctl.pid) - c0) / (time.monotonic() - w0), 3)
+            if spy is not None:
+                spy.send_signal(signal.SIGINT)
+                spy.wait(60)
             rtts.sort()
             out["api_rtt_p50_ms"] = round(statistics.median(rtts), 2)
             out["api_rtt_p99_ms"] = round(rtts[min(len(rtts) - 1, int(len(rtts) * 0.99))], 2)

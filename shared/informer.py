@@ -71,6 +71,10 @@ class Informer(Generic[T]):
         self.clock = clock
         self.items: dict[str, tuple[T, int]] = {}
         self.damaged: dict[str, Damage] = {}
+        # key -> hash of the value ``items`` holds: a relisted entry with the same revision and bytes is not
+        # decoded again (at 1,000 nodes a relist every ``resync`` was 1,000 assignment decodes on the loop);
+        # the bytes are compared too because revisions start again if the bucket is ever recreated.
+        self._held: dict[str, int] = {}
         self.ready = asyncio.Event()  # set once the first listing has been applied
         self.relists = 0
 
@@ -80,7 +84,10 @@ class Informer(Generic[T]):
         cur = self.items.get(key)
         if cur is not None and cur[1] > revision:
             return  # older than what we hold (a relist racing an update)
+        if cur is not None and cur[1] == revision and value and self._held.get(key) == hash(value):
+            return  # what we hold (a relist: the whole bucket again, most of it unchanged): nothing to decode
         if op in DELETE_OPS or not value:
+            self._held.pop(key, None)
             self.damaged.pop(key, None)
             if self.items.pop(key, None) is not None or cur is None:
                 self.on_change(key, None, revision)
@@ -99,6 +106,7 @@ class Informer(Generic[T]):
             return
         self.damaged.pop(key, None)
         self.items[key] = (record, revision)
+        self._held[key] = hash(value)
         self.on_change(key, record, revision)
 
     def _relisted(self, listing: dict[str, tuple[bytes | None, int, str | None]]) -> None:
@@ -107,6 +115,7 @@ class Informer(Generic[T]):
         for key in set(self.items) - set(listing):
             rev = self.items[key][1]
             del self.items[key]
+            self._held.pop(key, None)
             self.on_change(key, None, rev)
         for key in set(self.damaged) - set(listing):
             del self.damaged[key]

@@ -4,6 +4,8 @@ cut to size is said, not raised."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import Any
 
 import structlog
@@ -12,6 +14,7 @@ from drover.agent import heartbeat as heartbeat_mod
 from drover.agent.heartbeat import HeartbeatSender
 from drover.controller.heartbeats import HeartbeatIntake
 from drover.shared.models import ContainerStatus, Heartbeat
+from tests.fixtures.wait import wait_for
 
 
 class FakeNats:
@@ -86,3 +89,30 @@ async def test_no_connection_sends_nothing() -> None:
     await sender.send()
     assert calls == []
 
+
+
+async def test_the_first_heartbeat_after_a_reconnect_goes_out_at_once() -> None:
+    """While disconnected the sender looks again every 0.1 s, not every interval: after a partition heals
+    the node is heard as soon as its connection is back."""
+    nc = FakeNats()
+    nc.is_connected = False
+    back = asyncio.Event()
+    checks = {"n": 0}
+
+    def before_send() -> None:
+        checks["n"] += 1
+        if checks["n"] == 3:  # the connection comes back between two attempts
+            nc.is_connected = True
+            back.set()
+
+    sender = HeartbeatSender(lambda: nc, "drover.c.hb.n1", lambda: Heartbeat(node="n1", seq=1), interval=60.0,
+                             before_send=before_send, log=structlog.get_logger())  # type: ignore[arg-type, return-value]
+    sender.now()  # the first attempt at once (the agent sends one at start); the next ones on their own
+    task = asyncio.ensure_future(sender.run())
+    try:
+        await asyncio.wait_for(back.wait(), 5)  # three attempts within 5 s, though the interval is 60 s
+        await wait_for(lambda: len(nc.sent) == 1, 5, message="no heartbeat once the connection was back")
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -56,3 +56,25 @@ def test_random_bytes_never_raise(data: bytes) -> None:
     inf, _, damages = make()
     inf.apply("k", data, 1, None)
     assert ("k" in inf.items) != bool(damages) or not data
+
+
+def test_relisted_unchanged_entry_is_not_decoded_again() -> None:
+    decoded: list[bytes] = []
+    changes: list[tuple[str, Any, int]] = []
+
+    def decode(data: bytes) -> NodeControl:
+        decoded.append(data)
+        return NodeControl.from_wire(data)
+
+    inf: Informer[NodeControl] = Informer("nodectl", None, decode,  # type: ignore[arg-type]
+                                          on_change=lambda k, v, r: changes.append((k, v, r)))
+    a, b = NodeControl().to_wire(), NodeControl(cordoned=True).to_wire()
+    inf._relisted({"a": (a, 1, None), "b": (b, 2, None)})
+    assert len(decoded) == 2 and len(changes) == 2
+    inf._relisted({"a": (a, 1, None), "b": (b, 2, None)})  # the periodic relist: nothing new
+    assert len(decoded) == 2 and len(changes) == 2
+    inf._relisted({"a": (b, 1, None), "b": (b, 2, None)})  # same revision, other bytes (a recreated bucket)
+    assert len(decoded) == 3 and changes[-1][0] == "a" and changes[-1][1].cordoned
+    inf.apply("b", None, 3, "DEL")
+    inf._relisted({"a": (b, 1, None), "b": (b, 4, None)})  # back with a new revision: decoded
+    assert len(decoded) == 4 and inf.items["b"][1] == 4
