@@ -7,13 +7,14 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
+from nats.errors import MaxPayloadError
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from drover.controller.rollout import Verdict
 from drover.shared import wire
-from drover.shared.errors import ConflictError, NotFoundError
-from drover.shared.limits import MAX_RECORD_BYTES
+from drover.shared.errors import ConflictError, NotFoundError, PermanentError
+from drover.shared.limits import MAX_RECORD_BYTES, NATS_MAX_PAYLOAD
 from drover.shared.manifest import ServiceSpec
 from drover.shared.models import Record, RevisionEntry, ServiceRecord
 
@@ -52,6 +53,12 @@ async def cas_update(
                 new_rev = await kv.update(key, new.to_wire(), last=rev)
         except KeyWrongLastSequenceError:
             continue
+        except MaxPayloadError:
+            raise PermanentError(
+                f"{key}: its record ({len(new.to_wire()) // 1024} KiB) is more than this NATS server takes in one "
+                f"message (max_payload); drover's own servers take {NATS_MAX_PAYLOAD // (1024 * 1024)} MiB: set "
+                f"max_payload: {NATS_MAX_PAYLOAD} in the server's configuration"
+            ) from None
         except Exception as exc:  # create() on a key that appeared meanwhile
             if "wrong last sequence" in str(exc).lower() or "key exists" in str(exc).lower():
                 continue

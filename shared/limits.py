@@ -18,6 +18,7 @@ __all__ = [
     "MAX_REPLICAS",
     "MAX_SPEC_BYTES",
     "MAX_YAML_NODES",
+    "NATS_MAX_PAYLOAD",
 ]
 
 #: a manifest file (or stdin, or the documents of one apply request) in bytes
@@ -37,8 +38,12 @@ MAX_CPU = 100_000.0
 #: a service record once encoded: its revision history keeps the newest revisions that fit (the current one and
 #: the last good one always stay), far below one NATS message (1 MiB by default)
 MAX_RECORD_BYTES = 512 * 1024
-#: a service's spec once encoded (JSON): a record holds the current spec twice (as desired and in its history)
-#: and the last good one, so three of them with the rest of the record stay within ``MAX_RECORD_BYTES``
-MAX_SPEC_BYTES = 128 * 1024
+#: the payload limit drover's own nats-servers are configured with (``max_payload``; the server's default is
+#: 1 MiB): a service record holds its current spec twice (as desired and in its history) and the last good one,
+#: and a node's assignment holds each revision it runs once, so specs as big as a manifest file must fit
+NATS_MAX_PAYLOAD = 8 * 1024 * 1024
+#: a service's spec once encoded (JSON): whatever a manifest file within the 1 MiB limit can say (its JSON form
+#: can be longer than its YAML); three of them in one record stay within ``NATS_MAX_PAYLOAD``
+MAX_SPEC_BYTES = 2 * 1024 * 1024
 #: an image reference (Docker's own limit on a name is 255 per component)
 MAX_IMAGE_LENGTH = 1024

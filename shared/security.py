@@ -25,6 +25,7 @@ from typing import Any
 
 from drover.shared import security_jwt as sj
 from drover.shared import security_roles as roles
+from drover.shared.limits import NATS_MAX_PAYLOAD
 
 ACCOUNT_NAME = "DROVER"
 SYSTEM_ACCOUNT_NAME = "SYS"
@@ -215,6 +216,8 @@ class SecurityDir:
             f"tls {{ {files}, timeout: 5 }}",
             # A role's JWT (its subject permissions) travels in the CONNECT line: allow more than 4 KiB.
             "max_control_line: 65536",
+            # A service record or an assignment holds whole specs, which may be as big as a manifest file.
+            f"max_payload: {NATS_MAX_PAYLOAD}",
             f'operator: "{self._jwt_path("operator")}"',
             f'system_account: "{system_pub}"',
             "resolver: MEMORY",

@@ -201,6 +201,21 @@ def test_apply_rollout_get_scale_delete(up: Up, tmp_path: Path) -> None:
     assert r.stderr.strip() == 'error: service "web" not found'
 
 
+def test_a_manifest_near_the_1mib_limit_applies_and_runs(up: Up, tmp_path: Path) -> None:
+    """One service whose spec is almost the whole 1 MiB file (an inline file): its record, revision history
+    and assignment are single NATS messages bigger than nats-server's default 1 MiB."""
+    content = "x" * (1024 * 1024 - 4096)
+    f = tmp_path / "big.yaml"
+    f.write_text(manifest("big", replicas=1, extra=f"  files: [{{path: /www/big.txt, content: {content}}}]\n"))
+    assert f.stat().st_size <= 1024 * 1024
+    r = up.drover("apply", "-f", str(f))
+    assert r.returncode == 0, r.stderr
+    assert up.drover("rollout", "status", "big", "--timeout", "60s").returncode == 0
+    body = up.drover("describe", "service", "big", "-o", "json")
+    assert body.returncode == 0 and json.loads(body.stdout)["spec"]["files"][0]["content"] == content
+    up.drover("delete", "service", "big")
+
+
 def test_invalid_manifest_applies_nothing(up: Up, tmp_path: Path) -> None:
     f = tmp_path / "bad.yaml"
     f.write_text(manifest("good-one") + "---\n" + manifest("bad-one").replace("container: 8080", "container: 0"))
