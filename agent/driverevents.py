@@ -31,7 +31,8 @@ async def follow_driver_events(
                 if ev.kind == "oom":
                     oom.add(ev.container_id)
                 elif ev.kind == "die" and ev.container_id not in stopping():
-                    service = service_of(ev.container_id)
+                    # A container that dies right after its start is not observed yet: its label names it.
+                    service = service_of(ev.container_id) or ev.service
                     killed = ev.container_id in oom
                     oom.discard(ev.container_id)
                     msg = f"{container_name(service, ev.id)} died with exit code {ev.exit_code}"

@@ -243,7 +243,7 @@ class HollowFleet:
                 continue
             msg = f"container drover-{a.service}-{rid} started (revision {a.revision})"
             ev = Event(time=now, kind="started", service=a.service, node=node.name, container=rid, message=msg)
-            await self._publish(self.names.event("started"), ev.to_wire())
+            await self._publish(self.names.fleet_event(self.cfg.prefix, node.name, "started"), ev.to_wire())
 
     async def _publish(self, subject: str, data: bytes) -> None:
         nc = self.nc

@@ -171,7 +171,8 @@ class Agent:
 
         # Events go through an outbox (acknowledged, retried): a plain publish just after a NATS restart, before
         # JetStream recovered the events stream, was accepted and silently not stored.
-        self.outbox = EventOutbox(js_publish, self.names.event)
+        node, names = self.node, self.names
+        self.outbox = EventOutbox(js_publish, lambda kind: names.node_event(node, kind))
         self.sup.start("events-out", self.outbox.run)
         feed = self.feed = AssignmentFeed(
             self.node,

@@ -69,13 +69,18 @@ class AssignmentWriter:
 
     async def reload(self, node: str) -> None:
         """A CAS write lost: take the stored value (through the informer's decode path) and plan again."""
+        await self.refresh(node)
+        self._kick()
+
+    async def refresh(self, node: str) -> None:
+        """Take the stored value of one node's assignment now (through the informer's decode path): an agent
+        can act on a write it watched before this controller has taken in that write's own acknowledgement."""
         with contextlib.suppress(Exception):
             try:
                 e = await self._kv.get(node)
                 self._feeds.assignments.apply(node, e.value, e.revision or 0, e.operation)
             except KeyNotFoundError:
                 self._feeds.assignments.apply(node, None, 1 << 62, "DEL")
-        self._kick()
 
     async def repair(self) -> None:
         """Rewrite each damaged assignment once per damaged revision, from this controller's view."""

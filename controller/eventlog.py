@@ -47,11 +47,11 @@ class EventLog:
         self.ready = asyncio.Event()
         self.resubscribed = 0
 
-    def _on_message(self, seq: int, data: bytes) -> None:
+    def _on_message(self, seq: int, subject: str, data: bytes) -> None:
         if seq <= self.last_seq:
             return  # already held (a resubscription overlapping what was delivered)
         self.last_seq = seq
-        self.events.append(data)  # decoded when read (controller/eventring.py): most of a burst never is
+        self.events.append((subject, data))  # decoded when read (controller/eventring.py): most of a burst never is
 
     async def run(self) -> None:
         backoff = Backoff(initial=0.1, cap=2.0)
@@ -75,7 +75,7 @@ class EventLog:
         start = self.last_seq + 1
 
         async def cb(msg: Msg) -> None:
-            self._on_message(msg.metadata.sequence.stream, msg.data)
+            self._on_message(msg.metadata.sequence.stream, msg.subject, msg.data)
 
         sub: Any = await self.js.subscribe(
             self.subjects,

@@ -4,8 +4,9 @@ Events arrive from the stream in bursts — 10,000 replicas placed are 10,000 ``
 many ``started`` ones from the agents — while only the newest ``maxlen`` are kept, and they are read only
 when someone asks (``drover events``, ``describe``, the dashboard, the autoscaler's last decision). So each
 is kept as the bytes it came as and decoded on the first read after it arrived (once: the decoded event
-replaces the bytes); those pushed out unread are never decoded. An undecodable one is dropped then and
-counted through ``on_bad``.
+replaces the bytes); those pushed out unread are never decoded. An undecodable one, or one whose body names
+a node its subject does not let it speak for (``models.decode_event``), is dropped then and counted through
+``on_bad``.
 """
 
 from __future__ import annotations
@@ -14,29 +15,31 @@ import collections
 from collections.abc import Callable, Iterator
 
 from drover.shared.errors import WireError
-from drover.shared.models import Event
+from drover.shared.models import Event, decode_event
+
+Raw = tuple[str, bytes]  # (subject, data) as delivered by the stream
 
 
 class EventRing:
     def __init__(self, maxlen: int, on_bad: Callable[[], None] = lambda: None) -> None:
-        self._items: collections.deque[Event | bytes] = collections.deque(maxlen=maxlen)
+        self._items: collections.deque[Event | Raw] = collections.deque(maxlen=maxlen)
         self._raw = 0  # items still in their wire form
         self.on_bad = on_bad
 
-    def append(self, item: Event | bytes) -> None:
-        """An event, or its wire form (decoded when first read)."""
+    def append(self, item: Event | Raw) -> None:
+        """An event, or its subject and wire form (decoded when first read)."""
         self._items.append(item)
-        if isinstance(item, bytes):
+        if isinstance(item, tuple):
             self._raw += 1
 
     def _settle(self) -> None:
         if not self._raw:
             return
-        out: collections.deque[Event | bytes] = collections.deque(maxlen=self._items.maxlen)
+        out: collections.deque[Event | Raw] = collections.deque(maxlen=self._items.maxlen)
         for item in self._items:
-            if isinstance(item, bytes):
+            if isinstance(item, tuple):
                 try:
-                    item = Event.from_wire(item)
+                    item = decode_event(*item)
                 except WireError:
                     self.on_bad()
                     continue

@@ -178,6 +178,21 @@ async def missing_secrets(ctl: Controller, specs: list[tuple[str, ServiceSpec]])
     return problems
 
 
+async def may_read(ctl: Controller, node: str, name: str) -> bool:
+    """Whether ``node`` may read secret ``name``: from this controller's view of its assignment, else from the
+    stored one (the agent may have watched a new assignment before this controller took in its own write's
+    acknowledgement: refusing then failed every first start of a service with a secret for a retry period)."""
+
+    def allowed() -> bool:
+        assignment = ctl.state.assignments.get(node)
+        return assignment is not None and node_may_read(assignment.value.containers, name)
+
+    if allowed():
+        return True
+    await ctl.writer.refresh(node)
+    return allowed()
+
+
 def read_handler(ctl: Controller) -> Callable[[Msg], Awaitable[None]]:
     """The handler of ``drover.<cluster>.secrets.<node>``: the bytes of one secret, to that node only when
     one of its assigned containers uses it."""
@@ -187,9 +202,7 @@ def read_handler(ctl: Controller) -> Callable[[Msg], Awaitable[None]]:
         reply: dict[str, Any]
         try:
             name = wire.decode(msg.data).get("name")
-            assignment = ctl.state.assignments.get(node)
-            containers = assignment.value.containers if assignment is not None else []
-            if not isinstance(name, str) or not node_may_read(containers, name):
+            if not isinstance(name, str) or not await may_read(ctl, node, name):
                 reply = {"ok": False, "error": f"node {node} runs nothing that uses secret {name}"}
             else:
                 data = await store_of(ctl).read(name)

@@ -26,6 +26,7 @@ from pydantic import ValidationError as PydanticValidationError
 from drover.shared import wire
 from drover.shared.errors import WireError
 from drover.shared.manifest import ServiceSpec
+from drover.shared.subjects import event_binding
 
 ReplicaId = NewType("ReplicaId", str)
 NodeName = NewType("NodeName", str)
@@ -318,6 +319,17 @@ class Event(Record):
     node: str = ""
     container: str = ""
     message: str = ""
+
+
+def decode_event(subject: str, data: bytes) -> Event:
+    """An event as read from the events stream: its body must name the node its subject is bound to
+    (``subjects.event_binding``: an agent speaks only of its own node), else ``WireError``."""
+    ev = Event.from_wire(data)
+    bound = event_binding(subject)
+    if bound is not None and ev.node != bound:
+        whose = "a fleet's node outside its prefix" if bound == "\x00" else f"node {bound!r}"
+        raise WireError(f"event {ev.kind!r} names node {ev.node!r} on the subject of {whose}: dropped")
+    return ev
 
 
 class RevisionEntry(Record):

@@ -17,6 +17,7 @@ import asyncio
 import base64
 import contextlib
 import json
+import logging
 from dataclasses import dataclass
 
 import nats
@@ -83,6 +84,9 @@ async def push_account(
     async def quiet() -> None:
         return None
 
+    # nats-py's protocol makes asyncio warn "returning true from eof_received() has no effect when using ssl"
+    # when this TLS connection closes (as shared.bus does for daemons): noise on a user's terminal.
+    logging.getLogger("asyncio").setLevel(logging.ERROR)
     # Like the CLI's connect: one pass over the servers (nats-py's allow_reconnect=False keeps retrying a
     # refused first connect), bounded in time; the cause of a failure is the last error seen.
     try:

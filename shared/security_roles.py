@@ -89,7 +89,7 @@ def agent(cluster: str, node: str) -> Permissions:
         n.heartbeat(me),
         f"$KV.{b['nodes']}.{me}",
         n.secret_read(me),  # a secret one of its replicas uses, asked as itself (the controller checks)
-        f"{n.events_prefix}.>",
+        n.node_event(me, "*"),  # events about itself only (readers check the body names this node)
         *_js_common(n),
         *own_key_reads(b["assign"], node),  # its own assignment, no other (shared/ownkey.py)
         *_read_bucket(b["nodes"]),
@@ -113,7 +113,8 @@ def fleet(cluster: str, prefix: str) -> Permissions:
     b = _buckets(n)
     opened = [f"$JS.API.STREAM.INFO.KV_{b[x]}" for x in ("services", "nodes", "nodectl", "config")]
     pub = [
-        n.fleet(prefix, "hb", "*"), n.fleet(prefix, "register", "*"), f"{n.events_prefix}.>", *_js_common(n),
+        n.fleet(prefix, "hb", "*"), n.fleet(prefix, "register", "*"), n.fleet_event(prefix, "*", "*"),
+        *_js_common(n),
         *_read_bucket(b["assign"]), *opened,
     ]
     sub = [n.fleet(prefix, "die", "*"), INBOX]

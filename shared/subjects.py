@@ -98,11 +98,34 @@ class Names:
         return f"drover.{self.cluster}.endpoints"
 
     def event(self, kind: str) -> str:
+        """An event of the control plane (the controllers publish these: any node, or none, in the body)."""
         return f"{self.events_prefix}.{kind}"
+
+    def node_event(self, node: str, kind: str) -> str:
+        """An event an agent publishes about its own node: the server lets agent NODE publish only under
+        ``….events.node.NODE``, and readers take only events whose body names that node (``event_binding``)."""
+        return f"{self.events_prefix}.node.{node}.{kind}"
+
+    def fleet_event(self, prefix: str, node: str, kind: str) -> str:
+        """An event of a hollow fleet's node ``<prefix>-…`` (the prefix token binds the fleet's credentials)."""
+        return f"{self.events_prefix}.fleet.{prefix}.{node}.{kind}"
 
     @property
     def events_all(self) -> str:
         return f"{self.events_prefix}.>"
+
+
+def event_binding(subject: str) -> str | None:
+    """The node an event on ``subject`` must name in its body: NODE for an agent's event
+    (``drover.<c>.events.node.NODE.<kind>``) or for a fleet's (``….events.fleet.P.NODE.<kind>``, NODE being
+    ``P-…``); None for a controller's (``drover.<c>.events.<kind>``: any node, or none). The cluster name holds
+    no dots. A fleet subject naming a node outside its prefix binds to no node at all ("")."""
+    tokens = subject.split(".")
+    if len(tokens) >= 6 and tokens[3] == "node":
+        return tokens[4]
+    if len(tokens) >= 7 and tokens[3] == "fleet":
+        return tokens[5] if tokens[5].startswith(f"{tokens[4]}-") else "\x00"
+    return None
 
 
 def fleet_prefix(pattern: str) -> str | None:

@@ -49,6 +49,7 @@ class DriverEvent:
     kind: str  # start | die | oom | destroy
     container_id: str
     exit_code: int | None = None
+    service: str = ""  # from the container's label, when the event carries it
 
 
 class ImageMissing(PermanentError):

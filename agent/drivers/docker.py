@@ -346,7 +346,9 @@ class DockerDriver:
             await self.docker._query_json(f"containers/{container_id}/update", method="POST",
                                           data={"NanoCpus": nano_cpus})
         except DockerError as exc:
-            if exc.status == 404 or "stopped container" in exc.message or "deleted process" in exc.message:
+            # Docker 20.10 says "task <id> not found" (status 500) for one that exited between start and update.
+            gone = "stopped container", "deleted process", "task " + container_id
+            if exc.status == 404 or any(g in exc.message for g in gone):
                 log.debug("cpu quota not set: the container is not running", container_id=container_id[:12])
                 return
             raise DriverError(f"docker update (cpu limit) failed: {exc.message}") from exc
@@ -410,7 +412,8 @@ class DockerDriver:
                 if "exitCode" in attrs:
                     with contextlib.suppress(ValueError):
                         code = int(attrs["exitCode"])
-                yield DriverEvent(attrs[L_ID], str(ev.get("Action") or ev.get("status")), cid, code)
+                yield DriverEvent(attrs[L_ID], str(ev.get("Action") or ev.get("status")), cid, code,
+                                  service=str(attrs.get(L_SERVICE, "")))
 
     async def logs(self, container_id: str, tail: int | None, follow: bool) -> AsyncIterator[str]:
         # Streamed and cut into bounded lines: a whole log is never held in memory (aiodocker's list form

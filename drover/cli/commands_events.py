@@ -79,11 +79,11 @@ def events_cmd(follow: bool, service: str | None, node: str | None, limit: int, 
             for e in past:
                 output.echo(_line(event_row(e), widths))
         seen = {_key(e) for e in past}
-        from drover.shared.models import Event  # only a follower decodes live events (keeps `events` fast)
+        from drover.shared.models import decode_event  # only a follower decodes live events (keeps `events` fast)
 
         async for msg in sub.messages:
             try:
-                e = event_dict(Event.from_wire(msg.data))
+                e = event_dict(decode_event(msg.subject, msg.data))  # an agent speaks only of its own node
             except WireError:
                 continue
             if not keep(e) or _key(e) in seen:

@@ -255,3 +255,40 @@ async def test_registration_is_bound_to_its_key(
     finally:
         await nc.close()
         await client.close()
+
+
+async def test_agent_events_speak_only_for_their_node(secure_nats: SecureNats, cluster_name: str) -> None:
+    """An agent publishes events only under its own node's subject (the server refuses the controllers' and
+    other nodes' subjects), and a reader drops an event whose body names another node than its subject's."""
+    from drover.controller.eventring import EventRing
+    from drover.shared.models import Event
+
+    names = Names(cluster_name)
+    admin, nc, denied = await as_role(secure_nats, cluster_name, "agent", "n1")
+    stored: list[tuple[str, bytes]] = []
+    async def keep(msg: Any) -> None:
+        stored.append((msg.subject, msg.data))
+
+    sub = await admin.subscribe(names.events_all, cb=keep)
+    await admin.flush()  # subscribed at the server before anything is published
+    try:
+        js = nc.jetstream()
+        own = Event(time=1.0, kind="died", node="n1", container="r1", message="mine").to_wire()
+        await js.publish(names.node_event("n1", "died"), own)  # acknowledged by the events stream
+        forged = Event(time=1.0, kind="node-lost", node="n2", message="forged").to_wire()
+        for subject in (names.event("node-lost"), names.node_event("n2", "node-lost")):
+            await nc.publish(subject, forged)
+            await wait_for(lambda s=subject: denied.about(s), timeout=5, message=f"{subject} not refused")
+        # Allowed subject, body about another node: stored, but no reader takes it as n2's.
+        await js.publish(names.node_event("n1", "node-lost"), forged)
+        await wait_for(lambda: len(stored) == 2, timeout=5, message="the events did not reach the stream")
+        bad: list[int] = []
+        ring = EventRing(10, on_bad=lambda: bad.append(1))
+        for item in stored:
+            ring.append(item)
+        assert [(e.kind, e.node) for e in ring] == [("died", "n1")] and bad == [1]
+    finally:
+        await sub.unsubscribe()
+        await nc.close()
+        await admin.close()
+

@@ -136,3 +136,30 @@ def test_global_follows_eligible_nodes() -> None:
     assert eligible_nodes(nodes, spec_of({**IMAGE, "placement": {"constraints": ["node.labels.zone == x"]}})) == ["a"]
     work = {"a": [ac("1", 2, service="g")], "b": [ac("2", 1, service="g")]}
     assert global_homes("g", 2, ["a", "b"], work, 5) == ["b"]
+
+
+async def test_secret_read_rechecks_the_stored_assignment_before_refusing() -> None:
+    """An agent can ask for a secret of an assignment it watched before the controller took in its own
+    write's acknowledgement: the stored assignment decides then, not the stale in-memory view."""
+    from types import SimpleNamespace
+    from typing import Any, cast
+
+    from drover.controller.secrets import may_read
+    from drover.controller.state import Versioned
+
+    files = {**IMAGE, "files": [{"path": "/s", "secret": "pw"}]}
+    stored = Assignment(node="n1", generation=1, term=1, containers=[ac("1", 1, spec=files)])
+    assignments: dict[str, Versioned[Assignment]] = {}
+    refreshed: list[str] = []
+
+    async def refresh(node: str) -> None:
+        refreshed.append(node)
+        if node == "n1":
+            assignments[node] = Versioned(stored, 5)
+
+    ctl = cast(Any, SimpleNamespace(state=SimpleNamespace(assignments=assignments),
+                                    writer=SimpleNamespace(refresh=refresh)))
+    assert await may_read(ctl, "n1", "pw") and refreshed == ["n1"]
+    assert await may_read(ctl, "n1", "pw") and refreshed == ["n1"]  # in memory now: no second read
+    assert not await may_read(ctl, "n1", "other")
+    assert not await may_read(ctl, "n2", "pw")
