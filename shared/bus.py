@@ -159,10 +159,14 @@ def cluster_replicas(nc: NATS) -> int:
 class ClusterStore:
     """Handles on one cluster's KV buckets and events stream."""
 
-    def __init__(self, nc: NATS, names: Names):
+    def __init__(self, nc: NATS, names: Names, probe_timeout: float = 5.0):
         self.nc = nc
         self.names = names
         self.js: JetStreamContext = nc.jetstream(timeout=5.0)
+        # Opening first asks each stream with this (shorter) timeout: while a stream's leader is being elected
+        # (a nats-server just died) a request goes unanswered, and an open that waits 5 s per bucket took 10 s
+        # and more to start a controller; a quick failure is retried by open_store instead.
+        self._probe: JetStreamContext = nc.jetstream(timeout=probe_timeout)
         self.replicas = cluster_replicas(nc)
         self.services: KeyValue
         self.assignments: KeyValue
@@ -188,6 +192,7 @@ class ClusterStore:
 
     async def _bucket(self, name: str, *, history: int, ttl: float = 0.0, direct: bool = False) -> KeyValue:
         try:
+            await self._probe.stream_info(f"KV_{name}")
             kv = await self.js.key_value(name)
             if direct and not kv._direct:
                 kv = await self._allow_direct(name, kv)
@@ -217,7 +222,7 @@ class ClusterStore:
     async def _events_stream(self) -> None:
         n = self.names
         try:
-            await self.js.stream_info(n.events_stream)
+            await self._probe.stream_info(n.events_stream)
             return
         except NotFoundError:
             pass
@@ -241,9 +246,11 @@ async def open_store(nc: NATS, cluster: str) -> ClusterStore:
     is not yet ready (a freshly started server)."""
     await check_server(nc)
     delay = 0.1
-    for _ in range(40):
+    for attempt in range(40):
         try:
-            return await ClusterStore(nc, Names(cluster)).open()
+            # Streams are asked with 1 s, then 1.5 s, 2 s… per request (at most 5 s): quick retries while a
+            # stream leader is elected, and still patient with a slow (loaded) server.
+            return await ClusterStore(nc, Names(cluster), probe_timeout=min(5.0, 1.0 + 0.5 * attempt)).open()
         except PermanentError:
             raise
         except (nats.errors.Error, TimeoutError, OSError) as exc:  # nats.js errors derive from nats.errors.Error
