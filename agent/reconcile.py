@@ -218,6 +218,8 @@ def plan(
         for dup in found[1:]:
             actions.extend(_removal(dup, stop_grace(a.spec), "duplicate"))
         if not found:
+            if a.finished:
+                continue  # a job run that is over: its container is gone, and it never runs again
             if now < state.create_blocked_until:
                 actions.append(Wait(rid, state.create_blocked_until))
             else:

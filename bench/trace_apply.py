@@ -29,6 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_cli import DROVER, _node_ready, web_yaml
 from common import Api, Nats, daemon, remove_labelled, stop_daemon
 
+from drover.shared.aio import spawn
+
 
 def cpu_s(pid: int) -> float:
     """CPU seconds (user + sys) a process has used so far."""
@@ -105,13 +107,13 @@ async def trial(
 
     path = workdir / f"{name}.yaml"
     path.write_text(web_yaml(name).replace("replicas: 10", f"replicas: {replicas}"))
-    ev_task = asyncio.ensure_future(events())
+    ev_task = spawn(events(), "docker-events")
     await asyncio.sleep(0.3)  # the events stream is open
     cpu0 = {k: cpu_s(p) for k, p in pids.items()}
     cli0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.monotonic()
-    tasks = [asyncio.ensure_future(watch_kv(svc_w, "service_stored", lambda e: True)),
-             asyncio.ensure_future(watch_kv(asg_w, "assignment_written", asg_has))]
+    tasks = [spawn(watch_kv(svc_w, "service_stored", lambda e: True), "watch-service"),
+             spawn(watch_kv(asg_w, "assignment_written", asg_has), "watch-assignment")]
     proc = await asyncio.create_subprocess_exec(*drover, "apply", "-f", str(path), env=env,
                                                 stdout=asyncio.subprocess.DEVNULL)
     await proc.wait()

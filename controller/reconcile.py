@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from drover.controller.freshness import DISRUPTION_HOLD_GRACES, evictions_held
-from drover.controller.jobs import job_decision, stopped
+from drover.controller.jobs import finished, job_decision, stopped
 from drover.controller.rollout import ReplicaView, Verdict, judge_rollout, service_step
 from drover.controller.scheduler import NodeView, PlacementRequest, place
 from drover.controller.snapshot import Snapshot, node_status
@@ -89,12 +89,17 @@ def plan(snap: Snapshot, rng: random.Random) -> ClusterPlan:
 
     respecced: set[str] = set()  # nodes where a replica's spec changed (a failed job's: restart never)
 
-    def stop_retrying(node: str, rid: str) -> None:
-        new = [stopped(c) if c.id == rid else c for c in work[node]]
-        if new != work[node]:
-            work[node] = new
-            changed.add(node)
-            respecced.add(node)
+    def respec(change: Callable[[AssignedContainer], AssignedContainer]) -> Callable[[str, str], None]:
+        def apply(node: str, rid: str) -> None:
+            new = [change(c) if c.id == rid else c for c in work[node]]
+            if new != work[node]:
+                work[node] = new
+                changed.add(node)
+                respecced.add(node)
+
+        return apply
+
+    stop_retrying, finish = respec(stopped), respec(finished)
 
     # 1. Replicas of deleted services go; replicas of lost (or unknown) nodes are replaced elsewhere.
     for node, containers in list(work.items()):
@@ -105,6 +110,8 @@ def plan(snap: Snapshot, rng: random.Random) -> ClusterPlan:
                 continue  # its record is damaged: keep its replicas as they are until it is readable again
             if svc is None or svc.deleted:
                 remove(node, c.id)
+            elif st is NodeStatus.LOST and c.finished:
+                remove(node, c.id)  # a job run that is over: nothing to replace (it never runs again)
             elif st is NodeStatus.LOST:
                 observed = snap.nodes[node].observed.get(c.id) if node in snap.nodes else None
                 # For display: every restart so far, in place or by replacement, plus this replacement. The
@@ -133,7 +140,7 @@ def plan(snap: Snapshot, rng: random.Random) -> ClusterPlan:
             mode = svc.spec.mode
             replicas = replicas_of.get(name, [])
             if mode == "job":
-                _job_pass(snap, svc, replicas, out, remove, stop_retrying, creates)
+                _job_pass(snap, svc, replicas, out, remove, stop_retrying, finish, creates)
                 continue
             if mode == "global":  # one per eligible node: as many replicas as such nodes, none elsewhere
                 eligible = set(eligible_nodes(nodes_info, svc.spec))
@@ -294,6 +301,7 @@ def _job_pass(
     out: ClusterPlan,
     remove: Callable[[str, str], None],
     stop_retrying: Callable[[str, str], None],
+    finish: Callable[[str, str], None],
     creates: list[tuple[ServiceRecord, int, frozenset[str]]],
 ) -> None:
     """A job's pass (controller/jobs.py decides; here the plan is changed)."""
@@ -307,6 +315,8 @@ def _job_pass(
         remove(node, rid)
     for node, rid in d.stop_retrying:
         stop_retrying(node, rid)
+    for node, rid in d.finish:
+        finish(node, rid)
     if d.record:
         out.jobs[svc.name] = d.record
     out.events.extend(PlannedEvent(kind, svc.name, message=msg) for kind, msg in d.events)

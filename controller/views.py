@@ -102,6 +102,10 @@ def job_status(rec: ServiceRecord, rows: list[dict[str, Any]]) -> str:
         JobReplica(r["id"], r["node"], r["state"], r.get("exit_code"), int(r.get("restarts") or 0))
         for r in rows if r["revision"] == rec.revision and run_of(r["id"]) == run
     ]
+    recorded = next((str(r.get("result")) for r in reversed(rec.job_runs)
+                     if r.get("run") == run and (rec.spec.schedule or r.get("revision") == rec.revision)), "")
+    if recorded in ("succeeded", "failed"):
+        return recorded  # a finished run stays finished, even once its containers are gone
     if current or not rec.spec.schedule:
         return job_state(rec.spec, current).status
     last = [r for r in rec.job_runs if r.get("result")]

@@ -192,6 +192,8 @@ class AssignedContainer(Record):
     revision: int
     spec: StoredSpec  # shared by the replicas of one revision
     restarts: int = 0  # restarts of this replica before it was (re)placed here
+    # A job replica of a run that is over: kept for its logs, never created again if its container is gone.
+    finished: bool = False
     # Agent-local, never on the wire: Docker binds of the files the agent wrote for this replica.
     file_binds: tuple[str, ...] = Field(default=(), exclude=True)
 
@@ -202,6 +204,7 @@ class ReplicaRef(Record):
     id: str
     revision: int
     restarts: int = 0
+    finished: bool = False  # (written only when true)
     spec: StoredSpec | None = None  # only when it differs from the revision's spec in the section
 
 
@@ -248,6 +251,8 @@ class Assignment(Record):
             if first is c.spec:
                 section["specs"].setdefault(str(c.revision), c.spec.stored)
             ref: dict[str, Any] = {"id": c.id, "revision": c.revision, "restarts": c.restarts}
+            if c.finished:
+                ref["finished"] = True
             if first is not c.spec and first.stored != c.spec.stored:
                 ref["spec"] = c.spec.stored  # never lose a difference, however unexpected
             section["replicas"].append(ref)
@@ -271,7 +276,8 @@ class Assignment(Record):
                 # Validated as part of ``w`` already: constructed without copying the shared spec.
                 containers.append(
                     AssignedContainer.model_construct(
-                        id=r.id, service=name, revision=r.revision, spec=spec, restarts=r.restarts, file_binds=()
+                        id=r.id, service=name, revision=r.revision, spec=spec, restarts=r.restarts,
+                        finished=r.finished, file_binds=(),
                     )
                 )
         built = cls.model_construct(node=w.node, generation=w.generation, term=w.term, containers=containers)

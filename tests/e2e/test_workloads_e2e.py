@@ -348,3 +348,33 @@ def test_snapshot_delete_restore_and_another_cluster(up: Up, tmp_path: Path) -> 
         up.drover("uncordon", node)
         up.drover("delete", "service", "snapsvc")
         up.drover("secret", "delete", "snap-pw")
+
+
+def test_a_finished_job_does_not_run_again_when_drover_up_restarts(tmp_path: Path) -> None:
+    """`drover up` removes its containers when it stops; started again on the same home, its agents find the
+    job's replicas assigned and no container. A succeeded job stays succeeded and runs nothing again."""
+    cluster = f"wj{uuid.uuid4().hex[:8]}"
+    u = _start_up(tmp_path, cluster)
+    try:
+        assert u.drover("apply", "-f", "-", input=job("once", "echo ran-once", "  mode: job\n")).returncode == 0
+        until(lambda: status_of(u, "once") == "succeeded", 90, "the job succeeded")
+        # recorded by the controller (its replicas are marked finished in the same pass)
+        until(lambda: any(e["kind"] == "job-succeeded" for e in u.json("events", "--service", "once")), 30,
+              "the job-succeeded event")
+    finally:
+        assert _stop_up(u) == 0
+    u = _start_up(tmp_path, cluster)
+    try:
+        until(lambda: u.json("get", "nodes") and all(n["status"] == "ready" for n in u.json("get", "nodes")), 60,
+              "nodes ready again")
+        # The controller sees the replica gone and drops it from the assignment (nothing left to keep).
+        until(lambda: u.json("get", "containers", "--service", "once") == [], 60, "the vanished replica dropped")
+        assert status_of(u, "once") == "succeeded"
+        started = [e for e in u.json("events", "--service", "once") if e["kind"] == "started"]
+        assert len(started) == 1, started  # only the first run's
+        out = subprocess.run(["docker", "ps", "-a", "--filter", f"label=drover.cluster={cluster}", "--format",
+                              "{{.Names}}"], capture_output=True, text=True, check=True)
+        assert out.stdout.strip() == ""
+    finally:
+        _stop_up(u)
+        remove_cluster_containers_sync([cluster])

@@ -72,6 +72,12 @@ def test_missing_replicas_are_created() -> None:
     assert kinds(actions) == [("create", "a"), ("create", "b")]
 
 
+def test_a_finished_job_replica_is_never_created_again() -> None:
+    done = want("a", restart="on-failure").model_copy(update={"finished": True})
+    assert kinds(plan([done, want("b")], [], NOW, {})) == [("create", "b")]
+    assert plan([done], [obs("a", state=EXITED, exit_code=0)], NOW, {}) == []  # kept for its logs
+
+
 def test_converged_state_plans_nothing() -> None:
     assert plan([want("a")], [obs("a")], NOW, {}) == []
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from drover.controller.jobs import job_decision
 from drover.controller.secrets import node_may_read, users
+from drover.controller.views import job_status
 from drover.controller.workloads import (
     JobReplica,
     eligible_nodes,
@@ -128,6 +129,38 @@ def test_failed_job_stops_retrying() -> None:
     d = job_decision(_svc(spec), [replica], lambda n, r: _status(r, ContainerState.EXITED, 3), now=200.0)
     assert d.stop_retrying == [("n1", "r1-0000000a")] and d.create == 0
     assert [k for k, _ in d.events] == ["job-failed"]
+
+
+def test_a_finished_run_is_never_run_again_when_its_containers_are_gone() -> None:
+    """`drover up` stopped (removing containers) and started again: the agents see their job replicas assigned
+    and no container. A run that succeeded or failed must not be created anew: its vanished replicas leave the
+    assignment, nothing is created, and the status stays the recorded result."""
+    spec = {**JOB, "job": {"completions": 2, "parallelism": 2, "backoff_limit": 0}}
+    a, b = ("n1", ac("r1-0000000a", 1, service="j", spec=spec)), ("n2", ac("r1-0000000b", 1, service="j", spec=spec))
+    done = {r: _status(r, ContainerState.EXITED, 0) for r in ("r1-0000000a", "r1-0000000b")}
+    d = job_decision(_svc(spec), [a, b], lambda n, r: done.get(r), now=200.0)
+    assert d.record["job_runs"][-1]["result"] == "succeeded"
+    finished = _svc(spec, job_run=1, job_runs=d.record["job_runs"])
+    # both containers gone: both replicas leave, none is created
+    d = job_decision(finished, [a, b], lambda n, r: None, now=300.0)
+    assert sorted(d.remove) == [("n1", "r1-0000000a"), ("n2", "r1-0000000b")] and d.create == 0
+    assert d.events == [] and "job_runs" not in d.record
+    # the agent reports a finished replica without a container as pending: gone as well
+    d = job_decision(finished, [a, b], lambda n, r: _status(r, ContainerState.PENDING), now=300.0)
+    assert sorted(d.remove) == [("n1", "r1-0000000a"), ("n2", "r1-0000000b")] and d.create == 0
+    # one gone, one kept for its logs
+    d = job_decision(finished, [a, b], lambda n, r: done.get(r) if r.endswith("a") else None, now=300.0)
+    assert d.remove == [("n2", "r1-0000000b")] and d.create == 0 and d.finish == [("n1", "r1-0000000a")]
+    rows = [{"id": "r1-0000000a", "node": "n1", "state": "exited", "exit_code": 0, "revision": 1}]
+    assert job_status(finished, rows) == job_status(finished, []) == "succeeded"
+    # a failed run stays failed and keeps not retrying what is left of it
+    failed = _svc(spec, job_run=1, job_runs=[{**d.record.get("job_runs", finished.job_runs)[-1], "result": "failed"}])
+    d = job_decision(failed, [a, b], lambda n, r: done.get(r) if r.endswith("a") else None, now=300.0)
+    assert d.remove == [("n2", "r1-0000000b")] and d.stop_retrying == [("n1", "r1-0000000a")] and d.create == 0
+    assert job_status(failed, []) == "failed"
+    # a new revision is a new run: created as usual
+    d = job_decision(finished.model_copy(update={"revision": 2}), [], lambda n, r: None, now=300.0)
+    assert d.create == 2 and d.remove == []
 
 
 def test_global_follows_eligible_nodes() -> None:

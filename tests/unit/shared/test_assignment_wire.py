@@ -67,6 +67,14 @@ def test_several_services_and_a_spec_that_differs_within_a_revision() -> None:
     assert [c.id for c in b.containers] == ["a1", "a2", "a3", "b1"]  # grouped by service, order kept within
 
 
+def test_a_finished_replica_keeps_its_mark_and_others_carry_none() -> None:
+    done = AssignedContainer(id="j1", service="job", revision=1, spec=_spec(), finished=True)
+    other = AssignedContainer(id="j2", service="job", revision=1, spec=_spec())
+    data = Assignment(node="n1", containers=[done, other]).to_wire()
+    assert [c.finished for c in Assignment.from_wire(data).containers] == [True, False]
+    assert data.count(b"finished") == 1  # written only where true: unchanged bytes for everything else
+
+
 def test_the_older_form_is_still_read() -> None:
     a = Assignment(
         node="n1", generation=2, term=5, containers=[AssignedContainer(id="x", service="w", revision=1, spec=_spec())]
