@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import time
 import uuid
 from collections import defaultdict
@@ -32,12 +31,12 @@ from drover.agent.discovery import Discovery
 from drover.agent.driverevents import follow_driver_events
 from drover.agent.drivers.base import Driver, ImageMissing, Observed
 from drover.agent.drivers.factory import make_driver as _make_driver
-from drover.agent.fence import STATE_FILE, TermFile, incarnation
+from drover.agent.fence import STATE_FILE, TermFile
 from drover.agent.files import FileWriter, default_dirs, secret_fetcher
 from drover.agent.heartbeat import HeartbeatSender
 from drover.agent.logs_api import LogsApi
 from drover.agent.membership import VERSION as VERSION
-from drover.agent.membership import AssignmentFeed, node_registration, reconnect_count
+from drover.agent.membership import AssignmentFeed, node_registration, reconnect_count, store_incarnation
 from drover.agent.metrics import AgentMetrics
 from drover.agent.probes import ProbeManager
 from drover.agent.reconcile import (
@@ -63,7 +62,6 @@ from drover.agent.usage import UsageCollector
 from drover.agent.workers import ReplicaWorkers
 from drover.shared import bus
 from drover.shared.bus import ClusterStore
-from drover.shared.cluster_key import cluster_key
 from drover.shared.models import (
     AssignedContainer,
     Assignment,
@@ -163,7 +161,7 @@ class Agent:
         )
         reconnects = reconnect_count(self.nc)
         self.store = await bus.open_store(self.nc, self.cfg.cluster)
-        self.gate.max_term = max(self.gate.max_term, self.terms.load(await self._incarnation(self.store)))
+        self.gate.max_term = max(self.gate.max_term, self.terms.load(await store_incarnation(self.store, self.log)))
         js = self.store.js
 
         async def js_publish(subject: str, data: bytes, headers: dict[str, str]) -> None:
@@ -220,14 +218,6 @@ class Agent:
         self.sup.start("driver-events", self._events_loop)
         await self.beats.send()
         self.log.info("agent started", address=self.cfg.address, driver=self.driver.name, boot_id=self.boot_id)
-
-    async def _incarnation(self, store: ClusterStore) -> str | None:
-        """Which incarnation of the cluster's store this is (None when the cluster key cannot be read)."""
-        try:
-            return incarnation(await cluster_key(store))
-        except Exception as exc:
-            self.log.warning("cluster incarnation unknown; the kept term applies as it is", error=repr(exc))
-            return None
 
     async def stop(self, remove_containers: bool = False) -> None:
         """Stop every loop; with ``remove_containers`` also stop and remove this node's containers."""
@@ -504,8 +494,4 @@ async def run_agent(cfg: AgentConfig, *, remove_containers: bool = False) -> Non
         await asyncio.shield(agent.stop(remove_containers=remove_containers))
 
 
-def default_node_name() -> str:
-    return socket.gethostname().split(".")[0] or "node"
-
-
-__all__ = ["Agent", "AgentConfig", "default_node_name", "make_driver", "run_agent"]
+__all__ = ["Agent", "AgentConfig", "make_driver", "run_agent"]

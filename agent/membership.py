@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
+from typing import Any
 
 import structlog
 from nats.aio.client import Client as NATS
@@ -19,7 +20,9 @@ from nats.js.errors import KeyNotFoundError
 
 from drover.agent.assignment import AssignmentGate
 from drover.agent.config import AgentConfig
+from drover.agent.fence import incarnation
 from drover.shared.bus import ClusterStore
+from drover.shared.cluster_key import cluster_key
 from drover.shared.errors import WireError
 from drover.shared.models import Assignment, NodeRegistration, Resources
 from drover.shared.ownkey import OwnKeyWatch, own_key_reader
@@ -168,3 +171,13 @@ class AssignmentFeed:
         await self.register()
         await self.read_assignment()
         self.wake()
+
+
+async def store_incarnation(store: ClusterStore, log: Any) -> str | None:
+    """Which incarnation of the cluster's store this is (None when the cluster key cannot be read): a term
+    the agent kept applies only to the incarnation it was accepted in (``fence.TermFile``)."""
+    try:
+        return incarnation(await cluster_key(store))
+    except Exception as exc:
+        log.warning("cluster incarnation unknown; the kept term applies as it is", error=repr(exc))
+        return None

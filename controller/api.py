@@ -15,8 +15,9 @@ from drover.controller import autoscaler, backup, preview, records, secrets, vie
 from drover.controller.records import update_service
 from drover.shared.errors import NotFoundError, ValidationError
 from drover.shared.limits import MAX_REPLICAS
-from drover.shared.manifest import ManifestError, ServiceSpec, describe_change, spec_hash
+from drover.shared.manifest import ManifestError, ServiceSpec, spec_hash
 from drover.shared.models import NodeControl, RevisionEntry, ServiceRecord, spec_of
+from drover.shared.specchange import describe_change
 
 DESCRIBE_CONTAINERS = 100  # rows of containers in a describe_service reply (the rest is in its summary)
 

@@ -15,13 +15,13 @@ from drover.shared.manifest import (
     ManifestError,
     ServiceManifest,
     ServiceSpec,
-    describe_change,
     load_documents,
     parse_constraint,
     parse_manifests,
     revision_view,
     spec_hash,
 )
+from drover.shared.specchange import describe_change
 
 FULL = """\
 apiVersion: drover/v1
