@@ -25,6 +25,7 @@ import nkeys
 from nats.aio.msg import Msg
 
 from drover.shared import security_jwt as sj
+from drover.shared.firstconnect import FirstConnect
 from drover.shared.security import SecurityDir, tls_context
 
 
@@ -76,10 +77,8 @@ async def push_account(
     def sign(nonce: str) -> bytes:
         return base64.b64encode(kp.sign(nonce.encode()))
 
-    errors: list[Exception] = []
-
-    async def on_error(exc: Exception) -> None:
-        errors.append(exc)  # nats-py's default prints a traceback
+    # Collects errors (nats-py's default prints a traceback) and bounds the first connect (see firstconnect).
+    guard = FirstConnect(len(servers))
 
     async def quiet() -> None:
         return None
@@ -87,18 +86,19 @@ async def push_account(
     # nats-py's protocol makes asyncio warn "returning true from eof_received() has no effect when using ssl"
     # when this TLS connection closes (as shared.bus does for daemons): noise on a user's terminal.
     logging.getLogger("asyncio").setLevel(logging.ERROR)
-    # Like the CLI's connect: one pass over the servers (nats-py's allow_reconnect=False keeps retrying a
-    # refused first connect), bounded in time; the cause of a failure is the last error seen.
+    # Like the CLI's connect: one bounded pass over the servers (nats-py's allow_reconnect=False keeps retrying
+    # a refused first connect); the cause of a failure is the last error seen.
     try:
         nc = await asyncio.wait_for(nats.connect(
             servers, user_jwt_cb=lambda: token.encode(), signature_cb=sign, tls=tls_context(ca or str(sec.ca)),
             allow_reconnect=True, max_reconnect_attempts=1, reconnect_time_wait=0.1, connect_timeout=timeout,
-            error_cb=on_error, disconnected_cb=quiet, closed_cb=quiet, name="drover credentials revoke",
+            error_cb=guard.on_error, disconnected_cb=quiet, closed_cb=quiet, name="drover credentials revoke",
         ), timeout * 2 + 1)
     except Exception as exc:
         kp.wipe()
-        cause = errors[-1] if errors else exc
+        cause = guard.errors[-1] if guard.errors else exc
         raise ConnectionError(str(cause) or type(cause).__name__) from exc
+    guard.connected()
     try:
         # Every server of the cluster answers; single servers advertise no other URL.
         expected = max(1, len(nc._server_info.get("connect_urls") or []))

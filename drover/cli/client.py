@@ -151,16 +151,15 @@ async def connect(
     """Connect once (two quick attempts); any failure is the 'cannot reach' error. ``keep_reconnecting``
     lets long-running commands (``-f``) ride out a NATS restart afterwards. ``target.creds``/``target.ca``
     authenticate and encrypt; permission violations are collected in ``denials``."""
-    last: list[BaseException] = []
+    from drover.shared.firstconnect import FirstConnect
 
-    async def on_error(exc: Exception) -> None:
+    async def after_connect(exc: Exception) -> None:
         from drover.shared.security import is_permission_error
 
-        if is_permission_error(exc):
-            if denials is not None:
-                denials.add(exc)
-            return
-        last.append(exc)
+        if is_permission_error(exc) and denials is not None:
+            denials.add(exc)
+
+    guard = FirstConnect(len(target.servers), after=after_connect)
 
     # asyncio warns "returning true from eof_received() has no effect when using ssl" when a TLS peer
     # closes: noise for a CLI user.
@@ -191,7 +190,7 @@ async def connect(
                 allow_reconnect=True,
                 max_reconnect_attempts=1,
                 reconnect_time_wait=0.1,
-                error_cb=on_error,
+                error_cb=guard.on_error,
                 disconnected_cb=quiet,
                 reconnected_cb=quiet,
                 closed_cb=quiet,
@@ -200,20 +199,19 @@ async def connect(
         )
     except asyncio.CancelledError:
         raise
-    except Exception as exc:  # nats-py raises NoServersError after the attempts; the cause is in `last`
-        from nats.errors import AuthorizationError
-
-        if any(isinstance(e, AuthorizationError) or "authorization violation" in str(e).lower() for e in last):
+    except Exception as exc:  # NoServersError or ConnectAborted after the attempts; the cause is in the guard
+        if guard.refused:
             who = f"the credentials {target.creds}" if target.creds else "an anonymous connection (no credentials)"
             raise CliError(
                 f"the drover cluster at {target.nats} refused {who}: authorization violation "
                 "(set --creds or DROVER_CREDS, or use the context 'drover up' wrote)"
             ) from exc
-        cause = last[-1] if last else exc
+        cause = guard.errors[-1] if guard.errors else exc
         reason = _reason(cause)
         if "certificate" in reason.lower():
             reason += " (the server's certificate is not signed by the CA given with --ca / DROVER_CA / the context)"
         raise unreachable(target.nats, reason) from exc
+    guard.connected()
     if keep_reconnecting:
         nc.options["max_reconnect_attempts"] = -1
         nc.options["reconnect_time_wait"] = 0.5
