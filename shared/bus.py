@@ -17,7 +17,7 @@ from nats.aio.client import Client as NATS
 from nats.aio.transport import TcpTransport
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, RetentionPolicy, StorageType, StreamConfig
-from nats.js.errors import BucketNotFoundError, NotFoundError
+from nats.js.errors import BucketNotFoundError, NoStreamResponseError, NotFoundError
 from nats.js.kv import KeyValue
 
 from drover.shared.errors import PermanentError, TemporaryError
@@ -28,6 +28,15 @@ from drover.shared.subjects import Names
 log = structlog.get_logger("drover.bus")
 
 MIN_SERVER = (2, 11, 0)
+# A KV read or write that failed only because its stream had no leader for a moment (a nats-server of a
+# cluster died and the stream's replicas elect another): "no response from stream" (a 503 of the stream's
+# subject) or no reply in time. Repeatable with compare-and-set (``retry.retrying``); anything else is not.
+JS_TRANSIENT: tuple[type[BaseException], ...] = (NoStreamResponseError, TimeoutError)
+# How long a controller write rides out such an election: the 3-server lab elects a stream leader in 2-6 s
+# (a read meanwhile gets no reply for its whole 5 s timeout; a write gets a 503 at once), within the CLI's
+# request budget (10 s for a scale, 30 s for an apply).
+JS_WRITE_DEADLINE = 8.0
+JS_READ_TIMEOUT = 1.5  # s: a read inside such a retry (a leaderless stream leaves it unanswered, no 503)
 FAST_PING_INTERVAL = 1.0  # s: daemons that must notice a silently dead connection within seconds (agents)
 
 
