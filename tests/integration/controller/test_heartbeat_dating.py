@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from tests.fixtures import wait_for
-from tests.integration.controller.test_stall import GRACE, cluster  # noqa: F401  (the fixture)
+from tests.integration.controller.test_stall import GRACE, cluster
 
 __all__ = ["cluster"]
 
@@ -25,7 +25,7 @@ async def _nodes(call: Any) -> dict[str, dict[str, Any]]:
 
 
 async def test_queued_heartbeats_of_an_agent_killed_during_a_pause_are_dated_before_its_death(
-    cluster: Any,  # noqa: F811
+    cluster: Any,
 ) -> None:
     proc, agents, call = cluster
     await agents.add("n1")

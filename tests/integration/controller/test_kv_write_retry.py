@@ -1,7 +1,7 @@
 """Controller KV writes ride out a stream-leader election: on a real 3-server JetStream cluster, the
 node-control bucket's stream leader is SIGKILLed and a write sent at once (to a surviving server) first meets
-"no response from stream" (or, for its read, no answer); ``records.cas_update`` does it again through ``retry.retrying`` until the new
-leader takes it, within ``bus.JS_WRITE_DEADLINE``, and writes it once."""
+"no response from stream" (or, for its read, no answer); ``records.cas_update`` does it again through
+``retry.retrying`` until the new leader takes it, within ``bus.JS_WRITE_DEADLINE``, and writes it once."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ __all__ = ["cluster"]
 
 
 async def test_a_write_during_a_stream_leader_election_is_retried_and_done_once(
-    cluster: list[lab.Child],  # noqa: F811
+    cluster: list[lab.Child],
 ) -> None:
     urls = ",".join(str(c.info["url"]) for c in cluster)
 
