@@ -22,6 +22,7 @@ from nats.js.kv import KeyValue
 
 from drover.shared.errors import PermanentError, TemporaryError
 from drover.shared.natsurls import split_urls
+from drover.shared.retry import Backoff
 from drover.shared.security import connect_options, is_permission_error
 from drover.shared.subjects import Names
 
@@ -248,6 +249,29 @@ class ClusterStore:
             await self.js.add_stream(cfg)
         except Exception:
             await self.js.stream_info(n.events_stream)
+
+
+async def request_retrying(nc: NATS, subject: str, payload: bytes, *, timeout: float, first: float = 1.0) -> Any:
+    """A request to a queue group of controllers, sent again until ``timeout``: after each unanswered attempt
+    (the server may pick a paused member; attempts wait 1.5 times longer each) and, after growing delays,
+    while nobody subscribes (the only controller restarting). The payload of a write carries a request id, so
+    the controllers do it once. Raises nats' ``TimeoutError`` or ``NoRespondersError`` at the end."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    wait, backoff = first, Backoff(initial=0.1, cap=1.0)
+    while True:
+        left = end - loop.time()
+        try:
+            return await nc.request(subject, payload, timeout=max(0.01, min(wait, left)))
+        except nats.errors.NoRespondersError:
+            delay = backoff.next_delay()
+            if loop.time() + delay >= end:
+                raise
+            await asyncio.sleep(delay)
+        except nats.errors.TimeoutError:
+            if loop.time() >= end:
+                raise
+            wait *= 1.5
 
 
 async def open_store(nc: NATS, cluster: str) -> ClusterStore:
