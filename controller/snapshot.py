@@ -41,6 +41,9 @@ class Snapshot:
     held_services: frozenset[str] = frozenset()
     # When the current control-plane disruption (most nodes silent at once) began; None when there is none.
     disrupted_since: float | None = None
+    # service -> node -> its replicas there, per ``assignments`` (kept by ``ClusterState``); None: a scoped
+    # plan derives it from ``assignments`` (tests).
+    placements: dict[str, dict[str, int]] | None = None
 
 
 def silent_for(node: NodeState, now: float) -> float:
