@@ -21,7 +21,7 @@ from drover.controller.freshness import DISRUPTION_HOLD_GRACES, evictions_held
 from drover.controller.jobs import finished, job_decision, stopped
 from drover.controller.rollout import ReplicaView, Verdict, judge_rollout, service_step
 from drover.controller.scheduler import NodeView, PlacementRequest, place
-from drover.controller.scope import Scope, expand, placements_of
+from drover.controller.scope import Allocation, Scope, allocation_of, expand, placements_of
 from drover.controller.snapshot import Snapshot, node_status
 from drover.controller.workloads import eligible_nodes, global_homes, job_replica_id, sticky_homes
 from drover.shared.constraints import pin_to
@@ -53,6 +53,9 @@ class ClusterPlan:
     @property
     def empty(self) -> bool:
         return not self.assignments and not self.verdicts and not self.jobs
+
+
+EMPTY = Allocation()
 
 
 def new_replica_id(rng: random.Random) -> str:
@@ -177,7 +180,7 @@ def plan(snap: Snapshot, rng: random.Random, scope: Scope | None = None) -> Clus
 
     # 3. Place what must be created, on a view of the nodes that includes this pass's removals.
     if creates:
-        views_by_node = _node_views(snap, status, work)
+        views_by_node = _node_views(snap, status, work, changed)
         order = {n.name: i for i, n in enumerate(views_by_node)}
         schedulable = {v.name for v in views_by_node if v.schedulable}
         for svc, count, avoid in creates:
@@ -362,29 +365,28 @@ def _with_added(v: NodeView, service: str, cpu: float, mem: int) -> NodeView:
 
 
 def _node_views(
-    snap: Snapshot, status: dict[str, NodeStatus], work: dict[str, list[AssignedContainer]]
+    snap: Snapshot, status: dict[str, NodeStatus], work: dict[str, list[AssignedContainer]], changed: set[str]
 ) -> list[NodeView]:
+    """Every node as the scheduler sees it, with this pass's changes so far. A node this pass did not change
+    takes what its stored assignment takes (``snap.allocations``, kept by the state), not a sum over it."""
     views = []
+    known = snap.allocations or {}
     for name in sorted(snap.nodes):
         n = snap.nodes[name]
-        cpu = 0.0
-        mem = 0
-        counts: dict[str, int] = defaultdict(int)
-        for c in work.get(name, []):
-            c_cpu, c_mem = _resources(c.spec)
-            cpu += c_cpu
-            mem += c_mem
-            counts[c.service] += 1
+        if snap.allocations is not None and name not in changed:
+            a = known.get(name, EMPTY)
+        else:
+            a = allocation_of(work.get(name, []))
         views.append(
             NodeView(
                 name=name,
                 labels=dict(n.reg.labels),
                 cpu_capacity=n.reg.capacity.cpu,
                 mem_capacity=n.reg.capacity.memory,
-                cpu_allocated=cpu,
-                mem_allocated=mem,
+                cpu_allocated=a.cpu,
+                mem_allocated=a.memory,
                 schedulable=status[name] is NodeStatus.READY,
-                service_counts=dict(counts),
+                service_counts=a.counts,  # (never changed in place: _with_added copies)
             )
         )
     return views

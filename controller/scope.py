@@ -33,6 +33,27 @@ Placements = dict[str, dict[str, int]]
 
 
 @dataclass(frozen=True)
+class Allocation:
+    """What a node's assigned replicas take (per the stored assignment): the scheduler's view of the node
+    without a pass over every replica of the cluster each time something must be placed."""
+
+    cpu: float = 0.0
+    memory: int = 0
+    counts: Mapping[str, int] = field(default_factory=dict)  # replicas per service
+
+
+def allocation_of(containers: Sequence[AssignedContainer]) -> Allocation:
+    cpu = 0.0
+    mem = 0
+    counts: dict[str, int] = defaultdict(int)
+    for c in containers:
+        cpu += c.spec.resources.cpu
+        mem += c.spec.resources.memory
+        counts[c.service] += 1
+    return Allocation(cpu, mem, dict(counts))
+
+
+@dataclass(frozen=True)
 class Scope:
     services: frozenset[str] = frozenset()
     nodes: frozenset[str] = frozenset()

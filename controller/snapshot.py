@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from drover.controller.scope import Allocation
 from drover.shared.models import (
     Assignment,
     ContainerStatus,
@@ -44,6 +45,7 @@ class Snapshot:
     # service -> node -> its replicas there, per ``assignments`` (kept by ``ClusterState``); None: a scoped
     # plan derives it from ``assignments`` (tests).
     placements: dict[str, dict[str, int]] | None = None
+    allocations: dict[str, Allocation] | None = None  # node -> what its assignment takes (None: computed)
 
 
 def silent_for(node: NodeState, now: float) -> float:

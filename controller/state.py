@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from drover.controller.eventring import EventRing
-from drover.controller.scope import Dirty, Placements, changed_services, place_counts
+from drover.controller.scope import Allocation, Dirty, Placements, allocation_of, changed_services, place_counts
 from drover.controller.snapshot import NodeState, Snapshot, silent_for
 from drover.shared.models import (
     Assignment,
@@ -52,6 +52,7 @@ class ClusterState:
     # What changed since the last reconcile pass (controller/scope.py): every setter below marks what it touched.
     dirty: Dirty = field(default_factory=Dirty)
     placements: Placements = field(default_factory=dict)  # service -> node -> replicas there (from assignments)
+    allocations: dict[str, Allocation] = field(default_factory=dict)  # node -> what its assignment takes
 
     # --- desired state, from KV -------------------------------------------------------------------------
     def set_service(self, name: str, rec: ServiceRecord | None, rev: int) -> None:
@@ -82,8 +83,10 @@ class ClusterState:
             self.placements.setdefault(service, {})[node] = n
         if a is None:
             self.assignments.pop(node, None)
+            self.allocations.pop(node, None)
         else:
             self.assignments[node] = Versioned(a, rev)
+            self.allocations[node] = allocation_of(a.containers)
 
     def set_registration(self, reg: NodeRegistration | None, name: str, now: float) -> None:
         self.dirty.mark_node(name)
@@ -194,6 +197,7 @@ class ClusterState:
             ready_since=dict(self.ready_since) if detached else self.ready_since,
             held_services=frozenset(self.held_services),
             placements={s: dict(n) for s, n in self.placements.items()} if detached else self.placements,
+            allocations=dict(self.allocations),
         )
 
 

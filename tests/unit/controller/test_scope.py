@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from drover.controller.reconcile import ClusterPlan, plan
-from drover.controller.scope import Scope, changed_services, difference, placements_of
+from drover.controller.scope import Scope, allocation_of, changed_services, difference, placements_of
 from drover.controller.snapshot import NodeState, Snapshot
 from drover.controller.state import ClusterState
 from drover.shared.models import (
@@ -119,6 +119,7 @@ def test_scoped_plan_is_the_full_plan_restricted(
     full = plan(snap, random.Random(seed))
     if indexed:  # the index the controller's state keeps, or (None) derived by the plan itself
         snap.placements = placements_of(snap.assignments)
+        snap.allocations = {n: allocation_of(a.containers) for n, a in snap.assignments.items()}
     scope = Scope(frozenset(touched(snap, full) | extra), frozenset(nodes))
     scoped = plan(snap, random.Random(seed), scope)
     assert difference(scoped, full) is None
@@ -163,6 +164,7 @@ def test_state_keeps_the_index_and_marks_what_an_assignment_changes(
         assert scope is not None
         assert scope.services == frozenset(changed_services(before, [] if delete else containers))
         assert state.placements == placements_of({n: v.value for n, v in state.assignments.items()})
+        assert state.allocations == {n: allocation_of(v.value.containers) for n, v in state.assignments.items()}
 
 
 def test_heartbeat_marks_the_services_whose_replicas_changed() -> None:
