@@ -275,9 +275,36 @@ async def test_rolling_update_then_auto_rollback_then_undo(env: Any) -> None:
     assert [(h["revision"], h["result"]) for h in history] == [(1, "complete"), (2, "complete"), (3, "rolled-back")]
     assert "failing" in (await call("rollout_status", name="web")).data["reason"]
 
+    # Undo (to the revision below the current 2: 1) stores the spec of 1 as revision 4, as kubectl does:
+    # 1 leaves the history, and every replica runs revision 4 once it is rolled out.
     undo = await call("rollout_undo", name="web")
-    assert undo.ok and undo.data["revision"] == 1
-    await wait_for(lambda: _status_is(call, "web", "available", 1), 15, message="undo to revision 1")
+    assert undo.ok and undo.data["revision"] == 4
+    await wait_for(lambda: _status_is(call, "web", "available", 4), 15, message="undo to the spec of 1 as 4")
+    await wait_for(lambda: _newest_result(call, "complete"), 15, message="revision 4 complete in the history")
+    history = (await call("rollout_history", name="web")).data
+    assert (history[-1]["revision"], history[-1]["change"]) == (4, "undo to revision 1")
+    assert [h["revision"] for h in history] == [2, 3, 4]
+    containers = (await call("get_containers", service="web")).data
+    assert {c["revision"] for c in containers} == {4}
+    # A second undo goes to the previous revision, 3 (the broken spec) as 5: it fails and is rolled back to
+    # the last good 4, which keeps its number; the history names each revision once.
+    again = await call("rollout_undo", name="web")
+    assert again.ok and again.data["revision"] == 5
+    await wait_for(lambda: _status_is(call, "web", "rolled-back", 4), 15, message="5 rolled back to 4")
+    history = (await call("rollout_history", name="web")).data
+    assert [(h["revision"], h["change"], h["result"]) for h in history] == [
+        (2, "env.V", "complete"), (4, "undo to revision 1", "complete"), (5, "undo to revision 3", "rolled-back")]
+    unknown = await call("rollout_undo", name="web", to_revision=3)
+    assert not unknown.ok and unknown.code == "not-found" and "no revision 3 (known: 2, 4, 5)" in unknown.error
+    skipped = await call("rollout_undo", name="web", to_revision=4)
+    assert skipped.ok and skipped.data == {"name": "web", "revision": 4, "skipped": True}
+    third = await call("rollout_undo", name="web")  # from 4: the highest below it, 2, as 6
+    assert third.ok and third.data["revision"] == 6
+    await wait_for(lambda: _status_is(call, "web", "available", 6), 15, message="undo to the spec of 2 as 6")
+
+
+async def _newest_result(call: Any, result: str) -> bool:
+    return bool((await call("rollout_history", name="web")).data[-1]["result"] == result)
 
 
 async def test_failed_rollout_without_auto_rollback_stops(env: Any) -> None:
