@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 from collections import Counter, defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from drover.controller.freshness import DISRUPTION_HOLD_GRACES, evictions_held
@@ -19,6 +19,7 @@ from drover.controller.rollout import ReplicaView, Verdict, judge_rollout, servi
 from drover.controller.scheduler import NodeView, PlacementRequest, place
 from drover.controller.snapshot import Snapshot, node_status
 from drover.controller.workloads import eligible_nodes, global_homes, job_replica_id, sticky_homes
+from drover.shared import assignsize
 from drover.shared.constraints import pin_to
 from drover.shared.manifest import ServiceSpec
 from drover.shared.models import AssignedContainer, ContainerStatus, NodeStatus, ServiceRecord
@@ -274,6 +275,9 @@ def _place_service(
         constraints=(*placement.constraints, *((pin_to(home),) if home else ())),
         spread=placement.spread,
         avoid_nodes=avoid,
+        revision=svc.revision,
+        revision_bytes=assignsize.revision_bytes(svc.name, svc.spec),
+        replica_bytes=assignsize.replica_bytes("x" * assignsize.MAX_REPLICA_ID),
     )
     result = place(views_by_node, req, rng=rng)
     carried = carried_restarts.get(svc.name, [])
@@ -285,7 +289,7 @@ def _place_service(
         )
         changed.add(p.node)
         i = order[p.node]
-        views_by_node[i] = _with_added(views_by_node[i], svc.name, cpu, mem)
+        views_by_node[i] = _with_added(views_by_node[i], svc, cpu, mem, req)
         out.events.append(PlannedEvent("scheduled", svc.name, p.node, rid, f"placed on {p.node}"))
     if result.unplaced:
         why = ", ".join(f"{k}: {v}" for k, v in sorted(result.reasons.items())) or "no nodes"
@@ -324,18 +328,17 @@ def _job_pass(
         creates.append((svc.model_copy(update={"job_run": d.run}), d.create, frozenset()))
 
 
-def _with_added(v: NodeView, service: str, cpu: float, mem: int) -> NodeView:
+def _with_added(v: NodeView, svc: ServiceRecord, cpu: float, mem: int, req: PlacementRequest) -> NodeView:
     counts = dict(v.service_counts)
-    counts[service] = counts.get(service, 0) + 1
-    return NodeView(
-        name=v.name,
-        labels=v.labels,
-        cpu_capacity=v.cpu_capacity,
-        mem_capacity=v.mem_capacity,
+    counts[svc.name] = counts.get(svc.name, 0) + 1
+    held = (svc.name, svc.revision) in v.revisions
+    return replace(
+        v,
         cpu_allocated=v.cpu_allocated + cpu,
         mem_allocated=v.mem_allocated + mem,
-        schedulable=v.schedulable,
         service_counts=counts,
+        assign_bytes=v.assign_bytes + req.replica_bytes + (0 if held else req.revision_bytes),
+        revisions=v.revisions if held else v.revisions | {(svc.name, svc.revision)},
     )
 
 
@@ -348,11 +351,17 @@ def _node_views(
         cpu = 0.0
         mem = 0
         counts: dict[str, int] = defaultdict(int)
+        held: set[tuple[str, int]] = set()
+        size = assignsize.envelope_bytes(name)
         for c in work.get(name, []):
             c_cpu, c_mem = _resources(c.spec)
             cpu += c_cpu
             mem += c_mem
             counts[c.service] += 1
+            if (c.service, c.revision) not in held:
+                held.add((c.service, c.revision))
+                size += assignsize.revision_bytes(c.service, c.spec)
+            size += assignsize.replica_bytes(c.id)
         views.append(
             NodeView(
                 name=name,
@@ -363,6 +372,8 @@ def _node_views(
                 mem_allocated=mem,
                 schedulable=status[name] is NodeStatus.READY,
                 service_counts=dict(counts),
+                assign_bytes=size,
+                revisions=frozenset(held),
             )
         )
     return views
