@@ -11,15 +11,11 @@ from typing import Any
 
 import pytest
 
-from drover.controller.config import ControllerConfig
-from drover.controller.main import Controller
-from drover.shared import bus, wire
 from drover.shared.limits import MAX_SPEC_BYTES, NATS_MAX_PAYLOAD
-from drover.shared.models import ApiReply, Assignment
-from drover.shared.subjects import Names
+from drover.shared.models import Assignment
 from tests.fixtures import wait_for
 from tests.fixtures.nats import NatsServer
-from tests.integration.controller.test_controller import FakeAgents, manifest
+from tests.integration.controller.test_controller import FakeAgents, controller_env, manifest
 
 pytestmark = pytest.mark.nats
 
@@ -34,20 +30,8 @@ async def env(
     conf = tmp_path / "payload.conf"
     conf.write_text(f"max_payload: {NATS_MAX_PAYLOAD}\n")
     server = nats_server_factory("big", extra_args=["-c", str(conf)])
-    ctl = Controller(ControllerConfig(nats_url=server.url, cluster=cluster_name, node_grace=3.0))
-    await ctl.start()
-    nc = await bus.connect(server.url, name="test")
-    store = await bus.open_store(nc, cluster_name)
-    agents = FakeAgents(nc, store, Names(cluster_name))
-
-    async def call(verb: str, **body: Any) -> ApiReply:
-        msg = await nc.request(Names(cluster_name).api(verb), wire.encode(body), timeout=20)
-        return ApiReply.from_wire(msg.data)
-
-    yield agents, call
-    agents.stop()
-    await nc.drain()
-    await ctl.stop()
+    async with controller_env(server.url, cluster_name, node_grace=3.0, call_timeout=20.0) as (_, agents, call):
+        yield agents, call
 
 
 async def test_a_node_assignment_stays_within_max_payload(env: tuple[FakeAgents, Any]) -> None:

@@ -81,22 +81,33 @@ class FakeAgents:
             t.cancel()
 
 
-@pytest.fixture
-async def env(nats_server: NatsServer, cluster_name: str) -> AsyncIterator[tuple[Controller, FakeAgents, Any]]:
-    ctl = Controller(ControllerConfig(nats_url=nats_server.url, cluster=cluster_name, node_grace=1.5))
+@contextlib.asynccontextmanager
+async def controller_env(
+    url: str, cluster_name: str, *, node_grace: float = 1.5, call_timeout: float = 5.0
+) -> AsyncIterator[tuple[Controller, FakeAgents, Any]]:
+    """A controller on ``url``, the fake agents and an API ``call``, all stopped on exit."""
+    ctl = Controller(ControllerConfig(nats_url=url, cluster=cluster_name, node_grace=node_grace))
     await ctl.start()
-    nc = await bus.connect(nats_server.url, name="test")
+    nc = await bus.connect(url, name="test")
     store = await bus.open_store(nc, cluster_name)
     agents = FakeAgents(nc, store, Names(cluster_name))
 
     async def call(verb: str, **body: Any) -> ApiReply:
-        msg = await nc.request(Names(cluster_name).api(verb), wire.encode(body), timeout=5)
+        msg = await nc.request(Names(cluster_name).api(verb), wire.encode(body), timeout=call_timeout)
         return ApiReply.from_wire(msg.data)
 
-    yield ctl, agents, call
-    agents.stop()
-    await nc.drain()
-    await ctl.stop()
+    try:
+        yield ctl, agents, call
+    finally:
+        agents.stop()
+        await nc.drain()
+        await ctl.stop()
+
+
+@pytest.fixture
+async def env(nats_server: NatsServer, cluster_name: str) -> AsyncIterator[tuple[Controller, FakeAgents, Any]]:
+    async with controller_env(nats_server.url, cluster_name) as got:
+        yield got
 
 
 async def placed(call: Any, service: str) -> dict[str, int]:
