@@ -7,7 +7,8 @@ own subject ``drover.<cluster>.hb.<node>`` every second and at once when its con
 (``agent/hollow.py``). What a thousand agents would each do on their own is shared:
 
 - one NATS connection for the whole fleet;
-- one watch of the assignments bucket, routed to the nodes by key (instead of one watch per node);
+- one watch of its own nodes' assignment keys (one consumer filtered on all of them, ``shared/keyswatch.py``:
+  the server sends nothing about other nodes), routed to the nodes by key (instead of one watch per node);
 - one ticker that staggers the nodes' heartbeats over the interval and sends a node's heartbeat early when
   its containers changed (no task per node);
 - heartbeats are encoded from cached, packed entries (no model building or packing per second), in parts
@@ -44,6 +45,7 @@ from drover.agent.membership import node_registration
 from drover.shared import bus, hbwire, wire
 from drover.shared.bus import ClusterStore
 from drover.shared.errors import WireError
+from drover.shared.keyswatch import watch_keys
 from drover.shared.log import Throttled
 from drover.shared.loopwatch import watch_loop
 from drover.shared.models import AssignedContainer, Event
@@ -172,9 +174,9 @@ class HollowFleet:
         await asyncio.gather(*(register(node) for node in self.nodes.values()))
 
     async def _watch(self, loaded: asyncio.Event) -> None:
-        """One watch of the whole assignments bucket; each entry goes to the node it names (if ours)."""
+        """One watch of our nodes' assignment keys; each entry goes to the node it names."""
         assert self.store is not None
-        watcher = await self.store.assignments.watchall()
+        watcher = await watch_keys(self.store.assignments, list(self.nodes))
         try:
             async for entry in watcher:
                 if entry is None:

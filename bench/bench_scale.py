@@ -61,8 +61,9 @@ async def main() -> None:
     ap.add_argument("--replicas", type=int, default=100)
     ap.add_argument("--heartbeat-seconds", type=float, default=10.0)
     ap.add_argument("--timeout", type=float, default=300.0)
-    ap.add_argument("--py-spy", metavar="OUT", help="record the controller with py-spy during the heartbeat load "
-                    "(raw format: one line per stack and thread, with counts; py-spy installed in the venv)")
+    ap.add_argument("--py-spy", metavar="OUT", help="record the controller with py-spy during the apply (OUT.apply) "
+                    "and the heartbeat load (OUT.rest) (raw format: one line per stack and thread, with counts; "
+                    "py-spy installed in the venv)")
     args = ap.parse_args()
     total = args.services * args.replicas
     cluster = f"scale{uuid.uuid4().hex[:6]}"
@@ -89,6 +90,7 @@ async def main() -> None:
             leader0 = await api.call("leader")
             out["rss_idle_mib"] = round(rss_mib(ctl.pid), 1)
 
+            spy = record(ctl.pid, f"{args.py_spy}.apply") if args.py_spy else None
             t0 = time.monotonic()
             for i in range(args.services):
                 await api.call("apply", manifests=[manifest(f"s{i:03d}", args.replicas)], sources=[f"s{i}.yaml"])
@@ -105,6 +107,7 @@ async def main() -> None:
                 out["all_running_s"] = None
                 out["running_at_timeout"] = (await totals(api))[0]
             out["rss_peak_mib"] = round(peak[0], 1)
+            stop_recording(spy)
 
             # The CLI against the big cluster: every row, fetched in pages.
             env = {**os.environ, "DROVER_NATS": nats.url, "DROVER_CLUSTER": cluster}
@@ -117,10 +120,7 @@ async def main() -> None:
                 out[f"cli_{label}_lines"] = len(proc.stdout.splitlines()) if proc.returncode == 0 else proc.stderr[:200]
 
             # Heartbeat load at rest.
-            spy = None
-            if args.py_spy:
-                spy = subprocess.Popen([str(VENV_BIN / "py-spy"), "record", "--pid", str(ctl.pid), "--format", "raw",
-                                        "--threads", "--nonblocking", "-o", args.py_spy], stdout=subprocess.DEVNULL)
+            spy = record(ctl.pid, f"{args.py_spy}.rest") if args.py_spy else None
             c0, w0 = cpu_seconds(ctl.pid), time.monotonic()
             rtts: list[float] = []
             while time.monotonic() - w0 < args.heartbeat_seconds:
@@ -129,9 +129,7 @@ async def main() -> None:
                 rtts.append((time.perf_counter() - r0) * 1000)
                 await asyncio.sleep(0.1)
             out["hb_cpu_share"] = round((cpu_seconds(ctl.pid) - c0) / (time.monotonic() - w0), 3)
-            if spy is not None:
-                spy.send_signal(signal.SIGINT)
-                spy.wait(60)
+            stop_recording(spy)
             rtts.sort()
             out["api_rtt_p50_ms"] = round(statistics.median(rtts), 2)
             out["api_rtt_p99_ms"] = round(rtts[min(len(rtts) - 1, int(len(rtts) * 0.99))], 2)
@@ -166,6 +164,17 @@ async def main() -> None:
         stop_daemon(ctl)
         nats.stop()
     print(json.dumps(out))
+
+
+def record(pid: int, out: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([str(VENV_BIN / "py-spy"), "record", "--pid", str(pid), "--format", "raw", "--threads",
+                             "--nonblocking", "-o", out], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def stop_recording(spy: subprocess.Popen[bytes] | None) -> None:
+    if spy is not None:
+        spy.send_signal(signal.SIGINT)
+        spy.wait(60)
 
 
 def free_port() -> int:

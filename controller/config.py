@@ -19,7 +19,11 @@ class ControllerConfig:
     ui_port: int | None = None  # the web dashboard's port (0: a free one); None: no dashboard
     ui_address: str = "127.0.0.1"
     ui_actions: bool = False  # scale/undo/cordon from the dashboard, each with the user's own credentials
-    resync_interval: float = 1.0  # level-triggered re-evaluation even without changes
+    resync_interval: float = 1.0  # how often services that wait on time alone (rollouts, jobs) are planned again
+    full_resync_interval: float = 30.0  # a pass over everything, not only what was marked dirty (a safety net)
+    # A file: every scoped pass is compared with a full pass of the same snapshot, differences appended there
+    # (a development aid: it doubles the planning work).
+    verify_scope: str | None = field(default_factory=lambda: os.environ.get("DROVER_VERIFY_SCOPE") or None)
     lease_ttl: int = 2  # seconds; a new leader takes over about this long after the old one stops renewing
     secret_key_file: str | None = None  # None: $DROVER_SECRET_KEY, else $DROVER_HOME/<cluster>.secret.key
     # Host mounts of / or the Docker socket hand a container the host: refused unless the cluster allows them.

@@ -31,10 +31,11 @@ from drover.controller.leasekeeper import LeaseKeeper
 from drover.controller.metrics import ControllerMetrics
 from drover.controller.nodewatch import NodeWatch
 from drover.controller.problems import ServiceProblems
-from drover.controller.reconcile import plan
+from drover.controller.reconcile import ClusterPlan, plan
 from drover.controller.requestlog import TTL as REQUESTS_TTL
 from drover.controller.requestlog import RequestLog
 from drover.controller.rollout import Verdict
+from drover.controller.scope import Scope, difference, unsettled
 from drover.controller.secrets import Secrets
 from drover.controller.snapshot import Snapshot, silent_for
 from drover.controller.state import ClusterState
@@ -72,8 +73,9 @@ class Controller:
         self.listings = views.ListingCache()  # rows of listings being paged through (api.get_*)
         self.heartbeats = HeartbeatIntake(self.state.touch, self.state.on_heartbeat)
         self._rest_until = 0.0  # perf_counter time before which the next reconcile pass waits (see the loop)
-        # The last pass changed nothing and no rollout is under way: timed passes can be skipped until a change.
-        self._settled = False
+        # Services the last pass left not at rest (controller/scope.py): planned again without being marked.
+        self._unsettled: set[str] = set()
+        self._full_due = 0.0  # monotonic time of the next full pass (the safety net under the dirty marks)
         self.requests: RequestLog  # replies of write requests by request id (opened with the secrets bucket)
         self.autoscaler = Autoscaler(self)
         self.nodewatch = NodeWatch(self.post, self.state.restart_silence_clock, self.kick)
@@ -205,6 +207,7 @@ class Controller:
 
     def _on_leadership(self, st: LeaderState) -> None:
         self.state.term = st.term
+        self.state.dirty.mark_all()  # a new leader plans everything first
         self.kick()
 
     @property
@@ -321,7 +324,6 @@ class Controller:
             rest = self._rest_until - time.perf_counter()
             if rest > 0:
                 await asyncio.sleep(rest)
-            woken = self._dirty.is_set()
             self._dirty.clear()
             if self.loopwatch.check():
                 continue  # the loop stalled or NATS came back: read what is queued before judging anyone
@@ -329,13 +331,18 @@ class Controller:
             self.state.expire_unregistered(now)  # heartbeats of names nobody registered do not pile up
             if not self.is_leader or not self._warm(now):
                 continue
-            idle = self._settled and not self.feeds.damaged_assignments
-            if not woken and idle and not self.nodewatch.changed(self.state.nodes, now, self.cfg.node_grace):
+            dirty = self.state.dirty
+            if time.monotonic() >= self._full_due:
+                dirty.mark_all()
+            for name in self.nodewatch.moved(self.state.nodes, now, self.cfg.node_grace):
+                dirty.mark_node(name)  # lost (its heartbeats ran out), back, or drained since the last pass
+            if not dirty and not self._unsettled and not self.feeds.damaged_assignments:
                 continue  # nothing changed and nothing is under way: a pass would find nothing to do
             try:
                 await self._reconcile_once(now)
                 backoff.reset()
             except Exception as exc:  # never crash-loop the task: report once, retry with backoff
+                self.state.dirty.mark_all()  # what that pass was to look at is looked at again, and more
                 self.log.error("reconcile pass failed", error=repr(exc), exc_info=True)
                 if self.problems.set("reconcile", "", f"reconcile pass failed: {exc!r}"):
                     self.post("reconcile-failed", message=f"reconcile pass failed: {exc!r}")
@@ -347,26 +354,31 @@ class Controller:
         if self.feeds.damaged_assignments:
             await self.writer.repair()
         snap = self.state.snapshot(now, detached=True)
+        taken = self.state.dirty.take()
         if self.nodewatch.transitions(snap):
+            self.state.dirty.mark_all()  # a disruption ended: every node's clock restarted, look at all again
             return
-        # plan() is pure and takes time in proportion to the replicas (≈0.2 s at 10,000): in a worker thread
-        # the event loop keeps running every few milliseconds (the GIL switches), so the lease renewal,
-        # heartbeats and API requests are never held up by a pass.
-        p = await asyncio.to_thread(plan, snap, self.rng)
+        if taken is None:
+            self._full_due = time.monotonic() + self.cfg.full_resync_interval
+            scope = None
+        else:
+            scope = Scope(taken.services | self._unsettled, taken.nodes)
+        # plan() is pure and takes time in proportion to what it looks at (a full pass ≈0.2 s at 10,000
+        # replicas): in a worker thread the event loop keeps running every few milliseconds (the GIL switches),
+        # so the lease renewal, heartbeats and API requests are never held up by a pass.
+        p = await asyncio.to_thread(self._plan, snap, scope)
         took = time.perf_counter() - t0
         self.metrics.reconcile_seconds.observe(took)
         # Rest as long as the pass took (at most a second): the controller spends at most half its time
         # planning, and a burst of changes (thousands of heartbeats) is planned in one pass, not one each.
         self._rest_until = time.perf_counter() + min(took, 1.0)
-        # (a scheduled job is never settled: its next tick must be looked at without anything changing)
-        self._settled = p.empty and not p.disrupted and not any(
-            svc.rollout_state == "progressing" or svc.spec.schedule
-            for svc in snap.services.values() if not svc.deleted
-        )
+        self._unsettled = unsettled(snap, p, snap.services if p.planned is None else p.planned)
         if took > 0.5:
             replicas = sum(len(a.containers) for a in snap.assignments.values())
-            self.log.info("slow reconcile pass", seconds=round(took, 3), replicas=replicas)
+            planned = len(snap.services) if p.planned is None else len(p.planned)
+            self.log.info("slow reconcile pass", seconds=round(took, 3), replicas=replicas, services=planned)
         if p.disrupted:
+            self.state.dirty.mark_all()  # nothing was planned: everything is looked at once it is over
             return
         self.problems.set("reconcile", "", None)
         for service, why in self.problems.update("placement", p.unplaced):
@@ -384,6 +396,23 @@ class Controller:
                 await asyncio.sleep(0)
         if self.is_leader:  # the lease may have lapsed while the verdicts were written
             await self.writer.write(p.assignments)
+
+    def _plan(self, snap: Snapshot, scope: Scope | None) -> ClusterPlan:
+        """The plan of a pass (in the worker thread): of the scope, or of everything. With ``verify_scope``
+        the full plan is made too, from the same randomness, and any difference is written down."""
+        if scope is None or not self.cfg.verify_scope:
+            return plan(snap, self.rng, scope)
+        state = self.rng.getstate()
+        full = plan(snap, self.rng)
+        self.rng.setstate(state)
+        p = plan(snap, self.rng, scope)
+        diff = difference(p, full)
+        if diff is not None:
+            with open(self.cfg.verify_scope, "a") as f:
+                f.write(f"{time.time():.3f} {self.id} scope {sorted(scope.services)} {sorted(scope.nodes)}: {diff}\n")
+            self.rng.setstate(state)
+            return plan(snap, self.rng)  # (the full plan is the one acted on)
+        return p
 
     async def _record_verdicts(self, verdicts: dict[str, Verdict]) -> None:
         for name, verdict in verdicts.items():

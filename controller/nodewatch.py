@@ -22,9 +22,11 @@ class NodeWatch:
         self._disrupted = False
         self._disrupted_since: float | None = None
 
-    def changed(self, nodes: dict[str, Any], now: float, grace: float) -> bool:
-        """Whether some node's status differs from what the last pass saw (e.g. its heartbeats ran out)."""
-        return any(node_status(n, now, grace) != self._status.get(name) for name, n in nodes.items())
+    def moved(self, nodes: dict[str, Any], now: float, grace: float) -> list[str]:
+        """The nodes whose status differs from what the last pass saw (e.g. their heartbeats ran out), and
+        nodes the last pass saw that are gone."""
+        out = [name for name, n in nodes.items() if node_status(n, now, grace) != self._status.get(name)]
+        return out + [name for name in self._status if name not in nodes]
 
     def transitions(self, snap: Snapshot) -> bool:
         """Tell (as events) when a node is lost or comes back, or when most nodes fall silent at once (a
@@ -61,6 +63,8 @@ class NodeWatch:
                 return True
         if now_disrupted:
             return False
+        for name in [n for n in self._status if n not in statuses]:
+            del self._status[name]
         for name, status in statuses.items():
             before = self._status.get(name)
             self._status[name] = status

@@ -3,6 +3,10 @@
 ``plan(snapshot, rng)`` drops replicas of lost nodes and deleted services, asks ``service_step`` what each
 service needs, places new replicas with the scheduler and returns the node assignments that change plus the
 events worth telling. No I/O, no clock (``snapshot.now``), randomness only from ``rng``.
+
+``plan(snapshot, rng, scope)`` does the same for the services and nodes of ``scope`` only (``controller/
+scope.py``): the same plan as a full pass whenever everything outside the scope is at rest, at a cost that
+grows with the scope (plus the cluster's node count, and its replicas when something must be placed).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from drover.controller.freshness import DISRUPTION_HOLD_GRACES, evictions_held
 from drover.controller.jobs import finished, job_decision, stopped
 from drover.controller.rollout import ReplicaView, Verdict, judge_rollout, service_step
 from drover.controller.scheduler import NodeView, PlacementRequest, place
+from drover.controller.scope import Allocation, Scope, allocation_of, expand, placements_of
 from drover.controller.snapshot import Snapshot, node_status
 from drover.controller.workloads import eligible_nodes, global_homes, job_replica_id, sticky_homes
 from drover.shared import assignsize
@@ -44,10 +49,14 @@ class ClusterPlan:
     verdicts: dict[str, Verdict] = field(default_factory=dict)  # service -> rollout change to record
     jobs: dict[str, dict[str, Any]] = field(default_factory=dict)  # job service -> record fields to write
     disrupted: bool = False  # most nodes silent at once: a control-plane disruption, nothing was planned
+    planned: frozenset[str] | None = None  # the services a scoped pass planned (None: all)
 
     @property
     def empty(self) -> bool:
         return not self.assignments and not self.verdicts and not self.jobs
+
+
+EMPTY = Allocation()
 
 
 def new_replica_id(rng: random.Random) -> str:
@@ -70,7 +79,7 @@ def _why(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
-def plan(snap: Snapshot, rng: random.Random) -> ClusterPlan:
+def plan(snap: Snapshot, rng: random.Random, scope: Scope | None = None) -> ClusterPlan:
     out = ClusterPlan()
     status = {name: node_status(n, snap.now, snap.node_grace) for name, n in snap.nodes.items()}
     silent = sum(st is NodeStatus.LOST for st in status.values())
@@ -102,10 +111,22 @@ def plan(snap: Snapshot, rng: random.Random) -> ClusterPlan:
 
     stop_retrying, finish = respec(stopped), respec(finished)
 
+    # What this pass looks at: every service and node, or those of the scope (and where their replicas are).
+    if scope is None:
+        planned: frozenset[str] | None = None
+        scan = sorted(work)
+    else:
+        planned = out.planned = expand(scope, snap)
+        index = snap.placements if snap.placements is not None else placements_of(snap.assignments)
+        nodes_of = {s: sorted(index.get(s, ())) for s in planned}
+        scan = sorted({n for n in scope.nodes if n in work}.union(*nodes_of.values()))
+
     # 1. Replicas of deleted services go; replicas of lost (or unknown) nodes are replaced elsewhere.
-    for node, containers in list(work.items()):
+    for node in scan:
         st = status.get(node, NodeStatus.LOST)
-        for c in containers:
+        for c in work[node]:
+            if planned is not None and c.service not in planned:
+                continue
             svc = snap.services.get(c.service)
             if c.service in snap.held_services:
                 continue  # its record is damaged: keep its replicas as they are until it is readable again
@@ -126,14 +147,18 @@ def plan(snap: Snapshot, rng: random.Random) -> ClusterPlan:
 
     # 2. What each service needs.
     replicas_of: dict[str, list[tuple[str, AssignedContainer]]] = defaultdict(list)
-    for node, containers in work.items():
-        for c in containers:
-            replicas_of[c.service].append((node, c))
+    if planned is None:
+        for node in scan:
+            for c in work[node]:
+                replicas_of[c.service].append((node, c))
+    else:
+        for name, nodes in nodes_of.items():
+            replicas_of[name] = [(node, c) for node in nodes for c in work.get(node, ()) if c.service == name]
 
     creates: list[tuple[ServiceRecord, int, frozenset[str]]] = []
     evictable: dict[str, list[tuple[str, str]]] = {}
     nodes_info = {n: (status[n] is NodeStatus.READY, n, dict(s.reg.labels)) for n, s in snap.nodes.items()}
-    for name in sorted(snap.services):
+    for name in sorted(snap.services if planned is None else planned & snap.services.keys()):
         svc = snap.services[name]
         if svc.deleted:
             continue
@@ -156,7 +181,7 @@ def plan(snap: Snapshot, rng: random.Random) -> ClusterPlan:
 
     # 3. Place what must be created, on a view of the nodes that includes this pass's removals.
     if creates:
-        views_by_node = _node_views(snap, status, work)
+        views_by_node = _node_views(snap, status, work, changed)
         order = {n.name: i for i, n in enumerate(views_by_node)}
         schedulable = {v.name for v in views_by_node if v.schedulable}
         for svc, count, avoid in creates:
@@ -343,37 +368,30 @@ def _with_added(v: NodeView, svc: ServiceRecord, cpu: float, mem: int, req: Plac
 
 
 def _node_views(
-    snap: Snapshot, status: dict[str, NodeStatus], work: dict[str, list[AssignedContainer]]
+    snap: Snapshot, status: dict[str, NodeStatus], work: dict[str, list[AssignedContainer]], changed: set[str]
 ) -> list[NodeView]:
+    """Every node as the scheduler sees it, with this pass's changes so far. A node this pass did not change
+    takes what its stored assignment takes (``snap.allocations``, kept by the state), not a sum over it."""
     views = []
+    known = snap.allocations or {}
     for name in sorted(snap.nodes):
         n = snap.nodes[name]
-        cpu = 0.0
-        mem = 0
-        counts: dict[str, int] = defaultdict(int)
-        held: set[tuple[str, int]] = set()
-        size = assignsize.envelope_bytes(name)
-        for c in work.get(name, []):
-            c_cpu, c_mem = _resources(c.spec)
-            cpu += c_cpu
-            mem += c_mem
-            counts[c.service] += 1
-            if (c.service, c.revision) not in held:
-                held.add((c.service, c.revision))
-                size += assignsize.revision_bytes(c.service, c.spec)
-            size += assignsize.replica_bytes(c.id)
+        if snap.allocations is not None and name not in changed:
+            a = known.get(name, EMPTY)
+        else:
+            a = allocation_of(work.get(name, []))
         views.append(
             NodeView(
                 name=name,
                 labels=dict(n.reg.labels),
                 cpu_capacity=n.reg.capacity.cpu,
                 mem_capacity=n.reg.capacity.memory,
-                cpu_allocated=cpu,
-                mem_allocated=mem,
+                cpu_allocated=a.cpu,
+                mem_allocated=a.memory,
                 schedulable=status[name] is NodeStatus.READY,
-                service_counts=dict(counts),
-                assign_bytes=size,
-                revisions=frozenset(held),
+                service_counts=a.counts,  # (never changed in place: _with_added copies)
+                assign_bytes=assignsize.envelope_bytes(name) + a.assign_bytes,
+                revisions=a.revisions,
             )
         )
     return views

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from drover.controller.scope import Allocation
 from drover.shared.models import (
     Assignment,
     ContainerStatus,
@@ -41,6 +42,10 @@ class Snapshot:
     held_services: frozenset[str] = frozenset()
     # When the current control-plane disruption (most nodes silent at once) began; None when there is none.
     disrupted_since: float | None = None
+    # service -> node -> its replicas there, per ``assignments`` (kept by ``ClusterState``); None: a scoped
+    # plan derives it from ``assignments`` (tests).
+    placements: dict[str, dict[str, int]] | None = None
+    allocations: dict[str, Allocation] | None = None  # node -> what its assignment takes (None: computed)
 
 
 def silent_for(node: NodeState, now: float) -> float:

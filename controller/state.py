@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from drover.controller.eventring import EventRing
+from drover.controller.scope import Allocation, Dirty, Placements, allocation_of, changed_services, place_counts
 from drover.controller.snapshot import NodeState, Snapshot, silent_for
 from drover.shared.models import (
     Assignment,
@@ -48,12 +49,17 @@ class ClusterState:
     term: int = 1
     unregistered: set[str] = field(default_factory=set)  # nodes known from heartbeats only
     held_services: set[str] = field(default_factory=set)  # damaged service records without a good value
+    # What changed since the last reconcile pass (controller/scope.py): every setter below marks what it touched.
+    dirty: Dirty = field(default_factory=Dirty)
+    placements: Placements = field(default_factory=dict)  # service -> node -> replicas there (from assignments)
+    allocations: dict[str, Allocation] = field(default_factory=dict)  # node -> what its assignment takes
 
     # --- desired state, from KV -------------------------------------------------------------------------
     def set_service(self, name: str, rec: ServiceRecord | None, rev: int) -> None:
         cur = self.services.get(name)
         if cur is not None and cur.rev > rev:
             return
+        self.dirty.mark_service(name)
         if rec is None:
             self.services.pop(name, None)
         else:
@@ -63,12 +69,27 @@ class ClusterState:
         cur = self.assignments.get(node)
         if cur is not None and cur.rev > rev:
             return
+        # (a write of this controller comes back from the watch: equal, it marks nothing)
+        old = cur.value.containers if cur is not None else []
+        new = a.containers if a is not None else []
+        self.dirty.mark_services(changed_services(old, new))
+        for service in place_counts(old):
+            nodes = self.placements.get(service)
+            if nodes is not None:
+                nodes.pop(node, None)
+                if not nodes:
+                    del self.placements[service]
+        for service, n in place_counts(new).items():
+            self.placements.setdefault(service, {})[node] = n
         if a is None:
             self.assignments.pop(node, None)
+            self.allocations.pop(node, None)
         else:
             self.assignments[node] = Versioned(a, rev)
+            self.allocations[node] = allocation_of(a.containers)
 
     def set_registration(self, reg: NodeRegistration | None, name: str, now: float) -> None:
+        self.dirty.mark_node(name)
         self.unregistered.discard(name)
         if reg is None:
             self.nodes.pop(name, None)
@@ -84,6 +105,7 @@ class ClusterState:
 
     def set_control(self, name: str, ctl: NodeControl | None) -> None:
         ctl = ctl or NodeControl()
+        self.dirty.mark_node(name)
         self.controls[name] = ctl
         if name in self.nodes:
             self.nodes[name].ctl = ctl
@@ -118,7 +140,17 @@ class ClusterState:
         node.generation_seen = hb.generation
         self.service_rps[hb.node] = dict(hb.service_rps)
         new = {c.id: c for c in hb.containers}
-        changed = was_lost or _digest(node.observed) != _digest(new)
+        services = _changed(node.observed, new)
+        changed = was_lost or bool(services)
+        if was_lost:
+            self.dirty.mark_node(hb.node)
+        if services:
+            # A replica's service, by its report or by the assignment it was given (a report may lack it).
+            a = self.assignments.get(hb.node)
+            ids = services.pop("", set())
+            if ids and a is not None:
+                services.update({c.service: set() for c in a.value.containers if c.id in ids})
+            self.dirty.mark_services(services)
         for rid, c in new.items():
             if c.ready:
                 self.ready_since.setdefault(rid, now)
@@ -136,6 +168,7 @@ class ClusterState:
             if (hb := self.nodes[n].last_heartbeat if n in self.nodes else None) is None or now - hb > UNREGISTERED_TTL
         ]
         for n in gone:
+            self.dirty.mark_node(n)
             self.unregistered.discard(n)
             self.nodes.pop(n, None)
             self.service_rps.pop(n, None)
@@ -163,11 +196,26 @@ class ClusterState:
             term=self.term,
             ready_since=dict(self.ready_since) if detached else self.ready_since,
             held_services=frozenset(self.held_services),
+            placements={s: dict(n) for s, n in self.placements.items()} if detached else self.placements,
+            allocations=dict(self.allocations),
         )
 
 
-def _digest(observed: dict[str, ContainerStatus]) -> list[tuple[object, ...]]:
-    return [
-        (rid, c.state, c.ready, c.revision, c.restarts, c.host_port)
-        for rid, c in sorted(observed.items())
-    ]
+def _digest(c: ContainerStatus) -> tuple[object, ...]:
+    return (c.state, c.ready, c.revision, c.restarts, c.host_port, c.service)
+
+
+def _changed(old: dict[str, ContainerStatus], new: dict[str, ContainerStatus]) -> dict[str, set[str]]:
+    """Services whose replicas' reported status changed in a way reconciliation looks at (service -> ids;
+    a status that names no service is under "")."""
+    out: dict[str, set[str]] = {}
+    for rid, c in new.items():
+        b = old.get(rid)
+        if b is None or (b is not c and _digest(b) != _digest(c)):
+            out.setdefault(c.service, set()).add(rid)
+            if b is not None and b.service != c.service:
+                out.setdefault(b.service, set()).add(rid)
+    for rid, b in old.items():
+        if rid not in new:
+            out.setdefault(b.service, set()).add(rid)
+    return out

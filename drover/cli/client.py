@@ -9,12 +9,12 @@ import errno
 import logging
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from drover.cli import natsload
 from drover.cli.context import Target
 from drover.cli.errors import EXIT_FAILED, EXIT_INVALID, CliError, PermissionDenied, Unsupported, reply_error
+from drover.cli.reply import Reply
 from drover.cli.signals import run_until_signal
 from drover.shared import idempotency, wire
 from drover.shared.aio import race
@@ -44,31 +44,6 @@ T = TypeVar("T")
 
 
 __all__ = ["EXIT_FAILED", "EXIT_INVALID", "CliError", "Client", "Reply", "Unsupported", "connect", "reply_error", "run"]
-
-
-@dataclass
-class Reply:
-    """A controller's ``ApiReply`` as the CLI reads it, decoded without the schema library (the same
-    checks as ``drover.shared.models.ApiReply`` for the fields the CLI uses)."""
-
-    ok: bool
-    data: Any = None
-    error: str = ""
-    code: str = ""
-    problems: list[dict[str, Any]] = field(default_factory=list)
-
-    @classmethod
-    def from_wire(cls, data: bytes) -> Reply:
-        body = wire.decode(data)
-        ok = body.get("ok")
-        if not isinstance(ok, bool):
-            raise WireError("ApiReply: ok: a boolean is required")
-        error, code, problems = body.get("error") or "", body.get("code") or "", body.get("problems") or []
-        if not isinstance(error, str) or not isinstance(code, str):
-            raise WireError("ApiReply: error/code: must be strings")
-        if not isinstance(problems, list) or not all(isinstance(p, dict) for p in problems):
-            raise WireError("ApiReply: problems: must be a list of maps")
-        return cls(ok=ok, data=body.get("data"), error=error, code=code, problems=problems)
 
 
 def _nats_errors() -> tuple[type[Exception], type[Exception]]:

@@ -195,11 +195,8 @@ def apply_cmd(files: tuple[str, ...], dry_run: bool, if_revision: int | None) ->
     if if_revision is not None:
         body["if_revision"] = if_revision
 
-    async def go(c: Client) -> Any:
-        return await c.request_raw("apply", body, timeout=30.0)
-
     try:
-        reply = options.run(go)
+        reply = options.request("apply", body, timeout=30.0)
     except CliError:
         if unchecked is not None:  # bad manifests are the answer (exit 2) whether a cluster answers or not
             validate_sources(sources)

@@ -13,6 +13,7 @@ from drover.shared.subjects import check_cluster
 
 if TYPE_CHECKING:
     from drover.cli import client
+    from drover.cli.reply import Reply
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
@@ -114,6 +115,32 @@ def run(fn: Callable[[client.Client], Awaitable[T]], *, keep_reconnecting: bool 
     from drover.cli import client  # asyncio and the NATS client load only for commands that connect
 
     return client.run(target(), fn, keep_reconnecting=keep_reconnecting)
+
+
+def request(verb: str, body: dict[str, Any], timeout: float) -> Reply:
+    """The controller's reply to one request of the current command. The lean path (``quickreq``: a blocking
+    socket, neither asyncio nor nats-py loaded) answers when everything goes well; otherwise the full client
+    sends the same request (a write keeps its request id: the controllers do it once) and reports whatever
+    went wrong, exactly as it always has."""
+    from drover.cli import quickreq
+    from drover.cli.reply import Reply
+    from drover.shared import idempotency, wire
+    from drover.shared.errors import WireError
+    from drover.shared.subjects import Names
+
+    if verb in idempotency.WRITE_VERBS and not body.get(idempotency.KEY):
+        body = {**body, idempotency.KEY: idempotency.new_request_id()}
+    t = target()
+    try:
+        data = quickreq.request(t.servers, Names(t.cluster).api(verb), wire.encode(body), creds=t.creds, ca=t.ca)
+        return Reply.from_wire(data)
+    except (quickreq.Unavailable, WireError):
+        pass
+
+    async def go(c: client.Client) -> Reply:
+        return await c.request_raw(verb, body, timeout)
+
+    return run(go)
 
 
 def output_option(*, choices: tuple[str, ...] = ("wide", "json", "yaml", "name")) -> Callable[[F], F]:

@@ -15,6 +15,7 @@ from click.testing import CliRunner, Result
 from nats.errors import NoRespondersError
 
 from drover.cli import client as client_mod
+from drover.cli import quickreq
 from drover.cli.main import cli
 from drover.controller import views
 from drover.shared import wire
@@ -142,6 +143,9 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> Callable[..., FakeNats]:
             return nc
 
         monkeypatch.setattr(client_mod, "connect", connect)
+        # The fake sits behind the full client: the lean path (quickreq) must not reach a real server on the
+        # default URL instead.
+        monkeypatch.setattr(quickreq, "ENABLED", False)
         return nc
 
     return install
