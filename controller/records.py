@@ -3,6 +3,7 @@ of a rollout (apply a verdict, undo, pause)."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
@@ -13,10 +14,12 @@ from nats.js.kv import KeyValue
 
 from drover.controller.rollout import Verdict
 from drover.shared import wire
+from drover.shared.bus import JS_READ_TIMEOUT, JS_TRANSIENT, JS_WRITE_DEADLINE
 from drover.shared.errors import ConflictError, NotFoundError, PermanentError
 from drover.shared.limits import MAX_RECORD_BYTES, NATS_MAX_PAYLOAD
 from drover.shared.manifest import ServiceSpec, spec_hash
 from drover.shared.models import Record, RevisionEntry, ServiceRecord
+from drover.shared.retry import retrying
 
 if TYPE_CHECKING:
     from drover.controller.main import Controller
@@ -35,10 +38,25 @@ async def cas_update(
 ) -> tuple[R | None, R | None, int]:
     """Read-modify-write one key with compare-and-set: ``change`` gets the stored record (None when absent)
     and returns the new one, or None to write nothing. A lost race re-reads and calls ``change`` again, so a
-    retried request computes from what is stored now (safe to retry). Returns (old, new, revision)."""
+    retried request computes from what is stored now (safe to retry). Returns (old, new, revision).
+
+    A read or write that fails while the bucket's stream elects a leader (``bus.JS_TRANSIENT``) is done
+    again from the read, for up to ``bus.JS_WRITE_DEADLINE``: a write that landed although its answer was
+    lost then reads back as the stored value (``change`` sees it; at worst the request says 'unchanged')."""
+    return await retrying(
+        lambda: _cas_update(kv, key, decode, change), retry_on=JS_TRANSIENT, deadline=JS_WRITE_DEADLINE
+    )
+
+
+async def _cas_update(
+    kv: KeyValue, key: str, decode: Callable[[bytes], R], change: Callable[[R | None], R | None]
+) -> tuple[R | None, R | None, int]:
     for _ in range(CAS_ATTEMPTS):
         try:
-            entry = await kv.get(key)
+            # A stream without a leader leaves a read unanswered for the client's whole 5 s timeout (a write
+            # gets a 503 at once): asked with a shorter one, a read meets the new leader sooner.
+            async with asyncio.timeout(JS_READ_TIMEOUT):
+                entry = await kv.get(key)
             old = decode(entry.value) if entry.value else None
             rev: int | None = entry.revision
         except KeyNotFoundError:
@@ -80,7 +98,12 @@ async def update_service(
 
 async def delete_service(kv: KeyValue, name: str) -> int | None:
     """Delete with compare-and-set on the revision just read; None when there is nothing to delete (absent,
-    already deleted), so a retried delete is harmless. Returns the revision deleted."""
+    already deleted), so a retried delete is harmless (and retried like ``cas_update``). Returns the
+    revision deleted."""
+    return await retrying(lambda: _delete_service(kv, name), retry_on=JS_TRANSIENT, deadline=JS_WRITE_DEADLINE)
+
+
+async def _delete_service(kv: KeyValue, name: str) -> int | None:
     for _ in range(CAS_ATTEMPTS):
         try:
             entry = await kv.get(name)

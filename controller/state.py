@@ -49,6 +49,7 @@ class ClusterState:
     term: int = 1
     unregistered: set[str] = field(default_factory=set)  # nodes known from heartbeats only
     held_services: set[str] = field(default_factory=set)  # damaged service records without a good value
+    clock_restarted: float = 0.0  # when the silence clock last restarted (a stall or reconnect of this controller)
     # What changed since the last reconcile pass (controller/scope.py): every setter below marks what it touched.
     dirty: Dirty = field(default_factory=Dirty)
     placements: Placements = field(default_factory=dict)  # service -> node -> replicas there (from assignments)
@@ -112,6 +113,7 @@ class ClusterState:
 
     def restart_silence_clock(self, now: float) -> None:
         """Count every node's silence from ``now`` (after a reconnect or a stall of this controller)."""
+        self.clock_restarted = now
         for node in self.nodes.values():
             node.seen_since = max(node.seen_since, now)
 
@@ -135,7 +137,8 @@ class ClusterState:
             )
             self.nodes[hb.node] = node
         was_lost = node.last_heartbeat is None or silent_for(node, now) > self.node_grace
-        node.last_heartbeat = now
+        # ``now`` is the heartbeat's send time (``freshness.heartbeat_time``): parts may arrive out of order
+        node.last_heartbeat = max(now, node.last_heartbeat or now)
         node.boot_id = hb.boot_id
         node.generation_seen = hb.generation
         self.service_rps[hb.node] = dict(hb.service_rps)
@@ -180,7 +183,7 @@ class ClusterState:
         node = self.nodes.get(name)
         if node is None or node.last_heartbeat is None or now - node.last_heartbeat > self.node_grace:
             return False
-        node.last_heartbeat = now
+        node.last_heartbeat = max(now, node.last_heartbeat)
         return True
 
     def snapshot(self, now: float, *, detached: bool = False) -> Snapshot:

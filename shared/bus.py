@@ -17,17 +17,27 @@ from nats.aio.client import Client as NATS
 from nats.aio.transport import TcpTransport
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, RetentionPolicy, StorageType, StreamConfig
-from nats.js.errors import BucketNotFoundError, NotFoundError
+from nats.js.errors import BucketNotFoundError, NoStreamResponseError, NotFoundError
 from nats.js.kv import KeyValue
 
 from drover.shared.errors import PermanentError, TemporaryError
 from drover.shared.natsurls import split_urls
+from drover.shared.retry import Backoff
 from drover.shared.security import connect_options, is_permission_error
 from drover.shared.subjects import Names
 
 log = structlog.get_logger("drover.bus")
 
 MIN_SERVER = (2, 11, 0)
+# A KV read or write that failed only because its stream had no leader for a moment (a nats-server of a
+# cluster died and the stream's replicas elect another): "no response from stream" (a 503 of the stream's
+# subject) or no reply in time. Repeatable with compare-and-set (``retry.retrying``); anything else is not.
+JS_TRANSIENT: tuple[type[BaseException], ...] = (NoStreamResponseError, TimeoutError)
+# How long a controller write rides out such an election: the 3-server lab elects a stream leader in 2-6 s
+# (a read meanwhile gets no reply for its whole 5 s timeout; a write gets a 503 at once), within the CLI's
+# request budget (10 s for a scale, 30 s for an apply).
+JS_WRITE_DEADLINE = 8.0
+JS_READ_TIMEOUT = 1.5  # s: a read inside such a retry (a leaderless stream leaves it unanswered, no 503)
 FAST_PING_INTERVAL = 1.0  # s: daemons that must notice a silently dead connection within seconds (agents)
 
 
@@ -239,6 +249,29 @@ class ClusterStore:
             await self.js.add_stream(cfg)
         except Exception:
             await self.js.stream_info(n.events_stream)
+
+
+async def request_retrying(nc: NATS, subject: str, payload: bytes, *, timeout: float, first: float = 1.0) -> Any:
+    """A request to a queue group of controllers, sent again until ``timeout``: after each unanswered attempt
+    (the server may pick a paused member; attempts wait 1.5 times longer each) and, after growing delays,
+    while nobody subscribes (the only controller restarting). The payload of a write carries a request id, so
+    the controllers do it once. Raises nats' ``TimeoutError`` or ``NoRespondersError`` at the end."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    wait, backoff = first, Backoff(initial=0.1, cap=1.0)
+    while True:
+        left = end - loop.time()
+        try:
+            return await nc.request(subject, payload, timeout=max(0.01, min(wait, left)))
+        except nats.errors.NoRespondersError:
+            delay = backoff.next_delay()
+            if loop.time() + delay >= end:
+                raise
+            await asyncio.sleep(delay)
+        except nats.errors.TimeoutError:
+            if loop.time() >= end:
+                raise
+            wait *= 1.5
 
 
 async def open_store(nc: NATS, cluster: str) -> ClusterStore:
