@@ -347,8 +347,12 @@ async def rollout_undo(ctl: Controller, body: dict[str, Any]) -> Any:
         ),
     )
     assert new is not None
-    if new is not old:  # a retry of an undo already done writes and tells nothing again
-        await ctl.emit("rollout-undo", service=name, message=f"undo: revision {new.revision} is desired again")
+    if new is old:  # a retry of an undo already done, or the target's spec is the desired one already
+        if request_id and new.last_request == request_id:
+            return {"name": name, "revision": new.revision}
+        return {"name": name, "revision": new.revision, "skipped": True}
+    change = new.history[-1].change if new.history else ""
+    await ctl.emit("rollout-undo", service=name, message=f"{change}: desired again as revision {new.revision}")
     return {"name": name, "revision": new.revision}
 
 

@@ -22,6 +22,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from drover.shared import assignsize
 from drover.shared.models import AssignedContainer, Assignment, ServiceRecord
 
 if TYPE_CHECKING:  # (reconcile imports this module: the plan type is only named here)
@@ -40,17 +41,26 @@ class Allocation:
     cpu: float = 0.0
     memory: int = 0
     counts: Mapping[str, int] = field(default_factory=dict)  # replicas per service
+    # The assignment's bytes but its envelope (``shared.assignsize``) and the service revisions it holds.
+    assign_bytes: int = 0
+    revisions: frozenset[tuple[str, int]] = frozenset()
 
 
 def allocation_of(containers: Sequence[AssignedContainer]) -> Allocation:
     cpu = 0.0
     mem = 0
     counts: dict[str, int] = defaultdict(int)
+    held: set[tuple[str, int]] = set()
+    size = 0
     for c in containers:
         cpu += c.spec.resources.cpu
         mem += c.spec.resources.memory
         counts[c.service] += 1
-    return Allocation(cpu, mem, dict(counts))
+        if (c.service, c.revision) not in held:
+            held.add((c.service, c.revision))
+            size += assignsize.revision_bytes(c.service, c.spec)
+        size += assignsize.replica_bytes(c.id)
+    return Allocation(cpu, mem, dict(counts), size, frozenset(held))
 
 
 @dataclass(frozen=True)

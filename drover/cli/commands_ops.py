@@ -235,6 +235,10 @@ def rollout_undo_cmd(name: str, to_revision: int | None) -> None:
 
     data = options.run(go) or {}
     rev = data.get("revision") if isinstance(data, dict) else None
+    if isinstance(data, dict) and data.get("skipped"):
+        # kubectl's wording: nothing was stored, the spec asked for is the desired one already.
+        output.echo(f"service/{name} skipped rollback (current spec already matches revision {to_revision or rev})")
+        return
     output.echo(f"service/{name} rolled back" + (f" (revision {rev})" if rev is not None else ""))
 
 

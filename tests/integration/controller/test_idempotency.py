@@ -22,14 +22,14 @@ async def test_retried_writes_do_not_act_twice(env: Any) -> None:  # noqa: F811
     await wait_for(lambda: _is(call, 2), 10)
 
     first = await call("rollout_undo", name="web", request_id="req-1")
-    assert first.ok and first.data["revision"] == 1
+    assert first.ok and first.data["revision"] == 3  # the spec of 1, as a new revision (kubectl)
     retry = await call("rollout_undo", name="web", request_id="req-1")
-    assert retry.ok and retry.data["revision"] == 1  # not 2 -> 1 -> 2
-    assert await _revision(call) == 1
+    assert retry.ok and retry.data["revision"] == 3  # not undone again (which would make 4)
+    assert await _revision(call) == 3
     undos = [e for e in (await call("events", service="web")).data if e["kind"] == "rollout-undo"]
     assert len(undos) == 1
     stale = await call("rollout_undo", name="web", from_revision=2)
-    assert not stale.ok and "not undone" in stale.error and await _revision(call) == 1
+    assert not stale.ok and "not undone" in stale.error and await _revision(call) == 3
 
     for _ in range(2):  # cordon twice, then drain: absolute changes of what is stored
         assert (await call("cordon", node="n1")).ok
