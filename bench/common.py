@@ -18,6 +18,18 @@ ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 
 
+def compile_bytecode() -> None:
+    """Byte-compile drover's own modules, as ``pip install`` does for an installed package. This machine's
+    environment sets PYTHONDONTWRITEBYTECODE=1, so an editable checkout would otherwise recompile every module
+    it imports from source in every fresh CLI process (≈ 50 ms per command): a cost no installed drover has."""
+    import compileall
+    import importlib
+
+    for pkg in ("drover", "drover.shared", "drover.agent", "drover.controller"):
+        for path in importlib.import_module(pkg).__path__:
+            compileall.compile_dir(path, quiet=1)
+
+
 def nats_binary() -> str:
     from drover.shared.natsbin import find_nats_server
 
