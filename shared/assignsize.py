@@ -29,6 +29,15 @@ _sizes: OrderedDict[int, tuple[ServiceSpec, int]] = OrderedDict()
 _lock = threading.Lock()
 
 
+#: what a KV message needs besides its value (subject, headers): an assignment stays this far below max_payload
+PAYLOAD_HEADROOM = 64 * 1024
+
+
+def assignment_limit(max_payload: int) -> int:
+    """How many bytes a node's assignment may take on a NATS server that takes ``max_payload`` in a message."""
+    return max(0, max_payload - PAYLOAD_HEADROOM)
+
+
 def spec_bytes(spec: ServiceSpec) -> int:
     """The encoded size of ``spec`` (cached per spec object: the replicas of a revision share one)."""
     key = id(spec)
