@@ -364,8 +364,11 @@ async def _pause(ctl: Controller, body: dict[str, Any], paused: bool) -> Any:
             raise NotFoundError(f'service "{name}" not found')
         return None if old.paused == paused else old.model_copy(update={"paused": paused})
 
-    await update_service(ctl, name, change)
-    await ctl.emit("rollout-paused" if paused else "rollout-resumed", service=name)
+    _, new = await update_service(ctl, name, change)
+    # Events are read as text (events, describe, the dashboard): say what happened, not only its kind.
+    what = "paused" if paused else "resumed"
+    rev = f" at revision {new.revision}" if new is not None else ""
+    await ctl.emit(f"rollout-{what}", service=name, message=f"rollout {what}{rev}")
     return {"name": name, "paused": paused}
 
 

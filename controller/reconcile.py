@@ -391,6 +391,7 @@ def _node_views(
                 schedulable=status[name] is NodeStatus.READY,
                 service_counts=a.counts,  # (never changed in place: _with_added copies)
                 assign_bytes=assignsize.envelope_bytes(name) + a.assign_bytes,
+                assign_capacity=snap.assign_limit,
                 revisions=a.revisions,
             )
         )

@@ -50,17 +50,12 @@ def allocation_of(containers: Sequence[AssignedContainer]) -> Allocation:
     cpu = 0.0
     mem = 0
     counts: dict[str, int] = defaultdict(int)
-    held: set[tuple[str, int]] = set()
-    size = 0
     for c in containers:
         cpu += c.spec.resources.cpu
         mem += c.spec.resources.memory
         counts[c.service] += 1
-        if (c.service, c.revision) not in held:
-            held.add((c.service, c.revision))
-            size += assignsize.revision_bytes(c.service, c.spec)
-        size += assignsize.replica_bytes(c.id)
-    return Allocation(cpu, mem, dict(counts), size, frozenset(held))
+    size, held = assignsize.services_bytes((c.service, c.revision, c.spec, c.id) for c in containers)
+    return Allocation(cpu, mem, dict(counts), size, held)
 
 
 @dataclass(frozen=True)

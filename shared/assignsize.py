@@ -29,6 +29,15 @@ _sizes: OrderedDict[int, tuple[ServiceSpec, int]] = OrderedDict()
 _lock = threading.Lock()
 
 
+#: what a KV message needs besides its value (subject, headers): an assignment stays this far below max_payload
+PAYLOAD_HEADROOM = 64 * 1024
+
+
+def assignment_limit(max_payload: int) -> int:
+    """How many bytes a node's assignment may take on a NATS server that takes ``max_payload`` in a message."""
+    return max(0, max_payload - PAYLOAD_HEADROOM)
+
+
 def spec_bytes(spec: ServiceSpec) -> int:
     """The encoded size of ``spec`` (cached per spec object: the replicas of a revision share one)."""
     key = id(spec)
@@ -60,13 +69,25 @@ def envelope_bytes(node: str) -> int:
     return ENVELOPE_BYTES + len(node.encode())
 
 
+def services_bytes(
+    replicas: Iterable[tuple[str, int, ServiceSpec, str]],
+) -> tuple[int, frozenset[tuple[str, int]]]:
+    """The bytes of an assignment's services holding ``(service, revision, spec, id)``s (an upper estimate),
+    and the service revisions among them. A replica whose spec differs from its revision's first (a failed job
+    replica told ``restart: never``) carries its own copy on the wire, so it pays for it."""
+    total = 0
+    first: dict[tuple[str, int], ServiceSpec] = {}
+    for service, revision, spec, rid in replicas:
+        known = first.get((service, revision))
+        if known is None:
+            first[(service, revision)] = spec
+            total += revision_bytes(service, spec)
+        elif known is not spec and known.stored != spec.stored:  # (equal copies: the wire sends one)
+            total += spec_bytes(spec)
+        total += replica_bytes(rid)
+    return total, frozenset(first)
+
+
 def assignment_bytes(node: str, replicas: Iterable[tuple[str, int, ServiceSpec, str]]) -> int:
     """An upper estimate of the stored assignment of ``node`` holding ``(service, revision, spec, id)``s."""
-    total = envelope_bytes(node)
-    seen: set[tuple[str, int]] = set()
-    for service, revision, spec, rid in replicas:
-        if (service, revision) not in seen:
-            seen.add((service, revision))
-            total += revision_bytes(service, spec)
-        total += replica_bytes(rid)
-    return total
+    return envelope_bytes(node) + services_bytes(replicas)[0]

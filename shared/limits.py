@@ -50,4 +50,4 @@ MAX_SPEC_BYTES = 2 * 1024 * 1024
 MAX_IMAGE_LENGTH = 1024
 #: what placement lets one node's assignment grow to (its estimate, ``shared.assignsize``): the server's
 #: max_payload less room for the KV message's own headers, so an assignment is never a write the server refuses
-MAX_ASSIGNMENT_BYTES = NATS_MAX_PAYLOAD - 64 * 1024
+MAX_ASSIGNMENT_BYTES = NATS_MAX_PAYLOAD - 64 * 1024  # (``assignsize.assignment_limit``: the connected server's)

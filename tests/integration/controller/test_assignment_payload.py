@@ -54,3 +54,29 @@ async def test_a_node_assignment_stays_within_max_payload(env: tuple[FakeAgents,
     stored = await agents.store.assignments.get("n1")
     assert len(stored.value) <= NATS_MAX_PAYLOAD
     assert len(Assignment.from_wire(stored.value).containers) == 3
+
+
+async def test_the_bound_is_the_connected_server_max_payload(plain: tuple[FakeAgents, Any]) -> None:
+    """On a server left at nats-server's default (1 MiB), four ~300 KiB specs do not fit one assignment."""
+    agents, call = plain
+    await agents.add("n1", cpu=8.0)
+    names = [f"mid{i}" for i in range(4)]
+    env = {f"K{i}": "x" * 4000 for i in range(75)}  # ~300 KiB: a record (spec and history) within 1 MiB
+    for name in names:
+        reply = await call("apply", manifests=[manifest(name, replicas=1, env=env)])
+        assert reply.ok, reply.error
+
+    async def three_run_and_one_waits() -> bool:
+        rows = {r["name"]: r for r in (await call("get_services")).data}
+        waiting = [n for n in names if rows[n]["running"] == 0]
+        return len(waiting) == 1 and "assignment over max_payload" in str(rows[waiting[0]])
+
+    await wait_for(three_run_and_one_waits, 30, message="three services run on n1, the fourth is unplaced")
+    stored = await agents.store.assignments.get("n1")
+    assert len(stored.value) <= 1024 * 1024 and len(Assignment.from_wire(stored.value).containers) == 3
+
+
+@pytest.fixture
+async def plain(nats_server: NatsServer, cluster_name: str) -> AsyncIterator[tuple[FakeAgents, Any]]:
+    async with controller_env(nats_server.url, cluster_name, node_grace=3.0, call_timeout=20.0) as (_, agents, call):
+        yield agents, call

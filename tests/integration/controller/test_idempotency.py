@@ -45,3 +45,15 @@ async def test_retried_writes_do_not_act_twice(env: Any) -> None:  # noqa: F811
 
 async def _is(call: Any, rev: int) -> bool:
     return await _revision(call) == rev
+
+
+async def test_pause_and_resume_events_say_what_happened(env: Any) -> None:  # noqa: F811
+    _ctl, agents, call = env
+    await agents.add("n1")
+    assert (await call("apply", manifests=[manifest(replicas=1)])).ok
+    assert (await call("rollout_pause", name="web")).ok
+    assert (await call("rollout_resume", name="web")).ok
+    rows = [(e["kind"], e["message"]) for e in (await call("events", service="web")).data
+            if e["kind"].startswith("rollout-")]
+    assert rows == [("rollout-paused", "rollout paused at revision 1"),
+                    ("rollout-resumed", "rollout resumed at revision 1")]

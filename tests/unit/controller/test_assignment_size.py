@@ -73,3 +73,13 @@ def test_the_estimate_is_never_below_the_stored_size() -> None:
                       for s, r, sp, rid in replicas]
         stored = Assignment(node="node-1", generation=2**53 - 1, term=2**53 - 1, containers=containers).to_wire()
         assert len(stored) <= assignsize.assignment_bytes("node-1", replicas)
+
+
+def test_a_replica_with_its_own_spec_pays_for_its_copy() -> None:
+    spec = spec_of(BIG)
+    never = spec_of({**spec.stored, "restart": "never"})  # what a failed job replica is told
+    replicas = [("job", 1, spec, "r1-00000001"), ("job", 1, never, "r1-00000002"), ("job", 1, never, "r1-00000003")]
+    containers = [AssignedContainer(id=rid, service=s, revision=r, spec=sp) for s, r, sp, rid in replicas]
+    stored = Assignment(node="a", containers=containers).to_wire()
+    assert len(stored) > 2 * assignsize.spec_bytes(spec)  # each differing replica carries its spec
+    assert len(stored) <= assignsize.assignment_bytes("a", replicas)
