@@ -6,7 +6,9 @@
    (against a live controller), each the median of ``--runs`` runs of a fresh process.
 2. ``drover apply -f web.yaml`` (the real CLI, a real agent on the local Docker engine) → 10 replicas
    running, against ``docker service create --detach --replicas 10`` → 10 tasks running. Both are the user's
-   command as a fresh process, then polled in-process (NATS API / Docker API) every 50 ms.
+   command as a fresh process, then polled in-process (NATS API / Docker API) every 50 ms. After each trial
+   the engine is left to remove that trial's containers before the next trial starts (Swarm's take about
+   10 s: busybox's sleep ignores SIGTERM), so that no trial shares the engine with the previous one's removal.
    Swarm is initialised with ``--advertise-addr 127.0.0.1`` only when the engine is not in a swarm already
    (if it is, someone else uses it: the Swarm half is skipped), and left afterwards.
 
@@ -29,7 +31,7 @@ import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import VENV_BIN, Api, Nats, compile_bytecode, daemon, docker, remove_labelled, stop_daemon
+from common import VENV_BIN, Api, Nats, compile_bytecode, daemon, docker, engine_idle, remove_labelled, stop_daemon
 
 DROVER = str(VENV_BIN / "drover")
 SLEEP = ["sleep", "3600"]
@@ -69,6 +71,7 @@ async def drover_apply_10(api: Api, env: dict[str, str], name: str, workdir: Pat
     took = time.monotonic() - t0
     await api.call("delete", names=[name])
     await api.wait(lambda: _gone(api, name), 120, "replicas removed")
+    await engine_idle(f"drover.service={name}")
     return took
 
 
@@ -93,6 +96,8 @@ async def swarm_create_10(name: str) -> float:
     finally:
         subprocess.run(["docker", "service", "rm", name], capture_output=True, check=False)
         await client.close()
+        # Swarm stops its tasks after the command returns (sleep as PID 1 ignores SIGTERM: about 10 s).
+        await engine_idle(f"com.docker.swarm.service.name={name}")
 
 
 async def main() -> None:

@@ -143,3 +143,13 @@ def remove_labelled(label: str) -> None:
     ids = docker("ps", "-aq", "--filter", f"label={label}").split()
     if ids:
         subprocess.run(["docker", "rm", "-f", *ids], check=False, capture_output=True)
+
+
+async def engine_idle(label: str, timeout: float = 120) -> None:
+    """Wait until the engine holds no container with ``label`` any more: the next trial (drover's or
+    Swarm's) must not share the engine with the removal of this one's containers."""
+    deadline = time.monotonic() + timeout
+    while docker("ps", "-aq", "--filter", f"label={label}").strip():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"containers labelled {label} still there after {timeout} s")
+        await asyncio.sleep(0.2)
