@@ -232,7 +232,8 @@ def new_revision(
     entry = RevisionEntry(revision=rev, spec=spec, time=now, change=change)
     history, last_good = rec.history, rec.last_good
     if moves:
-        same = {h.revision for h in history if spec_hash(h.spec) == spec_hash(spec)}
+        target = spec_hash(spec)
+        same = {h.revision for h in history if h.spec is spec or spec_hash(h.spec) == target}
         history = [h for h in history if h.revision not in same]
         last_good = rev if last_good in same else last_good
     update: dict[str, object] = {"spec": spec, "revision": rev, "history": [*history, entry], "last_good": last_good}

@@ -225,7 +225,8 @@ def rollout_history_cmd(name: str, fmt: str | None) -> None:
 @click.option("--to-revision", type=click.IntRange(min=1), default=None, help="Go back to this revision.")
 @options.cluster_options
 def rollout_undo_cmd(name: str, to_revision: int | None) -> None:
-    """Roll back to the previous (or a given) revision; returns once the new desired revision is stored."""
+    """Roll back to the previous (or a given) revision: its spec is stored as a new revision (as kubectl does);
+    returns once the new desired revision is stored."""
     name = _service_name(name)
 
     async def go(c: Client) -> Any:
