@@ -40,6 +40,7 @@ from drover.controller.secrets import Secrets
 from drover.controller.snapshot import Snapshot, silent_for
 from drover.controller.state import ClusterState
 from drover.shared import bus
+from drover.shared.assignsize import assignment_limit
 from drover.shared.cluster_key import cluster_key
 from drover.shared.errors import PermanentError, WireError
 from drover.shared.loopwatch import TICK as LOOP_TICK
@@ -359,6 +360,8 @@ class Controller:
         t0 = time.perf_counter()
         if self.feeds.damaged_assignments:
             await self.writer.repair()
+        if self.nc is not None:  # the server's own limit (INFO), which a reconnect to another server may change
+            self.state.assign_limit = assignment_limit(self.nc.max_payload)
         snap = self.state.snapshot(now, detached=True)
         taken = self.state.dirty.take()
         if self.nodewatch.transitions(snap):

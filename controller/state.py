@@ -12,6 +12,7 @@ from typing import Generic, TypeVar
 from drover.controller.eventring import EventRing
 from drover.controller.scope import Allocation, Dirty, Placements, allocation_of, changed_services, place_counts
 from drover.controller.snapshot import NodeState, Snapshot, silent_for
+from drover.shared.limits import MAX_ASSIGNMENT_BYTES
 from drover.shared.models import (
     Assignment,
     ContainerStatus,
@@ -54,6 +55,8 @@ class ClusterState:
     dirty: Dirty = field(default_factory=Dirty)
     placements: Placements = field(default_factory=dict)  # service -> node -> replicas there (from assignments)
     allocations: dict[str, Allocation] = field(default_factory=dict)  # node -> what its assignment takes
+    # How big a node's assignment may grow: what the connected NATS server takes in one message, less room.
+    assign_limit: int = MAX_ASSIGNMENT_BYTES
 
     # --- desired state, from KV -------------------------------------------------------------------------
     def set_service(self, name: str, rec: ServiceRecord | None, rev: int) -> None:
@@ -201,6 +204,7 @@ class ClusterState:
             held_services=frozenset(self.held_services),
             placements={s: dict(n) for s, n in self.placements.items()} if detached else self.placements,
             allocations=dict(self.allocations),
+            assign_limit=self.assign_limit,
         )
 
 

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 from drover.shared.constraints import Constraint, ConstraintError, parse_constraints
 
-from .filters import AVOIDED, UNSCHEDULABLE, check_resources, first_failing_constraint
+from .filters import AVOIDED, UNSCHEDULABLE, check_assignment, check_resources, first_failing_constraint
 from .model import (
     SPREAD_NODE_NAME,
     NodeView,
@@ -51,6 +51,9 @@ class _Cluster:
         self.mem_cap = [n.mem_capacity for n in self.nodes]
         self.cpu_alloc = [n.cpu_allocated for n in self.nodes]
         self.mem_alloc = [n.mem_allocated for n in self.nodes]
+        self.assign_alloc = [n.assign_bytes for n in self.nodes]
+        self.assign_cap = [n.assign_capacity for n in self.nodes]
+        self._placed_revisions: set[tuple[int, str, int]] = set()  # (node, service, revision) placed here
         self._counts: dict[str, list[int]] = {}
         groups: dict[tuple[bool, tuple[tuple[str, str], ...]], list[int]] = {}
         for i, n in enumerate(self.nodes):
@@ -65,6 +68,18 @@ class _Cluster:
             got = [n.service_counts.get(service, 0) for n in self.nodes]
             self._counts[service] = got
         return got
+
+    def assign_cost(self, i: int, request: PlacementRequest) -> int:
+        """Bytes one more replica of ``request`` adds to node ``i``'s assignment."""
+        key = (request.service, request.revision)
+        held = key in self.nodes[i].revisions or (i, *key) in self._placed_revisions
+        return request.replica_bytes + (0 if held else request.revision_bytes)
+
+    def lacking(self, i: int, request: PlacementRequest) -> str | None:
+        """Why node ``i`` cannot take one more replica of ``request`` by its resources, else None."""
+        return check_resources(
+            self.cpu_alloc[i], self.cpu_cap[i], self.mem_alloc[i], self.mem_cap[i], request.cpu, request.memory
+        ) or check_assignment(self.assign_alloc[i], self.assign_cap[i], self.assign_cost(i, request))
 
     def plan(self, request: PlacementRequest, rng: random.Random) -> Plan:
         try:
@@ -131,7 +146,7 @@ class _Cluster:
                 if fail is not None:
                     bump(fail[1])
                     continue
-                lacking = check_resources(cpu_alloc[i], cpu_cap[i], mem_alloc[i], mem_cap[i], cpu, mem)
+                lacking = self.lacking(i, request)
                 if lacking is not None:
                     bump(lacking)
                     continue
@@ -168,10 +183,12 @@ class _Cluster:
             i = heappop(heap)[3]
             cpu_alloc[i] += cpu
             mem_alloc[i] += mem
+            self.assign_alloc[i] += self.assign_cost(i, request)
+            self._placed_revisions.add((i, request.service, request.revision))
             counts[i] += 1
             in_domain[d] += 1
             placements.append(Placement(names[i], index))
-            lacking = check_resources(cpu_alloc[i], cpu_cap[i], mem_alloc[i], mem_cap[i], cpu, mem)
+            lacking = self.lacking(i, request)
             if lacking is None:
                 load = least_allocated(cpu_alloc[i], cpu_cap[i], mem_alloc[i], mem_cap[i], cpu, mem)
                 heappush(heap, node_key(counts[i], load, tiebreak[i], i))
