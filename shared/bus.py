@@ -4,6 +4,7 @@ and creating the JetStream KV buckets and the events stream of a cluster."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import re
@@ -252,26 +253,37 @@ class ClusterStore:
 
 
 async def request_retrying(nc: NATS, subject: str, payload: bytes, *, timeout: float, first: float = 1.0) -> Any:
-    """A request to a queue group of controllers, sent again until ``timeout``: after each unanswered attempt
-    (the server may pick a paused member; attempts wait 1.5 times longer each) and, after growing delays,
-    while nobody subscribes (the only controller restarting). The payload of a write carries a request id, so
-    the controllers do it once. Raises nats' ``TimeoutError`` or ``NoRespondersError`` at the end."""
+    """A request to a queue group of controllers, sent again until ``timeout``, as the CLI sends its own:
+    after each unanswered attempt (the server may pick a paused member) in more copies (1, 2, then 4, each
+    attempt waiting 1.5 times longer; the first reply to any copy wins), and, after growing delays, while
+    nobody subscribes (the only controller restarting). The payload of a write carries a request id, so the
+    controllers do it once. Raises nats' ``TimeoutError`` or ``NoRespondersError`` at the end."""
     loop = asyncio.get_running_loop()
     end = loop.time() + timeout
-    wait, backoff = first, Backoff(initial=0.1, cap=1.0)
-    while True:
-        left = end - loop.time()
-        try:
-            return await nc.request(subject, payload, timeout=max(0.01, min(wait, left)))
-        except nats.errors.NoRespondersError:
-            delay = backoff.next_delay()
+    wait, copies, backoff = first, 1, Backoff(initial=0.1, cap=1.0)
+    inbox = nc.new_inbox()
+    sub = await nc.subscribe(inbox)
+    try:
+        while True:
+            left = end - loop.time()
+            if left <= 0:
+                raise nats.errors.TimeoutError
+            for _ in range(copies):
+                await nc.publish(subject, payload, reply=inbox)
+            try:
+                msg = await sub.next_msg(timeout=min(wait, left))
+            except nats.errors.TimeoutError:
+                wait, copies = wait * 1.5, min(copies * 2, 4)
+                continue
+            if not (msg.headers and msg.headers.get("Status") == "503"):
+                return msg
+            delay = backoff.next_delay()  # nobody subscribes: ask again shortly
             if loop.time() + delay >= end:
-                raise
+                raise nats.errors.NoRespondersError
             await asyncio.sleep(delay)
-        except nats.errors.TimeoutError:
-            if loop.time() >= end:
-                raise
-            wait *= 1.5
+    finally:
+        with contextlib.suppress(Exception):
+            await sub.unsubscribe()
 
 
 async def open_store(nc: NATS, cluster: str) -> ClusterStore:
