@@ -16,7 +16,7 @@ from pathlib import Path
 
 from nats.aio.client import Client as NATS
 
-from drover.shared import wire
+from drover.shared import bus, wire
 from drover.shared.errors import TemporaryError
 from drover.shared.manifest import ServiceSpec
 from drover.shared.models import AssignedContainer
@@ -38,12 +38,16 @@ def default_dirs(cluster: str, node: str, data_dir: str | None = None) -> tuple[
     return files, base / f"drover-secrets-{cluster}-{node}"
 
 
+SECRET_TIMEOUT = 10.0  # s for a secret's bytes, over several attempts (``bus.request_retrying``)
+
+
 def secret_fetcher(nc: NATS, subject: str) -> SecretFetch:
     """Ask the controllers for a secret's bytes on this node's own subject."""
 
     async def fetch(name: str) -> bytes:
         try:
-            msg = await nc.request(subject, wire.encode({"name": name}), timeout=5.0)
+            # asked again while a controller is paused or restarting (a replica waits for its secret)
+            msg = await bus.request_retrying(nc, subject, wire.encode({"name": name}), timeout=SECRET_TIMEOUT)
             reply = wire.decode(msg.data)
         except Exception as exc:
             raise SecretUnavailable(f"secret {name}: no controller answered ({type(exc).__name__})") from None

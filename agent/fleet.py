@@ -39,12 +39,14 @@ from nats.aio.msg import Msg
 
 from drover.agent.assignment import AssignmentGate
 from drover.agent.config import AgentConfig
+from drover.agent.heartbeat import WARN_EVERY, publish_parts
 from drover.agent.hollow import HollowState, converge, promote
 from drover.agent.membership import node_registration
 from drover.shared import bus, hbwire, wire
 from drover.shared.bus import ClusterStore
 from drover.shared.errors import WireError
 from drover.shared.keyswatch import watch_keys
+from drover.shared.log import Throttled
 from drover.shared.loopwatch import watch_loop
 from drover.shared.models import AssignedContainer, Event
 from drover.shared.subjects import Names
@@ -106,9 +108,9 @@ class HollowFleet:
         self.store: ClusterStore | None = None
         self.sup: Supervisor | None = None
         self.heartbeats_sent = 0
-        self._warned: float | None = None  # when a heartbeat that could not be sent was last logged
         self._wake = asyncio.Event()
         self.log = log.bind(prefix=cfg.prefix, count=cfg.count)
+        self._warning = Throttled(self.log, WARN_EVERY)  # a heartbeat that could not be sent: once a minute
 
     async def start(self) -> None:
         self.sup = Supervisor(f"fleet-{self.cfg.prefix}")
@@ -227,15 +229,10 @@ class HollowFleet:
         nc = self.nc
         if nc is None or not (nc.is_connected or nc.is_reconnecting):
             return
-        try:
-            for part in node.heartbeat(now, hbwire.part_limit(nc.max_payload)):
-                await nc.publish(self.names.fleet(self.cfg.prefix, "hb", node.name), part)
+        limit = hbwire.part_limit(nc.max_payload)
+        subject = self.names.fleet(self.cfg.prefix, "hb", node.name)
+        if await publish_parts(nc, subject, lambda: node.heartbeat(now, limit), self._warning, node=node.name):
             self.heartbeats_sent += 1
-        except Exception as exc:  # cannot be cut to size, or the publish failed: said, once a minute
-            t = time.monotonic()
-            if self._warned is None or t - self._warned > 60:
-                self._warned = t
-                self.log.warning("heartbeat not sent", node=node.name, error=repr(exc))
 
     async def _started(self, node: HollowNode, replica_ids: list[str]) -> None:
         now = time.time()

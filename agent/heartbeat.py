@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 import structlog
 
 from drover.shared import hbwire
 from drover.shared.errors import WireError
+from drover.shared.log import Throttled
 from drover.shared.models import ContainerStatus, Heartbeat
 
 if TYPE_CHECKING:
@@ -72,7 +72,7 @@ class HeartbeatSender:
         self.before_send = before_send
         self.log = log
         self._now = asyncio.Event()
-        self._warned: float | None = None
+        self._warning = Throttled(log, WARN_EVERY)
         self._cache = EntryCache()
 
     def now(self) -> None:
@@ -85,20 +85,10 @@ class HeartbeatSender:
         if nc is None or not nc.is_connected:
             return False
         hb = self.build()
-        try:
-            parts = hbwire.split(header(hb), self._cache.entries(hb.containers), hbwire.part_limit(nc.max_payload))
-            for part in parts:
-                await nc.publish(self.subject, part)
-        except Exception as exc:  # WireError (cannot be cut to size) or a refused/failed publish
-            self._warn("heartbeat not sent", error=repr(exc), containers=len(hb.containers),
-                       max_payload=nc.max_payload, too_big=isinstance(exc, WireError))
+        limit = hbwire.part_limit(nc.max_payload)
+        await publish_parts(nc, self.subject, lambda: hbwire.split(header(hb), self._cache.entries(hb.containers),
+                                                                   limit), self._warning, containers=len(hb.containers))
         return True
-
-    def _warn(self, what: str, **kw: object) -> None:
-        t = time.monotonic()
-        if self._warned is None or t - self._warned > WARN_EVERY:
-            self._warned = t
-            self.log.warning(what, **kw)
 
     async def run(self) -> None:
         wait = self.interval
@@ -111,3 +101,19 @@ class HeartbeatSender:
             # While disconnected (a partition, a nats-server's death) look again soon: the first heartbeat
             # goes out as the connection comes back, not up to an interval later.
             wait = self.interval if await self.send() else min(self.interval, RECONNECT_POLL)
+
+
+async def publish_parts(
+    nc: NATS, subject: str, parts: Callable[[], Iterable[bytes]], warning: Throttled, **context: object
+) -> bool:
+    """Publish a heartbeat's parts; False, with a warning at most once a minute (``warning``), when it cannot
+    be cut to size (``WireError``) or a publish fails: a beat is skipped, never queued. Shared by the agent's
+    sender and the hollow fleet's."""
+    try:
+        for part in parts():
+            await nc.publish(subject, part)
+    except Exception as exc:  # WireError (cannot be cut to size) or a refused/failed publish
+        warning.warning("heartbeat not sent", error=repr(exc), max_payload=nc.max_payload,
+                        too_big=isinstance(exc, WireError), **context)
+        return False
+    return True

@@ -6,7 +6,9 @@
    (against a live controller), each the median of ``--runs`` runs of a fresh process.
 2. ``drover apply -f web.yaml`` (the real CLI, a real agent on the local Docker engine) → 10 replicas
    running, against ``docker service create --detach --replicas 10`` → 10 tasks running. Both are the user's
-   command as a fresh process, then polled in-process (NATS API / Docker API) every 50 ms.
+   command as a fresh process, then polled in-process (NATS API / Docker API) every 50 ms. After each trial
+   the engine is left to remove that trial's containers before the next trial starts (Swarm's take about
+   10 s: busybox's sleep ignores SIGTERM), so that no trial shares the engine with the previous one's removal.
    Swarm is initialised with ``--advertise-addr 127.0.0.1`` only when the engine is not in a swarm already
    (if it is, someone else uses it: the Swarm half is skipped), and left afterwards.
 
@@ -29,7 +31,7 @@ import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import VENV_BIN, Api, Nats, daemon, docker, remove_labelled, stop_daemon
+from common import VENV_BIN, Api, Nats, compile_bytecode, daemon, docker, engine_idle, remove_labelled, stop_daemon
 
 DROVER = str(VENV_BIN / "drover")
 SLEEP = ["sleep", "3600"]
@@ -55,11 +57,11 @@ def web_yaml(name: str) -> str:
             "  resources: {cpu: 0.01, memory: 8Mi}\n  stop_grace: 1s\n")
 
 
-async def drover_apply_10(api: Api, env: dict[str, str], name: str, workdir: Path) -> float:
+async def drover_apply_10(api: Api, env: dict[str, str], name: str, workdir: Path, drover: list[str]) -> float:
     path = workdir / f"{name}.yaml"
     path.write_text(web_yaml(name))
     t0 = time.monotonic()
-    subprocess.run([DROVER, "apply", "-f", str(path)], env=env, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run([*drover, "apply", "-f", str(path)], env=env, check=True, stdout=subprocess.DEVNULL)
 
     async def running() -> bool:
         rows = await api.call("get_containers", service=name)
@@ -69,6 +71,7 @@ async def drover_apply_10(api: Api, env: dict[str, str], name: str, workdir: Pat
     took = time.monotonic() - t0
     await api.call("delete", names=[name])
     await api.wait(lambda: _gone(api, name), 120, "replicas removed")
+    await engine_idle(f"drover.service={name}")
     return took
 
 
@@ -93,6 +96,8 @@ async def swarm_create_10(name: str) -> float:
     finally:
         subprocess.run(["docker", "service", "rm", name], capture_output=True, check=False)
         await client.close()
+        # Swarm stops its tasks after the command returns (sleep as PID 1 ignores SIGTERM: about 10 s).
+        await engine_idle(f"com.docker.swarm.service.name={name}")
 
 
 async def main() -> None:
@@ -100,13 +105,18 @@ async def main() -> None:
     ap.add_argument("--runs", type=int, default=10)
     ap.add_argument("--trials", type=int, default=3)
     ap.add_argument("--no-swarm", action="store_true")
+    ap.add_argument("--python", default=None,
+                    help="run the CLI, controller and agent as PYTHON -m drover (e.g. another tree's venv)")
     args = ap.parse_args()
+    compile_bytecode()
+    drover = [args.python, "-m", "drover"] if args.python else [DROVER]
     cluster = f"cli{uuid.uuid4().hex[:6]}"
     workdir = Path(tempfile.mkdtemp(prefix="drover-bench-cli-"))
     nats = Nats()
     env = {**os.environ, "DROVER_NATS": nats.url, "DROVER_CLUSTER": cluster, "DROVER_HOME": str(workdir / "home")}
-    ctl = daemon("controller", "--nats", nats.url, "--cluster", cluster)
-    agent = daemon("agent", "--nats", nats.url, "--cluster", cluster, "--node", "bench-cli", "--address", "127.0.0.1")
+    ctl = daemon("controller", "--nats", nats.url, "--cluster", cluster, cmd=drover)
+    agent = daemon("agent", "--nats", nats.url, "--cluster", cluster, "--node", "bench-cli", "--address", "127.0.0.1",
+                   cmd=drover)
     out: dict[str, object] = {}
     swarm_times: list[float] = []
     drover_times: list[float] = []
@@ -115,10 +125,10 @@ async def main() -> None:
             await api.wait(lambda: _node_ready(api), 30, "agent registered")
             await api.call("apply", manifests=[json.loads(json.dumps(_svc("idle", 3)))])
             # (wall s, cpu s) medians
-            out["help"] = wall([DROVER, "--help"], env, args.runs)
-            out["get_help"] = wall([DROVER, "get", "--help"], env, args.runs)
-            out["bad_argument"] = wall([DROVER, "get", "bogus"], env, args.runs)
-            out["get_services"] = wall([DROVER, "get", "services"], env, args.runs)
+            out["help"] = wall([*drover, "--help"], env, args.runs)
+            out["get_help"] = wall([*drover, "get", "--help"], env, args.runs)
+            out["bad_argument"] = wall([*drover, "get", "bogus"], env, args.runs)
+            out["get_services"] = wall([*drover, "get", "services"], env, args.runs)
             out["python_startup"] = wall([sys.executable, "-c", "pass"], env, args.runs)
             out["load_average"] = os.getloadavg()[0]
             await api.call("delete", names=["idle"])
@@ -127,7 +137,7 @@ async def main() -> None:
                 docker("swarm", "init", "--advertise-addr", "127.0.0.1")
             try:
                 for trial in range(args.trials):
-                    drover_times.append(await drover_apply_10(api, env, f"w{trial}", workdir))
+                    drover_times.append(await drover_apply_10(api, env, f"w{trial}", workdir, drover))
                     if swarm:
                         swarm_times.append(await swarm_create_10(f"drover-bench-{cluster}-{trial}"))
             finally:

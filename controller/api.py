@@ -347,8 +347,12 @@ async def rollout_undo(ctl: Controller, body: dict[str, Any]) -> Any:
         ),
     )
     assert new is not None
-    if new is not old:  # a retry of an undo already done writes and tells nothing again
-        await ctl.emit("rollout-undo", service=name, message=f"undo: revision {new.revision} is desired again")
+    if new is old:  # a retry of an undo already done, or the target's spec is the desired one already
+        if request_id and new.last_request == request_id:
+            return {"name": name, "revision": new.revision}
+        return {"name": name, "revision": new.revision, "skipped": True}
+    change = new.history[-1].change if new.history else ""
+    await ctl.emit("rollout-undo", service=name, message=f"{change}: desired again as revision {new.revision}")
     return {"name": name, "revision": new.revision}
 
 
@@ -360,8 +364,11 @@ async def _pause(ctl: Controller, body: dict[str, Any], paused: bool) -> Any:
             raise NotFoundError(f'service "{name}" not found')
         return None if old.paused == paused else old.model_copy(update={"paused": paused})
 
-    await update_service(ctl, name, change)
-    await ctl.emit("rollout-paused" if paused else "rollout-resumed", service=name)
+    _, new = await update_service(ctl, name, change)
+    # Events are read as text (events, describe, the dashboard): say what happened, not only its kind.
+    what = "paused" if paused else "resumed"
+    rev = f" at revision {new.revision}" if new is not None else ""
+    await ctl.emit(f"rollout-{what}", service=name, message=f"rollout {what}{rev}")
     return {"name": name, "paused": paused}
 
 

@@ -32,6 +32,35 @@ def clock_restarts(*, connected: bool, reconnected: bool, lag: float, stall: flo
     return not connected or reconnected or lag >= stall
 
 
+# A heartbeat's own send time is believed when it is at most this much older than its arrival (transit and
+# ordinary clock skew); older ones only while the queue a stall left behind is being read (``heartbeat_time``).
+SEND_TIME_GUARD = 1.0
+
+
+def heartbeat_time(sent: object, received: float, restarted_at: float, *, drain: float,
+                   guard: float = SEND_TIME_GUARD) -> float:
+    """When a heartbeat counts as heard: its send time (the agent's ``time``), never later than its arrival.
+
+    Dating by arrival made a controller resumed from a pause (SIGSTOP, a long GC) take the heartbeats queued
+    in its socket — some sent by an agent killed meanwhile — as fresh, so a dead node looked alive for another
+    node grace. The agent's clock is trusted only as far as it cannot keep a node alive or kill it:
+    - never later than ``received`` (a clock ahead, or a lying agent, gains nothing);
+    - up to ``guard`` seconds older than ``received``: believed (transit, small skew);
+    - older than that: believed only within ``drain`` seconds after this controller's silence clock restarted
+      (``restarted_at``: a stall or reconnect, when queued heartbeats are read late). Silence counts from
+      that restart anyway (``silent_for``), so a node whose clock is far behind is not lost for it; outside
+      that window such a heartbeat is dated by its arrival (a skewed clock, not a queue).
+    A missing or non-numeric ``sent`` (an old agent) is dated by arrival."""
+    if isinstance(sent, bool) or not isinstance(sent, (int, float)):
+        return received
+    at = float(sent)
+    if at != at or at >= received:  # NaN, or a clock ahead
+        return received
+    if received - at <= guard or received - restarted_at <= drain:
+        return at
+    return received
+
+
 def disrupted(silent: int, total: int, fraction: float = DISRUPTION_FRACTION) -> bool:
     """Most nodes silent at once: a control-plane disruption (needs at least two nodes to tell)."""
     return total >= 2 and silent > total * fraction

@@ -13,6 +13,10 @@
 - A heartbeat in the record format (one message with ``containers``, sent by agents of the previous
   version) is still accepted, compared as before.
 
+Every message is dated by ``dating(sent, received)``: the controller passes its send time, bounded by the
+arrival (``freshness.heartbeat_time``), so heartbeats read late from a paused controller's socket do not make
+a node killed meanwhile look alive. The default dates by arrival.
+
 Narrow dependencies: ``touch(node, now) -> bool`` (refresh a known, live node's time; False when that is not
 enough) and ``apply(heartbeat, now) -> bool`` (record it; True when reconciliation should look again).
 """
@@ -53,9 +57,13 @@ class _Last:
 
 
 class HeartbeatIntake:
-    def __init__(self, touch: Callable[[str, float], bool], apply: Callable[[Heartbeat, float], bool]) -> None:
+    def __init__(
+        self, touch: Callable[[str, float], bool], apply: Callable[[Heartbeat, float], bool],
+        dating: Callable[[Any, float], float] = lambda _sent, received: received,
+    ) -> None:
         self.touch = touch
         self.apply = apply
+        self.dating = dating
         self._last: dict[str, _Last] = {}
         self._pending: dict[str, _Pending] = {}
         self.incomplete_dropped = 0  # heartbeats of which a part never came (a newer one replaced them)
@@ -66,10 +74,11 @@ class HeartbeatIntake:
 
     def feed(self, node: str, data: bytes, now: float) -> Outcome:
         """One heartbeat message on the subject of ``node`` (the caller takes the node from the subject the
-        server authorised); raises ``WireError`` for a bad one (the caller counts and logs it)."""
+        server authorised), received at ``now``; raises ``WireError`` for a bad one (the caller counts and logs it)."""
         body = wire.decode(data)
         if body.get("node") != node:
             raise WireError(f"heartbeat for node {body.get('node')!r} on the subject of node {node!r}")
+        now = self.dating(body.get("time"), now)
         if not hbwire.is_parts(body):
             return self._record_format(node, body, now)
         part, parts = hbwire.part_numbers(body)

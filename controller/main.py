@@ -24,7 +24,7 @@ from drover.controller.config import ControllerConfig
 from drover.controller.eventlog import EventLog
 from drover.controller.feeds import StateFeeds
 from drover.controller.fleetintake import FleetRegistrations
-from drover.controller.freshness import LoopWatch
+from drover.controller.freshness import LoopWatch, heartbeat_time
 from drover.controller.heartbeats import HeartbeatIntake, Outcome
 from drover.controller.leader import LeaderState, open_leader_bucket
 from drover.controller.leasekeeper import LeaseKeeper
@@ -40,6 +40,7 @@ from drover.controller.secrets import Secrets
 from drover.controller.snapshot import Snapshot, silent_for
 from drover.controller.state import ClusterState
 from drover.shared import bus
+from drover.shared.assignsize import assignment_limit
 from drover.shared.cluster_key import cluster_key
 from drover.shared.errors import PermanentError, WireError
 from drover.shared.loopwatch import TICK as LOOP_TICK
@@ -71,7 +72,7 @@ class Controller:
         self.sup: Supervisor | None = None
         self.elector: LeaseKeeper | None = None
         self.listings = views.ListingCache()  # rows of listings being paged through (api.get_*)
-        self.heartbeats = HeartbeatIntake(self.state.touch, self.state.on_heartbeat)
+        self.heartbeats = HeartbeatIntake(self.state.touch, self.state.on_heartbeat, self._heartbeat_time)
         self._rest_until = 0.0  # perf_counter time before which the next reconcile pass waits (see the loop)
         # Services the last pass left not at rest (controller/scope.py): planned again without being marked.
         self._unsettled: set[str] = set()
@@ -273,6 +274,12 @@ class Controller:
         if outcome is Outcome.CHANGED:
             self.kick()
 
+    def _heartbeat_time(self, sent: Any, received: float) -> float:
+        # A stall is noticed here, at the first message read after it, not at the next 0.1 s tick: the
+        # heartbeats queued meanwhile are read first and must be dated knowing it (freshness.heartbeat_time).
+        self.loopwatch.check()
+        return heartbeat_time(sent, received, self.state.clock_restarted, drain=self.cfg.node_grace)
+
     # --- reconcile -------------------------------------------------------------------------------------------
     def _next_wait(self, now: float) -> float:
         """Sleep until the next resync, or until the moment a node's heartbeats would run out (so that a lost
@@ -353,6 +360,8 @@ class Controller:
         t0 = time.perf_counter()
         if self.feeds.damaged_assignments:
             await self.writer.repair()
+        if self.nc is not None:  # the server's own limit (INFO), which a reconnect to another server may change
+            self.state.assign_limit = assignment_limit(self.nc.max_payload)
         snap = self.state.snapshot(now, detached=True)
         taken = self.state.dirty.take()
         if self.nodewatch.transitions(snap):

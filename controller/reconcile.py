@@ -14,7 +14,7 @@ from __future__ import annotations
 import random
 from collections import Counter, defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from drover.controller.freshness import DISRUPTION_HOLD_GRACES, evictions_held
@@ -24,6 +24,7 @@ from drover.controller.scheduler import NodeView, PlacementRequest, place
 from drover.controller.scope import Allocation, Scope, allocation_of, expand, placements_of
 from drover.controller.snapshot import Snapshot, node_status
 from drover.controller.workloads import eligible_nodes, global_homes, job_replica_id, sticky_homes
+from drover.shared import assignsize
 from drover.shared.constraints import pin_to
 from drover.shared.manifest import ServiceSpec
 from drover.shared.models import AssignedContainer, ContainerStatus, NodeStatus, ServiceRecord
@@ -296,6 +297,9 @@ def _place_service(
         constraints=(*placement.constraints, *((pin_to(home),) if home else ())),
         spread=placement.spread,
         avoid_nodes=avoid,
+        revision=svc.revision,
+        revision_bytes=assignsize.revision_bytes(svc.name, svc.spec),
+        replica_bytes=assignsize.replica_bytes("x" * assignsize.MAX_REPLICA_ID),
     )
     result = place(views_by_node, req, rng=rng)
     carried = carried_restarts.get(svc.name, [])
@@ -307,7 +311,7 @@ def _place_service(
         )
         changed.add(p.node)
         i = order[p.node]
-        views_by_node[i] = _with_added(views_by_node[i], svc.name, cpu, mem)
+        views_by_node[i] = _with_added(views_by_node[i], svc, cpu, mem, req)
         out.events.append(PlannedEvent("scheduled", svc.name, p.node, rid, f"placed on {p.node}"))
     if result.unplaced:
         why = ", ".join(f"{k}: {v}" for k, v in sorted(result.reasons.items())) or "no nodes"
@@ -346,18 +350,17 @@ def _job_pass(
         creates.append((svc.model_copy(update={"job_run": d.run}), d.create, frozenset()))
 
 
-def _with_added(v: NodeView, service: str, cpu: float, mem: int) -> NodeView:
+def _with_added(v: NodeView, svc: ServiceRecord, cpu: float, mem: int, req: PlacementRequest) -> NodeView:
     counts = dict(v.service_counts)
-    counts[service] = counts.get(service, 0) + 1
-    return NodeView(
-        name=v.name,
-        labels=v.labels,
-        cpu_capacity=v.cpu_capacity,
-        mem_capacity=v.mem_capacity,
+    counts[svc.name] = counts.get(svc.name, 0) + 1
+    held = (svc.name, svc.revision) in v.revisions
+    return replace(
+        v,
         cpu_allocated=v.cpu_allocated + cpu,
         mem_allocated=v.mem_allocated + mem,
-        schedulable=v.schedulable,
         service_counts=counts,
+        assign_bytes=v.assign_bytes + req.replica_bytes + (0 if held else req.revision_bytes),
+        revisions=v.revisions if held else v.revisions | {(svc.name, svc.revision)},
     )
 
 
@@ -384,6 +387,9 @@ def _node_views(
                 mem_allocated=a.memory,
                 schedulable=status[name] is NodeStatus.READY,
                 service_counts=a.counts,  # (never changed in place: _with_added copies)
+                assign_bytes=assignsize.envelope_bytes(name) + a.assign_bytes,
+                assign_capacity=snap.assign_limit,
+                revisions=a.revisions,
             )
         )
     return views

@@ -3,6 +3,7 @@ of a rollout (apply a verdict, undo, pause)."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
@@ -13,10 +14,12 @@ from nats.js.kv import KeyValue
 
 from drover.controller.rollout import Verdict
 from drover.shared import wire
+from drover.shared.bus import JS_READ_TIMEOUT, JS_TRANSIENT, JS_WRITE_DEADLINE
 from drover.shared.errors import ConflictError, NotFoundError, PermanentError
 from drover.shared.limits import MAX_RECORD_BYTES, NATS_MAX_PAYLOAD
-from drover.shared.manifest import ServiceSpec
+from drover.shared.manifest import ServiceSpec, spec_hash
 from drover.shared.models import Record, RevisionEntry, ServiceRecord
+from drover.shared.retry import retrying
 
 if TYPE_CHECKING:
     from drover.controller.main import Controller
@@ -35,10 +38,25 @@ async def cas_update(
 ) -> tuple[R | None, R | None, int]:
     """Read-modify-write one key with compare-and-set: ``change`` gets the stored record (None when absent)
     and returns the new one, or None to write nothing. A lost race re-reads and calls ``change`` again, so a
-    retried request computes from what is stored now (safe to retry). Returns (old, new, revision)."""
+    retried request computes from what is stored now (safe to retry). Returns (old, new, revision).
+
+    A read or write that fails while the bucket's stream elects a leader (``bus.JS_TRANSIENT``) is done
+    again from the read, for up to ``bus.JS_WRITE_DEADLINE``: a write that landed although its answer was
+    lost then reads back as the stored value (``change`` sees it; at worst the request says 'unchanged')."""
+    return await retrying(
+        lambda: _cas_update(kv, key, decode, change), retry_on=JS_TRANSIENT, deadline=JS_WRITE_DEADLINE
+    )
+
+
+async def _cas_update(
+    kv: KeyValue, key: str, decode: Callable[[bytes], R], change: Callable[[R | None], R | None]
+) -> tuple[R | None, R | None, int]:
     for _ in range(CAS_ATTEMPTS):
         try:
-            entry = await kv.get(key)
+            # A stream without a leader leaves a read unanswered for the client's whole 5 s timeout (a write
+            # gets a 503 at once): asked with a shorter one, a read meets the new leader sooner.
+            async with asyncio.timeout(JS_READ_TIMEOUT):
+                entry = await kv.get(key)
             old = decode(entry.value) if entry.value else None
             rev: int | None = entry.revision
         except KeyNotFoundError:
@@ -80,7 +98,12 @@ async def update_service(
 
 async def delete_service(kv: KeyValue, name: str) -> int | None:
     """Delete with compare-and-set on the revision just read; None when there is nothing to delete (absent,
-    already deleted), so a retried delete is harmless. Returns the revision deleted."""
+    already deleted), so a retried delete is harmless (and retried like ``cas_update``). Returns the
+    revision deleted."""
+    return await retrying(lambda: _delete_service(kv, name), retry_on=JS_TRANSIENT, deadline=JS_WRITE_DEADLINE)
+
+
+async def _delete_service(kv: KeyValue, name: str) -> int | None:
     for _ in range(CAS_ATTEMPTS):
         try:
             entry = await kv.get(name)
@@ -194,12 +217,29 @@ def bounded_history(rec: ServiceRecord, limit: int = MAX_RECORD_BYTES, most: int
     return rec.model_copy(update={"history": kept[::-1]})
 
 
-def new_revision(rec: ServiceRecord, spec: ServiceSpec, change: str, now: float) -> ServiceRecord:
+def new_revision(
+    rec: ServiceRecord, spec: ServiceSpec, change: str, now: float, *, moves: bool = True, request_id: str = ""
+) -> ServiceRecord:
+    """``rec`` with ``spec`` desired as a new revision, numbered above every other (pure).
+
+    As in kubectl, a spec equal to an older revision's moves that revision to the new number (it leaves the
+    history, its number is never desired again), so the history holds each spec once and an undo of an
+    undo returns to where it started. The last good revision follows its spec to the new number: a rollout
+    of a spec already proven good has nothing better to roll back to. ``moves=False`` keeps the older entry
+    (a secret's new content is a new revision of an unchanged spec, and rolling back keeps the replicas that
+    still hold the old content)."""
     rev = rec.max_revision() + 1
     entry = RevisionEntry(revision=rev, spec=spec, time=now, change=change)
-    return bounded_history(
-        rec.model_copy(update={"spec": spec, "revision": rev, "history": [*rec.history, entry], **_new_rollout(now)})
-    )
+    history, last_good = rec.history, rec.last_good
+    if moves:
+        target = spec_hash(spec)
+        same = {h.revision for h in history if h.spec is spec or spec_hash(h.spec) == target}
+        history = [h for h in history if h.revision not in same]
+        last_good = rev if last_good in same else last_good
+    update: dict[str, object] = {"spec": spec, "revision": rev, "history": [*history, entry], "last_good": last_good}
+    if request_id:
+        update["last_request"] = request_id
+    return bounded_history(rec.model_copy(update={**update, **_new_rollout(now)}))
 
 
 def undo(
@@ -211,7 +251,10 @@ def undo(
     request_id: str = "",
     from_revision: int | None = None,
 ) -> ServiceRecord | None:
-    """Make an earlier revision the desired one again (pure); its replicas, if any remain, are kept.
+    """Make an earlier revision's spec the desired one again, as a new revision (pure), as kubectl does:
+    the target's entry moves to the new, highest number, so a second undo returns to where the first began.
+    Without ``to_revision`` the target is the previous revision (the highest below the current one, else
+    the highest other). None (nothing to write) when the target's spec is already the desired one.
 
     Safe to retry: a request whose ``request_id`` is the one that made the record's current revision is not
     done again (None: nothing to write); with ``from_revision`` (the revision the client saw), an undo that
@@ -232,21 +275,11 @@ def undo(
         to_revision = below[-1] if below else earlier[-1]
     spec = rec.revision_spec(to_revision)
     if spec is None:
-        known = ", ".join(str(h.revision) for h in rec.history)
+        known = ", ".join(str(h.revision) for h in sorted(rec.history, key=lambda h: h.revision))
         raise NotFoundError(f'service "{name}" has no revision {to_revision} (known: {known})')
-    history = [h for h in rec.history if h.revision != to_revision]
-    entry = RevisionEntry(revision=to_revision, spec=spec, time=now, change=f"undo to revision {to_revision}")
-    return bounded_history(
-        rec.model_copy(
-            update={
-                "spec": spec,
-                "revision": to_revision,
-                "history": [*history, entry],
-                "last_request": request_id,
-                **_new_rollout(now),
-            }
-        )
-    )
+    if to_revision == rec.revision or spec_hash(spec) == spec_hash(rec.spec):
+        return None  # kubectl: "skipped rollback (current template already matches revision N)"
+    return new_revision(rec, spec, f"undo to revision {to_revision}", now, request_id=request_id)
 
 
 def stamp() -> float:

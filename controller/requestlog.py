@@ -17,7 +17,9 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from drover.shared import idempotency
+from drover.shared.bus import JS_TRANSIENT, JS_WRITE_DEADLINE
 from drover.shared.models import ApiReply
+from drover.shared.retry import retrying
 
 if TYPE_CHECKING:
     from nats.js.kv import KeyValue
@@ -54,7 +56,8 @@ class RequestLog:
         if rid is None:
             return await compute()
         try:
-            stored = await self.claim(rid)
+            # A claim is a compare-and-set: repeatable while the bucket's stream elects a leader
+            stored = await retrying(lambda: self.claim(rid), retry_on=JS_TRANSIENT, deadline=JS_WRITE_DEADLINE)
         except Busy:
             return None
         if stored is not None:

@@ -22,6 +22,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from drover.shared import assignsize
 from drover.shared.models import AssignedContainer, Assignment, ServiceRecord
 
 if TYPE_CHECKING:  # (reconcile imports this module: the plan type is only named here)
@@ -40,6 +41,9 @@ class Allocation:
     cpu: float = 0.0
     memory: int = 0
     counts: Mapping[str, int] = field(default_factory=dict)  # replicas per service
+    # The assignment's bytes but its envelope (``shared.assignsize``) and the service revisions it holds.
+    assign_bytes: int = 0
+    revisions: frozenset[tuple[str, int]] = frozenset()
 
 
 def allocation_of(containers: Sequence[AssignedContainer]) -> Allocation:
@@ -50,7 +54,8 @@ def allocation_of(containers: Sequence[AssignedContainer]) -> Allocation:
         cpu += c.spec.resources.cpu
         mem += c.spec.resources.memory
         counts[c.service] += 1
-    return Allocation(cpu, mem, dict(counts))
+    size, held = assignsize.services_bytes((c.service, c.revision, c.spec, c.id) for c in containers)
+    return Allocation(cpu, mem, dict(counts), size, held)
 
 
 @dataclass(frozen=True)

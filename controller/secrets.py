@@ -127,7 +127,7 @@ async def roll_out(ctl: Controller, service: str, secret: str) -> None:
     def change(old: ServiceRecord | None) -> ServiceRecord | None:
         if old is None or old.deleted or secret not in secrets_used(old.spec):
             return None
-        return records.new_revision(old, old.spec, f"secret {secret} changed", time.time())
+        return records.new_revision(old, old.spec, f"secret {secret} changed", time.time(), moves=False)
 
     _, new = await records.update_service(ctl, service, change)
     if new is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from drover.controller.scope import Allocation
+from drover.shared.limits import MAX_ASSIGNMENT_BYTES
 from drover.shared.models import (
     Assignment,
     ContainerStatus,
@@ -46,6 +47,7 @@ class Snapshot:
     # plan derives it from ``assignments`` (tests).
     placements: dict[str, dict[str, int]] | None = None
     allocations: dict[str, Allocation] | None = None  # node -> what its assignment takes (None: computed)
+    assign_limit: int = MAX_ASSIGNMENT_BYTES  # a node's assignment bytes at most (the server's max_payload less room)
 
 
 def silent_for(node: NodeState, now: float) -> float:

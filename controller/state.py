@@ -12,6 +12,7 @@ from typing import Generic, TypeVar
 from drover.controller.eventring import EventRing
 from drover.controller.scope import Allocation, Dirty, Placements, allocation_of, changed_services, place_counts
 from drover.controller.snapshot import NodeState, Snapshot, silent_for
+from drover.shared.limits import MAX_ASSIGNMENT_BYTES
 from drover.shared.models import (
     Assignment,
     ContainerStatus,
@@ -49,10 +50,13 @@ class ClusterState:
     term: int = 1
     unregistered: set[str] = field(default_factory=set)  # nodes known from heartbeats only
     held_services: set[str] = field(default_factory=set)  # damaged service records without a good value
+    clock_restarted: float = 0.0  # when the silence clock last restarted (a stall or reconnect of this controller)
     # What changed since the last reconcile pass (controller/scope.py): every setter below marks what it touched.
     dirty: Dirty = field(default_factory=Dirty)
     placements: Placements = field(default_factory=dict)  # service -> node -> replicas there (from assignments)
     allocations: dict[str, Allocation] = field(default_factory=dict)  # node -> what its assignment takes
+    # How big a node's assignment may grow: what the connected NATS server takes in one message, less room.
+    assign_limit: int = MAX_ASSIGNMENT_BYTES
 
     # --- desired state, from KV -------------------------------------------------------------------------
     def set_service(self, name: str, rec: ServiceRecord | None, rev: int) -> None:
@@ -112,6 +116,7 @@ class ClusterState:
 
     def restart_silence_clock(self, now: float) -> None:
         """Count every node's silence from ``now`` (after a reconnect or a stall of this controller)."""
+        self.clock_restarted = now
         for node in self.nodes.values():
             node.seen_since = max(node.seen_since, now)
 
@@ -135,7 +140,8 @@ class ClusterState:
             )
             self.nodes[hb.node] = node
         was_lost = node.last_heartbeat is None or silent_for(node, now) > self.node_grace
-        node.last_heartbeat = now
+        # ``now`` is the heartbeat's send time (``freshness.heartbeat_time``): parts may arrive out of order
+        node.last_heartbeat = max(now, node.last_heartbeat or now)
         node.boot_id = hb.boot_id
         node.generation_seen = hb.generation
         self.service_rps[hb.node] = dict(hb.service_rps)
@@ -180,7 +186,7 @@ class ClusterState:
         node = self.nodes.get(name)
         if node is None or node.last_heartbeat is None or now - node.last_heartbeat > self.node_grace:
             return False
-        node.last_heartbeat = now
+        node.last_heartbeat = max(now, node.last_heartbeat)
         return True
 
     def snapshot(self, now: float, *, detached: bool = False) -> Snapshot:
@@ -198,6 +204,7 @@ class ClusterState:
             held_services=frozenset(self.held_services),
             placements={s: dict(n) for s, n in self.placements.items()} if detached else self.placements,
             allocations=dict(self.allocations),
+            assign_limit=self.assign_limit,
         )
 
 

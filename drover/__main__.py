@@ -1,4 +1,4 @@
-from drover.cli.main import main
+from drover.cli.entry import main
 
 if __name__ == "__main__":
     main()

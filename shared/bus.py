@@ -4,6 +4,7 @@ and creating the JetStream KV buckets and the events stream of a cluster."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import re
@@ -17,17 +18,27 @@ from nats.aio.client import Client as NATS
 from nats.aio.transport import TcpTransport
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, RetentionPolicy, StorageType, StreamConfig
-from nats.js.errors import BucketNotFoundError, NotFoundError
+from nats.js.errors import BucketNotFoundError, NoStreamResponseError, NotFoundError
 from nats.js.kv import KeyValue
 
 from drover.shared.errors import PermanentError, TemporaryError
 from drover.shared.natsurls import split_urls
+from drover.shared.retry import Backoff
 from drover.shared.security import connect_options, is_permission_error
 from drover.shared.subjects import Names
 
 log = structlog.get_logger("drover.bus")
 
 MIN_SERVER = (2, 11, 0)
+# A KV read or write that failed only because its stream had no leader for a moment (a nats-server of a
+# cluster died and the stream's replicas elect another): "no response from stream" (a 503 of the stream's
+# subject) or no reply in time. Repeatable with compare-and-set (``retry.retrying``); anything else is not.
+JS_TRANSIENT: tuple[type[BaseException], ...] = (NoStreamResponseError, TimeoutError)
+# How long a controller write rides out such an election: the 3-server lab elects a stream leader in 2-6 s
+# (a read meanwhile gets no reply for its whole 5 s timeout; a write gets a 503 at once), within the CLI's
+# request budget (10 s for a scale, 30 s for an apply).
+JS_WRITE_DEADLINE = 8.0
+JS_READ_TIMEOUT = 1.5  # s: a read inside such a retry (a leaderless stream leaves it unanswered, no 503)
 FAST_PING_INTERVAL = 1.0  # s: daemons that must notice a silently dead connection within seconds (agents)
 
 
@@ -239,6 +250,40 @@ class ClusterStore:
             await self.js.add_stream(cfg)
         except Exception:
             await self.js.stream_info(n.events_stream)
+
+
+async def request_retrying(nc: NATS, subject: str, payload: bytes, *, timeout: float, first: float = 1.0) -> Any:
+    """A request to a queue group of controllers, sent again until ``timeout``, as the CLI sends its own:
+    after each unanswered attempt (the server may pick a paused member) in more copies (1, 2, then 4, each
+    attempt waiting 1.5 times longer; the first reply to any copy wins), and, after growing delays, while
+    nobody subscribes (the only controller restarting). The payload of a write carries a request id, so the
+    controllers do it once. Raises nats' ``TimeoutError`` or ``NoRespondersError`` at the end."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    wait, copies, backoff = first, 1, Backoff(initial=0.1, cap=1.0)
+    inbox = nc.new_inbox()
+    sub = await nc.subscribe(inbox)
+    try:
+        while True:
+            left = end - loop.time()
+            if left <= 0:
+                raise nats.errors.TimeoutError
+            for _ in range(copies):
+                await nc.publish(subject, payload, reply=inbox)
+            try:
+                msg = await sub.next_msg(timeout=min(wait, left))
+            except nats.errors.TimeoutError:
+                wait, copies = wait * 1.5, min(copies * 2, 4)
+                continue
+            if not (msg.headers and msg.headers.get("Status") == "503"):
+                return msg
+            delay = backoff.next_delay()  # nobody subscribes: ask again shortly
+            if loop.time() + delay >= end:
+                raise nats.errors.NoRespondersError
+            await asyncio.sleep(delay)
+    finally:
+        with contextlib.suppress(Exception):
+            await sub.unsubscribe()
 
 
 async def open_store(nc: NATS, cluster: str) -> ClusterStore:

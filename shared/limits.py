@@ -8,6 +8,7 @@ controller check the same limits (the controller cannot trust that a request cam
 from __future__ import annotations
 
 __all__ = [
+    "MAX_ASSIGNMENT_BYTES",
     "MAX_CPU",
     "MAX_DURATION",
     "MAX_IMAGE_LENGTH",
@@ -47,3 +48,6 @@ NATS_MAX_PAYLOAD = 8 * 1024 * 1024
 MAX_SPEC_BYTES = 2 * 1024 * 1024
 #: an image reference (Docker's own limit on a name is 255 per component)
 MAX_IMAGE_LENGTH = 1024
+#: what placement lets one node's assignment grow to (its estimate, ``shared.assignsize``): the server's
+#: max_payload less room for the KV message's own headers, so an assignment is never a write the server refuses
+MAX_ASSIGNMENT_BYTES = NATS_MAX_PAYLOAD - 64 * 1024  # (``assignsize.assignment_limit``: the connected server's)

@@ -7,7 +7,6 @@ A problem is a ``(path, message)`` pair such as ``("spec.ports[0].container", "m
 
 from __future__ import annotations
 
-import difflib
 import re
 import types
 import typing
@@ -136,6 +135,8 @@ def _unknown_field(root: type[BaseModel], loc: Sequence[int | str]) -> str:
     model = _model_at(root, loc[:-1])
     key = str(loc[-1])
     if model is not None:
+        import difflib  # only for an unknown field: `drover apply` reads manifests through this module
+
         close = difflib.get_close_matches(key, list(model.model_fields), n=1, cutoff=0.6)
         if not close:
             close = [name for name in model.model_fields if name.lower() == key.lower()]

@@ -1,11 +1,16 @@
 """One retry/backoff helper: exponential delays with a cap and a reset, for every loop that waits out a
-failure (a watch to re-establish, an event to re-publish, a CAS to retry) instead of hand-written sleeps."""
+failure (a watch to re-establish, an event to re-publish, a CAS to retry) instead of hand-written sleeps;
+``retrying`` runs one repeatable operation through it within a deadline."""
 
 from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -32,3 +37,26 @@ class Backoff:
 
     async def wait(self) -> None:
         await asyncio.sleep(self.next_delay())
+
+
+async def retrying(
+    op: Callable[[], Awaitable[T]],
+    *,
+    retry_on: tuple[type[BaseException], ...],
+    deadline: float,
+    backoff: Backoff | None = None,
+) -> T:
+    """``op()``, called again after each ``retry_on`` failure (with ``backoff``'s delays) for at most
+    ``deadline`` seconds from now; the last failure is raised once the next delay would end past the
+    deadline. ``op`` must be safe to repeat (a compare-and-set, a request id): a failure may have been done."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + deadline
+    delays = backoff or Backoff(initial=0.1, cap=1.0, jitter=0.2)
+    while True:
+        try:
+            return await op()
+        except retry_on:
+            delay = delays.next_delay()
+            if loop.time() + delay > end:
+                raise
+            await asyncio.sleep(delay)

@@ -14,7 +14,6 @@ to ``P-…`` names on the usual subjects: a fleet speaks on subjects where its p
 
 from __future__ import annotations
 
-from drover.shared import ownkey
 from drover.shared.security_jwt import Permissions
 from drover.shared.subjects import Names, fleet_prefix
 
@@ -57,6 +56,10 @@ def _read_bucket(bucket: str) -> list[str]:
 def own_key_reads(bucket: str, key: str) -> list[str]:
     """Read (direct get of the last value, watch) one key of a bucket and no other: the subjects name the
     key (``shared.ownkey``); the stream info (the bucket's size and subjects, no values) opens the bucket."""
+    # Imported here: ownkey holds the nats-py reader too, and the CLI loads this module for every secured
+    # command (own_inbox), where nats-py must come in only through drover.cli.natsload (without aiohttp).
+    from drover.shared import ownkey
+
     return [f"$JS.API.STREAM.INFO.KV_{bucket}", ownkey.direct_get_subject(bucket, key),
             ownkey.consumer_create_subject(bucket, key)]
 

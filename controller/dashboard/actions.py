@@ -57,7 +57,7 @@ class NatsActor:
         self.timeout = timeout
 
     async def __call__(self, creds: str, verb: str, body: dict[str, Any]) -> ApiReply:
-        from drover.shared import bus, wire
+        from drover.shared import bus, idempotency, wire
 
         fd, path = tempfile.mkstemp(prefix="drover-ui-", suffix=".creds")
         try:
@@ -72,7 +72,10 @@ class NatsActor:
             with contextlib.suppress(OSError):
                 os.unlink(path)
         try:
-            msg = await nc.request(self.api_subject(verb), wire.encode(body), timeout=self.timeout)
+            # As the CLI does: one request id for every attempt (done once), sent again while it lands on a
+            # paused controller or while the only one restarts.
+            body = {**body, idempotency.KEY: idempotency.new_request_id()}
+            msg = await bus.request_retrying(nc, self.api_subject(verb), wire.encode(body), timeout=self.timeout)
             return ApiReply.from_wire(msg.data)
         except Exception as exc:
             # A publish the server's permissions refuse gets no reply at all: say what that usually means.

@@ -1,11 +1,12 @@
 """Feasibility filters: can this node take one more replica of the request?
 
 The chain, in order: schedulable, not avoided, constraints (in the request's order),
-cpu fits, memory fits. Each filter returns None when the node passes or the reason it
-fails; a node's reason is the first failing filter's. The planner evaluates the
-label-only part of the chain once per feasibility class (nodes with the same labels and
-schedulable state) and the rest per node; `node_reason` is the whole chain for one node,
-used by plain callers and by tests as the reference.
+cpu fits, memory fits, the node's assignment stays within a NATS message. Each filter
+returns None when the node passes or the reason it fails; a node's reason is the first
+failing filter's. The planner evaluates the label-only part of the chain once per
+feasibility class (nodes with the same labels and schedulable state) and the rest per
+node; `node_reason` is the whole chain for one node (but the assignment, whose cost
+depends on what the planner placed), used by plain callers and by tests as the reference.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ UNSCHEDULABLE = "unschedulable"
 AVOIDED = "avoided"
 INSUFFICIENT_CPU = "insufficient cpu"
 INSUFFICIENT_MEMORY = "insufficient memory"
+# One more replica would make the node's assignment more than the NATS server takes in one message.
+ASSIGNMENT_FULL = "assignment over max_payload"
 
 
 def constraint_reason(c: Constraint) -> str:
@@ -64,6 +67,15 @@ def check_resources(
     if not mem_fits(mem_allocated, mem_capacity, memory):
         return INSUFFICIENT_MEMORY
     return None
+
+
+def assignment_fits(allocated: int, capacity: int, cost: int) -> bool:
+    """A node's assignment bytes stay within its bound; a zero cost (no estimate asked for) always fits."""
+    return cost <= 0 or allocated + cost <= capacity
+
+
+def check_assignment(allocated: int, capacity: int, cost: int) -> str | None:
+    return None if assignment_fits(allocated, capacity, cost) else ASSIGNMENT_FULL
 
 
 def node_reason(

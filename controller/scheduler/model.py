@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from drover.shared.constraints import LABEL_PREFIX, parse_spread
 from drover.shared.constraints import NODE_NAME as SPREAD_NODE_NAME
+from drover.shared.limits import MAX_ASSIGNMENT_BYTES
 
 __all__ = [
     "LABEL_PREFIX",
@@ -54,6 +55,11 @@ class NodeView:
     mem_allocated: int
     schedulable: bool  # False when cordoned, draining or lost
     service_counts: Mapping[str, int] = field(default_factory=dict)  # replicas per service on the node
+    # The node's assignment is one NATS message: its estimated bytes, their bound, and the service revisions
+    # it holds (a revision's spec is stored once per node, so only its first replica there pays for it).
+    assign_bytes: int = 0
+    assign_capacity: int = MAX_ASSIGNMENT_BYTES
+    revisions: frozenset[tuple[str, int]] = frozenset()
 
     def load(self) -> float:
         """Current allocation: the max of the cpu and memory fractions (0 for zero capacity)."""
@@ -78,6 +84,10 @@ class PlacementRequest:
     constraints: tuple[str, ...] = ()  # "node.name == n1", "node.labels.zone != b" ("=" means "==")
     spread: str | None = None  # "node.labels.zone" or "node.name"
     avoid_nodes: frozenset[str] = frozenset()  # e.g. the node a replica is leaving (drain)
+    # Assignment bytes: a replica's reference, plus its revision's spec on a node that lacks that revision.
+    revision: int = 0
+    revision_bytes: int = 0
+    replica_bytes: int = 0
 
     def __post_init__(self) -> None:
         if self.count < 0:
@@ -102,7 +112,7 @@ class Plan:
     """The outcome of one request.
 
     `reasons` maps a filter's reason ("unschedulable", "avoided", "constraint <text>",
-    "insufficient cpu", "insufficient memory") to how many nodes could not take one more
+    "insufficient cpu", "insufficient memory", "assignment over max_payload") to how many nodes could not take one more
     replica for that reason (the first failing filter per node) once planning ended.
     """
 

@@ -19,6 +19,7 @@ from drover.cli.signals import run_until_signal
 from drover.shared import idempotency, wire
 from drover.shared.aio import race
 from drover.shared.errors import WireError
+from drover.shared.retry import Backoff
 from drover.shared.subjects import Names
 
 if TYPE_CHECKING:
@@ -39,6 +40,10 @@ REQUEST_TIMEOUT = 10.0
 FIRST_ATTEMPT = 1.5
 ATTEMPT_GROWTH = 1.5
 MAX_COPIES = 4
+# "No responders" (no controller subscribed at all) is asked again, with growing delays, for this long within
+# the request's timeout: the only controller of a cluster may be restarting (``drover up`` restarts a dead
+# one about 1 s later; it subscribes once its store is open, 1-3 s more).
+NO_RESPONDERS_PATIENCE = 8.0
 
 T = TypeVar("T")
 
@@ -197,6 +202,7 @@ class Client:
     """One connection to one cluster; use as ``async with Client(target) as c: await c.call(...)``."""
 
     first_attempt = FIRST_ATTEMPT  # see FIRST_ATTEMPT (tests shorten it)
+    no_responders_patience = NO_RESPONDERS_PATIENCE  # see NO_RESPONDERS_PATIENCE (tests shorten it)
 
     def __init__(self, target: Target, *, keep_reconnecting: bool = False):
         self.target = target
@@ -258,24 +264,34 @@ class Client:
 
     async def exchange(self, subject: str, payload: bytes, timeout: float) -> Msg:
         """Send a request, and again (see ``FIRST_ATTEMPT``) while no reply came, until ``timeout``; the
-        first reply to any attempt wins. Raises NoRespondersError (nobody subscribes to ``subject``) or
-        TimeoutError."""
+        first reply to any attempt wins. Raises NoRespondersError (nobody subscribed to ``subject`` for
+        ``no_responders_patience``) or TimeoutError."""
         NoRespondersError, NatsTimeoutError = _nats_errors()
         from nats.js.api import Header
 
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + min(timeout, self.no_responders_patience)
+        backoff = Backoff(initial=0.1, cap=1.0)
         inbox = self.nc.new_inbox()
         sub = await self.nc.subscribe(inbox)
         try:
             for attempt, wait in enumerate(attempt_waits(timeout, self.first_attempt)):
                 for _ in range(min(2**attempt, MAX_COPIES)):
                     await self.nc.publish(subject, payload, reply=inbox)
-                try:
-                    msg = await sub.next_msg(timeout=wait)
-                except NatsTimeoutError:
-                    continue
-                if msg.headers and msg.headers.get(Header.STATUS) == "503":
-                    raise NoRespondersError
-                return msg
+                until = loop.time() + wait
+                while (left := until - loop.time()) > 0:
+                    try:
+                        msg = await sub.next_msg(timeout=left)
+                    except NatsTimeoutError:
+                        break
+                    if not (msg.headers and msg.headers.get(Header.STATUS) == "503"):
+                        return msg
+                    # Nobody subscribes right now: ask again shortly (the same request id for a write)
+                    delay = backoff.next_delay()
+                    if loop.time() + delay > give_up:
+                        raise NoRespondersError
+                    await asyncio.sleep(delay)
+                    await self.nc.publish(subject, payload, reply=inbox)
             raise TimeoutError(f"no reply on {subject} within {timeout:g}s")
         finally:
             with contextlib.suppress(Exception):

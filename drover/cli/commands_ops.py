@@ -225,7 +225,8 @@ def rollout_history_cmd(name: str, fmt: str | None) -> None:
 @click.option("--to-revision", type=click.IntRange(min=1), default=None, help="Go back to this revision.")
 @options.cluster_options
 def rollout_undo_cmd(name: str, to_revision: int | None) -> None:
-    """Roll back to the previous (or a given) revision; returns once the new desired revision is stored."""
+    """Roll back to the previous (or a given) revision: its spec is stored as a new revision (as kubectl does);
+    returns once the new desired revision is stored."""
     name = _service_name(name)
 
     async def go(c: Client) -> Any:
@@ -235,6 +236,10 @@ def rollout_undo_cmd(name: str, to_revision: int | None) -> None:
 
     data = options.run(go) or {}
     rev = data.get("revision") if isinstance(data, dict) else None
+    if isinstance(data, dict) and data.get("skipped"):
+        # kubectl's wording: nothing was stored, the spec asked for is the desired one already.
+        output.echo(f"service/{name} skipped rollback (current spec already matches revision {to_revision or rev})")
+        return
     output.echo(f"service/{name} rolled back" + (f" (revision {rev})" if rev is not None else ""))
 
 

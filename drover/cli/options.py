@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from drover.cli.context import ContextError, Target, resolve
-from drover.cli.errors import EXIT_INVALID, CliError
+from drover.cli.call import checked_target
+from drover.cli.context import Target
 from drover.shared.subjects import check_cluster
 
 if TYPE_CHECKING:
@@ -96,18 +96,10 @@ def cluster_options(f: F) -> F:
 def target(ctx: click.Context | None = None) -> Target:
     """The cluster of the current command (or of ``ctx``, e.g. during shell completion)."""
     ctx = ctx or click.get_current_context()
-    try:
-        t = resolve(
-            ctx.meta.get(_NATS), ctx.meta.get(_CLUSTER), ctx.meta.get(_CONTEXT),
-            creds_opt=ctx.meta.get(_CREDS), ca_opt=ctx.meta.get(_CA),
-        )
-    except ContextError as exc:
-        raise CliError(str(exc), code=EXIT_INVALID) from None
-    try:
-        check_cluster(t.cluster)
-    except ValueError as exc:
-        raise CliError(str(exc), code=EXIT_INVALID) from None
-    return t
+    return checked_target(
+        ctx.meta.get(_NATS), ctx.meta.get(_CLUSTER), ctx.meta.get(_CONTEXT),
+        creds_opt=ctx.meta.get(_CREDS), ca_opt=ctx.meta.get(_CA),
+    )
 
 
 def run(fn: Callable[[client.Client], Awaitable[T]], *, keep_reconnecting: bool = False) -> T:
@@ -118,29 +110,10 @@ def run(fn: Callable[[client.Client], Awaitable[T]], *, keep_reconnecting: bool 
 
 
 def request(verb: str, body: dict[str, Any], timeout: float) -> Reply:
-    """The controller's reply to one request of the current command. The lean path (``quickreq``: a blocking
-    socket, neither asyncio nor nats-py loaded) answers when everything goes well; otherwise the full client
-    sends the same request (a write keeps its request id: the controllers do it once) and reports whatever
-    went wrong, exactly as it always has."""
-    from drover.cli import quickreq
-    from drover.cli.reply import Reply
-    from drover.shared import idempotency, wire
-    from drover.shared.errors import WireError
-    from drover.shared.subjects import Names
+    """The controller's reply to one request of the current command (``call.request``: the lean path first)."""
+    from drover.cli import call
 
-    if verb in idempotency.WRITE_VERBS and not body.get(idempotency.KEY):
-        body = {**body, idempotency.KEY: idempotency.new_request_id()}
-    t = target()
-    try:
-        data = quickreq.request(t.servers, Names(t.cluster).api(verb), wire.encode(body), creds=t.creds, ca=t.ca)
-        return Reply.from_wire(data)
-    except (quickreq.Unavailable, WireError):
-        pass
-
-    async def go(c: client.Client) -> Reply:
-        return await c.request_raw(verb, body, timeout)
-
-    return run(go)
+    return call.request(target(), verb, body, timeout)
 
 
 def output_option(*, choices: tuple[str, ...] = ("wide", "json", "yaml", "name")) -> Callable[[F], F]:

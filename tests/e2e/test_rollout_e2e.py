@@ -125,8 +125,27 @@ def test_update_rollback_and_undo(roll: tuple[Up, Path, int]) -> None:
     assert (svc["status"], svc["revision"]) == ("rolled-back", 2)
     assert "rolled-back" in cluster.drover("rollout", "history", "roll").stdout
 
-    # 3. undo to revision 1: it becomes the desired revision again and is rolled out.
+    # 3. undo to revision 1: its spec is stored as the new revision 4 (1 leaves the history, as in kubectl)
+    #    and rolled out.
     r = cluster.drover("rollout", "undo", "roll", "--to-revision", "1")
-    assert r.returncode == 0, r.stderr
+    assert (r.returncode, r.stdout) == (0, "service/roll rolled back (revision 4)\n"), r.stderr
     assert cluster.drover("rollout", "status", "roll", "--timeout", "120s", timeout=150).returncode == 0
     assert bodies_of_replicas(cluster) == {"v1"}
+    assert {c["revision"] for c in cluster.json("get", "containers", "--service", "roll")} == {4}
+    history = cluster.json("rollout", "history", "roll")
+    assert [(h["revision"], h["result"]) for h in history] == [(2, "complete"), (3, "rolled-back"), (4, "complete")]
+    r = cluster.drover("rollout", "undo", "roll", "--to-revision", "1")  # it moved to 4
+    assert r.returncode == 1 and r.stderr.count("\n") == 1 and "no revision 1" in r.stderr, r.stderr
+
+    # 4. undo to 2 (v2 as 5), then a plain undo toggles back to the previous spec (v1, of 4, as 6); then an
+    #    apply of v2 moves 5 to 7, as kubectl does. Each is a new revision; the last one rolls out.
+    assert cluster.drover("rollout", "undo", "roll", "--to-revision", "2").stdout.endswith("(revision 5)\n")
+    assert cluster.drover("rollout", "undo", "roll").stdout.endswith("(revision 6)\n")
+    assert cluster.json("get", "services", "roll")[0]["revision"] == 6
+    f.write_text(versioned("v2", port))
+    assert cluster.drover("apply", "-f", str(f)).stdout == "service/roll configured\n"
+    assert cluster.drover("rollout", "status", "roll", "--timeout", "120s", timeout=150).returncode == 0
+    assert bodies_of_replicas(cluster) == {"v2"}
+    history = cluster.json("rollout", "history", "roll")
+    changes = [(h["revision"], h["change"].split(" ")[0]) for h in history]
+    assert changes == [(3, "command"), (6, "undo"), (7, "command")]

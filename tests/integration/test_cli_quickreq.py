@@ -232,3 +232,36 @@ async def test_apply_without_a_controller_reports_as_before(
         f"error: no controller answered on cluster '{cluster_name}' at {nats_server.url} (no responders); "
         "is 'drover controller' (or 'drover up') running for this cluster? set --cluster or DROVER_CLUSTER"
     ]
+
+
+async def test_secured_apply_answered_without_nats_py(
+    tmp_path: Path, secure_nats: SecureNats, admin: NATS, cluster_name: str
+) -> None:
+    """As against `drover up`: TLS with the cluster CA and a client's JWT credentials, from the environment."""
+    f = tmp_path / "web.yaml"
+    f.write_text(SERVICE)
+    seen = await responder(admin, Names(cluster_name).api("apply"), lambda m: ok_reply(
+        {"results": [{"name": "web", "action": "created"}]}))
+    creds = secure_nats.creds("client", cluster_name)
+    os.environ["DROVER_CREDS"], os.environ["DROVER_CA"] = creds, secure_nats.ca
+    try:
+        code, mods, out, err = await run_cli(tmp_path, secure_nats.url, cluster_name, "apply", "-f", str(f))
+    finally:
+        del os.environ["DROVER_CREDS"], os.environ["DROVER_CA"]
+    assert (code, out, err.strip()) == (0, "service/web created\n", "")
+    assert "nats" not in mods and "asyncio" not in mods and "nkeys" in mods, mods
+    assert seen[0].reply.startswith(own_inbox(load_credentials(creds).public_key) + ".")
+
+
+async def test_secured_get_loads_nats_py_without_aiohttp(
+    tmp_path: Path, secure_nats: SecureNats, cluster_name: str
+) -> None:
+    """A secured command loads the credentials code (security_roles), which must not pull nats-py in before
+    drover.cli.natsload does (without aiohttp's websocket transport: ≈ 0.25 s)."""
+    os.environ["DROVER_CREDS"], os.environ["DROVER_CA"] = secure_nats.creds("client", cluster_name), secure_nats.ca
+    try:
+        code, mods, _, err = await run_cli(tmp_path, secure_nats.url, cluster_name, "get", "services")
+    finally:
+        del os.environ["DROVER_CREDS"], os.environ["DROVER_CA"]
+    assert code == 1 and "no controller answered" in err, err
+    assert "nats" in mods and "aiohttp" not in mods, mods

@@ -86,3 +86,40 @@ async def test_fresh_replica_is_started_without_extra_engine_calls(
         assert inspected == [obs.container_id]
     finally:
         await driver.close()
+
+
+async def test_creates_starts_and_removes_in_flight_are_capped(
+    docker_client: aiodocker.Docker, docker_cleanup: str, busybox_image: str
+) -> None:
+    """At most ``engine_calls`` creates, starts and removes reach the engine at once (Docker 20.10's libnetwork
+    can deadlock under churn); the replicas beyond the cap wait their turn and still all run."""
+    driver = DockerDriver(docker_cleanup, "n1", pull=False, engine_calls=2)
+    in_flight: dict[str, int] = {"now": 0, "max": 0}
+    real = driver.docker._do_query
+
+    async def counting(path: Any, method: str, *args: Any, **kwargs: Any) -> Any:
+        where = str(path)
+        capped = method == "DELETE" or (method == "POST" and (where == "containers/create" or where.endswith("/start")))
+        if capped:
+            in_flight["now"] += 1
+            in_flight["max"] = max(in_flight["max"], in_flight["now"])
+        try:
+            return await real(path, method, *args, **kwargs)
+        finally:
+            if capped:
+                in_flight["now"] -= 1
+
+    driver.docker._do_query = counting  # type: ignore[method-assign]
+    try:
+        started = await asyncio.gather(*(
+            driver.create_and_start(replica(f"c{i}", service="capped", command=["sleep", "300"]), "127.0.0.1")
+            for i in range(6)
+        ))
+        assert all(o.state == RUNNING for o in started)
+        assert in_flight["max"] == 2, in_flight
+        in_flight["max"] = 0
+        await asyncio.gather(*(driver.remove(o.container_id) for o in started))
+        assert in_flight["max"] == 2, in_flight
+        assert await driver.list() == []
+    finally:
+        await driver.close()

@@ -81,22 +81,33 @@ class FakeAgents:
             t.cancel()
 
 
-@pytest.fixture
-async def env(nats_server: NatsServer, cluster_name: str) -> AsyncIterator[tuple[Controller, FakeAgents, Any]]:
-    ctl = Controller(ControllerConfig(nats_url=nats_server.url, cluster=cluster_name, node_grace=1.5))
+@contextlib.asynccontextmanager
+async def controller_env(
+    url: str, cluster_name: str, *, node_grace: float = 1.5, call_timeout: float = 5.0
+) -> AsyncIterator[tuple[Controller, FakeAgents, Any]]:
+    """A controller on ``url``, the fake agents and an API ``call``, all stopped on exit."""
+    ctl = Controller(ControllerConfig(nats_url=url, cluster=cluster_name, node_grace=node_grace))
     await ctl.start()
-    nc = await bus.connect(nats_server.url, name="test")
+    nc = await bus.connect(url, name="test")
     store = await bus.open_store(nc, cluster_name)
     agents = FakeAgents(nc, store, Names(cluster_name))
 
     async def call(verb: str, **body: Any) -> ApiReply:
-        msg = await nc.request(Names(cluster_name).api(verb), wire.encode(body), timeout=5)
+        msg = await nc.request(Names(cluster_name).api(verb), wire.encode(body), timeout=call_timeout)
         return ApiReply.from_wire(msg.data)
 
-    yield ctl, agents, call
-    agents.stop()
-    await nc.drain()
-    await ctl.stop()
+    try:
+        yield ctl, agents, call
+    finally:
+        agents.stop()
+        await nc.drain()
+        await ctl.stop()
+
+
+@pytest.fixture
+async def env(nats_server: NatsServer, cluster_name: str) -> AsyncIterator[tuple[Controller, FakeAgents, Any]]:
+    async with controller_env(nats_server.url, cluster_name) as got:
+        yield got
 
 
 async def placed(call: Any, service: str) -> dict[str, int]:
@@ -275,9 +286,36 @@ async def test_rolling_update_then_auto_rollback_then_undo(env: Any) -> None:
     assert [(h["revision"], h["result"]) for h in history] == [(1, "complete"), (2, "complete"), (3, "rolled-back")]
     assert "failing" in (await call("rollout_status", name="web")).data["reason"]
 
+    # Undo (to the revision below the current 2: 1) stores the spec of 1 as revision 4, as kubectl does:
+    # 1 leaves the history, and every replica runs revision 4 once it is rolled out.
     undo = await call("rollout_undo", name="web")
-    assert undo.ok and undo.data["revision"] == 1
-    await wait_for(lambda: _status_is(call, "web", "available", 1), 15, message="undo to revision 1")
+    assert undo.ok and undo.data["revision"] == 4
+    await wait_for(lambda: _status_is(call, "web", "available", 4), 15, message="undo to the spec of 1 as 4")
+    await wait_for(lambda: _newest_result(call, "complete"), 15, message="revision 4 complete in the history")
+    history = (await call("rollout_history", name="web")).data
+    assert (history[-1]["revision"], history[-1]["change"]) == (4, "undo to revision 1")
+    assert [h["revision"] for h in history] == [2, 3, 4]
+    containers = (await call("get_containers", service="web")).data
+    assert {c["revision"] for c in containers} == {4}
+    # A second undo goes to the previous revision, 3 (the broken spec) as 5: it fails and is rolled back to
+    # the last good 4, which keeps its number; the history names each revision once.
+    again = await call("rollout_undo", name="web")
+    assert again.ok and again.data["revision"] == 5
+    await wait_for(lambda: _status_is(call, "web", "rolled-back", 4), 15, message="5 rolled back to 4")
+    history = (await call("rollout_history", name="web")).data
+    assert [(h["revision"], h["change"], h["result"]) for h in history] == [
+        (2, "env.V", "complete"), (4, "undo to revision 1", "complete"), (5, "undo to revision 3", "rolled-back")]
+    unknown = await call("rollout_undo", name="web", to_revision=3)
+    assert not unknown.ok and unknown.code == "not-found" and "no revision 3 (known: 2, 4, 5)" in unknown.error
+    skipped = await call("rollout_undo", name="web", to_revision=4)
+    assert skipped.ok and skipped.data == {"name": "web", "revision": 4, "skipped": True}
+    third = await call("rollout_undo", name="web")  # from 4: the highest below it, 2, as 6
+    assert third.ok and third.data["revision"] == 6
+    await wait_for(lambda: _status_is(call, "web", "available", 6), 15, message="undo to the spec of 2 as 6")
+
+
+async def _newest_result(call: Any, result: str) -> bool:
+    return bool((await call("rollout_history", name="web")).data[-1]["result"] == result)
 
 
 async def test_failed_rollout_without_auto_rollback_stops(env: Any) -> None:

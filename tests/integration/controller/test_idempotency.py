@@ -22,14 +22,14 @@ async def test_retried_writes_do_not_act_twice(env: Any) -> None:  # noqa: F811
     await wait_for(lambda: _is(call, 2), 10)
 
     first = await call("rollout_undo", name="web", request_id="req-1")
-    assert first.ok and first.data["revision"] == 1
+    assert first.ok and first.data["revision"] == 3  # the spec of 1, as a new revision (kubectl)
     retry = await call("rollout_undo", name="web", request_id="req-1")
-    assert retry.ok and retry.data["revision"] == 1  # not 2 -> 1 -> 2
-    assert await _revision(call) == 1
+    assert retry.ok and retry.data["revision"] == 3  # not undone again (which would make 4)
+    assert await _revision(call) == 3
     undos = [e for e in (await call("events", service="web")).data if e["kind"] == "rollout-undo"]
     assert len(undos) == 1
     stale = await call("rollout_undo", name="web", from_revision=2)
-    assert not stale.ok and "not undone" in stale.error and await _revision(call) == 1
+    assert not stale.ok and "not undone" in stale.error and await _revision(call) == 3
 
     for _ in range(2):  # cordon twice, then drain: absolute changes of what is stored
         assert (await call("cordon", node="n1")).ok
@@ -45,3 +45,15 @@ async def test_retried_writes_do_not_act_twice(env: Any) -> None:  # noqa: F811
 
 async def _is(call: Any, rev: int) -> bool:
     return await _revision(call) == rev
+
+
+async def test_pause_and_resume_events_say_what_happened(env: Any) -> None:  # noqa: F811
+    _ctl, agents, call = env
+    await agents.add("n1")
+    assert (await call("apply", manifests=[manifest(replicas=1)])).ok
+    assert (await call("rollout_pause", name="web")).ok
+    assert (await call("rollout_resume", name="web")).ok
+    rows = [(e["kind"], e["message"]) for e in (await call("events", service="web")).data
+            if e["kind"].startswith("rollout-")]
+    assert rows == [("rollout-paused", "rollout paused at revision 1"),
+                    ("rollout-resumed", "rollout resumed at revision 1")]

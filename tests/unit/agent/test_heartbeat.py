@@ -9,6 +9,7 @@ import contextlib
 from typing import Any
 
 import structlog
+from structlog.testing import capture_logs
 
 from drover.agent import heartbeat as heartbeat_mod
 from drover.agent.heartbeat import HeartbeatSender
@@ -49,12 +50,13 @@ async def test_big_heartbeat_goes_out_in_parts_within_max_payload() -> None:
     await sender.send()
     assert len(nc.sent) == 1
     count["n"] = 500  # far over 2000 bytes in one message
-    await sender.send()
+    with capture_logs() as logs:
+        await sender.send()
+    assert logs == []  # nothing refused, nothing said
     assert len(nc.sent) > 3 and all(len(d) <= nc.max_payload for _, d in nc.sent)
     hbs = received(nc.sent)
     assert [len(hb.containers) for hb in hbs] == [1, 500]
     assert [c.id for c in hbs[1].containers] == [f"r{i}" for i in range(500)]
-    assert sender._warned is None
 
 
 async def test_entries_are_packed_once_per_status_object(monkeypatch: Any) -> None:
@@ -73,13 +75,16 @@ async def test_entries_are_packed_once_per_status_object(monkeypatch: Any) -> No
     assert len(packed) == 21
 
 
-async def test_a_heartbeat_that_cannot_be_cut_is_said_not_raised() -> None:
+async def test_a_heartbeat_that_cannot_be_cut_is_said_not_raised_once_a_minute() -> None:
     nc = FakeNats()
     rps = {f"service-{i}": 1.0 for i in range(200)}  # the header alone is over 2000 bytes
     sender = HeartbeatSender(lambda: nc, "drover.c.hb.n1", lambda: Heartbeat(node="n1", service_rps=rps),  # type: ignore[arg-type, return-value]
                              interval=1.0, log=structlog.get_logger())
-    await sender.send()
-    assert nc.sent == [] and sender._warned is not None
+    with capture_logs() as logs:
+        for _ in range(3):
+            await sender.send()
+    assert nc.sent == []
+    assert [(e["event"], e["too_big"]) for e in logs] == [("heartbeat not sent", True)]  # said once, not thrice
 
 
 async def test_no_connection_sends_nothing() -> None:
@@ -116,3 +121,29 @@ async def test_the_first_heartbeat_after_a_reconnect_goes_out_at_once() -> None:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+async def test_the_hollow_fleet_says_an_unsent_heartbeat_once_a_minute_too() -> None:
+    """The fleet shares the sender's helper: a refused publish is said once, not once per node and beat."""
+    from drover.agent.fleet import FleetConfig, HollowFleet
+
+    class Refusing(FakeNats):
+        is_reconnecting = False
+
+        async def publish(self, subject: str, data: bytes) -> None:
+            raise ConnectionError("refused")
+
+    class Node:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def heartbeat(self, now: float, limit: int) -> list[bytes]:
+            return [b"part"]
+
+    fleet = HollowFleet(FleetConfig(nats_url="nats://127.0.0.1:1", prefix="p", count=2))
+    fleet.nc = Refusing()  # type: ignore[assignment]
+    with capture_logs() as logs:
+        for name in ("p-1", "p-2", "p-1"):
+            await fleet._beat(Node(name), 0.0)  # type: ignore[arg-type]
+    assert fleet.heartbeats_sent == 0
+    assert [(e["event"], e["node"]) for e in logs] == [("heartbeat not sent", "p-1")]

@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from drover.cli import client as client_mod
+from drover.cli import quickreq
 from drover.cli.main import cli
 from drover.shared import wire
 from drover.shared.manifest import ManifestError, parse_request
@@ -61,6 +62,7 @@ def controller(monkeypatch: pytest.MonkeyPatch) -> ValidatingController:
         return nc
 
     monkeypatch.setattr(client_mod, "connect", connect)
+    monkeypatch.setattr(quickreq, "ENABLED", False)  # the fake is behind the full client, not on a socket
     return nc
 
 

@@ -143,6 +143,9 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> Callable[..., FakeNats]:
             return nc
 
         monkeypatch.setattr(client_mod, "connect", connect)
+        # a verb the fake does not answer is "no responders": give up on it soon (a real CLI waits for a
+        # restarting controller, client.NO_RESPONDERS_PATIENCE)
+        monkeypatch.setattr(client_mod.Client, "no_responders_patience", 0.3)
         # The fake sits behind the full client: the lean path (quickreq) must not reach a real server on the
         # default URL instead.
         monkeypatch.setattr(quickreq, "ENABLED", False)

@@ -106,11 +106,24 @@ async def test_no_reply_at_all_fails_after_the_overall_timeout() -> None:
     assert len({body["request_id"] for _, body, _ in nc.sent}) == 1
 
 
-async def test_no_responders_fails_at_once() -> None:
+async def test_no_responders_is_asked_again_while_a_controller_restarts() -> None:
+    # the only controller is restarting: the first three copies find nobody, the fourth is answered
+    nc = FakeNats(lambda n: FakeMsg(b"", {"Status": "503"}) if n <= 3 else ok({"replicas": 1}))
+    reply = await client(nc).request_raw("scale", {"name": "web", "replicas": 1}, timeout=5.0)
+    assert reply.ok and len(nc.sent) >= 4
+    assert len({body["request_id"] for _, body, _ in nc.sent}) == 1
+
+
+async def test_no_responders_fails_after_its_patience_within_the_timeout() -> None:
     nc = FakeNats(lambda n: FakeMsg(b"", {"Status": "503"}))
+    c = client(nc)
+    c.no_responders_patience = 0.5
+    loop = asyncio.get_running_loop()
+    began = loop.time()
     with pytest.raises(CliError, match="no responders"):
-        await client(nc).request_raw("scale", {"name": "web", "replicas": 1}, timeout=5.0)
-    assert len(nc.sent) == 1
+        await c.request_raw("scale", {"name": "web", "replicas": 1}, timeout=5.0)
+    assert 0.2 <= loop.time() - began < 1.5
+    assert len(nc.sent) > 1
 
 
 async def test_a_request_id_given_by_the_caller_is_kept() -> None:

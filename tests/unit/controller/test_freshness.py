@@ -7,7 +7,14 @@ import random
 from hypothesis import given
 from hypothesis import strategies as st
 
-from drover.controller.freshness import DISRUPTION_HOLD_GRACES, LoopWatch, clock_restarts, disrupted, evictions_held
+from drover.controller.freshness import (
+    DISRUPTION_HOLD_GRACES,
+    LoopWatch,
+    clock_restarts,
+    disrupted,
+    evictions_held,
+    heartbeat_time,
+)
 from drover.controller.reconcile import plan
 from drover.controller.snapshot import NodeState, node_status
 from drover.controller.state import ClusterState
@@ -102,3 +109,27 @@ def test_loop_watch_restarts_the_clock_after_a_stall_and_on_reconnect() -> None:
     conn[0] = False
     t[0] += 0.1
     assert w.check() and len(restarts) == 3
+
+
+# --- heartbeat_time: dated by send time, bounded ---------------------------------------------------------------
+
+def test_a_heartbeat_is_dated_by_its_send_time_when_fresh() -> None:
+    assert heartbeat_time(99.7, 100.0, 0.0, drain=3.0) == 99.7
+
+
+def test_a_clock_ahead_or_a_lying_agent_never_dates_past_arrival() -> None:
+    assert heartbeat_time(150.0, 100.0, 0.0, drain=3.0) == 100.0
+    assert heartbeat_time(float("nan"), 100.0, 0.0, drain=3.0) == 100.0
+
+
+def test_an_old_send_time_is_believed_only_while_a_stalls_queue_is_read() -> None:
+    # read 0.5 s after the controller resumed from a pause: queued for 6 s, dated when sent
+    assert heartbeat_time(94.0, 100.0, 99.5, drain=3.0) == 94.0
+    # the same, long after any stall: a clock behind, not a queue; dated by arrival (never lost for it)
+    assert heartbeat_time(94.0, 100.0, 50.0, drain=3.0) == 100.0
+
+
+def test_no_usable_send_time_is_dated_by_arrival() -> None:
+    assert heartbeat_time(None, 100.0, 99.9, drain=3.0) == 100.0
+    assert heartbeat_time("99", 100.0, 99.9, drain=3.0) == 100.0
+    assert heartbeat_time(True, 100.0, 99.9, drain=3.0) == 100.0

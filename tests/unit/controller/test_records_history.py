@@ -54,13 +54,18 @@ def test_the_largest_spec_fits_with_its_last_good_and_the_record_stays_below_a_n
     assert len(rec.to_wire()) < NATS_MAX_PAYLOAD  # what drover's servers take in one message
 
 
-def test_an_undo_never_loses_the_highest_revision_number() -> None:
+def test_undo_back_and_forth_numbers_each_step_above_all_and_stays_bounded() -> None:
     rec = applied(6, padding=90_000)
     back = records.undo(rec, "web", 5, 7.0)
-    assert back is not None and back.revision == 5
-    for _ in range(3):  # undo back and forth: the entry of revision 6 stays, so the next apply is 7
-        back = records.undo(back, "web", 6 if back.revision == 5 else 5, 8.0)
-        assert back is not None
-    assert back.max_revision() == 6
-    nxt = records.new_revision(back, spec_of(spec("v7", 90_000)), "image=v7", 9.0)
-    assert nxt.revision == 7 and len(nxt.to_wire()) <= MAX_RECORD_BYTES
+    assert back is not None and back.revision == 7 and back.spec == rec.revision_spec(5)
+    for step in range(3):  # undo toggles between the last two specs, each time as a new number
+        nxt = records.undo(back, "web", None, 8.0 + step)
+        assert nxt is not None and nxt.revision == back.revision + 1
+        assert nxt.spec == back.revision_spec(back.revision - 1)
+        assert len(nxt.to_wire()) <= MAX_RECORD_BYTES
+        back = nxt
+    assert back.revision == back.max_revision() == 10
+    revs = [h.revision for h in back.history]
+    assert revs == sorted(revs) and len(set(map(str, (h.spec for h in back.history)))) == len(revs)  # no spec twice
+    nxt = records.new_revision(back, spec_of(spec("v7", 90_000)), "image=v7", 20.0)
+    assert nxt.revision == 11 and len(nxt.to_wire()) <= MAX_RECORD_BYTES
