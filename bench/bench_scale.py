@@ -28,6 +28,7 @@ import sys
 import time
 import urllib.request
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -60,6 +61,8 @@ async def main() -> None:
     ap.add_argument("--services", type=int, default=10)
     ap.add_argument("--replicas", type=int, default=100)
     ap.add_argument("--heartbeat-seconds", type=float, default=10.0)
+    ap.add_argument("--fleets", type=int, default=1, help="hollow fleet processes sharing the nodes")
+    ap.add_argument("--skip-cli", action="store_true", help="do not time the CLI's listings")
     ap.add_argument("--timeout", type=float, default=300.0)
     ap.add_argument("--py-spy", metavar="OUT", help="record the controller with py-spy during the apply (OUT.apply) "
                     "and the heartbeat load (OUT.rest) (raw format: one line per stack and thread, with counts; "
@@ -71,8 +74,11 @@ async def main() -> None:
     metrics_port = free_port()
     ctl = daemon("controller", "--nats", nats.url, "--cluster", cluster, "--log-level", "warning",
                  "--metrics-port", str(metrics_port))
-    fleet = daemon("agent", "--nats", nats.url, "--cluster", cluster, "--driver", "sim", "--count", str(args.nodes),
-                   "--node-prefix", "h", "--cpu", "64", "--memory", "64Gi", "--log-level", "warning")
+    # One hollow fleet, or several (prefixes h0, h1, …), each watching only its own nodes' assignments.
+    prefixes = ["h"] if args.fleets == 1 else [f"h{k}" for k in range(args.fleets)]
+    fleets = [daemon("agent", "--nats", nats.url, "--cluster", cluster, "--driver", "sim", "--count",
+                     str(args.nodes // len(prefixes)), "--node-prefix", p, "--cpu", "64", "--memory", "64Gi",
+                     "--log-level", "warning") for p in prefixes]
     out: dict[str, object] = {"nodes": args.nodes, "replicas": total, "services": args.services}
     peak = [0.0]
 
@@ -84,7 +90,9 @@ async def main() -> None:
     sampler = asyncio.get_running_loop().create_task(sample_rss())
     try:
         async with Api(nats.url, cluster) as api:
-            t_reg = await api.wait(lambda: _nodes_ready(api, args.nodes), 120, "nodes registered", interval=0.2)
+            api.timeout = 10.0 + total / 5000  # a busy controller at 100,000 replicas answers late
+            t_reg = await api.wait(lambda: _nodes_ready(api, args.nodes), 120 + args.nodes / 20, "nodes registered",
+                                   interval=0.5)
             out["register_s"] = round(t_reg, 2)
             await api.wait(lambda: api.call("leader"), 30, "a leader")
             leader0 = await api.call("leader")
@@ -101,7 +109,8 @@ async def main() -> None:
                 return desired == total and running == total
 
             try:
-                await api.wait(all_running, args.timeout, f"{total} replicas running", interval=0.25)
+                # (polled less often at 100,000: each answer is a pass over every replica's status)
+                await api.wait(all_running, args.timeout, f"{total} running", interval=max(0.25, total / 50000))
                 out["all_running_s"] = round(time.monotonic() - t0, 2)
             except TimeoutError:
                 out["all_running_s"] = None
@@ -111,9 +120,10 @@ async def main() -> None:
 
             # The CLI against the big cluster: every row, fetched in pages.
             env = {**os.environ, "DROVER_NATS": nats.url, "DROVER_CLUSTER": cluster}
-            for label, cmd in (("get_services", ["get", "services"]), ("get_containers", ["get", "containers"]),
-                               ("get_nodes", ["get", "nodes"]), ("describe_service", ["describe", "service", "s000"]),
-                               ("events_1000", ["events", "--limit", "1000"])):
+            cli = [("get_services", ["get", "services"]), ("get_containers", ["get", "containers"]),
+                   ("get_nodes", ["get", "nodes"]), ("describe_service", ["describe", "service", "s000"]),
+                   ("events_1000", ["events", "--limit", "1000"])]
+            for label, cmd in [] if args.skip_cli else cli:
                 c0 = time.perf_counter()
                 proc = subprocess.run([str(VENV_BIN / "drover"), *cmd], env=env, capture_output=True, text=True)
                 out[f"cli_{label}_s"] = round(time.perf_counter() - c0, 2)
@@ -122,6 +132,8 @@ async def main() -> None:
             # Heartbeat load at rest.
             spy = record(ctl.pid, f"{args.py_spy}.rest") if args.py_spy else None
             c0, w0 = cpu_seconds(ctl.pid), time.monotonic()
+            m0 = metric(metrics_port, "drover_controller_assignments_written_total")
+            p0 = metric(metrics_port, "drover_controller_reconcile_seconds_count")
             rtts: list[float] = []
             while time.monotonic() - w0 < args.heartbeat_seconds:
                 r0 = time.perf_counter()
@@ -129,19 +141,29 @@ async def main() -> None:
                 rtts.append((time.perf_counter() - r0) * 1000)
                 await asyncio.sleep(0.1)
             out["hb_cpu_share"] = round((cpu_seconds(ctl.pid) - c0) / (time.monotonic() - w0), 3)
+            # At rest nothing should be planned or written (passes: the periodic full one, if due).
+            out["rest_assignment_writes"] = metric(metrics_port, "drover_controller_assignments_written_total") - m0
+            out["rest_passes"] = metric(metrics_port, "drover_controller_reconcile_seconds_count") - p0
+            rest_start = datetime.fromtimestamp(time.time() - (time.monotonic() - w0), UTC)
+            kinds: dict[str, int] = {}
+            for ev in await api.call("events", limit=5000):
+                if datetime.fromisoformat(ev["time"].replace("Z", "+00:00")) >= rest_start:
+                    kinds[ev["kind"]] = kinds.get(ev["kind"], 0) + 1
+            out["rest_events"] = kinds
             stop_recording(spy)
             rtts.sort()
             out["api_rtt_p50_ms"] = round(statistics.median(rtts), 2)
             out["api_rtt_p99_ms"] = round(rtts[min(len(rtts) - 1, int(len(rtts) * 0.99))], 2)
 
             # Lose one node that runs replicas.
-            nodes = await api.call("get_nodes", name=None)
+            nodes = await all_nodes(api)
             victim = max(nodes, key=lambda n: (len(n["containers"]) if isinstance(n["containers"], list)
                                                else n["containers"]))
             lost_n = victim["containers"] if isinstance(victim["containers"], int) else len(victim["containers"])
             out["lost_node_replicas"] = lost_n
             t1 = time.monotonic()
-            await api.nc.request(f"drover.{cluster}.fleet.h.die.{victim['name']}", b"", timeout=5)
+            prefix = victim["name"].rsplit("-", 1)[0]
+            await api.nc.request(f"drover.{cluster}.fleet.{prefix}.die.{victim['name']}", b"", timeout=5)
 
             async def replaced() -> bool:
                 row = (await api.call("get_nodes", name=victim["name"]))[0]
@@ -149,7 +171,7 @@ async def main() -> None:
                 return row["containers"] == 0 and running == total
 
             try:
-                await api.wait(replaced, 60, "replicas of the lost node replaced", interval=0.1)
+                await api.wait(replaced, 60, "replicas of the lost node replaced", interval=max(0.1, total / 50000))
                 out["node_lost_replaced_s"] = round(time.monotonic() - t1, 2)
             except TimeoutError:
                 out["node_lost_replaced_s"] = None
@@ -157,10 +179,13 @@ async def main() -> None:
             out["lease_kept"] = leader0["id"] == leader1["id"] and leader0["term"] == leader1["term"]
             out["rss_end_mib"] = round(rss_mib(ctl.pid), 1)
             out["loop_lag_p99_ms"] = lag_p99_ms(metrics_port)
-            out["fleet_rss_mib"] = round(rss_mib(fleet.pid), 1)
+            out["fleet_rss_mib"] = round(sum(rss_mib(f.pid) for f in fleets), 1)
+    except Exception as exc:  # a big run that fails half-way still reports what it measured
+        out["failed"] = repr(exc)
     finally:
         sampler.cancel()
-        stop_daemon(fleet)
+        for f in fleets:
+            stop_daemon(f)
         stop_daemon(ctl)
         nats.stop()
     print(json.dumps(out))
@@ -184,6 +209,11 @@ def free_port() -> int:
         return port
 
 
+def metric(port: int, name: str) -> float:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name + " "))
+
+
 def lag_p99_ms(port: int) -> float | None:
     """The controller's event-loop lag p99 from its histogram (the upper bound of the bucket holding it)."""
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
@@ -201,8 +231,20 @@ def lag_p99_ms(port: int) -> float | None:
     return None
 
 
+async def all_nodes(api: Api) -> list[dict[str, object]]:
+    """Every node's row, page by page (5,000 rows with their containers are more than one NATS message)."""
+    rows: list[dict[str, object]] = []
+    after = None
+    while True:
+        got = await api.call("get_nodes", name=None, page=500, **({"after": after} if after else {}))
+        rows += got
+        if len(got) < 500:
+            return rows
+        after = [str(got[-1]["name"])]
+
+
 async def _nodes_ready(api: Api, n: int) -> bool:
-    rows = await api.call("get_nodes", name=None)
+    rows = await all_nodes(api)
     return sum(1 for r in rows if r["status"] == "ready") >= n
 
 

@@ -91,6 +91,7 @@ class Api:
     def __init__(self, url: str, cluster: str, *, creds: str | None = None, ca: str | None = None):
         self.url, self.cluster = url, cluster
         self.creds, self.ca = creds, ca
+        self.timeout = 10.0  # seconds per API request
 
     async def __aenter__(self) -> Api:
         from drover.shared import bus
@@ -107,7 +108,7 @@ class Api:
         from drover.shared import wire
         from drover.shared.models import ApiReply
 
-        msg = await self.nc.request(self.names.api(verb), wire.encode(body), timeout=10)
+        msg = await self.nc.request(self.names.api(verb), wire.encode(body), timeout=self.timeout)
         reply = ApiReply.from_wire(msg.data)
         if not reply.ok:
             raise RuntimeError(f"{verb}: {reply.error}")

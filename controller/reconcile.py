@@ -118,8 +118,7 @@ def plan(snap: Snapshot, rng: random.Random, scope: Scope | None = None) -> Clus
     else:
         planned = out.planned = expand(scope, snap)
         index = snap.placements if snap.placements is not None else placements_of(snap.assignments)
-        nodes_of = {s: sorted(index.get(s, ())) for s in planned}
-        scan = sorted({n for n in scope.nodes if n in work}.union(*nodes_of.values()))
+        scan = sorted({n for n in scope.nodes if n in work}.union(*(index.get(s, {}).keys() for s in planned)))
 
     # 1. Replicas of deleted services go; replicas of lost (or unknown) nodes are replaced elsewhere.
     for node in scan:
@@ -146,14 +145,12 @@ def plan(snap: Snapshot, rng: random.Random, scope: Scope | None = None) -> Clus
                 out.events.append(PlannedEvent("rescheduled", c.service, node, c.id, why))
 
     # 2. What each service needs.
+    # (one scan of the nodes holding what is planned, in node order: each node's containers looked at once)
     replicas_of: dict[str, list[tuple[str, AssignedContainer]]] = defaultdict(list)
-    if planned is None:
-        for node in scan:
-            for c in work[node]:
+    for node in scan:
+        for c in work[node]:
+            if planned is None or c.service in planned:
                 replicas_of[c.service].append((node, c))
-    else:
-        for name, nodes in nodes_of.items():
-            replicas_of[name] = [(node, c) for node in nodes for c in work.get(node, ()) if c.service == name]
 
     creates: list[tuple[ServiceRecord, int, frozenset[str]]] = []
     evictable: dict[str, list[tuple[str, str]]] = {}

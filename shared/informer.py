@@ -109,6 +109,15 @@ class Informer(Generic[T]):
         self._held[key] = hash(value)
         self.on_change(key, record, revision)
 
+    def hold(self, key: str, record: T, revision: int, value: bytes) -> None:
+        """What this process just wrote itself (``value`` at ``revision``, already applied by the writer): its
+        echo from the watch, and a relist that finds it unchanged, are not decoded again nor reported."""
+        cur = self.items.get(key)
+        if cur is None or cur[1] < revision:
+            self.items[key] = (record, revision)
+            self._held[key] = hash(value)
+            self.damaged.pop(key, None)
+
     def _relisted(self, listing: dict[str, tuple[bytes | None, int, str | None]]) -> None:
         for key, (value, revision, op) in listing.items():
             self.apply(key, value, revision, op)

@@ -109,9 +109,10 @@ def fleet(cluster: str, prefix: str) -> Permissions:
 
     Heartbeats and registrations go on the fleet subjects (``Names.fleet``) where the prefix is a token the
     server binds these credentials to; the controllers take only nodes starting with ``<prefix>-`` from them
-    and write the registrations into the nodes bucket themselves. A fleet reads the whole assign bucket
-    (one watch for all its nodes: a filter cannot say "keys starting with P-"), only opens the other
-    buckets (stream info: no gossip key), asks no secrets and only hears ``die`` requests for its own nodes."""
+    and write the registrations into the nodes bucket themselves. A fleet may read the whole assign bucket
+    (a permission cannot say "keys starting with P-"; it watches only its own keys, ``shared/keyswatch.py``),
+    only opens the other buckets (stream info: no gossip key), asks no secrets and only hears ``die`` requests
+    for its own nodes."""
     n = Names(cluster)
     b = _buckets(n)
     opened = [f"$JS.API.STREAM.INFO.KV_{b[x]}" for x in ("services", "nodes", "nodectl", "config")]

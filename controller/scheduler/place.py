@@ -53,7 +53,7 @@ class _Cluster:
         self.mem_alloc = [n.mem_allocated for n in self.nodes]
         self.assign_alloc = [n.assign_bytes for n in self.nodes]
         self.assign_cap = [n.assign_capacity for n in self.nodes]
-        self._placed_revisions: set[tuple[int, str, int]] = set()  # (node, service, revision) placed here
+        self._placed: dict[tuple[str, int], set[int]] = {}  # (service, revision) -> nodes it was placed on here
         self._counts: dict[str, list[int]] = {}
         groups: dict[tuple[bool, tuple[tuple[str, str], ...]], list[int]] = {}
         for i, n in enumerate(self.nodes):
@@ -69,17 +69,23 @@ class _Cluster:
             self._counts[service] = got
         return got
 
-    def assign_cost(self, i: int, request: PlacementRequest) -> int:
-        """Bytes one more replica of ``request`` adds to node ``i``'s assignment."""
-        key = (request.service, request.revision)
-        held = key in self.nodes[i].revisions or (i, *key) in self._placed_revisions
-        return request.replica_bytes + (0 if held else request.revision_bytes)
-
-    def lacking(self, i: int, request: PlacementRequest) -> str | None:
-        """Why node ``i`` cannot take one more replica of ``request`` by its resources, else None."""
-        return check_resources(
+    def lacking(self, i: int, request: PlacementRequest, held: set[int]) -> str | None:
+        """Why node ``i`` cannot take one more replica of ``request`` by what it holds, else None. ``held``:
+        the nodes this plan placed the request's revision on (its spec is paid once per node)."""
+        lacking = check_resources(
             self.cpu_alloc[i], self.cpu_cap[i], self.mem_alloc[i], self.mem_cap[i], request.cpu, request.memory
-        ) or check_assignment(self.assign_alloc[i], self.assign_cap[i], self.assign_cost(i, request))
+        )
+        if lacking is None and (request.replica_bytes or request.revision_bytes):  # (no estimate: no check)
+            lacking = check_assignment(self.assign_alloc[i], self.assign_cap[i], self.assign_cost(i, request, held))
+        return lacking
+
+    def assign_cost(self, i: int, request: PlacementRequest, held: set[int]) -> int:
+        """Bytes one more replica of ``request`` adds to node ``i``'s assignment."""
+        there = i in held or (request.service, request.revision) in self.nodes[i].revisions
+        return request.replica_bytes + (0 if there else request.revision_bytes)
+
+    def placed_on(self, request: PlacementRequest) -> set[int]:
+        return self._placed.setdefault((request.service, request.revision), set())
 
     def plan(self, request: PlacementRequest, rng: random.Random) -> Plan:
         try:
@@ -110,6 +116,7 @@ class _Cluster:
         name_cs = [(p, c) for p, c in enumerate(constraints) if c.on_name]
         by_domain = request.spread is not None and request.spread != SPREAD_NODE_NAME
         counts = self.counts(request.service)
+        held = self.placed_on(request)
         avoid = request.avoid_nodes
         cpu, mem = request.cpu, request.memory
         cpu_alloc, mem_alloc, cpu_cap, mem_cap = self.cpu_alloc, self.mem_alloc, self.cpu_cap, self.mem_cap
@@ -146,7 +153,7 @@ class _Cluster:
                 if fail is not None:
                     bump(fail[1])
                     continue
-                lacking = self.lacking(i, request)
+                lacking = self.lacking(i, request, held)
                 if lacking is not None:
                     bump(lacking)
                     continue
@@ -171,6 +178,8 @@ class _Cluster:
                 top.append(domain_key(in_domain[d], heap[0], d))
         heapq.heapify(top)
         counts = self.counts(request.service)
+        held = self.placed_on(request)
+        sized = bool(request.replica_bytes or request.revision_bytes)
         cpu, mem = request.cpu, request.memory
         cpu_alloc, mem_alloc, cpu_cap, mem_cap = self.cpu_alloc, self.mem_alloc, self.cpu_cap, self.mem_cap
         names = self.names
@@ -183,12 +192,13 @@ class _Cluster:
             i = heappop(heap)[3]
             cpu_alloc[i] += cpu
             mem_alloc[i] += mem
-            self.assign_alloc[i] += self.assign_cost(i, request)
-            self._placed_revisions.add((i, request.service, request.revision))
+            if sized:
+                self.assign_alloc[i] += self.assign_cost(i, request, held)
+                held.add(i)
             counts[i] += 1
             in_domain[d] += 1
             placements.append(Placement(names[i], index))
-            lacking = self.lacking(i, request)
+            lacking = self.lacking(i, request, held)
             if lacking is None:
                 load = least_allocated(cpu_alloc[i], cpu_cap[i], mem_alloc[i], mem_cap[i], cpu, mem)
                 heappush(heap, node_key(counts[i], load, tiebreak[i], i))

@@ -78,3 +78,24 @@ def test_relisted_unchanged_entry_is_not_decoded_again() -> None:
     inf.apply("b", None, 3, "DEL")
     inf._relisted({"a": (b, 1, None), "b": (b, 4, None)})  # back with a new revision: decoded
     assert len(decoded) == 4 and inf.items["b"][1] == 4
+
+
+def test_a_value_this_process_wrote_is_held_not_decoded_again() -> None:
+    decoded: list[bytes] = []
+    changes: list[tuple[str, Any, int]] = []
+
+    def decode(data: bytes) -> NodeControl:
+        decoded.append(data)
+        return NodeControl.from_wire(data)
+
+    inf: Informer[NodeControl] = Informer("nodectl", None, decode,  # type: ignore[arg-type]
+                                          on_change=lambda k, v, r: changes.append((k, v, r)))
+    mine = NodeControl(cordoned=True)
+    inf.hold("a", mine, 5, mine.to_wire())
+    inf.apply("a", mine.to_wire(), 5, None)  # its echo from the watch
+    inf._relisted({"a": (mine.to_wire(), 5, None)})  # and a relist
+    assert decoded == [] and changes == [] and inf.items["a"] == (mine, 5)
+    inf.hold("a", NodeControl(), 4, NodeControl().to_wire())  # older than held: ignored
+    assert inf.items["a"] == (mine, 5)
+    inf.apply("a", NodeControl().to_wire(), 6, None)  # someone else's later write: decoded and told
+    assert len(decoded) == 1 and changes[-1][2] == 6
