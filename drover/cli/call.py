@@ -12,6 +12,8 @@ from drover.cli.errors import EXIT_INVALID, CliError
 if TYPE_CHECKING:
     from drover.cli.reply import Reply
 
+REQUEST_TIMEOUT = 10.0  # as client.REQUEST_TIMEOUT (not imported: that module loads asyncio)
+
 
 def checked_target(
     nats_opt: str | None = None, cluster_opt: str | None = None, context_opt: str | None = None, *,

@@ -7,7 +7,6 @@ NAME/NODE arguments complete from the cluster of the current context (``complete
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -145,6 +144,8 @@ def completion_cmd(shell: str) -> None:
 
 def _names(verb: str, ctx: click.Context) -> list[str]:
     """Names from ``get_<verb>`` on the current cluster; [] on any failure or after COMPLETION_TIMEOUT."""
+    import asyncio  # here: `get` imports this module for its completion callbacks, and must not load asyncio
+
     from drover.cli import client, options
 
     async def go() -> list[str]:

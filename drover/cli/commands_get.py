@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -13,6 +14,8 @@ from drover.cli.errors import EXIT_FAILED, CliError, reply_error
 
 if TYPE_CHECKING:
     from drover.cli.client import Client  # the client (asyncio, nats) loads only when a command runs
+    from drover.cli.context import Target
+    from drover.cli.reply import Reply
 
 RESOURCES = {
     "services": "services",
@@ -129,10 +132,11 @@ def _page_key(kind: str, row: dict[str, Any]) -> list[str]:
     return [str(row.get("name"))]
 
 
-async def fetch(
-    c: Client, kind: str, name: str | None, service: str | None = None, limit: int | None = None
-) -> list[dict[str, Any]]:
-    """Every matching row (at most ``limit``), asked for in pages of ``PAGE`` rows."""
+def _pages(
+    kind: str, name: str | None, service: str | None, limit: int | None
+) -> Generator[tuple[str, dict[str, Any]], Reply, list[dict[str, Any]]]:
+    """Every matching row (at most ``limit``), asked for in pages of ``PAGE`` rows: yields each request as
+    (verb, body) and takes its reply, so that the same paging runs over either client (``fetch``, ``fetch_now``)."""
     body: dict[str, Any] = {"name": name}
     if kind == "containers":
         body["service"] = service
@@ -143,7 +147,7 @@ async def fetch(
         body["page"] = size
         if after is not None:
             body["after"] = after
-        reply = await c.request_raw(f"get_{kind}", body)
+        reply = yield f"get_{kind}", dict(body)
         if not reply.ok:
             if reply.code == "not-found" and name is not None:
                 raise not_found(kind, name)
@@ -166,6 +170,35 @@ async def fetch(
         if not rows:
             raise not_found(kind, name)
     return rows if limit is None else rows[:limit]
+
+
+async def fetch(
+    c: Client, kind: str, name: str | None, service: str | None = None, limit: int | None = None
+) -> list[dict[str, Any]]:
+    """``_pages`` over a connected client (commands that make more requests on one connection)."""
+    pages = _pages(kind, name, service, limit)
+    try:
+        verb, body = next(pages)
+        while True:
+            verb, body = pages.send(await c.request_raw(verb, body))
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+
+
+def fetch_now(
+    t: Target, kind: str, name: str | None, service: str | None = None, limit: int | None = None
+) -> list[dict[str, Any]]:
+    """``_pages`` through ``call.request`` (the lean request path first: a plain ``get`` loads neither asyncio
+    nor nats-py when the cluster answers)."""
+    from drover.cli import call
+
+    pages = _pages(kind, name, service, limit)
+    try:
+        verb, body = next(pages)
+        while True:
+            verb, body = pages.send(call.request(t, verb, body, call.REQUEST_TIMEOUT))
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
 
 
 def render(kind: str, rows: list[dict[str, Any]], fmt: str | None) -> None:
@@ -202,10 +235,7 @@ def get_cmd(resource: str, name: str | None, fmt: str | None, service: str | Non
     if service is not None and kind != "containers":
         raise click.UsageError("--service only applies to 'get containers'")
 
-    async def go(c: Client) -> list[dict[str, Any]]:
-        return await fetch(c, kind, name, service, limit)
-
-    render(kind, options.run(go), fmt)
+    render(kind, fetch_now(options.target(), kind, name, service, limit), fmt)
 
 
 # --- describe ---------------------------------------------------------------------------------------------------

@@ -265,3 +265,24 @@ async def test_secured_get_loads_nats_py_without_aiohttp(
         del os.environ["DROVER_CREDS"], os.environ["DROVER_CA"]
     assert code == 1 and "no controller answered" in err, err
     assert "nats" in mods and "aiohttp" not in mods, mods
+
+
+async def test_get_pages_through_the_lean_path(
+    tmp_path: Path, nats_server: NatsServer, plain: NATS, cluster_name: str
+) -> None:
+    """`drover get services` asks page after page (500 rows each) on its own socket, loads neither asyncio
+    nor nats-py, and prints every row."""
+    names = sorted(f"svc{i:04d}" for i in range(1203))
+
+    def page(msg: Msg) -> bytes:
+        body = wire.decode(msg.data)
+        after = (body.get("after") or [""])[0]
+        rows = [{"name": n, "image": "x", "revision": 1, "replicas": 1, "running": 1, "ready": 1, "status": "ok"}
+                for n in names if n > after][: body["page"]]
+        return ok_reply(rows)
+
+    seen = await responder(plain, Names(cluster_name).api("get_services"), page)
+    code, mods, out, err = await run_cli(tmp_path, nats_server.url, cluster_name, "get", "services", "-o", "name")
+    assert code == 0, err
+    assert out.split() == [f"service/{n}" for n in names]
+    assert len(seen) == 3 and "nats" not in mods and "asyncio" not in mods, mods
