@@ -40,7 +40,7 @@ from nats.aio.msg import Msg
 from drover.agent.assignment import AssignmentGate
 from drover.agent.config import AgentConfig
 from drover.agent.heartbeat import WARN_EVERY, publish_parts
-from drover.agent.hollow import HollowState, converge, promote
+from drover.agent.hollow import HollowState, converge, next_periodic_beat, promote
 from drover.agent.membership import node_registration
 from drover.shared import bus, hbwire, wire
 from drover.shared.bus import ClusterStore
@@ -222,7 +222,7 @@ class HollowFleet:
                     node.changed = True
                 if node.changed or mono >= node.next_beat:
                     node.changed = False
-                    node.next_beat = max(node.next_beat + interval, mono)
+                    node.next_beat = next_periodic_beat(node.next_beat, mono, interval)
                     await self._beat(node, now)
 
     async def _beat(self, node: HollowNode, now: float) -> None:

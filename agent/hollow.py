@@ -108,4 +108,16 @@ def promote(state: HollowState, wanted: dict[str, AssignedContainer], now: float
     return started
 
 
-__all__ = ["HollowReplica", "HollowState", "converge", "promote"]
+def next_periodic_beat(next_beat: float, now: float, interval: float) -> float:
+    """When a node's next periodic heartbeat is due, after one was sent at ``now`` (monotonic).
+
+    A beat sent early (the node's containers changed) leaves the schedule alone, so the next one is never more
+    than an interval away. Moving the schedule an interval further on every early beat let a node whose
+    containers changed three times in a row fall silent for three intervals after the last: at 300 hollow
+    nodes an apply made every node silent for 3.3 s and a third of them were declared lost at once."""
+    if now < next_beat:
+        return next_beat
+    return max(next_beat + interval, now)  # on schedule (staggered), or after a stall: from now
+
+
+__all__ = ["HollowReplica", "HollowState", "converge", "next_periodic_beat", "promote"]

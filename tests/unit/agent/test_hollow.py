@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from drover.agent.hollow import HollowState, converge, promote
+from drover.agent.hollow import HollowState, converge, next_periodic_beat, promote
 from drover.shared.models import AssignedContainer, ContainerStatus, Heartbeat
 
 SPEC = {"image": "x", "ports": [{"name": "http", "container": 80}]}
@@ -41,3 +41,24 @@ def test_statuses_are_valid_heartbeat_records() -> None:
     states = {c.id: c.state for c in hb.containers}
     assert states == {"a": "running", "b": "starting"}
     assert isinstance(hb.containers[0], ContainerStatus)
+
+
+def test_early_beats_never_push_the_next_periodic_beat_past_an_interval() -> None:
+    """A node whose containers change on every tick still beats at least once an interval, and after the
+    changes stop its next beat is at most an interval after the last one sent."""
+    interval, tick = 1.0, 0.05
+    next_beat, last_sent, gaps = 0.3, 0.0, []
+    for step in range(200):
+        now = step * tick
+        changed = step < 100 and step % 7 == 0  # a burst of changes, then quiet
+        if changed or now >= next_beat:
+            gaps.append(now - last_sent)
+            last_sent = now
+            next_beat = next_periodic_beat(next_beat, now, interval)
+    assert max(gaps) <= interval + tick
+
+
+def test_periodic_beats_keep_their_stagger_and_restart_after_a_stall() -> None:
+    assert next_periodic_beat(10.3, 10.32, 1.0) == 11.3  # on time: the node's offset is kept
+    assert next_periodic_beat(10.3, 15.0, 1.0) == 15.0  # after a stall: from now, no burst of catch-up beats
+    assert next_periodic_beat(10.3, 10.0, 1.0) == 10.3  # early (a change): schedule unchanged
