@@ -34,10 +34,13 @@ MIN_SERVER = (2, 11, 0)
 # cluster died and the stream's replicas elect another): "no response from stream" (a 503 of the stream's
 # subject) or no reply in time. Repeatable with compare-and-set (``retry.retrying``); anything else is not.
 JS_TRANSIENT: tuple[type[BaseException], ...] = (NoStreamResponseError, TimeoutError)
-# How long a controller write rides out such an election: the 3-server lab elects a stream leader in 2-6 s
-# (a read meanwhile gets no reply for its whole 5 s timeout; a write gets a 503 at once), within the CLI's
-# request budget (10 s for a scale, 30 s for an apply).
-JS_WRITE_DEADLINE = 8.0
+# How long a controller write rides out such an election. A follower of a stream waits a random 4-9 s for a
+# lost leader before it campaigns (nats-server's raft election timeout) and a split vote between the two
+# survivors costs another such round, so 8 s could give up on an election that was going to succeed; 20 s
+# covers two rounds and the answer (the lab's elections took 2-9 s when measured). A read meanwhile gets no
+# reply (JS_READ_TIMEOUT below); a write gets a 503 at once. The CLI sends an unanswered request again with the
+# same request id, so a write that outlasts the CLI's budget is still done once.
+JS_WRITE_DEADLINE = 20.0
 JS_READ_TIMEOUT = 1.5  # s: a read inside such a retry (a leaderless stream leaves it unanswered, no 503)
 FAST_PING_INTERVAL = 1.0  # s: daemons that must notice a silently dead connection within seconds (agents)
 
