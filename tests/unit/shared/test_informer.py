@@ -58,7 +58,8 @@ def test_random_bytes_never_raise(data: bytes) -> None:
     assert ("k" in inf.items) != bool(damages) or not data
 
 
-def test_relisted_unchanged_entry_is_not_decoded_again() -> None:
+def counting_informer() -> tuple[Informer[NodeControl], list[bytes], list[tuple[str, Any, int]]]:
+    """A node-control informer that records what it decodes and the changes it reports."""
     decoded: list[bytes] = []
     changes: list[tuple[str, Any, int]] = []
 
@@ -68,6 +69,11 @@ def test_relisted_unchanged_entry_is_not_decoded_again() -> None:
 
     inf: Informer[NodeControl] = Informer("nodectl", None, decode,  # type: ignore[arg-type]
                                           on_change=lambda k, v, r: changes.append((k, v, r)))
+    return inf, decoded, changes
+
+
+def test_relisted_unchanged_entry_is_not_decoded_again() -> None:
+    inf, decoded, changes = counting_informer()
     a, b = NodeControl().to_wire(), NodeControl(cordoned=True).to_wire()
     inf._relisted({"a": (a, 1, None), "b": (b, 2, None)})
     assert len(decoded) == 2 and len(changes) == 2
@@ -81,15 +87,7 @@ def test_relisted_unchanged_entry_is_not_decoded_again() -> None:
 
 
 def test_a_value_this_process_wrote_is_held_not_decoded_again() -> None:
-    decoded: list[bytes] = []
-    changes: list[tuple[str, Any, int]] = []
-
-    def decode(data: bytes) -> NodeControl:
-        decoded.append(data)
-        return NodeControl.from_wire(data)
-
-    inf: Informer[NodeControl] = Informer("nodectl", None, decode,  # type: ignore[arg-type]
-                                          on_change=lambda k, v, r: changes.append((k, v, r)))
+    inf, decoded, changes = counting_informer()
     mine = NodeControl(cordoned=True)
     inf.hold("a", mine, 5, mine.to_wire())
     inf.apply("a", mine.to_wire(), 5, None)  # its echo from the watch
