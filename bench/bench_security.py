@@ -32,7 +32,7 @@ import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_proxy import ensure_tools, run_wrk, tool
+from bench_proxy import cpu_seconds, ensure_tools, run_wrk, tool
 from bench_rollout import Roll, answers, free_port, roll_under_load, start_web
 from common import Api, Nats, daemon, remove_labelled, service, stop_daemon
 
@@ -131,9 +131,13 @@ async def roll(setup: Setup, requests: int, concurrency: int) -> Roll:
                                      concurrency, until_rolled=True)
 
 
-def throughput(port: int, duration: float, connections: int, close: bool) -> float:
-    run_wrk(port, 1.0, connections, close)  # warm-up
-    return run_wrk(port, duration, connections, close).rps
+def throughput(setup: Setup, duration: float, connections: int, close: bool) -> tuple[float, float]:
+    """Requests/s through the agent's proxy, and the agent process's CPU time per request (µs): the steadier
+    figure on a shared machine."""
+    run_wrk(setup.ka_port, 1.0, connections, close)  # warm-up
+    before = cpu_seconds(setup.agent.pid)
+    rps = run_wrk(setup.ka_port, duration, connections, close).rps
+    return rps, (cpu_seconds(setup.agent.pid) - before) / (rps * duration) * 1e6
 
 
 async def running(api: Api, name: str, n: int) -> bool:
@@ -191,6 +195,10 @@ def line(label: str, plain: float, secure: float, unit: str, more_is_better: boo
             f"TLS/plain {ratio:5.3f}  ({'within' if worse <= 0.10 else 'NOT within'} 10 %)")
 
 
+def ratios(plain: list[float], secure: list[float]) -> str:
+    return ", ".join(f"{t / p:.2f}" for p, t in zip(plain, secure, strict=True))
+
+
 async def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--trials", type=int, default=3)
@@ -207,6 +215,7 @@ async def main() -> None:
     conn: dict[bool, list[float]] = {k: [] for k in both}
     rolls: dict[bool, list[Roll]] = {k: [] for k in both}
     rps: dict[tuple[bool, bool], list[float]] = {(k, c): [] for k in both for c in both}  # (secure, close)
+    cpu: dict[tuple[bool, bool], list[float]] = {(k, c): [] for k in both for c in both}  # agent µs/request
     loads = [loadavg()]
     setups: dict[bool, Setup] = {}
     try:
@@ -224,12 +233,15 @@ async def main() -> None:
                     conn[secure].append(await connect_once(s))
                 rolls[secure].append(await roll(s, args.roll_requests, args.concurrency))
                 for close in both:
-                    rps[(secure, close)].append(throughput(s.ka_port, args.duration, args.connections, close))
+                    rate, cpu_us = throughput(s, args.duration, args.connections, close)
+                    rps[(secure, close)].append(rate)
+                    cpu[(secure, close)].append(cpu_us)
                 r = rolls[secure][-1]
                 print(f"trial {trial + 1} {'TLS+auth' if secure else 'plain   '}: apply {apply_t[secure][-1]:.2f} s, "
                       f"rollout {r.rollout_s:.2f} s ({r.sent} requests, {r.stats['FAILED']} failed), "
-                      f"proxy keep-alive {rps[(secure, False)][-1]:.0f} req/s, "
-                      f"new-conn {rps[(secure, True)][-1]:.0f} req/s; load {loadavg()}", flush=True)
+                      f"proxy keep-alive {rps[(secure, False)][-1]:.0f} req/s ({cpu[(secure, False)][-1]:.1f} µs "
+                      f"agent CPU/req), new-conn {rps[(secure, True)][-1]:.0f} req/s ({cpu[(secure, True)][-1]:.1f} "
+                      f"µs); load {loadavg()}", flush=True)
                 loads.append(loadavg())
     finally:
         for s in setups.values():
@@ -244,6 +256,7 @@ async def main() -> None:
     print(line("connect + first reply (median)", med(conn[False]) * 1e3, med(conn[True]) * 1e3, "ms"))
     print(line("rollout under load, duration (median)", med(r.rollout_s for r in rolls[False]),
                med(r.rollout_s for r in rolls[True]), "s"))
+    print(f"    per-trial TLS/plain: {ratios([r.rollout_s for r in rolls[False]], [r.rollout_s for r in rolls[True]])}")
     failed = {k: sum(r.stats["FAILED"] for r in rolls[k]) for k in both}
     sent = {k: sum(r.sent for r in rolls[k]) for k in both}
     print(f"  {'rollout under load, failed requests':40s}: plain {failed[False]} of {sent[False]}   "
@@ -251,8 +264,9 @@ async def main() -> None:
     for close, label in ((False, "keep-alive"), (True, "new connection")):
         print(line(f"proxy {label} (median req/s)", med(rps[(False, close)]), med(rps[(True, close)]), "req/s",
                    more_is_better=True))
-        pairs = [f"{t / p:.2f}" for p, t in zip(rps[(False, close)], rps[(True, close)], strict=True)]
-        print(f"    per-trial TLS/plain: {', '.join(pairs)}")
+        print(f"    per-trial TLS/plain: {ratios(rps[(False, close)], rps[(True, close)])}")
+        print(line(f"proxy {label}, agent CPU per request", med(cpu[(False, close)]), med(cpu[(True, close)]), "µs"))
+        print(f"    per-trial TLS/plain: {ratios(cpu[(False, close)], cpu[(True, close)])}")
     for k in both:
         for r in rolls[k]:
             for e in r.errors:
