@@ -14,7 +14,8 @@ trials alternating which of the two goes first.
   duration and the failed requests;
 - per-node proxy throughput: ``wrk`` (bench_proxy's) through the agent's proxy to a 2-replica nginx service
   (Debian's nginx binary and its libraries bind-mounted read-only into the busybox image), with keep-alive
-  and with a new connection per request.
+  and with a new connection per request, and the agent process's CPU time per request;
+- the agent's CPU time at rest (its services running, no traffic).
 Everything on 127.0.0.1. Target (issue 10): within 10 %.
 """
 
@@ -140,6 +141,14 @@ def throughput(setup: Setup, duration: float, connections: int, close: bool) -> 
     return rps, (cpu_seconds(setup.agent.pid) - before) / (rps * duration) * 1e6
 
 
+async def idle_cpu(setup: Setup, seconds: float = 5.0) -> float:
+    """The agent's CPU time at rest (ms per second: heartbeats, watches, pings over the bus), with its services
+    running and no traffic: what the bus's security can cost the node outside any request."""
+    before = cpu_seconds(setup.agent.pid)
+    await asyncio.sleep(seconds)
+    return (cpu_seconds(setup.agent.pid) - before) / seconds * 1e3
+
+
 async def running(api: Api, name: str, n: int) -> bool:
     rows = await api.call("get_containers", service=name)
     return len(rows) == n and all(r["state"] == "running" for r in rows)
@@ -216,6 +225,7 @@ async def main() -> None:
     rolls: dict[bool, list[Roll]] = {k: [] for k in both}
     rps: dict[tuple[bool, bool], list[float]] = {(k, c): [] for k in both for c in both}  # (secure, close)
     cpu: dict[tuple[bool, bool], list[float]] = {(k, c): [] for k in both for c in both}  # agent µs/request
+    rest: dict[bool, list[float]] = {k: [] for k in both}  # agent CPU ms/s at rest
     loads = [loadavg()]
     setups: dict[bool, Setup] = {}
     try:
@@ -232,6 +242,7 @@ async def main() -> None:
                 for _ in range(10):
                     conn[secure].append(await connect_once(s))
                 rolls[secure].append(await roll(s, args.roll_requests, args.concurrency))
+                rest[secure].append(await idle_cpu(s))
                 for close in both:
                     rate, cpu_us = throughput(s, args.duration, args.connections, close)
                     rps[(secure, close)].append(rate)
@@ -241,7 +252,7 @@ async def main() -> None:
                       f"rollout {r.rollout_s:.2f} s ({r.sent} requests, {r.stats['FAILED']} failed), "
                       f"proxy keep-alive {rps[(secure, False)][-1]:.0f} req/s ({cpu[(secure, False)][-1]:.1f} µs "
                       f"agent CPU/req), new-conn {rps[(secure, True)][-1]:.0f} req/s ({cpu[(secure, True)][-1]:.1f} "
-                      f"µs); load {loadavg()}", flush=True)
+                      f"µs); agent at rest {rest[secure][-1]:.1f} ms/s; load {loadavg()}", flush=True)
                 loads.append(loadavg())
     finally:
         for s in setups.values():
@@ -261,6 +272,8 @@ async def main() -> None:
     sent = {k: sum(r.sent for r in rolls[k]) for k in both}
     print(f"  {'rollout under load, failed requests':40s}: plain {failed[False]} of {sent[False]}   "
           f"TLS+auth {failed[True]} of {sent[True]}   (target 0)")
+    print(line("agent CPU at rest (median)", med(rest[False]), med(rest[True]), "ms/s"))
+    print(f"    per-trial TLS/plain: {ratios(rest[False], rest[True])}")
     for close, label in ((False, "keep-alive"), (True, "new connection")):
         print(line(f"proxy {label} (median req/s)", med(rps[(False, close)]), med(rps[(True, close)]), "req/s",
                    more_is_better=True))
