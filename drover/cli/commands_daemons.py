@@ -206,11 +206,11 @@ def agent_cmd(
     log_level: str,
 ) -> None:
     """Run an agent for one node in the foreground (until SIGINT/SIGTERM)."""
-    natsload.load_daemon(nats_url)  # first: a restarted agent must heartbeat within the node grace, imports included
     if count is not None or node_prefix is not None:
         _run_fleet(nats_url, node_prefix or node, count or 1, driver, labels, address, cpu, memory, cluster,
                    start_delay, log_level, creds=_readable(creds, "--creds"), ca=_readable(ca, "--ca"))
         return
+    natsload.load_daemon(nats_url)  # first: a restarted agent must heartbeat within the node grace, imports included
     from drover.agent.config import AgentConfig
     from drover.agent.fence import default_data_dir
     from drover.agent.main import run_agent
@@ -262,6 +262,7 @@ def _run_fleet(
     prefix = prefix or socket.gethostname().split(".")[0] or "node"
     if not _NODE_PREFIX.match(prefix):
         raise click.BadParameter(f"{prefix!r}: letters, digits, '_' and '-' only", param_hint="'--node-prefix'")
+    natsload.load_daemon(nats_url)
     from drover.agent.fleet import FleetConfig, run_fleet
 
     _configure_logs(log_level)
