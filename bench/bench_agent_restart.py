@@ -116,7 +116,8 @@ async def main() -> None:
         "runs": args.runs,
         "kill_to_heartbeat_median_s": round(statistics.median(heard), 2),
         "kill_to_heartbeat_max_s": round(max(heard), 2),
-        "restart_to_heartbeat_median_s": round(statistics.median(h - s for h, s in zip(heard, restarted)), 2),
+        "restart_to_heartbeat_median_s": round(statistics.median(h - s for h, s in zip(heard, restarted, strict=True)),
+                                               2),
         "load_avg_1m": [round(min(loads), 2), round(max(loads), 2)],
     }))
 

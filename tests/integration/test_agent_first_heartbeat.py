@@ -15,7 +15,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import msgpack
@@ -26,6 +25,7 @@ from drover.agent.drivers.base import RUNNING
 from drover.agent.drivers.docker import DockerDriver
 from drover.shared import hbwire
 from drover.shared.subjects import Names
+from tests.fixtures import wait_for
 from tests.fixtures.nats import NatsServer
 from tests.integration.agent_support import replica
 
@@ -92,10 +92,7 @@ async def test_first_heartbeat_reports_the_running_container_before_heavy_import
         marker = proc.stderr.rsplit("LOADED ", 1)
         assert len(marker) == 2, proc.stderr[-2000:]
         assert json.loads(marker[1].split("\n")[0]) == [], "imported before the first heartbeat"
-        deadline = time.monotonic() + 10
-        while not beats and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        assert beats, "the first heartbeat never arrived"
+        await wait_for(lambda: beats, 10, message="the first heartbeat never arrived")
         first = _containers(beats[0])
         assert [(c["id"], c["state"], c["container_id"]) for c in first] == [("r1", "running", obs.container_id)]
     finally:
