@@ -64,8 +64,8 @@ async def main() -> None:
     ap.add_argument("--fleets", type=int, default=1, help="hollow fleet processes sharing the nodes")
     ap.add_argument("--skip-cli", action="store_true", help="do not time the CLI's listings")
     ap.add_argument("--timeout", type=float, default=300.0)
-    ap.add_argument("--py-spy", metavar="OUT", help="record the controller with py-spy during the apply (OUT.apply) "
-                    "and the heartbeat load (OUT.rest) (raw format: one line per stack and thread, with counts; "
+    ap.add_argument("--py-spy", metavar="OUT", help="record the controller with py-spy during the apply (OUT.apply), "
+                    "the heartbeat load (OUT.rest) and a lost node's replacement (OUT.lost) (raw format: one line per stack and thread, with counts; "
                     "py-spy installed in the venv)")
     args = ap.parse_args()
     total = args.services * args.replicas
@@ -161,6 +161,7 @@ async def main() -> None:
                                                else n["containers"]))
             lost_n = victim["containers"] if isinstance(victim["containers"], int) else len(victim["containers"])
             out["lost_node_replicas"] = lost_n
+            spy = record(ctl.pid, f"{args.py_spy}.lost") if args.py_spy else None
             t1 = time.monotonic()
             prefix = victim["name"].rsplit("-", 1)[0]
             await api.nc.request(f"drover.{cluster}.fleet.{prefix}.die.{victim['name']}", b"", timeout=5)
@@ -175,6 +176,7 @@ async def main() -> None:
                 out["node_lost_replaced_s"] = round(time.monotonic() - t1, 2)
             except TimeoutError:
                 out["node_lost_replaced_s"] = None
+            stop_recording(spy)
             leader1 = await api.call("leader")
             out["lease_kept"] = leader0["id"] == leader1["id"] and leader0["term"] == leader1["term"]
             out["rss_end_mib"] = round(rss_mib(ctl.pid), 1)
