@@ -199,19 +199,23 @@ def service_rows(
 
 def lost_nodes(snap: Snapshot, among: Iterable[str]) -> list[str]:
     """The nodes of ``among`` that are lost (silent past their grace, or with no registration)."""
+    # (``node_status(ns, …) is LOST`` written out: this runs over every node with replicas for each `get services`)
+    now, grace, nodes = snap.now, snap.node_grace, snap.nodes
     out = []
     for node in among:
-        ns = snap.nodes.get(node)
-        if ns is None or node_status(ns, snap.now, snap.node_grace) is NodeStatus.LOST:
+        ns = nodes.get(node)
+        if ns is None:
+            out.append(node)
+            continue
+        last = ns.last_heartbeat if ns.last_heartbeat is not None else ns.seen_since
+        if now - (last if last > ns.seen_since else ns.seen_since) > grace:
             out.append(node)
     return out
 
 
 def node_rows(snap: Snapshot, *, name: str | None = None) -> list[dict[str, Any]]:
     out = []
-    for node_name in sorted(snap.nodes):
-        if name is not None and node_name != name:
-            continue
+    for node_name in sorted(snap.nodes) if name is None else [name] if name in snap.nodes else []:
         n = snap.nodes[node_name]
         a = snap.assignments.get(node_name)
         containers = a.containers if a else []
