@@ -47,7 +47,7 @@ records = st.builds(
     st.integers(0, 4), st.integers(1, 2), st.sampled_from(["complete", "progressing", "failed", "rolled-back"]),
 )
 replica = st.tuples(st.sampled_from(SERVICES), st.integers(0, 5), st.integers(1, 2))  # (service, number, revision)
-status = st.tuples(st.sampled_from(SERVICES + [""]), st.integers(0, 5), st.integers(1, 2), st.sampled_from(STATES),
+status = st.tuples(st.sampled_from([*SERVICES, ""]), st.integers(0, 5), st.integers(1, 2), st.sampled_from(STATES),
                    st.booleans())
 steps = st.one_of(
     st.tuples(st.just("assign"), st.sampled_from(NODES), st.lists(replica, max_size=6), st.booleans()),
