@@ -25,7 +25,7 @@ from typing import Any
 
 import msgpack
 
-from drover.shared import bus
+from drover.shared import bus, hbwire
 from drover.shared.subjects import Names
 
 
@@ -59,13 +59,20 @@ async def _new_pid(node: str, old: int, deadline: float) -> tuple[int, float]:
     raise SystemExit("the agent was not restarted")
 
 
-async def one_kill(nc: Any, names: Names, node: str) -> tuple[float, float]:
-    """(kill → first heartbeat of the new boot, kill → new process recorded), in seconds."""
-    boots: list[tuple[str, float]] = []
+def _running(body: dict[str, Any]) -> int:
+    """Running containers a heartbeat (one part) reports."""
+    return sum(1 for e in hbwire.entries(body.get("cs") or msgpack.packb([]))
+               if hbwire.decode_entry(e)["state"] == "running")
+
+
+async def one_kill(nc: Any, names: Names, node: str) -> tuple[float, float, int, int]:
+    """(kill → first heartbeat of the new boot, kill → new process recorded, running containers in the last
+    heartbeat before the kill, in the first one after), times in seconds."""
+    boots: list[tuple[str, float, int]] = []
 
     async def on_hb(msg: Any) -> None:
         body = msgpack.unpackb(msg.data)
-        boots.append((str(body.get("boot_id")), time.time()))
+        boots.append((str(body.get("boot_id")), time.time(), _running(body)))
 
     sub = await nc.subscribe(names.heartbeat(node), cb=on_hb)
     try:
@@ -74,15 +81,15 @@ async def one_kill(nc: Any, names: Names, node: str) -> tuple[float, float]:
             await asyncio.sleep(0.02)
         if not boots:
             raise SystemExit(f"no heartbeat from {node}")
-        old_boot = boots[-1][0]
+        old_boot, _, before = boots[-1]
         pid = _agent(_lab(), node)["pid"]
         killed = time.time()
         os.kill(pid, signal.SIGKILL)
         _, started = await _new_pid(node, pid, killed + 15)
         while time.time() < killed + 15:
-            fresh = [t for b, t in boots if b != old_boot]
+            fresh = [(t, n) for b, t, n in boots if b != old_boot]
             if fresh:
-                return fresh[0] - killed, started - killed
+                return fresh[0][0] - killed, started - killed, before, fresh[0][1]
             await asyncio.sleep(0.005)
         raise SystemExit("no heartbeat from the restarted agent within 15 s")
     finally:
@@ -103,12 +110,12 @@ async def main() -> None:
     heard, restarted, loads = [], [], []
     try:
         for i in range(args.runs):
-            hb, start = await one_kill(nc, names, node)
+            hb, start, before, after = await one_kill(nc, names, node)
             heard.append(hb)
             restarted.append(start)
             loads.append(os.getloadavg()[0])
-            print(f"run {i + 1}: kill → restarted {start:.2f} s, → first heartbeat {hb:.2f} s (load {loads[-1]:.2f})",
-                  flush=True)
+            print(f"run {i + 1}: kill → restarted {start:.2f} s, → first heartbeat {hb:.2f} s (load {loads[-1]:.2f}; "
+                  f"running containers reported before/after: {before}/{after})", flush=True)
             await asyncio.sleep(args.settle)
     finally:
         await nc.close()
