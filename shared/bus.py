@@ -17,7 +17,7 @@ import structlog
 from nats.aio.client import Client as NATS
 from nats.aio.transport import TcpTransport
 from nats.js import JetStreamContext
-from nats.js.api import KeyValueConfig, RetentionPolicy, StorageType, StreamConfig
+from nats.js.api import KeyValueConfig, RetentionPolicy, StorageType, StreamConfig, StreamInfo
 from nats.js.errors import BucketNotFoundError, NoStreamResponseError, NotFoundError
 from nats.js.kv import KeyValue
 
@@ -201,6 +201,7 @@ class ClusterStore:
         # (a nats-server just died) a request goes unanswered, and an open that waits 5 s per bucket took 10 s
         # and more to start a controller; a quick failure is retried by open_store instead.
         self.probe_timeout = probe_timeout
+        self.slowest_answer: float | None = None  # s: the longest a stream's info took to answer so far
         self.replicas = cluster_replicas(nc)
         self.manage = manage
         self.wanted: dict[str, BucketSpec] = {
@@ -258,9 +259,26 @@ class ClusterStore:
     def _probe(self) -> JetStreamContext:
         return self.nc.jetstream(timeout=self.probe_timeout)
 
+    async def _info(self, stream: str) -> StreamInfo:
+        """A stream's info, asked with the probe timeout; how long an answer took is kept (not found is an
+        answer too)."""
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+
+        def answered() -> None:
+            self.slowest_answer = max(self.slowest_answer or 0.0, loop.time() - began)
+
+        try:
+            info = await self._probe().stream_info(stream)
+        except NotFoundError:
+            answered()
+            raise
+        answered()
+        return info
+
     async def _bucket(self, name: str, spec: BucketSpec) -> KeyValue:
         try:
-            info = await self._probe().stream_info(f"KV_{name}")
+            info = await self._info(f"KV_{name}")
         except (BucketNotFoundError, NotFoundError):
             info = None
         if info is not None:
@@ -301,7 +319,7 @@ class ClusterStore:
     async def _events_stream(self) -> None:
         n = self.names
         try:
-            info = await self._probe().stream_info(n.events_stream)
+            info = await self._info(n.events_stream)
         except NotFoundError:
             info = None
         if info is not None:
@@ -359,6 +377,18 @@ async def request_retrying(nc: NATS, subject: str, payload: bytes, *, timeout: f
             await sub.unsubscribe()
 
 
+def probe_timeout(attempt: int, slowest_answer: float | None) -> float:
+    """How long the ``attempt``-th (from 0) round of a store open waits for each stream's info. A leaderless
+    stream drops the request and only one sent after its election is answered, so the next should follow soon.
+    Until any stream has answered: 1 s, then 1.25 s, 1.5 s… (at most 5 s), patient with a slow (loaded) server.
+    Once some have (the server is responsive; the unanswered are leaderless): three times the slowest answer
+    seen, at least 0.5 s, at most that growing bound."""
+    patient = min(5.0, 1.0 + 0.25 * attempt)
+    if slowest_answer is None:
+        return patient
+    return min(patient, max(0.5, 3.0 * slowest_answer))
+
+
 # How long open_store waits for JetStream (a freshly started server, streams electing leaders) before it gives up.
 OPEN_DEADLINE = 60.0
 
@@ -375,10 +405,7 @@ async def open_store(
 
     async def attempt() -> ClusterStore:
         nonlocal attempts
-        # Streams are asked with 1 s, then 1.25 s, 1.5 s… per request (at most 5 s): a leaderless stream drops
-        # the request, so the next one should follow its election soon; and still patient with a slow
-        # (loaded) server.
-        store.probe_timeout = min(5.0, 1.0 + 0.25 * attempts)
+        store.probe_timeout = probe_timeout(attempts, store.slowest_answer)
         attempts += 1
         try:
             return await store.open()
