@@ -215,6 +215,7 @@ class ClusterStore:
         }
         self._kv: dict[str, KeyValue] = {}  # what has opened so far: kept across open_store's retries
         self._events_open = False
+        self._meta_ok = False  # the JetStream meta leader answered (see open)
         self.services: KeyValue
         self.assignments: KeyValue
         self.nodes: KeyValue
@@ -224,17 +225,21 @@ class ClusterStore:
     def missing(self) -> list[str]:
         """The buckets (and the events stream) not opened yet."""
         out = [name for name in self.wanted if name not in self._kv]
-        return out if self._events_open else [*out, self.names.events_stream]
+        out += [] if self._events_open else [self.names.events_stream]
+        return out + ([] if self._meta_ok else ["(JetStream meta leader)"])
 
     async def open(self) -> ClusterStore:
         """Open (creating what is missing) every wanted bucket and the events stream not opened yet, all asked
         at once: a stream electing its leader delays only its own answer. What opened is kept, so a repeat
-        after a failure (open_store's retry) asks only for the rest. Raises once every ask has ended: a
-        failure that is not transient before a transient one."""
+        after a failure (open_store's retry) asks only for the rest. Also waits for JetStream's meta leader
+        (it creates every consumer: a watch started while it is being elected waits out its 5 s timeout).
+        Raises once every ask has ended: a failure that is not transient before a transient one."""
         asks: list[Awaitable[None]] = [self._keep(name, spec) for name, spec in self.wanted.items()
                                        if name not in self._kv]
         if not self._events_open:
             asks.append(self._events_stream())
+        if not self._meta_ok:
+            asks.append(self._meta_leader())
         results = await asyncio.gather(*asks, return_exceptions=True)
         failed = [r for r in results if isinstance(r, BaseException)]
         if failed:
@@ -259,21 +264,28 @@ class ClusterStore:
     def _probe(self) -> JetStreamContext:
         return self.nc.jetstream(timeout=self.probe_timeout)
 
+    async def _meta_leader(self) -> None:
+        """Only the meta leader answers the account's JetStream info (as it alone creates consumers)."""
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        await self._probe().account_info()
+        self._answered(loop.time() - began)
+        self._meta_ok = True
+
+    def _answered(self, took: float) -> None:
+        self.slowest_answer = max(self.slowest_answer or 0.0, took)
+
     async def _info(self, stream: str) -> StreamInfo:
         """A stream's info, asked with the probe timeout; how long an answer took is kept (not found is an
         answer too)."""
         loop = asyncio.get_running_loop()
         began = loop.time()
-
-        def answered() -> None:
-            self.slowest_answer = max(self.slowest_answer or 0.0, loop.time() - began)
-
         try:
             info = await self._probe().stream_info(stream)
         except NotFoundError:
-            answered()
+            self._answered(loop.time() - began)
             raise
-        answered()
+        self._answered(loop.time() - began)
         return info
 
     async def _bucket(self, name: str, spec: BucketSpec) -> KeyValue:
