@@ -187,8 +187,9 @@ OPEN_TRANSIENT: tuple[type[BaseException], ...] = (nats.errors.Error, TimeoutErr
 class ClusterStore:
     """Handles on one cluster's KV buckets and events stream. ``manage`` (the controller's store: only its
     credentials may update a stream) also brings existing streams up to date: direct gets on the assign
-    bucket, and at least ``replicas`` copies of each bucket and of the events stream. ``extra``: more buckets
-    to open with the others (the controller's own)."""
+    bucket, and at least ``replicas`` copies of each bucket and of the events stream; and its open waits for
+    the JetStream meta leader (see ``open``). ``extra``: more buckets to open with the others (the
+    controller's own)."""
 
     def __init__(
         self, nc: NATS, names: Names, probe_timeout: float = 5.0, *, manage: bool = False,
@@ -215,7 +216,7 @@ class ClusterStore:
         }
         self._kv: dict[str, KeyValue] = {}  # what has opened so far: kept across open_store's retries
         self._events_open = False
-        self._meta_ok = False  # the JetStream meta leader answered (see open)
+        self._meta_ok = not manage  # the JetStream meta leader answered (see open; the controller's store only)
         self.services: KeyValue
         self.assignments: KeyValue
         self.nodes: KeyValue
@@ -231,8 +232,10 @@ class ClusterStore:
     async def open(self) -> ClusterStore:
         """Open (creating what is missing) every wanted bucket and the events stream not opened yet, all asked
         at once: a stream electing its leader delays only its own answer. What opened is kept, so a repeat
-        after a failure (open_store's retry) asks only for the rest. Also waits for JetStream's meta leader
-        (it creates every consumer: a watch started while it is being elected waits out its 5 s timeout).
+        after a failure (open_store's retry) asks only for the rest. The controller's store also waits for
+        JetStream's meta leader: it creates every consumer, and a controller lists all its buckets through
+        watches before it does anything (one started while the meta leader is elected waits out its 5 s
+        request timeout). An agent's does not: its first heartbeat needs no consumer, and comes after the open.
         Raises once every ask has ended: a failure that is not transient before a transient one."""
         asks: list[Awaitable[None]] = [self._keep(name, spec) for name, spec in self.wanted.items()
                                        if name not in self._kv]

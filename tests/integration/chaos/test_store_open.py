@@ -1,8 +1,8 @@
 """Opening a cluster's store on a real 3-server JetStream cluster (``shared/bus.open_store``):
 - while the streams of a just-killed server elect new leaders, every stream is asked at once and a retry
   asks only for those still unanswered (a restarted controller answers soon after the last election
-  instead of starting over on each unanswered stream), and it also waits for the JetStream meta leader
-  (which alone creates the consumers of the watches that follow);
+  instead of starting over on each unanswered stream), and the controller's also waits for the JetStream
+  meta leader (which alone creates the consumers of the watches that follow);
 - the controller's store raises a bucket's and the events stream's replicas to the cluster's (one made while
   its creator saw a single server stays R1 otherwise, and is leaderless for good once that server dies),
   never lowers them, and other roles leave them as they are."""
@@ -80,7 +80,7 @@ async def test_an_open_during_elections_asks_every_stream_at_once_and_again_only
         assert per_stream[s] <= (1 if s == names.events_stream else 2), (s, per_stream)
 
 
-async def test_an_open_waits_for_the_jetstream_meta_leader(cluster: list[lab.Child]) -> None:
+async def test_the_controllers_open_waits_for_the_jetstream_meta_leader(cluster: list[lab.Child]) -> None:
     """The meta leader alone creates consumers: a store opened while it is being elected (every stream still
     led) used to return at once, and the controller's watches then waited out their 5 s request timeout."""
     names = Names("meta")
@@ -100,7 +100,7 @@ async def test_an_open_waits_for_the_jetstream_meta_leader(cluster: list[lab.Chi
     try:
         victim.kill()
         began = time.monotonic()
-        store = await bus.open_store(nc, "meta")
+        store = await bus.open_store(nc, "meta", manage=True)
         took = time.monotonic() - began
         # a consumer can be made at once (the account's JetStream info: answered by the meta leader only)
         await nc.jetstream(timeout=2.0).account_info()
