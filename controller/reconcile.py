@@ -230,11 +230,11 @@ def _service_pass(
     name = svc.name
     views = []
     # (a full pass builds a view of every replica of the cluster: the lookups are hoisted out of the loop)
-    nodes, ready_since, draining = snap.nodes, snap.ready_since, NodeStatus.DRAINING
+    nodes, ready_since, drains = snap.nodes, snap.ready_since, NodeStatus.DRAINING
     for node, c in replicas:
         ns = nodes.get(node)
         obs = ns.observed.get(c.id) if ns is not None else None
-        leaving = status.get(node) is draining
+        leaving = status.get(node) is drains
         if obs is None:
             views.append(ReplicaView(c.id, node, c.revision, False, None, leaving, "pending", 0))
             continue
