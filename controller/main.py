@@ -26,7 +26,7 @@ from drover.controller.feeds import StateFeeds
 from drover.controller.fleetintake import FleetRegistrations
 from drover.controller.freshness import LoopWatch, heartbeat_time
 from drover.controller.heartbeats import HeartbeatIntake, Outcome
-from drover.controller.leader import LeaderState, open_leader_bucket
+from drover.controller.leader import LeaderState
 from drover.controller.leasekeeper import LeaseKeeper
 from drover.controller.metrics import ControllerMetrics
 from drover.controller.nodewatch import NodeWatch
@@ -90,7 +90,12 @@ class Controller:
             self.cfg.nats_url, name=f"drover-controller-{self.id}", retry_forever=True, creds=self.cfg.creds,
             ca=self.cfg.ca,
         )
-        self.store = await bus.open_store(self.nc, self.cfg.cluster)
+        # The controller's store brings existing streams up to date (replicas, direct gets: only its
+        # credentials may) and opens its own buckets with the others, all at once.
+        n = self.names
+        own = {n.secrets_bucket: bus.BucketSpec(), n.requests_bucket: bus.BucketSpec(ttl=REQUESTS_TTL),
+               n.leader_bucket: bus.BucketSpec()}
+        self.store = await bus.open_store(self.nc, self.cfg.cluster, manage=True, extra=own)
         await cluster_key(self.store)  # the agents' shared gossip key exists from the cluster's start
         await self._open_secrets()
         self.state.started = time.time()
@@ -140,7 +145,7 @@ class Controller:
         await asyncio.wait_for(self.eventlog.ready.wait(), 30)
         if self.cfg.metrics_port is not None:
             self.metrics.serve(self.cfg.metrics_address, self.cfg.metrics_port)
-        leader_kv = await open_leader_bucket(self.store.js, self.names.leader_bucket, self.store.replicas)
+        leader_kv = await self.store.open_bucket(self.names.leader_bucket)  # opened with the store
         self.leader_kv = leader_kv
         cfg = self.cfg
 
