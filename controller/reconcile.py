@@ -123,9 +123,10 @@ def plan(snap: Snapshot, rng: random.Random, scope: Scope | None = None) -> Clus
         scan = sorted({n for n in scope.nodes if n in work}.union(*(index.get(s, {}).keys() for s in planned)))
 
     # 1. Replicas of deleted services go; replicas of lost (or unknown) nodes are replaced elsewhere.
-    # (a scoped pass with no deleted service in its scope has nothing to do here on a live node: skipped)
-    gone = planned is None or any(
-        (svc := snap.services.get(s)) is None or svc.deleted for s in planned if s not in snap.held_services
+    # (with no deleted service among those planned, there is nothing to do here on a live node: skipped)
+    present = planned if planned is not None else snap.placements  # (None: not known without the scan)
+    gone = present is None or any(
+        (svc := snap.services.get(s)) is None or svc.deleted for s in present if s not in snap.held_services
     )
     for node in scan:
         st = status.get(node, NodeStatus.LOST)
@@ -228,20 +229,24 @@ def _service_pass(
     a service that raises half-way leaves its replicas (and the plan) as they were."""
     name = svc.name
     views = []
+    # (a full pass builds a view of every replica of the cluster: the lookups are hoisted out of the loop)
+    nodes, ready_since, drains = snap.nodes, snap.ready_since, NodeStatus.DRAINING
     for node, c in replicas:
-        obs = snap.nodes[node].observed.get(c.id) if node in snap.nodes else None
-        ready = bool(obs and obs.ready and obs.revision == c.revision)
+        ns = nodes.get(node)
+        obs = ns.observed.get(c.id) if ns is not None else None
+        leaving = status.get(node) is drains
+        if obs is None:
+            views.append(ReplicaView(c.id, node, c.revision, False, None, leaving, "pending", 0))
+            continue
+        ready = obs.ready and obs.revision == c.revision
         views.append(
             ReplicaView(
-                id=c.id,
-                node=node,
-                revision=c.revision,
-                ready=ready,
-                ready_since=snap.ready_since.get(c.id, obs.started_at or 0.0) if ready and obs else None,
-                leaving=status.get(node) is NodeStatus.DRAINING,
-                state=str(obs.state) if obs else "pending",
+                c.id, node, c.revision, ready,
+                ready_since.get(c.id, obs.started_at or 0.0) if ready else None,
+                leaving,
+                str(obs.state),
                 # Crash evidence only: a replacement after a node loss is a relocation, not a crash.
-                restarts=in_place_restarts(c, obs),
+                max(0, obs.restarts - c.restarts),  # (in_place_restarts)
             )
         )
     verdict = judge_rollout(

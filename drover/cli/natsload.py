@@ -38,8 +38,9 @@ def unimportable(*names: str) -> Iterator[None]:
 
 
 def load(url: str = "") -> ModuleType:
-    """The ``nats`` package, imported without aiohttp unless ``url`` needs websockets."""
-    if "nats" in sys.modules or url.startswith(("ws://", "wss://")):
+    """The ``nats`` package, imported without aiohttp unless ``url`` (one URL or a comma-separated list) needs
+    websockets."""
+    if "nats" in sys.modules or any(u.strip().startswith(("ws://", "wss://")) for u in url.split(",")):
         import nats
 
         return nats
