@@ -201,6 +201,10 @@ class Agent:
         except Exception as exc:  # e.g. Docker briefly away: the reconcile loop keeps trying
             self.log.warning("first reconcile failed; retrying in the background", error=repr(exc))
             self._next_wake = time.time() + 1.0
+        # The first heartbeat as soon as it can be truthful: gossip and proxy up, registration put, the node's
+        # containers observed (an agent restarted by `drover up` must be heard within the node grace). The
+        # rest of the start (logs API, loops, aiodocker's import on the first event stream) comes after it.
+        await self.beats.send()
         assert self.sup is not None
         self._logs = LogsApi(
             self.nc,
@@ -216,7 +220,6 @@ class Agent:
         self.sup.start("resync", feed.resync_loop)
         self.sup.start("heartbeat", self.beats.run)
         self.sup.start("driver-events", self._events_loop)
-        await self.beats.send()
         self.log.info("agent started", address=self.cfg.address, driver=self.driver.name, boot_id=self.boot_id)
 
     async def stop(self, remove_containers: bool = False) -> None:

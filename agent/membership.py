@@ -21,11 +21,12 @@ from nats.js.errors import KeyNotFoundError
 from drover.agent.assignment import AssignmentGate
 from drover.agent.config import AgentConfig
 from drover.agent.fence import incarnation
-from drover.shared.bus import ClusterStore
+from drover.shared.bus import JS_TRANSIENT, JS_WRITE_DEADLINE, ClusterStore
 from drover.shared.cluster_key import cluster_key
 from drover.shared.errors import WireError
 from drover.shared.models import Assignment, NodeRegistration, Resources
 from drover.shared.ownkey import OwnKeyWatch, own_key_reader
+from drover.shared.retry import retrying
 from drover.shared.tasks import Supervisor
 
 VERSION = "0.1.0"
@@ -92,9 +93,16 @@ class AssignmentFeed:
         # grant those and no other node's (shared/ownkey.py).
         self.assignments = own_key_reader(nc, store.names.assignments_bucket)
 
-    async def register(self) -> None:
-        try:
+    async def register(self, *, retry_for: float = 0.0) -> None:
+        """Put the registration. ``retry_for`` (seconds): put it again meanwhile when the nodes stream has no
+        leader for a moment (a nats-server died; its streams elect new leaders within seconds), instead of
+        leaving it to the next resync; any other failure, or one lasting longer, is left to the resync."""
+
+        async def put() -> None:
             await self.store.nodes.put(self.node, self.registration().to_wire())
+
+        try:
+            await retrying(put, retry_on=JS_TRANSIENT, deadline=retry_for)
             self.registered = True
         except Exception as exc:
             self.registered = False
@@ -168,7 +176,8 @@ class AssignmentFeed:
             self.sup.spawn("re-register", self.after_reconnect())
 
     async def after_reconnect(self) -> None:
-        await self.register()
+        # A reconnect because a nats-server died often meets that server's streams electing new leaders.
+        await self.register(retry_for=JS_WRITE_DEADLINE)
         await self.read_assignment()
         self.wake()
 

@@ -30,12 +30,15 @@ from drover.chaos.schedule import KINDS
 from drover.cli.context import resolve
 from drover.shared.units import parse_duration
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import compile_bytecode
 
-def start_lab(home: Path, cluster: str) -> tuple[subprocess.Popen[str], str]:
+
+def start_lab(home: Path, cluster: str, *extra: str) -> tuple[subprocess.Popen[str], str]:
     env = {**os.environ, "DROVER_HOME": str(home)}
     proc = subprocess.Popen(
         [sys.executable, "-m", "drover", "up", "--nats-port", "0", "--data-dir", str(home / "data"), "--cluster",
-         cluster, "--nats-servers", "3", "--agents", "3", "--no-metrics"],
+         cluster, "--nats-servers", "3", "--agents", "3", "--no-metrics", *extra],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
     )
     assert proc.stdout is not None
@@ -124,6 +127,9 @@ def main() -> None:
     ap.add_argument("--duration", default="10m")
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args()
+    # Restarted daemons load drover's bytecode as an installed package would, not recompiled sources (this
+    # machine sets PYTHONDONTWRITEBYTECODE): an agent's start is on the node grace's clock.
+    compile_bytecode()
     cluster = f"bench{uuid.uuid4().hex[:6]}"
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     with tempfile.TemporaryDirectory(prefix="drover-chaos-bench-") as tmp:

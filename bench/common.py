@@ -108,8 +108,15 @@ class Api:
         from drover.shared import wire
         from drover.shared.models import ApiReply
 
-        msg = await self.nc.request(self.names.api(verb), wire.encode(body), timeout=self.timeout)
-        reply = ApiReply.from_wire(msg.data)
+        deadline = time.monotonic() + self.timeout
+        while True:
+            msg = await self.nc.request(self.names.api(verb), wire.encode(body), timeout=self.timeout)
+            reply = ApiReply.from_wire(msg.data)
+            # "unavailable": a controller catching up after a stall of its own (its read barrier), as the CLI
+            # does: ask again (the time it takes counts in the call's latency)
+            if reply.code != "unavailable" or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.05)
         if not reply.ok:
             raise RuntimeError(f"{verb}: {reply.error}")
         return reply.data

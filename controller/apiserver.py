@@ -18,6 +18,7 @@ from drover.shared.manifest import ManifestError
 from drover.shared.models import ApiReply
 
 API_IN_FLIGHT = 64
+UNAVAILABLE_ERROR = "this controller is catching up after a pause or a reconnect (ask again, or another controller)"
 
 Handler = Callable[[str, dict[str, Any]], Awaitable[Any]]
 Spawn = Callable[[str, Awaitable[Any]], "asyncio.Task[Any]"]
@@ -28,9 +29,12 @@ class ApiServer:
 
     def __init__(
         self, handle: Handler, known: Callable[[str], bool], requests: RequestLog, metrics: ControllerMetrics,
-        spawn: Spawn, log: Any,
+        spawn: Spawn, log: Any, ready: Callable[[str], Awaitable[bool]] | None = None,
     ) -> None:
+        """``ready(verb)``: False when this controller cannot answer ``verb`` from current state now (the read
+        barrier, controller/readbarrier.py): the reply is then ``unavailable`` and the client asks again."""
         self._handle = handle
+        self._ready = ready
         self._known = known
         self._requests = requests
         self._metrics = metrics
@@ -68,6 +72,9 @@ class ApiServer:
         try:
             if not self._known(verb):
                 reply = ApiReply(ok=False, code="unsupported", error=f"'{verb}' is not supported by this controller")
+            elif self._ready is not None and not await self._ready(verb):
+                self._metrics.api_unavailable.inc()
+                reply = ApiReply(ok=False, code="unavailable", error=UNAVAILABLE_ERROR)
             else:
                 reply = ApiReply(ok=True, data=await self._handle(verb, body))
         except ManifestError as exc:

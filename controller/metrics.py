@@ -53,6 +53,10 @@ class ControllerMetrics:
         self.api_requests = Counter(
             "drover_controller_api_requests_total", "API requests by verb", ["verb"], registry=r
         )
+        self.api_unavailable = Counter(
+            "drover_controller_api_unavailable_total",
+            "API reads answered 'unavailable': not proven current in time after a pause or reconnect", registry=r,
+        )
         self.loop_lag = Histogram(
             "drover_controller_loop_lag_seconds", "How late a 100 ms timer fires on the controller's event loop",
             buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0), registry=r,

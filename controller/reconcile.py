@@ -14,13 +14,13 @@ from __future__ import annotations
 import random
 from collections import Counter, defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from drover.controller.freshness import DISRUPTION_HOLD_GRACES, evictions_held
 from drover.controller.jobs import finished, job_decision, stopped
 from drover.controller.rollout import ReplicaView, Verdict, judge_rollout, service_step
-from drover.controller.scheduler import NodeView, PlacementRequest, place
+from drover.controller.scheduler import NodeView, PlacementRequest, Placer
 from drover.controller.scope import Allocation, Scope, allocation_of, expand, placements_of
 from drover.controller.snapshot import Snapshot, node_status
 from drover.controller.workloads import eligible_nodes, global_homes, job_replica_id, sticky_homes
@@ -89,7 +89,9 @@ def plan(snap: Snapshot, rng: random.Random, scope: Scope | None = None) -> Clus
         out.disrupted = True
         return out
     # Working copy of every node's containers; changed nodes are tracked.
-    work: dict[str, list[AssignedContainer]] = {n: list(a.containers) for n, a in snap.assignments.items()}
+    # Every node's containers as this pass changes them: a changed node gets a new list, the snapshot's own
+    # lists are never changed in place (so they need no copy: 5,000 copies per pass at the largest size).
+    work: dict[str, list[AssignedContainer]] = {n: a.containers for n, a in snap.assignments.items()}
     changed: set[str] = set()
     carried_restarts: dict[str, list[int]] = defaultdict(list)  # service -> restarts of replaced replicas
 
@@ -121,8 +123,15 @@ def plan(snap: Snapshot, rng: random.Random, scope: Scope | None = None) -> Clus
         scan = sorted({n for n in scope.nodes if n in work}.union(*(index.get(s, {}).keys() for s in planned)))
 
     # 1. Replicas of deleted services go; replicas of lost (or unknown) nodes are replaced elsewhere.
+    # (with no deleted service among those planned, there is nothing to do here on a live node: skipped)
+    present = planned if planned is not None else snap.placements  # (None: not known without the scan)
+    gone = present is None or any(
+        (svc := snap.services.get(s)) is None or svc.deleted for s in present if s not in snap.held_services
+    )
     for node in scan:
         st = status.get(node, NodeStatus.LOST)
+        if not gone and st is not NodeStatus.LOST:
+            continue
         for c in work[node]:
             if planned is not None and c.service not in planned:
                 continue
@@ -179,7 +188,9 @@ def plan(snap: Snapshot, rng: random.Random, scope: Scope | None = None) -> Clus
     # 3. Place what must be created, on a view of the nodes that includes this pass's removals.
     if creates:
         views_by_node = _node_views(snap, status, work, changed)
-        order = {n.name: i for i, n in enumerate(views_by_node)}
+        # One placer for the pass: each service placed sees the replicas placed before it, and the nodes are
+        # taken in once (5,000 of them: once per service placed was most of a pass that replaces a lost node).
+        placer = Placer(views_by_node)
         schedulable = {v.name for v in views_by_node if v.schedulable}
         for svc, count, avoid in creates:
             try:
@@ -192,8 +203,8 @@ def plan(snap: Snapshot, rng: random.Random, scope: Scope | None = None) -> Clus
                     homes, rest = global_homes(svc.name, svc.revision, targets, work, count), 0
                 for home, n in [*Counter(homes).items(), (None, rest)]:
                     if n > 0:
-                        _place_service(svc, n, avoid, views_by_node, order, work, changed, carried_restarts,
-                                       evictable, out, remove, rng, home=home)
+                        _place_service(svc, n, avoid, placer, work, changed, carried_restarts, evictable, out,
+                                       remove, rng, home=home)
             except Exception as exc:  # a placement that raises skips this service only
                 out.failed[svc.name] = f"placement failed: {_why(exc)}"
 
@@ -218,20 +229,24 @@ def _service_pass(
     a service that raises half-way leaves its replicas (and the plan) as they were."""
     name = svc.name
     views = []
+    # (a full pass builds a view of every replica of the cluster: the lookups are hoisted out of the loop)
+    nodes, ready_since, drains = snap.nodes, snap.ready_since, NodeStatus.DRAINING
     for node, c in replicas:
-        obs = snap.nodes[node].observed.get(c.id) if node in snap.nodes else None
-        ready = bool(obs and obs.ready and obs.revision == c.revision)
+        ns = nodes.get(node)
+        obs = ns.observed.get(c.id) if ns is not None else None
+        leaving = status.get(node) is drains
+        if obs is None:
+            views.append(ReplicaView(c.id, node, c.revision, False, None, leaving, "pending", 0))
+            continue
+        ready = obs.ready and obs.revision == c.revision
         views.append(
             ReplicaView(
-                id=c.id,
-                node=node,
-                revision=c.revision,
-                ready=ready,
-                ready_since=snap.ready_since.get(c.id, obs.started_at or 0.0) if ready and obs else None,
-                leaving=status.get(node) is NodeStatus.DRAINING,
-                state=str(obs.state) if obs else "pending",
+                c.id, node, c.revision, ready,
+                ready_since.get(c.id, obs.started_at or 0.0) if ready else None,
+                leaving,
+                str(obs.state),
                 # Crash evidence only: a replacement after a node loss is a relocation, not a crash.
-                restarts=in_place_restarts(c, obs),
+                max(0, obs.restarts - c.restarts),  # (in_place_restarts)
             )
         )
     verdict = judge_rollout(
@@ -273,8 +288,7 @@ def _place_service(
     svc: ServiceRecord,
     count: int,
     avoid: frozenset[str],
-    views_by_node: list[NodeView],
-    order: dict[str, int],
+    placer: Placer,
     work: dict[str, list[AssignedContainer]],
     changed: set[str],
     carried_restarts: dict[str, list[int]],
@@ -301,18 +315,19 @@ def _place_service(
         revision_bytes=assignsize.revision_bytes(svc.name, svc.spec),
         replica_bytes=assignsize.replica_bytes("x" * assignsize.MAX_REPLICA_ID),
     )
-    result = place(views_by_node, req, rng=rng)
+    result = placer.place(req, rng=rng)
     carried = carried_restarts.get(svc.name, [])
+    added: dict[str, list[AssignedContainer]] = defaultdict(list)
     for p in result.placements:
         rid = job_replica_id(svc.job_run, rng) if svc.spec.mode == "job" else new_replica_id(rng)
         restarts = carried.pop(0) if carried else 0
-        work.setdefault(p.node, []).append(
+        added[p.node].append(
             AssignedContainer(id=rid, service=svc.name, revision=svc.revision, spec=svc.spec, restarts=restarts)
         )
-        changed.add(p.node)
-        i = order[p.node]
-        views_by_node[i] = _with_added(views_by_node[i], svc, cpu, mem, req)
         out.events.append(PlannedEvent("scheduled", svc.name, p.node, rid, f"placed on {p.node}"))
+    for node, new in added.items():  # new lists: ``work`` may hold the snapshot's own (never changed in place)
+        work[node] = [*work.get(node, ()), *new]
+        changed.add(node)
     if result.unplaced:
         why = ", ".join(f"{k}: {v}" for k, v in sorted(result.reasons.items())) or "no nodes"
         out.unplaced[svc.name] = f"{result.unplaced} replica(s) cannot be placed ({why})"
@@ -348,20 +363,6 @@ def _job_pass(
     out.events.extend(PlannedEvent(kind, svc.name, message=msg) for kind, msg in d.events)
     if d.create:
         creates.append((svc.model_copy(update={"job_run": d.run}), d.create, frozenset()))
-
-
-def _with_added(v: NodeView, svc: ServiceRecord, cpu: float, mem: int, req: PlacementRequest) -> NodeView:
-    counts = dict(v.service_counts)
-    counts[svc.name] = counts.get(svc.name, 0) + 1
-    held = (svc.name, svc.revision) in v.revisions
-    return replace(
-        v,
-        cpu_allocated=v.cpu_allocated + cpu,
-        mem_allocated=v.mem_allocated + mem,
-        service_counts=counts,
-        assign_bytes=v.assign_bytes + req.replica_bytes + (0 if held else req.revision_bytes),
-        revisions=v.revisions if held else v.revisions | {(svc.name, svc.revision)},
-    )
 
 
 def _node_views(

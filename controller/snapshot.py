@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from drover.controller.scope import Allocation
+from drover.controller.tally import StatusTally
 from drover.shared.limits import MAX_ASSIGNMENT_BYTES
 from drover.shared.models import (
     Assignment,
@@ -48,6 +49,9 @@ class Snapshot:
     placements: dict[str, dict[str, int]] | None = None
     allocations: dict[str, Allocation] | None = None  # node -> what its assignment takes (None: computed)
     assign_limit: int = MAX_ASSIGNMENT_BYTES  # a node's assignment bytes at most (the server's max_payload less room)
+    # Replica counts per service kept by ``ClusterState`` (the views' shortcut; None: the views walk the replicas).
+    # Live, not copied: only readers on the event loop get it (a detached snapshot has none).
+    tally: StatusTally | None = None
 
 
 def silent_for(node: NodeState, now: float) -> float:

@@ -12,6 +12,7 @@ from typing import Generic, TypeVar
 from drover.controller.eventring import EventRing
 from drover.controller.scope import Allocation, Dirty, Placements, allocation_of, changed_services, place_counts
 from drover.controller.snapshot import NodeState, Snapshot, silent_for
+from drover.controller.tally import StatusTally
 from drover.shared.limits import MAX_ASSIGNMENT_BYTES
 from drover.shared.models import (
     Assignment,
@@ -57,6 +58,9 @@ class ClusterState:
     allocations: dict[str, Allocation] = field(default_factory=dict)  # node -> what its assignment takes
     # How big a node's assignment may grow: what the connected NATS server takes in one message, less room.
     assign_limit: int = MAX_ASSIGNMENT_BYTES
+    # Replica counts per service (running, ready, on each revision), recounted per node as it changes: what
+    # `get services` shows without a walk over every replica (controller/tally.py).
+    tally: StatusTally = field(default_factory=StatusTally)
 
     # --- desired state, from KV -------------------------------------------------------------------------
     def set_service(self, name: str, rec: ServiceRecord | None, rev: int) -> None:
@@ -91,6 +95,13 @@ class ClusterState:
         else:
             self.assignments[node] = Versioned(a, rev)
             self.allocations[node] = allocation_of(a.containers)
+        if a is None or cur is None or a.containers != cur.value.containers:
+            self._recount(node)
+
+    def _recount(self, node: str) -> None:
+        a = self.assignments.get(node)
+        ns = self.nodes.get(node)
+        self.tally.recount(node, a.value.containers if a is not None else [], ns.observed if ns is not None else {})
 
     def set_registration(self, reg: NodeRegistration | None, name: str, now: float) -> None:
         self.dirty.mark_node(name)
@@ -98,6 +109,7 @@ class ClusterState:
         if reg is None:
             self.nodes.pop(name, None)
             self.service_rps.pop(name, None)
+            self._recount(name)
             return
         node = self.nodes.get(name)
         if node is None:
@@ -165,6 +177,8 @@ class ClusterState:
         for rid in set(node.observed) - set(new):
             self.ready_since.pop(rid, None)
         node.observed = new
+        if services:
+            self._recount(hb.node)
         return changed
 
     def expire_unregistered(self, now: float) -> list[str]:
@@ -178,6 +192,7 @@ class ClusterState:
             self.unregistered.discard(n)
             self.nodes.pop(n, None)
             self.service_rps.pop(n, None)
+            self._recount(n)
         return gone
 
     def touch(self, name: str, now: float) -> bool:
@@ -205,6 +220,7 @@ class ClusterState:
             placements={s: dict(n) for s, n in self.placements.items()} if detached else self.placements,
             allocations=dict(self.allocations),
             assign_limit=self.assign_limit,
+            tally=None if detached else self.tally,
         )
 
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import bisect
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 from drover.controller.reconcile import allocation, in_place_restarts
 from drover.controller.snapshot import Snapshot, node_status
+from drover.controller.tally import ServiceCounts
 from drover.controller.workloads import JobReplica, eligible_nodes, job_params, job_state, run_of
 from drover.shared.models import (
     AssignedContainer,
@@ -34,7 +35,12 @@ def _replicas(
     snap: Snapshot, service: str | None, on_node: str | None
 ) -> Iterator[tuple[str, AssignedContainer, ContainerStatus | None, ContainerState, bool]]:
     """(node, assigned, observed, state, ready) of every assigned replica (of ``service``, on ``on_node``)."""
-    nodes = sorted(snap.assignments) if on_node is None else [on_node] if on_node in snap.assignments else []
+    if on_node is not None:
+        nodes = [on_node] if on_node in snap.assignments else []
+    elif service is not None and snap.placements is not None:  # only the nodes holding the service's replicas
+        nodes = sorted(n for n in snap.placements.get(service, {}) if n in snap.assignments)
+    else:
+        nodes = sorted(snap.assignments)
     for node in nodes:
         a = snap.assignments[node]
         ns = snap.nodes.get(node)
@@ -77,10 +83,20 @@ def container_rows(
     return rows
 
 
-def service_status(rec: ServiceRecord, rows: list[dict[str, Any]], now: float, unplaced: bool) -> ServiceStatus:
-    current = [r for r in rows if r["revision"] == rec.revision]
-    ready = sum(1 for r in rows if r["ready"])
-    settled = len(current) == len(rows) == rec.replicas and not unplaced
+def counts_of(rows: list[dict[str, Any]], revision: int) -> ServiceCounts:
+    """A service's counts from its replica rows (the walk: what ``tally`` keeps without one)."""
+    return ServiceCounts(
+        total=len(rows),
+        current=sum(1 for r in rows if r["revision"] == revision),
+        running=sum(1 for r in rows if r["state"] == ContainerState.RUNNING),
+        ready=sum(1 for r in rows if r["ready"]),
+        crashing=any(r["state"] in (ContainerState.CRASH_LOOP, ContainerState.LOST) for r in rows),
+    )
+
+
+def service_status(rec: ServiceRecord, counts: ServiceCounts, now: float, unplaced: bool) -> ServiceStatus:
+    ready = counts.ready
+    settled = counts.current == counts.total == rec.replicas and not unplaced
     if rec.rollout_state == "failed":
         return ServiceStatus.FAILED
     if rec.rollout_state == "rolled-back":
@@ -88,8 +104,7 @@ def service_status(rec: ServiceRecord, rows: list[dict[str, Any]], now: float, u
     if settled and ready == rec.replicas:
         return ServiceStatus.AVAILABLE
     deadline = rec.spec.update.progress_deadline
-    crashing = any(r["state"] in (ContainerState.CRASH_LOOP, ContainerState.LOST) for r in rows)
-    if (settled and crashing) or now - rec.updated > deadline:
+    if (settled and counts.crashing) or now - rec.updated > deadline:
         return ServiceStatus.DEGRADED
     return ServiceStatus.PROGRESSING
 
@@ -123,15 +138,25 @@ def service_rows(
     any other current problem of a service (e.g. autoscaling failed), shown in its message."""
     unplaced = unplaced or {}
     notes = notes or {}
-    # Only what the counts and the status need (no full container rows: `get services` at 10,000 replicas).
+    tally = snap.tally
+    # With the state's tally, the counts are kept per service (no walk over every replica: `get services` at
+    # 100,000 replicas); only job services, whose status needs their replicas' runs and exits, walk theirs.
+    walked: list[str | None] = [name]  # (None: every replica)
+    if tally is not None:
+        walked = [n for n, r in snap.services.items() if r.spec.mode == "job" and (name is None or n == name)]
     by_service: dict[str, list[dict[str, Any]]] = {}
-    for node, c, obs, state, ready in _replicas(snap, name, None):
-        by_service.setdefault(c.service, []).append({
-            "revision": c.revision, "state": str(state), "ready": ready,
-            # what a job's status needs: which run, how it ended, how often it was retried
-            "id": c.id, "node": node, "exit_code": obs.exit_code if obs else None,
-            "restarts": c.restarts + in_place_restarts(c, obs),
-        })
+    for svc in walked:
+        for node, c, obs, state, ready in _replicas(snap, svc, None):
+            by_service.setdefault(c.service, []).append({
+                "revision": c.revision, "state": str(state), "ready": ready,
+                # what a job's status needs: which run, how it ended, how often it was retried
+                "id": c.id, "node": node, "exit_code": obs.exit_code if obs else None,
+                "restarts": c.restarts + in_place_restarts(c, obs),
+            })
+    lost = {}
+    if tally is not None:  # (a lost node's replicas are counted as lost here: liveness changes with the clock)
+        among = snap.placements.get(name, {}) if name is not None and snap.placements is not None else tally.by_node
+        lost = tally.lost_counts(lost_nodes(snap, among))
     out = []
     for svc_name in sorted(snap.services):
         if name is not None and svc_name != name:
@@ -147,17 +172,21 @@ def service_rows(
             rec = rec.model_copy(update={"replicas": len(eligible_nodes(info, rec.spec))})
         elif mode == "job":
             rec = rec.model_copy(update={"replicas": job_params(rec.spec)[0]})
+        if tally is not None and mode != "job":
+            counts = ServiceCounts.of(tally.by_service.get(svc_name), lost.get(svc_name), rec.revision)
+        else:
+            counts = counts_of(rows, rec.revision)
         stuck = svc_name in unplaced
-        status = job_status(rec, rows) if mode == "job" else str(service_status(rec, rows, snap.now, stuck))
+        status = job_status(rec, rows) if mode == "job" else str(service_status(rec, counts, snap.now, stuck))
         out.append(
             {
                 "name": svc_name,
                 "image": rec.spec.image,
                 "revision": rec.revision,
                 "replicas": rec.replicas,
-                "running": sum(1 for r in rows if r["state"] == ContainerState.RUNNING),
-                "ready": sum(1 for r in rows if r["ready"]),
-                "updated": sum(1 for r in rows if r["revision"] == rec.revision),
+                "running": counts.running,
+                "ready": counts.ready,
+                "updated": counts.current,
                 "status": status,
                 "labels": dict(rec.labels),
                 "message": unplaced.get(svc_name, "") or notes.get(svc_name, "") or rec.rollout_reason,
@@ -168,11 +197,25 @@ def service_rows(
     return out
 
 
+def lost_nodes(snap: Snapshot, among: Iterable[str]) -> list[str]:
+    """The nodes of ``among`` that are lost (silent past their grace, or with no registration)."""
+    # (``node_status(ns, …) is LOST`` written out: this runs over every node with replicas for each `get services`)
+    now, grace, nodes = snap.now, snap.node_grace, snap.nodes
+    out = []
+    for node in among:
+        ns = nodes.get(node)
+        if ns is None:
+            out.append(node)
+            continue
+        last = ns.last_heartbeat if ns.last_heartbeat is not None else ns.seen_since
+        if now - (last if last > ns.seen_since else ns.seen_since) > grace:
+            out.append(node)
+    return out
+
+
 def node_rows(snap: Snapshot, *, name: str | None = None) -> list[dict[str, Any]]:
     out = []
-    for node_name in sorted(snap.nodes):
-        if name is not None and node_name != name:
-            continue
+    for node_name in sorted(snap.nodes) if name is None else [name] if name in snap.nodes else []:
         n = snap.nodes[node_name]
         a = snap.assignments.get(node_name)
         containers = a.containers if a else []

@@ -8,7 +8,7 @@ import contextlib
 import dataclasses
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any
 
 import nats
@@ -17,13 +17,13 @@ import structlog
 from nats.aio.client import Client as NATS
 from nats.aio.transport import TcpTransport
 from nats.js import JetStreamContext
-from nats.js.api import KeyValueConfig, RetentionPolicy, StorageType, StreamConfig
+from nats.js.api import KeyValueConfig, RetentionPolicy, StorageType, StreamConfig, StreamInfo
 from nats.js.errors import BucketNotFoundError, NoStreamResponseError, NotFoundError
 from nats.js.kv import KeyValue
 
 from drover.shared.errors import PermanentError, TemporaryError
 from drover.shared.natsurls import split_urls
-from drover.shared.retry import Backoff
+from drover.shared.retry import Backoff, retrying
 from drover.shared.security import connect_options, is_permission_error
 from drover.shared.subjects import Names
 
@@ -170,52 +170,139 @@ def cluster_replicas(nc: NATS) -> int:
     return max(1, min(3, len(servers)))
 
 
-class ClusterStore:
-    """Handles on one cluster's KV buckets and events stream."""
+@dataclasses.dataclass(frozen=True)
+class BucketSpec:
+    """How to create a bucket that is missing: entries kept per key, ``ttl`` (seconds, 0: none), direct gets."""
 
-    def __init__(self, nc: NATS, names: Names, probe_timeout: float = 5.0):
+    history: int = 1
+    ttl: float = 0.0
+    direct: bool = False
+
+
+# What a store open waits out (open_store retries it): a stream whose leader is being elected leaves its info
+# request unanswered (TimeoutError) or answers 503; a freshly started server is not JetStream-ready yet.
+OPEN_TRANSIENT: tuple[type[BaseException], ...] = (nats.errors.Error, TimeoutError, OSError)
+
+
+class ClusterStore:
+    """Handles on one cluster's KV buckets and events stream. ``manage`` (the controller's store: only its
+    credentials may update a stream) also brings existing streams up to date: direct gets on the assign
+    bucket, and at least ``replicas`` copies of each bucket and of the events stream; and its open waits for
+    the JetStream meta leader (see ``open``). ``extra``: more buckets to open with the others (the
+    controller's own)."""
+
+    def __init__(
+        self, nc: NATS, names: Names, probe_timeout: float = 5.0, *, manage: bool = False,
+        extra: Mapping[str, BucketSpec] | None = None,
+    ):
         self.nc = nc
         self.names = names
         self.js: JetStreamContext = nc.jetstream(timeout=5.0)
         # Opening first asks each stream with this (shorter) timeout: while a stream's leader is being elected
         # (a nats-server just died) a request goes unanswered, and an open that waits 5 s per bucket took 10 s
         # and more to start a controller; a quick failure is retried by open_store instead.
-        self._probe: JetStreamContext = nc.jetstream(timeout=probe_timeout)
+        self.probe_timeout = probe_timeout
+        self.slowest_answer: float | None = None  # s: the longest a stream's info took to answer so far
         self.replicas = cluster_replicas(nc)
+        self.manage = manage
+        self.wanted: dict[str, BucketSpec] = {
+            names.services_bucket: BucketSpec(),
+            # Direct gets: an agent reads its own assignment by subject, which the server can restrict to it.
+            names.assignments_bucket: BucketSpec(direct=True),
+            names.nodes_bucket: BucketSpec(),
+            names.nodectl_bucket: BucketSpec(),
+            names.config_bucket: BucketSpec(),
+            **(extra or {}),
+        }
+        self._kv: dict[str, KeyValue] = {}  # what has opened so far: kept across open_store's retries
+        self._events_open = False
+        self._meta_ok = not manage  # the JetStream meta leader answered (see open; the controller's store only)
         self.services: KeyValue
         self.assignments: KeyValue
         self.nodes: KeyValue
         self.nodectl: KeyValue
         self.config: KeyValue
 
+    def missing(self) -> list[str]:
+        """The buckets (and the events stream) not opened yet."""
+        out = [name for name in self.wanted if name not in self._kv]
+        out += [] if self._events_open else [self.names.events_stream]
+        return out + ([] if self._meta_ok else ["(JetStream meta leader)"])
+
     async def open(self) -> ClusterStore:
+        """Open (creating what is missing) every wanted bucket and the events stream not opened yet, all asked
+        at once: a stream electing its leader delays only its own answer. What opened is kept, so a repeat
+        after a failure (open_store's retry) asks only for the rest. The controller's store also waits for
+        JetStream's meta leader: it creates every consumer, and a controller lists all its buckets through
+        watches before it does anything (one started while the meta leader is elected waits out its 5 s
+        request timeout). An agent's does not: its first heartbeat needs no consumer, and comes after the open.
+        Raises once every ask has ended: a failure that is not transient before a transient one."""
+        asks: list[Awaitable[None]] = [self._keep(name, spec) for name, spec in self.wanted.items()
+                                       if name not in self._kv]
+        if not self._events_open:
+            asks.append(self._events_stream())
+        if not self._meta_ok:
+            asks.append(self._meta_leader())
+        results = await asyncio.gather(*asks, return_exceptions=True)
+        failed = [r for r in results if isinstance(r, BaseException)]
+        if failed:
+            raise next((f for f in failed if not isinstance(f, OPEN_TRANSIENT)), failed[0])
         n = self.names
-        self.services = await self._bucket(n.services_bucket, history=1)
-        # Direct gets: an agent reads its own assignment by subject, which the server can restrict to it.
-        self.assignments = await self._bucket(n.assignments_bucket, history=1, direct=True)
-        self.nodes = await self._bucket(n.nodes_bucket, history=1)
-        self.nodectl = await self._bucket(n.nodectl_bucket, history=1)
-        self.config = await self._bucket(n.config_bucket, history=1)
-        await self._events_stream()
+        self.services = self._kv[n.services_bucket]
+        self.assignments = self._kv[n.assignments_bucket]
+        self.nodes = self._kv[n.nodes_bucket]
+        self.nodectl = self._kv[n.nodectl_bucket]
+        self.config = self._kv[n.config_bucket]
         return self
 
     async def open_bucket(self, name: str, *, history: int = 1, ttl: float = 0.0) -> KeyValue:
         """A bucket only some components use (e.g. the controller's secrets), created when missing; with
-        ``ttl`` (seconds), its entries expire."""
-        return await self._bucket(name, history=history, ttl=ttl)
+        ``ttl`` (seconds), its entries expire. One opened with the store (``extra``) is handed out as it is."""
+        kv = self._kv.get(name)
+        return kv if kv is not None else await self._bucket(name, BucketSpec(history=history, ttl=ttl))
 
-    async def _bucket(self, name: str, *, history: int, ttl: float = 0.0, direct: bool = False) -> KeyValue:
+    async def _keep(self, name: str, spec: BucketSpec) -> None:
+        self._kv[name] = await self._bucket(name, spec)
+
+    def _probe(self) -> JetStreamContext:
+        return self.nc.jetstream(timeout=self.probe_timeout)
+
+    async def _meta_leader(self) -> None:
+        """Only the meta leader answers the account's JetStream info (as it alone creates consumers)."""
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        await self._probe().account_info()
+        self._answered(loop.time() - began)
+        self._meta_ok = True
+
+    def _answered(self, took: float) -> None:
+        self.slowest_answer = max(self.slowest_answer or 0.0, took)
+
+    async def _info(self, stream: str) -> StreamInfo:
+        """A stream's info, asked with the probe timeout; how long an answer took is kept (not found is an
+        answer too)."""
+        loop = asyncio.get_running_loop()
+        began = loop.time()
         try:
-            await self._probe.stream_info(f"KV_{name}")
-            kv = await self.js.key_value(name)
-            if direct and not kv._direct:
-                kv = await self._allow_direct(name, kv)
-            return kv
+            info = await self._probe().stream_info(stream)
+        except NotFoundError:
+            self._answered(loop.time() - began)
+            raise
+        self._answered(loop.time() - began)
+        return info
+
+    async def _bucket(self, name: str, spec: BucketSpec) -> KeyValue:
+        try:
+            info = await self._info(f"KV_{name}")
         except (BucketNotFoundError, NotFoundError):
-            pass
+            info = None
+        if info is not None:
+            if await self._bring_up_to_date(info.config, direct=spec.direct):
+                log.info("bucket updated", bucket=name, replicas=max(self.replicas, info.config.num_replicas or 1))
+            return await self.js.key_value(name)
         cfg = KeyValueConfig(
-            bucket=name, history=history, storage=StorageType.FILE, replicas=self.replicas, ttl=ttl or None,
-            direct=direct or None,
+            bucket=name, history=spec.history, storage=StorageType.FILE, replicas=self.replicas,
+            ttl=spec.ttl or None, direct=spec.direct or None,
         )
         try:
             return await self.js.create_key_value(cfg)
@@ -223,23 +310,38 @@ class ClusterStore:
             # Another process may have created it at the same moment.
             return await self.js.key_value(name)
 
-    async def _allow_direct(self, name: str, kv: KeyValue) -> KeyValue:
-        """Turn on direct gets of a bucket made before they were used (a cluster from an older drover); only
-        the controller may update a stream: any other role keeps the bucket as it is."""
+    async def _bring_up_to_date(self, config: StreamConfig, *, direct: bool = False) -> bool:
+        """The controller's store turns on direct gets of a bucket made before they were used (a cluster from
+        an older drover) and raises a stream's replicas to the cluster's (a bucket made while its creator saw
+        fewer servers stays at that count for good otherwise; losing its one server would leave it
+        leaderless), never lowers them (a client that sees fewer servers right now, one being down, would).
+        Whether it changed anything; a refused update (e.g. too few servers up for the copies) keeps the
+        stream as it is."""
+        changes: dict[str, Any] = {}
+        if direct and not config.allow_direct:
+            changes["allow_direct"] = True
+        if (config.num_replicas or 1) < self.replicas:
+            changes["num_replicas"] = self.replicas
+        if not self.manage or not changes:
+            return False
         try:
-            info = await self.js.stream_info(f"KV_{name}")
-            await self.js.update_stream(dataclasses.replace(info.config, allow_direct=True))
-            return await self.js.key_value(name)
-        except Exception:
-            return kv
+            await self.js.update_stream(dataclasses.replace(config, **changes))
+            return True
+        except Exception as exc:
+            log.warning("stream not updated", stream=config.name, changes=changes, error=repr(exc))
+            return False
 
     async def _events_stream(self) -> None:
         n = self.names
         try:
-            await self._probe.stream_info(n.events_stream)
-            return
+            info = await self._info(n.events_stream)
         except NotFoundError:
-            pass
+            info = None
+        if info is not None:
+            if await self._bring_up_to_date(info.config):
+                log.info("stream updated", stream=n.events_stream, replicas=self.replicas)
+            self._events_open = True
+            return
         cfg = StreamConfig(
             name=n.events_stream,
             subjects=[n.events_all],
@@ -253,6 +355,7 @@ class ClusterStore:
             await self.js.add_stream(cfg)
         except Exception:
             await self.js.stream_info(n.events_stream)
+        self._events_open = True
 
 
 async def request_retrying(nc: NATS, subject: str, payload: bytes, *, timeout: float, first: float = 1.0) -> Any:
@@ -289,20 +392,45 @@ async def request_retrying(nc: NATS, subject: str, payload: bytes, *, timeout: f
             await sub.unsubscribe()
 
 
-async def open_store(nc: NATS, cluster: str) -> ClusterStore:
-    """Check the server and open (creating if needed) the cluster's buckets. Retries while JetStream
-    is not yet ready (a freshly started server)."""
+def probe_timeout(attempt: int, slowest_answer: float | None) -> float:
+    """How long the ``attempt``-th (from 0) round of a store open waits for each stream's info. A leaderless
+    stream drops the request and only one sent after its election is answered, so the next should follow soon.
+    Until any stream has answered: 1 s, then 1.25 s, 1.5 s… (at most 5 s), patient with a slow (loaded) server.
+    Once some have (the server is responsive; the unanswered are leaderless): three times the slowest answer
+    seen, at least 0.5 s, at most that growing bound."""
+    patient = min(5.0, 1.0 + 0.25 * attempt)
+    if slowest_answer is None:
+        return patient
+    return min(patient, max(0.5, 3.0 * slowest_answer))
+
+
+# How long open_store waits for JetStream (a freshly started server, streams electing leaders) before it gives up.
+OPEN_DEADLINE = 60.0
+
+
+async def open_store(
+    nc: NATS, cluster: str, *, manage: bool = False, extra: Mapping[str, BucketSpec] | None = None
+) -> ClusterStore:
+    """Check the server and open (creating if needed) the cluster's buckets, all at once; retries what is
+    still missing while JetStream is not ready (a freshly started server, a stream electing its leader after
+    a nats-server died). ``manage`` and ``extra``: see ``ClusterStore``."""
     await check_server(nc)
-    delay = 0.1
-    for attempt in range(40):
+    store = ClusterStore(nc, Names(cluster), manage=manage, extra=extra)
+    attempts = 0
+
+    async def attempt() -> ClusterStore:
+        nonlocal attempts
+        store.probe_timeout = probe_timeout(attempts, store.slowest_answer)
+        attempts += 1
         try:
-            # Streams are asked with 1 s, then 1.5 s, 2 s… per request (at most 5 s): quick retries while a
-            # stream leader is elected, and still patient with a slow (loaded) server.
-            return await ClusterStore(nc, Names(cluster), probe_timeout=min(5.0, 1.0 + 0.5 * attempt)).open()
-        except PermanentError:
+            return await store.open()
+        except OPEN_TRANSIENT as exc:
+            log.warning("jetstream not ready, retrying", error=repr(exc), missing=store.missing())
             raise
-        except (nats.errors.Error, TimeoutError, OSError) as exc:  # nats.js errors derive from nats.errors.Error
-            log.warning("jetstream not ready, retrying", error=repr(exc))
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 1.0)
-    raise TemporaryError("JetStream did not become ready")
+
+    try:
+        # A timed-out ask has waited already: short delays, only against a fast refusal (JetStream not ready).
+        return await retrying(attempt, retry_on=OPEN_TRANSIENT, deadline=OPEN_DEADLINE,
+                              backoff=Backoff(initial=0.05, cap=0.5, jitter=0.2))
+    except OPEN_TRANSIENT as exc:
+        raise TemporaryError(f"JetStream did not become ready: {exc!r}") from exc

@@ -76,11 +76,17 @@ class Informer(Generic[T]):
         # the bytes are compared too because revisions start again if the bucket is ever recreated.
         self._held: dict[str, int] = {}
         self.ready = asyncio.Event()  # set once the first listing has been applied
+        # The highest revision (= the bucket stream's sequence) applied from the bucket, listing or watch: once
+        # it reaches the stream's last sequence, ``items`` holds everything written up to then (the read
+        # barrier, controller/readbarrier.py). What this process wrote itself (``hold``) does not count: an
+        # earlier write by another may still be on its way.
+        self.seen = 0
         self.relists = 0
 
     # --- the one decode path ------------------------------------------------------------------------------
     def apply(self, key: str, value: bytes | None, revision: int, op: str | None) -> None:
         """Apply one entry of the bucket (from the listing or the watch)."""
+        self.seen = max(self.seen, revision)
         cur = self.items.get(key)
         if cur is not None and cur[1] > revision:
             return  # older than what we hold (a relist racing an update)

@@ -28,7 +28,6 @@ from drover.shared.manifest_errors import (
     in_file_order,
     problems_from_pydantic,
 )
-from drover.shared.manifest_load import check_data, load_documents
 from drover.shared.workloads import (
     FileSpec,
     JobSpec,
@@ -455,6 +454,21 @@ def parse_manifests(sources: list[tuple[str, str]]) -> list[ServiceManifest]:
     for where, doc in native:
         collector.add(where, doc)
     return collector.result([display_name(source) for source, _ in sources])
+
+
+def load_documents(text: str, source: str) -> list[tuple[int, Any]]:
+    """``manifest_load.load_documents``, imported when text is parsed: PyYAML is a tenth of a second of every
+    daemon's start otherwise (agents and controllers never parse manifest text)."""
+    from drover.shared.manifest_load import load_documents as load
+
+    return load(text, source)
+
+
+def check_data(data: Any) -> str | None:
+    """``manifest_load.check_data`` (see ``load_documents`` for why it is imported here)."""
+    from drover.shared.manifest_load import check_data as check
+
+    return check(data)
 
 
 def parse_request(docs: list[Any], source: str = "request") -> list[ServiceManifest]:

@@ -16,12 +16,11 @@ import struct
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aiodocker
 import structlog
-from aiodocker.exceptions import DockerError
 
+from drover.agent.drivers import engine
 from drover.agent.drivers.base import (
     CREATED,
     EXITED,
@@ -42,7 +41,30 @@ from drover.agent.files import spec_binds
 from drover.shared.manifest import ServiceSpec
 from drover.shared.models import AssignedContainer
 
+if TYPE_CHECKING:
+    import aiodocker
+
 log = structlog.get_logger("drover.agent.docker")
+
+
+class _NotLoaded(Exception):
+    """Stands for aiodocker's DockerError until aiodocker is imported (nothing can raise that one before)."""
+
+
+# aiodocker (and aiohttp under it) is imported on the driver's first engine call that needs it, not with this
+# module: listing goes through ``engine`` until then, so a restarted agent's first heartbeat does not wait for
+# aiohttp (see engine.py). ``DockerDriver.docker`` rebinds this name to the real class when it imports it.
+DockerError: Any = _NotLoaded
+
+
+def _aiodocker() -> Any:
+    """The aiodocker package, imported now; ``DockerError`` is its exception class from here on."""
+    global DockerError
+    import aiodocker
+    from aiodocker.exceptions import DockerError as loaded
+
+    DockerError = loaded
+    return aiodocker
 
 L_CLUSTER = "drover.cluster"
 L_SERVICE = "drover.service"
@@ -151,14 +173,20 @@ class DockerDriver:
         self.pull = pull  # False: never pull, whatever the spec says
         self.docker_config = docker_config  # registry credentials (None: ~/.docker/config.json)
         self._docker = docker
+        if docker is not None:
+            _aiodocker()  # a client passed in can raise DockerError at once
         self._inspect_cache: dict[str, tuple[str, Observed]] = {}  # container id -> (list state, observed)
         self._engine_slots = asyncio.Semaphore(engine_calls)  # see ENGINE_CALLS
 
     @property
     def docker(self) -> aiodocker.Docker:
         if self._docker is None:
-            self._docker = aiodocker.Docker()
+            self._docker = _aiodocker().Docker()
         return self._docker
+
+    def _reader(self) -> str | None:
+        """The local engine's socket while aiodocker is not loaded yet (reads go through ``engine``)."""
+        return engine.local_socket() if self._docker is None else None
 
     def _filters(self) -> str:
         return json.dumps({"label": [f"{L_CLUSTER}={self.cluster}", f"{L_NODE}={self.node}"]})
@@ -171,19 +199,25 @@ class DockerDriver:
 
     # --- observation --------------------------------------------------------------------------
 
-    async def list(self) -> list[Observed]:
+    async def _rows(self) -> list[dict[str, Any]]:
+        sock = self._reader()
         try:
-            rows = await self.docker.containers.list(all=True, filters=self._filters())
-        except DockerError as exc:
+            if sock is not None:
+                rows = await engine.get_json(sock, "/containers/json", {"all": "1", "filters": self._filters()})
+                return [r for r in rows if isinstance(r, dict)] if isinstance(rows, list) else []
+            return [dict(row._container) for row in await self.docker.containers.list(all=True,
+                                                                                      filters=self._filters())]
+        except (DockerError, engine.EngineError) as exc:
             raise DriverError(f"docker list failed: {exc.message}") from exc
+
+    async def list(self) -> list[Observed]:
         out: list[Observed] = []
         seen: set[str] = set()
-        for row in rows:
-            data = row._container
+        for data in await self._rows():
             labels = data.get("Labels") or {}
             if not _labels_ok(labels, self.cluster, self.node):
                 continue
-            cid = row.id
+            cid = str(data.get("Id", ""))
             seen.add(cid)
             key = str(data.get("State", ""))
             cached = self._inspect_cache.get(cid)
@@ -201,9 +235,13 @@ class DockerDriver:
         return out
 
     async def _inspect(self, container_id: str) -> Observed | None:
+        sock = self._reader()
         try:
-            info = await self.docker.containers.container(container_id).show()
-        except DockerError as exc:
+            if sock is not None:
+                info = await engine.get_json(sock, f"/containers/{container_id}/json")
+            else:
+                info = await self.docker.containers.container(container_id).show()
+        except (DockerError, engine.EngineError) as exc:
             if exc.status == 404:
                 return None
             raise DriverError(f"docker inspect failed: {exc.message}") from exc

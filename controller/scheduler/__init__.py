@@ -7,13 +7,14 @@ No I/O, no wall clock, no global randomness: callers pass a snapshot of the node
 from drover.shared.constraints import Constraint, parse_constraint
 
 from .model import NodeView, Placement, PlacementRequest, Plan
-from .place import choose_victims, place, place_many
+from .place import Placer, choose_victims, place, place_many
 
 __all__ = [
     "Constraint",
     "NodeView",
     "Placement",
     "PlacementRequest",
+    "Placer",
     "Plan",
     "choose_victims",
     "parse_constraint",

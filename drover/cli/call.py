@@ -40,7 +40,7 @@ def request(t: Target, verb: str, body: dict[str, Any], timeout: float) -> Reply
     (a write keeps its request id: the controllers do it once) and reports whatever went wrong, exactly as
     it always has."""
     from drover.cli import quickreq
-    from drover.cli.reply import Reply
+    from drover.cli.reply import UNAVAILABLE, Reply
     from drover.shared import idempotency, wire
     from drover.shared.errors import WireError
     from drover.shared.subjects import Names
@@ -49,7 +49,9 @@ def request(t: Target, verb: str, body: dict[str, Any], timeout: float) -> Reply
         body = {**body, idempotency.KEY: idempotency.new_request_id()}
     try:
         data = quickreq.request(t.servers, Names(t.cluster).api(verb), wire.encode(body), creds=t.creds, ca=t.ca)
-        return Reply.from_wire(data)
+        reply = Reply.from_wire(data)
+        if reply.code != UNAVAILABLE:  # else the full client asks again until a current controller answers
+            return reply
     except (quickreq.Unavailable, WireError):
         pass
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 from drover.cli import natsload
 from drover.cli.context import Target
 from drover.cli.errors import EXIT_FAILED, EXIT_INVALID, CliError, PermissionDenied, Unsupported, reply_error
-from drover.cli.reply import Reply
+from drover.cli.reply import Reply, is_unavailable
 from drover.cli.signals import run_until_signal
 from drover.shared import idempotency, wire
 from drover.shared.aio import race
@@ -271,9 +271,11 @@ class Client:
 
         loop = asyncio.get_running_loop()
         give_up = loop.time() + min(timeout, self.no_responders_patience)
+        end = loop.time() + timeout
         backoff = Backoff(initial=0.1, cap=1.0)
         inbox = self.nc.new_inbox()
         sub = await self.nc.subscribe(inbox)
+        unavailable: Msg | None = None
         try:
             for attempt, wait in enumerate(attempt_waits(timeout, self.first_attempt)):
                 for _ in range(min(2**attempt, MAX_COPIES)):
@@ -284,6 +286,16 @@ class Client:
                         msg = await sub.next_msg(timeout=left)
                     except NatsTimeoutError:
                         break
+                    if msg.data and is_unavailable(msg.data):
+                        # A controller not yet caught up after a pause or reconnect (its read barrier): ask
+                        # again shortly, which may reach another controller; its reply stands if none comes.
+                        unavailable = msg
+                        delay = backoff.next_delay()
+                        if loop.time() + delay > end:
+                            return msg
+                        await asyncio.sleep(delay)
+                        await self.nc.publish(subject, payload, reply=inbox)
+                        continue
                     if not (msg.headers and msg.headers.get(Header.STATUS) == "503"):
                         return msg
                     # Nobody subscribes right now: ask again shortly (the same request id for a write)
@@ -292,6 +304,8 @@ class Client:
                         raise NoRespondersError
                     await asyncio.sleep(delay)
                     await self.nc.publish(subject, payload, reply=inbox)
+            if unavailable is not None:
+                return unavailable
             raise TimeoutError(f"no reply on {subject} within {timeout:g}s")
         finally:
             with contextlib.suppress(Exception):

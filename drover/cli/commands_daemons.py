@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from drover.cli import natsload
 from drover.cli.client import EXIT_FAILED, CliError
 from drover.cli.signals import run_until_signal
 from drover.shared.subjects import check_cluster
@@ -119,6 +120,7 @@ def controller_cmd(
     allow_privileged_mounts: bool,
 ) -> None:
     """Run a controller in the foreground (until SIGINT/SIGTERM)."""
+    natsload.load_daemon(nats_url)  # first: what a daemon imports first decides what its start costs
     from drover.controller.config import ControllerConfig
     from drover.controller.main import run_controller
 
@@ -208,6 +210,7 @@ def agent_cmd(
         _run_fleet(nats_url, node_prefix or node, count or 1, driver, labels, address, cpu, memory, cluster,
                    start_delay, log_level, creds=_readable(creds, "--creds"), ca=_readable(ca, "--ca"))
         return
+    natsload.load_daemon(nats_url)  # first: a restarted agent must heartbeat within the node grace, imports included
     from drover.agent.config import AgentConfig
     from drover.agent.fence import default_data_dir
     from drover.agent.main import run_agent
@@ -259,6 +262,7 @@ def _run_fleet(
     prefix = prefix or socket.gethostname().split(".")[0] or "node"
     if not _NODE_PREFIX.match(prefix):
         raise click.BadParameter(f"{prefix!r}: letters, digits, '_' and '-' only", param_hint="'--node-prefix'")
+    natsload.load_daemon(nats_url)
     from drover.agent.fleet import FleetConfig, run_fleet
 
     _configure_logs(log_level)

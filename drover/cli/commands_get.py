@@ -438,15 +438,15 @@ def describe_cmd(resource: str, name: str, fmt: str | None) -> None:
         name = name.rpartition("/")[2]
     verb = "describe_service" if kind == "services" else "describe_node"
 
-    async def go(c: Client) -> Any:
-        reply = await c.request_raw(verb, {"name": name})
-        if not reply.ok:
-            if reply.code == "not-found":
-                raise not_found(kind, name)
-            raise reply_error(verb, reply)
-        return reply.data
+    from drover.cli import call
 
-    data = options.run(go) or {}
+    # The lean request path first, as `get` (neither asyncio nor nats-py loaded when the cluster answers).
+    reply = options.request(verb, {"name": name}, call.REQUEST_TIMEOUT)
+    if not reply.ok:
+        if reply.code == "not-found":
+            raise not_found(kind, name)
+        raise reply_error(verb, reply)
+    data = reply.data or {}
     if fmt == "json":
         output.echo(output.to_json(data))
     elif fmt == "yaml":

@@ -9,6 +9,17 @@ from typing import Any
 from drover.shared import wire
 from drover.shared.errors import WireError
 
+UNAVAILABLE = "unavailable"  # the controller cannot answer from current state now: ask again (another one)
+
+
+def is_unavailable(data: bytes) -> bool:
+    """Whether a reply says ``unavailable`` (a controller just resumed or reconnected, not yet caught up)."""
+    try:
+        body = wire.decode(data)
+    except WireError:
+        return False
+    return isinstance(body, dict) and body.get("ok") is False and body.get("code") == UNAVAILABLE
+
 
 @dataclass
 class Reply:

@@ -21,7 +21,7 @@ from drover.controller.main import Controller
 from drover.shared import bus, wire
 from drover.shared.models import ApiReply
 from drover.shared.subjects import Names
-from tests.fixtures import free_tcp_port, wait_for
+from tests.fixtures import free_tcp_port, ticks, wait_for
 from tests.fixtures.nats import NatsServer
 from tests.integration.agent_support import http_get, running_agent
 
@@ -130,11 +130,10 @@ async def test_request_rate_scales_up(cluster: tuple[Controller, Agent, Call]) -
     await wait_for(lambda: any(s.service == "web" and s.ready for s in agent.statuses), timeout=20)
 
     async def load() -> None:
-        while True:
+        # Each request is followed by a turn of the loop: a refused connection can fail without suspending, and
+        # a loop that never yields starves the agent under test (and its own cancellation) for good.
+        async for _ in ticks(0):
             await http_get("127.0.0.1", port, timeout=1.0)
-            # A refused connection can fail without suspending: yield, or this loop starves the agent under test
-            # (and its own cancellation) for good.
-            await asyncio.sleep(0)
 
     task = asyncio.get_running_loop().create_task(load())
     try:

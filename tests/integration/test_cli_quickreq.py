@@ -286,3 +286,30 @@ async def test_get_pages_through_the_lean_path(
     assert code == 0, err
     assert out.split() == [f"service/{n}" for n in names]
     assert len(seen) == 3 and "nats" not in mods and "asyncio" not in mods, mods
+
+
+async def test_describe_through_the_lean_path(
+    tmp_path: Path, nats_server: NatsServer, plain: NATS, cluster_name: str
+) -> None:
+    """`drover describe service` asks on its own socket too (neither asyncio nor nats-py loaded), and a service
+    the controller does not know is still "not found" (exit 1)."""
+
+    def describe(msg: Msg) -> bytes:
+        name = wire.decode(msg.data)["name"]
+        if name != "big":
+            return ApiReply(ok=False, code="not-found", error=f'service "{name}" not found').to_wire()
+        row = {"name": "big", "image": "x", "revision": 1, "replicas": 1000, "updated": 1000, "running": 998,
+               "ready": 998, "status": "progressing"}
+        return ok_reply({"service": row, "containers": [], "events": [],
+                         "containers_summary": {"total": 1000, "by_state": {"running": 998, "pending": 2},
+                                                "nodes": 500}})
+
+    seen = await responder(plain, Names(cluster_name).api("describe_service"), describe)
+    code, mods, out, err = await run_cli(tmp_path, nats_server.url, cluster_name, "describe", "service", "big")
+    assert code == 0, err
+    assert "1000 desired | 1000 updated | 998 running | 998 ready" in out
+    assert "1000 in total: 998 running, 2 pending, on 500 nodes" in out
+    assert "nats" not in mods and "asyncio" not in mods, mods
+    code, _, _, err = await run_cli(tmp_path, nats_server.url, cluster_name, "describe", "service", "nope")
+    assert code == 1 and 'service "nope" not found' in err, err
+    assert len(seen) == 2

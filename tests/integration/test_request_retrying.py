@@ -13,6 +13,7 @@ import pytest
 from drover.agent.files import secret_fetcher
 from drover.shared import bus, wire
 from tests.fixtures.nats import NatsServer
+from tests.fixtures.wait import wait_for
 
 
 async def test_a_request_to_a_paused_member_is_sent_again_to_the_live_one(nats_server: NatsServer) -> None:
@@ -44,8 +45,11 @@ async def test_a_request_while_nobody_subscribes_waits_for_a_subscriber(nats_ser
         async def answer(msg: Any) -> None:
             await msg.respond(b"yes")
 
+        sent = nc.stats["out_msgs"]
+
         async def restart() -> None:
-            await asyncio.sleep(1.0)  # the controller comes back a second later (drover up's restart)
+            # The controller comes back (drover up's restart) only once the request has met nobody twice.
+            await wait_for(lambda: nc.stats["out_msgs"] >= sent + 2, timeout=5, message="never asked again")
             await other.subscribe("drover.t.api.scale", queue="controllers", cb=answer)
             await other.flush()
 

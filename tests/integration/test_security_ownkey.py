@@ -268,7 +268,7 @@ async def test_controller_turns_on_direct_gets_of_an_older_assign_bucket(
     ctl = await connect(secure_nats, secure_nats.creds("controller", cluster_name))
     agent = await connect(secure_nats, secure_nats.creds("agent", cluster_name, "n1"))
     try:
-        store = await bus.open_store(ctl, cluster_name)
+        store = await bus.open_store(ctl, cluster_name, manage=True)  # as the controller opens it
         info = await admin.jetstream().stream_info(stream_of(names.assignments_bucket))
         assert info.config.allow_direct and info.config.max_msgs_per_subject == 1
         assert (await store.assignments.get("n1")).value == b"kept"

@@ -24,7 +24,7 @@ from drover.shared.models import (
     Resources,
 )
 from drover.shared.subjects import Names
-from tests.fixtures import wait_for
+from tests.fixtures import ticks, wait_for
 from tests.fixtures.nats import NatsServer
 
 GiB = 1 << 30
@@ -58,7 +58,7 @@ class FakeAgents:
 
     async def _beat(self, node: str) -> None:
         seq = 0
-        while True:
+        async for _ in ticks(0.2):
             if node in self.alive:
                 containers = []
                 with contextlib.suppress(Exception):
@@ -67,7 +67,6 @@ class FakeAgents:
                 seq += 1
                 hb = Heartbeat(node=node, boot_id="b", seq=seq, time=time.time(), containers=containers)
                 await self.nc.publish(self.names.heartbeat(node), hb.to_wire())
-            await asyncio.sleep(0.2)
 
     def _status(self, c: Any) -> ContainerStatus:
         if c.spec.image in self.broken_images:

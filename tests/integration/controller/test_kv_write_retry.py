@@ -5,14 +5,13 @@ node-control bucket's stream leader is SIGKILLed and a write sent at once (to a 
 
 from __future__ import annotations
 
-import json
 import time
 
 from drover.cli import lab
 from drover.controller import records
 from drover.shared import bus
 from drover.shared.models import NodeControl
-from tests.fixtures.wait import wait_for
+from tests.integration.chaos.jscluster import current_leader, urls_of, wait_formed
 from tests.integration.chaos.test_nats_cluster import cluster
 
 __all__ = ["cluster"]
@@ -21,38 +20,9 @@ __all__ = ["cluster"]
 async def test_a_write_during_a_stream_leader_election_is_retried_and_done_once(
     cluster: list[lab.Child],
 ) -> None:
-    urls = ",".join(str(c.info["url"]) for c in cluster)
-
-    async def formed() -> bool:
-        nc = await bus.connect(urls, name="probe")
-        try:
-            # Only once the client sees all three servers: a store opened earlier makes its buckets with
-            # fewer replicas (one, on the server that is then killed: leaderless for good).
-            if bus.cluster_replicas(nc) != 3:
-                return False
-            await bus.open_store(nc, "kvretry")
-            return True
-        finally:
-            await nc.close()
-
-    await wait_for(formed, timeout=60, interval=0.3, ignore=(Exception,), message="cluster never formed")
-    probe = await bus.connect(urls, name="probe")
-    store = await bus.open_store(probe, "kvretry")
-
-    async def all_current() -> str | None:
-        # A leader killed while a follower is still catching up can leave the stream leaderless for minutes
-        # (a follower that is not current does not campaign): kill it only once both followers are current,
-        # as `drover chaos` waits for every server's /healthz before a nats-kill.
-        # (the raw API reply: nats-py's ClusterInfo leaves ``replicas`` unparsed)
-        reply = await probe.request("$JS.API.STREAM.INFO.KV_drover_kvretry_nodectl", b"", timeout=2)
-        c = json.loads(reply.data).get("cluster", {})
-        replicas = c.get("replicas") or []
-        if not c.get("leader") or len(replicas) != 2:
-            return None
-        return str(c["leader"]) if all(r.get("current") for r in replicas) else None
-
-    leader = await wait_for(all_current, timeout=60, interval=0.2, ignore=(Exception,),
-                            message="the stream's followers never became current")
+    await wait_formed(cluster, "kvretry")
+    probe = await bus.connect(urls_of(cluster), name="probe")
+    leader = await current_leader(probe, "KV_drover_kvretry_nodectl")
     await probe.close()
     [victim] = [c for c in cluster if c.name == leader]
     survivor = next(c for c in cluster if c is not victim)

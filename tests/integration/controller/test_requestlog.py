@@ -10,6 +10,7 @@ from drover.controller.requestlog import TAKEOVER_AFTER, TTL, Busy, RequestLog
 from drover.shared import bus
 from drover.shared.subjects import Names
 from tests.fixtures.nats import NatsServer
+from tests.fixtures.wait import wait_for
 
 
 async def _logs(url: str, cluster: str, clock: list[float]) -> tuple[RequestLog, RequestLog, object]:
@@ -25,15 +26,21 @@ async def test_a_claimed_request_is_answered_once(nats_server: NatsServer, clust
     clock = [1000.0]
     a, b, nc = await _logs(nats_server.url, cluster_name, clock)
     done: list[str] = []
+    release = asyncio.Event()
 
     async def work(who: str) -> bytes:
         done.append(who)
-        await asyncio.sleep(0.2)
+        await release.wait()  # still working while the other log meets the claim
         return f"reply of {who}".encode()
 
+    async def release_when_claimed() -> None:
+        await wait_for(lambda: done, timeout=10, message="nobody took the request")
+        release.set()
+
     body = {"request_id": "r1"}
-    first, second = await asyncio.gather(
-        a.answer("apply", body, lambda: work("a")), b.answer("apply", body, lambda: work("b"))
+    first, second, _ = await asyncio.gather(
+        a.answer("apply", body, lambda: work("a")), b.answer("apply", body, lambda: work("b")),
+        release_when_claimed(),
     )
     assert len(done) == 1  # one did it; the other waited for its reply
     assert first == second == f"reply of {done[0]}".encode()

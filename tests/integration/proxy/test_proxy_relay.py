@@ -18,7 +18,7 @@ import pytest
 
 from drover.agent.proxy import Backend, ServiceProxy
 from drover.agent.proxy.relay import ClientSide
-from tests.fixtures import free_tcp_port, wait_for
+from tests.fixtures import free_tcp_port, ticks, wait_for
 from tests.integration.proxy import helpers
 from tests.integration.proxy.helpers import HOST, Handler, TestBackend, ask, connect
 
@@ -395,12 +395,11 @@ async def test_idle_connections_are_closed_busy_ones_kept(backends: Backends, pr
         for r, w in ((quiet_r, quiet_w), (busy_r, busy_w)):
             w.write(b"hi\n")
             await asyncio.wait_for(r.readline(), 5)
-        loop = asyncio.get_running_loop()
-        end = loop.time() + 2.0
-        while loop.time() < end:  # the busy one talks every 0.1 s, the quiet one says nothing
+        async for n in ticks(0.1):  # for 2 s the busy one talks every 0.1 s, the quiet one says nothing
+            if n == 20:
+                break
             busy_w.write(b"tick\n")
             assert (await asyncio.wait_for(busy_r.readline(), 5)).startswith(b"b0")
-            await asyncio.sleep(0.1)
         with contextlib.suppress(ConnectionError):
             assert await asyncio.wait_for(quiet_r.read(), 5) == b""
         assert proxy.stats.idle_closed == 1

@@ -1,0 +1,88 @@
+"""The read barrier's decisions (controller/readbarrier.py), with fake informers and streams."""
+
+from __future__ import annotations
+
+import asyncio
+
+from drover.controller.readbarrier import ReadBarrier, Source, caught_up
+
+
+def test_caught_up_needs_every_informer_at_its_streams_last_sequence() -> None:
+    assert caught_up([5, 9], [5, 8])
+    assert not caught_up([5, 7], [5, 8])
+    assert caught_up([], [])
+
+
+class Bucket:
+    def __init__(self, seen: int, last: int) -> None:
+        self.seen, self.last, self.asked = seen, last, 0
+        self.fail = False
+
+    async def last_seq(self) -> int:
+        self.asked += 1
+        if self.fail:
+            raise TimeoutError("no response from stream")
+        return self.last
+
+    def source(self, name: str) -> Source:
+        return Source(name, lambda: self.seen, self.last_seq)
+
+
+async def test_reads_pass_at_once_until_a_stall_is_noticed() -> None:
+    b = Bucket(seen=3, last=10)  # behind, but nothing says the controller stalled: not asked at all
+    barrier = ReadBarrier([b.source("services")])
+    assert await barrier.ready()
+    assert b.asked == 0
+
+
+async def test_after_a_stall_a_read_waits_until_the_informer_caught_up() -> None:
+    b = Bucket(seen=3, last=10)
+    barrier = ReadBarrier([b.source("services")], poll=0.005)
+    barrier.suspect()
+
+    async def informer_catches_up() -> None:
+        for seq in range(4, 11):
+            await asyncio.sleep(0.01)
+            b.seen = seq
+
+    ready, _ = await asyncio.gather(barrier.ready(), informer_catches_up())
+    assert ready and b.seen == 10
+    assert not barrier.suspect_now
+    asked = b.asked
+    assert await barrier.ready() and b.asked == asked  # proven: the next reads go straight through
+
+
+async def test_a_controller_that_cannot_prove_it_is_current_is_unavailable() -> None:
+    behind = Bucket(seen=3, last=10)
+    barrier = ReadBarrier([behind.source("services")], bound=0.1, poll=0.005)
+    barrier.suspect()
+    assert not await barrier.ready()
+    assert barrier.suspect_now and barrier.refused == 1
+    away = Bucket(seen=10, last=10)
+    away.fail = True  # NATS away, or the stream electing a leader: nothing can be proven
+    barrier = ReadBarrier([away.source("nodes")], bound=0.1, poll=0.005)
+    barrier.suspect()
+    assert not await barrier.ready()
+    away.fail = False
+    assert await barrier.ready()
+
+
+async def test_a_stall_during_the_proof_asks_the_streams_again() -> None:
+    b = Bucket(seen=10, last=10)
+    barrier = ReadBarrier([b.source("services")], poll=0.005)
+    stalls = iter([True, False])
+
+    def notice() -> None:  # the first look finds a new stall, after which the stream has moved on
+        if next(stalls, False):
+            barrier.suspect()
+            b.last = 12
+
+    barrier.notice = notice
+    barrier.suspect()
+
+    async def informer_catches_up() -> None:
+        await asyncio.sleep(0.05)
+        b.seen = 12
+
+    ready, _ = await asyncio.gather(barrier.ready(), informer_catches_up())
+    assert ready and b.seen == 12 and b.asked >= 1
