@@ -16,6 +16,7 @@ import asyncio
 import json
 import os
 import random
+import shutil
 import signal
 import statistics
 import tempfile
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from bench_chaos import start_lab
+from common import compile_bytecode
 
 from drover.chaos.inject import _nats_healthz
 from drover.chaos.probe import observe
@@ -75,6 +77,7 @@ async def trial(c: Client, state: Any, rng: random.Random, gap: float) -> dict[s
     await asyncio.sleep(gap)
     os.kill(int(ctl["pid"]), signal.SIGKILL)
     killed = time.monotonic()
+    print(f"controller killed at {time.time():.2f} (unix), nats-server {victim['name']} {gap:g} s before", flush=True)
     answered = None
     while time.monotonic() - killed < 60:
         try:
@@ -116,16 +119,21 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=4)
     ap.add_argument("--gap", type=float, default=2.6)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--log-level", default="warning", help="the lab daemons' (info: their start-up steps)")
+    ap.add_argument("--logs", type=Path, help="copy the lab's logs here at the end")
     args = ap.parse_args()
+    compile_bytecode()  # as an installed drover has it: a restarted daemon does not recompile drover's sources
     cluster = f"chain{uuid.uuid4().hex[:6]}"
     with tempfile.TemporaryDirectory(prefix="drover-chain-bench-") as tmp:
         home = Path(tmp)
-        proc, url = start_lab(home, cluster)
+        proc, url = start_lab(home, cluster, "--log-level", args.log_level)
         try:
             results = asyncio.run(run(home, url, cluster, args.trials, args.gap, args.seed))
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(120)
+            if args.logs:
+                shutil.copytree(home / "data" / "logs", args.logs, dirs_exist_ok=True)
     answered = [r["answered_s"] for r in results]
     conv = [r["converged_s"] for r in results]
     print(json.dumps({

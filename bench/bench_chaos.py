@@ -34,11 +34,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import compile_bytecode
 
 
-def start_lab(home: Path, cluster: str) -> tuple[subprocess.Popen[str], str]:
+def start_lab(home: Path, cluster: str, *extra: str) -> tuple[subprocess.Popen[str], str]:
     env = {**os.environ, "DROVER_HOME": str(home)}
     proc = subprocess.Popen(
         [sys.executable, "-m", "drover", "up", "--nats-port", "0", "--data-dir", str(home / "data"), "--cluster",
-         cluster, "--nats-servers", "3", "--agents", "3", "--no-metrics"],
+         cluster, "--nats-servers", "3", "--agents", "3", "--no-metrics", *extra],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
     )
     assert proc.stdout is not None

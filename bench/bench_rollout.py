@@ -14,6 +14,7 @@ import socket
 import sys
 import time
 import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -58,11 +59,13 @@ async def one_request(port: int) -> str:
     return body.decode().strip()
 
 
-async def load(port: int, total: int, concurrency: int, stats: dict[str, int], errors: list[str]) -> None:
+async def load(port: int, total: int, concurrency: int, stats: dict[str, int], errors: list[str],
+               stop: asyncio.Event | None = None) -> None:
+    """At most ``total`` requests, ``concurrency`` at a time; fewer if ``stop`` is set first."""
     left = [total]
 
     async def worker() -> None:
-        while left[0] > 0:
+        while left[0] > 0 and not (stop and stop.is_set()):
             left[0] -= 1
             try:
                 stats[await one_request(port)] += 1
@@ -72,6 +75,54 @@ async def load(port: int, total: int, concurrency: int, stats: dict[str, int], e
                     errors.append(repr(exc))
 
     await asyncio.gather(*(worker() for _ in range(concurrency)))
+
+
+@dataclass
+class Roll:
+    """One rolling update under load: its duration and what the load saw."""
+
+    rollout_s: float
+    load_s: float
+    started_s: float  # how far into the load the new revision was applied
+    stats: collections.Counter[str] = field(default_factory=collections.Counter)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def sent(self) -> int:
+        return sum(self.stats.values())
+
+
+async def roll_under_load(api: Api, expose: int, version: str, revision: int, requests: int, concurrency: int,
+                          *, until_rolled: bool = False) -> Roll:
+    """Load the service's proxy port with ``requests`` requests and, once a tenth of them were answered, apply
+    ``web(version)`` and wait until ``revision`` is available. ``until_rolled``: stop the load half a second
+    after the rollout instead (``requests`` is then only a bound), so the load covers the whole rollout."""
+    stats: collections.Counter[str] = collections.Counter()
+    errors: list[str] = []
+    stop = asyncio.Event() if until_rolled else None
+    t_load = time.monotonic()
+    load_task = asyncio.get_running_loop().create_task(load(expose, requests, concurrency, stats, errors, stop))
+    warm = 0 if until_rolled else requests // 10
+    while sum(stats.values()) < warm and not load_task.done():  # roll once the load is well under way
+        await asyncio.sleep(0.05)
+    if until_rolled:
+        await asyncio.sleep(0.5)
+    t0 = time.monotonic()
+    await api.call("apply", manifests=[web(version, expose)])
+    rollout = await api.wait(lambda: _available(api, revision), 120, f"revision {revision} available",
+                             interval=0.05)
+    if stop is not None:
+        await asyncio.sleep(0.5)
+        stop.set()
+    await load_task
+    return Roll(rollout, time.monotonic() - t_load, t0 - t_load, stats, errors)
+
+
+async def start_web(api: Api, expose: int) -> None:
+    """Revision 1 of the ``roll`` service available and answering through the proxy."""
+    await api.call("apply", manifests=[web("v1", expose)])
+    await api.wait(lambda: _available(api, 1), 60, "revision 1 available")
+    await api.wait(lambda: answers(expose), 30, "proxy answering")
 
 
 async def main() -> None:
@@ -87,21 +138,8 @@ async def main() -> None:
     try:
         async with Api(nats.url, cluster) as api:
             await api.wait(lambda: _any_node(api), 30, "agent registered")
-            await api.call("apply", manifests=[web("v1", expose)])
-            await api.wait(lambda: _available(api, 1), 60, "revision 1 available")
-            await api.wait(lambda: _answers(expose), 30, "proxy answering")
-            stats: dict[str, int] = collections.Counter()
-            errors: list[str] = []
-            t_load = time.monotonic()
-            load_task = asyncio.get_running_loop().create_task(
-                load(expose, args.requests, args.concurrency, stats, errors))
-            while sum(stats.values()) < args.requests // 10:  # roll once the load is well under way
-                await asyncio.sleep(0.05)
-            t0 = time.monotonic()
-            await api.call("apply", manifests=[web("v2", expose)])
-            rollout = await api.wait(lambda: _available(api, 2), 120, "revision 2 available", interval=0.05)
-            await load_task
-            load_s = time.monotonic() - t_load
+            await start_web(api, expose)
+            roll = await roll_under_load(api, expose, "v2", 2, args.requests, args.concurrency)
             await api.call("delete", names=["roll"])
             await api.wait(lambda: _gone(api), 60, "removed")
     finally:
@@ -109,12 +147,13 @@ async def main() -> None:
         stop_daemon(ctl)
         remove_labelled(f"drover.cluster={cluster}")
         nats.stop()
+    stats = roll.stats
     print(f"bench_rollout ({time.strftime('%Y-%m-%d')})")
-    print(f"  requests {args.requests} (concurrency {args.concurrency}, a new connection each) in {load_s:.1f} s")
+    print(f"  requests {args.requests} (concurrency {args.concurrency}, a new connection each) in {roll.load_s:.1f} s")
     print(f"  answers: v1 {stats['v1']}, v2 {stats['v2']}; failed {stats['FAILED']} (target 0)")
-    print(f"  rollout 1 -> 2 of 4 replicas (max_surge 1, min_ready 1s): {rollout:.1f} s "
-          f"(started {t0 - t_load:.1f} s into the load)")
-    for e in errors:
+    print(f"  rollout 1 -> 2 of 4 replicas (max_surge 1, min_ready 1s): {roll.rollout_s:.1f} s "
+          f"(started {roll.started_s:.1f} s into the load)")
+    for e in roll.errors:
         print("  error:", e)
 
 
@@ -127,7 +166,7 @@ async def _available(api: Api, revision: int) -> bool:
     return bool(rows) and rows[0]["revision"] == revision and rows[0]["status"] == "available"
 
 
-async def _answers(port: int) -> bool:
+async def answers(port: int) -> bool:
     try:
         return await one_request(port) == "v1"
     except Exception:

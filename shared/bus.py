@@ -17,7 +17,7 @@ import structlog
 from nats.aio.client import Client as NATS
 from nats.aio.transport import TcpTransport
 from nats.js import JetStreamContext
-from nats.js.api import KeyValueConfig, RetentionPolicy, StorageType, StreamConfig
+from nats.js.api import KeyValueConfig, RetentionPolicy, StorageType, StreamConfig, StreamInfo
 from nats.js.errors import BucketNotFoundError, NoStreamResponseError, NotFoundError
 from nats.js.kv import KeyValue
 
@@ -187,8 +187,9 @@ OPEN_TRANSIENT: tuple[type[BaseException], ...] = (nats.errors.Error, TimeoutErr
 class ClusterStore:
     """Handles on one cluster's KV buckets and events stream. ``manage`` (the controller's store: only its
     credentials may update a stream) also brings existing streams up to date: direct gets on the assign
-    bucket, and at least ``replicas`` copies of each bucket and of the events stream. ``extra``: more buckets
-    to open with the others (the controller's own)."""
+    bucket, and at least ``replicas`` copies of each bucket and of the events stream; and its open waits for
+    the JetStream meta leader (see ``open``). ``extra``: more buckets to open with the others (the
+    controller's own)."""
 
     def __init__(
         self, nc: NATS, names: Names, probe_timeout: float = 5.0, *, manage: bool = False,
@@ -201,6 +202,7 @@ class ClusterStore:
         # (a nats-server just died) a request goes unanswered, and an open that waits 5 s per bucket took 10 s
         # and more to start a controller; a quick failure is retried by open_store instead.
         self.probe_timeout = probe_timeout
+        self.slowest_answer: float | None = None  # s: the longest a stream's info took to answer so far
         self.replicas = cluster_replicas(nc)
         self.manage = manage
         self.wanted: dict[str, BucketSpec] = {
@@ -214,6 +216,7 @@ class ClusterStore:
         }
         self._kv: dict[str, KeyValue] = {}  # what has opened so far: kept across open_store's retries
         self._events_open = False
+        self._meta_ok = not manage  # the JetStream meta leader answered (see open; the controller's store only)
         self.services: KeyValue
         self.assignments: KeyValue
         self.nodes: KeyValue
@@ -223,17 +226,23 @@ class ClusterStore:
     def missing(self) -> list[str]:
         """The buckets (and the events stream) not opened yet."""
         out = [name for name in self.wanted if name not in self._kv]
-        return out if self._events_open else [*out, self.names.events_stream]
+        out += [] if self._events_open else [self.names.events_stream]
+        return out + ([] if self._meta_ok else ["(JetStream meta leader)"])
 
     async def open(self) -> ClusterStore:
         """Open (creating what is missing) every wanted bucket and the events stream not opened yet, all asked
         at once: a stream electing its leader delays only its own answer. What opened is kept, so a repeat
-        after a failure (open_store's retry) asks only for the rest. Raises once every ask has ended: a
-        failure that is not transient before a transient one."""
+        after a failure (open_store's retry) asks only for the rest. The controller's store also waits for
+        JetStream's meta leader: it creates every consumer, and a controller lists all its buckets through
+        watches before it does anything (one started while the meta leader is elected waits out its 5 s
+        request timeout). An agent's does not: its first heartbeat needs no consumer, and comes after the open.
+        Raises once every ask has ended: a failure that is not transient before a transient one."""
         asks: list[Awaitable[None]] = [self._keep(name, spec) for name, spec in self.wanted.items()
                                        if name not in self._kv]
         if not self._events_open:
             asks.append(self._events_stream())
+        if not self._meta_ok:
+            asks.append(self._meta_leader())
         results = await asyncio.gather(*asks, return_exceptions=True)
         failed = [r for r in results if isinstance(r, BaseException)]
         if failed:
@@ -258,9 +267,33 @@ class ClusterStore:
     def _probe(self) -> JetStreamContext:
         return self.nc.jetstream(timeout=self.probe_timeout)
 
+    async def _meta_leader(self) -> None:
+        """Only the meta leader answers the account's JetStream info (as it alone creates consumers)."""
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        await self._probe().account_info()
+        self._answered(loop.time() - began)
+        self._meta_ok = True
+
+    def _answered(self, took: float) -> None:
+        self.slowest_answer = max(self.slowest_answer or 0.0, took)
+
+    async def _info(self, stream: str) -> StreamInfo:
+        """A stream's info, asked with the probe timeout; how long an answer took is kept (not found is an
+        answer too)."""
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        try:
+            info = await self._probe().stream_info(stream)
+        except NotFoundError:
+            self._answered(loop.time() - began)
+            raise
+        self._answered(loop.time() - began)
+        return info
+
     async def _bucket(self, name: str, spec: BucketSpec) -> KeyValue:
         try:
-            info = await self._probe().stream_info(f"KV_{name}")
+            info = await self._info(f"KV_{name}")
         except (BucketNotFoundError, NotFoundError):
             info = None
         if info is not None:
@@ -301,7 +334,7 @@ class ClusterStore:
     async def _events_stream(self) -> None:
         n = self.names
         try:
-            info = await self._probe().stream_info(n.events_stream)
+            info = await self._info(n.events_stream)
         except NotFoundError:
             info = None
         if info is not None:
@@ -359,6 +392,18 @@ async def request_retrying(nc: NATS, subject: str, payload: bytes, *, timeout: f
             await sub.unsubscribe()
 
 
+def probe_timeout(attempt: int, slowest_answer: float | None) -> float:
+    """How long the ``attempt``-th (from 0) round of a store open waits for each stream's info. A leaderless
+    stream drops the request and only one sent after its election is answered, so the next should follow soon.
+    Until any stream has answered: 1 s, then 1.25 s, 1.5 s… (at most 5 s), patient with a slow (loaded) server.
+    Once some have (the server is responsive; the unanswered are leaderless): three times the slowest answer
+    seen, at least 0.5 s, at most that growing bound."""
+    patient = min(5.0, 1.0 + 0.25 * attempt)
+    if slowest_answer is None:
+        return patient
+    return min(patient, max(0.5, 3.0 * slowest_answer))
+
+
 # How long open_store waits for JetStream (a freshly started server, streams electing leaders) before it gives up.
 OPEN_DEADLINE = 60.0
 
@@ -375,10 +420,7 @@ async def open_store(
 
     async def attempt() -> ClusterStore:
         nonlocal attempts
-        # Streams are asked with 1 s, then 1.25 s, 1.5 s… per request (at most 5 s): a leaderless stream drops
-        # the request, so the next one should follow its election soon; and still patient with a slow
-        # (loaded) server.
-        store.probe_timeout = min(5.0, 1.0 + 0.25 * attempts)
+        store.probe_timeout = probe_timeout(attempts, store.slowest_answer)
         attempts += 1
         try:
             return await store.open()

@@ -1,7 +1,8 @@
 """Opening a cluster's store on a real 3-server JetStream cluster (``shared/bus.open_store``):
 - while the streams of a just-killed server elect new leaders, every stream is asked at once and a retry
   asks only for those still unanswered (a restarted controller answers soon after the last election
-  instead of starting over on each unanswered stream);
+  instead of starting over on each unanswered stream), and the controller's also waits for the JetStream
+  meta leader (which alone creates the consumers of the watches that follow);
 - the controller's store raises a bucket's and the events stream's replicas to the cluster's (one made while
   its creator saw a single server stays R1 otherwise, and is leaderless for good once that server dies),
   never lowers them, and other roles leave them as they are."""
@@ -9,7 +10,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
+import urllib.request
 from collections import Counter
 
 import pytest
@@ -75,6 +78,48 @@ async def test_an_open_during_elections_asks_every_stream_at_once_and_again_only
     # key_value), the events stream once; a stream whose leader lived is in no retry.
     for s in set(streams_of(names)) - orphaned:
         assert per_stream[s] <= (1 if s == names.events_stream else 2), (s, per_stream)
+
+
+async def test_the_controllers_open_waits_for_the_jetstream_meta_leader(cluster: list[lab.Child]) -> None:
+    """The meta leader alone creates consumers: a store opened while it is being elected (every stream still
+    led) used to return at once, and the controller's watches then waited out their 5 s request timeout."""
+    names = Names("meta")
+    await wait_formed(cluster, "meta")
+    nc = await bus.connect(urls_of(cluster), name="probe")
+    try:
+        meta = await meta_leader(cluster[0])
+        for stream in streams_of(names):  # no stream led by the meta leader's server: only the meta elects
+            while await current_leader(nc, stream) == meta:
+                await nc.request(f"$JS.API.STREAM.LEADER.STEPDOWN.{stream}", b"", timeout=5)
+                await wait_for(lambda s=stream: stream_cluster(nc, s), timeout=20, ignore=(Exception,))
+    finally:
+        await nc.close()
+    [victim] = [c for c in cluster if c.name == meta]
+    survivor = next(c for c in cluster if c is not victim)
+    nc = await bus.connect(str(survivor.info["url"]), name="opener")
+    try:
+        victim.kill()
+        began = time.monotonic()
+        store = await bus.open_store(nc, "meta", manage=True)
+        took = time.monotonic() - began
+        # a consumer can be made at once (the account's JetStream info: answered by the meta leader only)
+        await nc.jetstream(timeout=2.0).account_info()
+        watch = await asyncio.wait_for(store.services.watchall(), 3)
+        await watch.stop()
+        assert took > 1.0, "the meta leader was elected before the open asked (the test did not meet it)"
+    finally:
+        await nc.close()
+
+
+async def meta_leader(server: lab.Child) -> str:
+    """The JetStream meta leader's server name, from a server's monitoring port."""
+
+    def read() -> str:
+        url = f"http://127.0.0.1:{server.info['monitor_port']}/jsz"
+        with urllib.request.urlopen(url, timeout=5) as reply:
+            return str(json.loads(reply.read())["meta_cluster"]["leader"])
+
+    return await asyncio.to_thread(read)
 
 
 async def test_the_controllers_store_raises_replicas_to_the_clusters_and_never_lowers_them(

@@ -38,3 +38,13 @@ async def test_each_attempt_asks_the_streams_with_a_growing_short_timeout(monkey
     store = await bus.open_store(FakeNats(), "c")  # type: ignore[arg-type]
     assert isinstance(store, bus.ClusterStore)
     assert probes == [1.0, 1.25, 1.5, 1.75] and len(stores) == 1
+
+
+def test_once_a_stream_has_answered_the_unanswered_are_asked_again_soon() -> None:
+    # nothing answered yet: patient, growing
+    assert [bus.probe_timeout(a, None) for a in (0, 1, 4, 40)] == [1.0, 1.25, 2.0, 5.0]
+    # a responsive server (answers in 20 ms): the leaderless streams are asked again every half second
+    assert [bus.probe_timeout(a, 0.02) for a in (0, 4, 40)] == [0.5, 0.5, 0.5]
+    # a slow one (answers took 0.6 s): three times that, never beyond the patient bound
+    assert bus.probe_timeout(8, 0.6) == pytest.approx(1.8)
+    assert bus.probe_timeout(0, 0.6) == 1.0
