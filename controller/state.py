@@ -15,6 +15,7 @@ from drover.controller.snapshot import NodeState, Snapshot, silent_for
 from drover.controller.tally import StatusTally
 from drover.shared.limits import MAX_ASSIGNMENT_BYTES
 from drover.shared.models import (
+    AssignedContainer,
     Assignment,
     ContainerStatus,
     Heartbeat,
@@ -60,7 +61,16 @@ class ClusterState:
     assign_limit: int = MAX_ASSIGNMENT_BYTES
     # Replica counts per service (running, ready, on each revision), recounted per node as it changes: what
     # `get services` shows without a walk over every replica (controller/tally.py).
-    tally: StatusTally = field(default_factory=StatusTally)
+    tally: StatusTally = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.tally = StatusTally(self._replicas_of)
+
+    def _replicas_of(self, node: str) -> tuple[list[AssignedContainer], dict[str, ContainerStatus]]:
+        """A node's assigned replicas and their reported statuses, as they are now (what the tally counts)."""
+        a = self.assignments.get(node)
+        ns = self.nodes.get(node)
+        return (a.value.containers if a is not None else []), (ns.observed if ns is not None else {})
 
     # --- desired state, from KV -------------------------------------------------------------------------
     def set_service(self, name: str, rec: ServiceRecord | None, rev: int) -> None:
@@ -96,12 +106,10 @@ class ClusterState:
             self.assignments[node] = Versioned(a, rev)
             self.allocations[node] = allocation_of(a.containers)
         if a is None or cur is None or a.containers != cur.value.containers:
-            self._recount(node)
+            self._tally_changed(node)
 
-    def _recount(self, node: str) -> None:
-        a = self.assignments.get(node)
-        ns = self.nodes.get(node)
-        self.tally.recount(node, a.value.containers if a is not None else [], ns.observed if ns is not None else {})
+    def _tally_changed(self, node: str) -> None:
+        self.tally.mark(node)
 
     def set_registration(self, reg: NodeRegistration | None, name: str, now: float) -> None:
         self.dirty.mark_node(name)
@@ -109,7 +117,7 @@ class ClusterState:
         if reg is None:
             self.nodes.pop(name, None)
             self.service_rps.pop(name, None)
-            self._recount(name)
+            self._tally_changed(name)
             return
         node = self.nodes.get(name)
         if node is None:
@@ -178,7 +186,7 @@ class ClusterState:
             self.ready_since.pop(rid, None)
         node.observed = new
         if services:
-            self._recount(hb.node)
+            self._tally_changed(hb.node)
         return changed
 
     def expire_unregistered(self, now: float) -> list[str]:
@@ -192,7 +200,7 @@ class ClusterState:
             self.unregistered.discard(n)
             self.nodes.pop(n, None)
             self.service_rps.pop(n, None)
-            self._recount(n)
+            self._tally_changed(n)
         return gone
 
     def touch(self, name: str, now: float) -> bool:

@@ -2,11 +2,11 @@
 
 ``get services`` shows, for every service, how many of its replicas run, are ready and are on the current
 revision. Walking every replica for that costs a pass over the whole cluster on the event loop (100,000
-replicas: most of a second per request). Instead, ``ClusterState`` recounts one node's replicas whenever that
-node's assignment or its reported statuses change (``StatusTally.recount``: O(replicas on the node)), and
-keeps the sums per service. The counts are those of a node that is alive; a node's liveness changes with the
-clock alone, so the replicas of lost nodes are taken out when a view is built (``ServiceCounts.of``:
-O(services on lost nodes)), never stored.
+replicas: most of a second per request). Instead, ``ClusterState`` marks a node whenever its assignment or
+its reported statuses change, and ``StatusTally`` recounts the marked nodes (O(replicas on the node), once per
+node between two reads) and keeps the sums per service. The counts are those of a node that is alive; a
+node's liveness changes with the clock alone, so the replicas of lost nodes are taken out when a view is
+built (``ServiceCounts.of``: O(services on lost nodes)), never stored.
 
 The reference is the walk itself (``views.service_rows`` without a tally): ``tests/unit/controller/
 test_tally.py`` checks on generated histories that both give the same rows.
@@ -14,7 +14,7 @@ test_tally.py`` checks on generated histories that both give the same rows.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from drover.shared.models import AssignedContainer, ContainerState, ContainerStatus
@@ -65,33 +65,63 @@ def node_counts(containers: Sequence[AssignedContainer], observed: Mapping[str, 
 
 
 class StatusTally:
-    """Every node's counts and their sums per service (updated on the event loop, read by the views)."""
+    """Every node's counts and their sums per service (kept on the event loop, read by the views).
 
-    def __init__(self) -> None:
-        self.by_node: dict[str, dict[str, Counts]] = {}
-        self.by_service: dict[str, Counts] = {}
+    A change only marks its node (``mark``: a heartbeat costs a set insert); the marked nodes are recounted
+    when counts are next read (``lookup`` gives a node's assignment and reported statuses as they are then).
+    So a node that changed many times between two reads is counted once, and nothing is counted while nobody
+    reads."""
+
+    def __init__(
+        self, lookup: Callable[[str], tuple[Sequence[AssignedContainer], Mapping[str, ContainerStatus]]] | None = None
+    ) -> None:
+        self._lookup = lookup
+        self._stale: set[str] = set()
+        self._by_node: dict[str, dict[str, Counts]] = {}
+        self._by_service: dict[str, Counts] = {}
+
+    def mark(self, node: str) -> None:
+        """The node's assignment or its reported statuses changed (counted again at the next read)."""
+        self._stale.add(node)
+
+    @property
+    def by_node(self) -> dict[str, dict[str, Counts]]:
+        self._settle()
+        return self._by_node
+
+    @property
+    def by_service(self) -> dict[str, Counts]:
+        self._settle()
+        return self._by_service
+
+    def _settle(self) -> None:
+        if self._stale and self._lookup is not None:
+            stale, self._stale = self._stale, set()
+            for node in stale:
+                self.recount(node, *self._lookup(node))
 
     def recount(
         self, node: str, containers: Sequence[AssignedContainer], observed: Mapping[str, ContainerStatus]
     ) -> None:
-        """The node's assignment or its reported statuses changed: count its replicas again."""
-        for service, k in self.by_node.pop(node, {}).items():
-            total = self.by_service[service]
+        """Count the node's replicas again, from ``containers`` and ``observed``."""
+        for service, k in self._by_node.pop(node, {}).items():
+            total = self._by_service[service]
             total.add(k, -1)
             if not total.total:
-                del self.by_service[service]
+                del self._by_service[service]
         new = node_counts(containers, observed)
         if not new:
             return
-        self.by_node[node] = new
+        self._by_node[node] = new
         for service, k in new.items():
-            self.by_service.setdefault(service, Counts()).add(k)
+            self._by_service.setdefault(service, Counts()).add(k)
 
     def lost_counts(self, lost: Iterable[str]) -> dict[str, Counts]:
         """The counts of the replicas on ``lost`` nodes, per service (what a view takes out)."""
         out: dict[str, Counts] = {}
+        by_node = self.by_node
         for node in lost:
-            for service, k in self.by_node.get(node, {}).items():
+            for service, k in by_node.get(node, {}).items():
                 out.setdefault(service, Counts()).add(k)
         return out
 
