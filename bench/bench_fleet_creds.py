@@ -10,7 +10,9 @@ the server accepts the CONNECT, and, once connected: direct gets and own-key wat
 ``P-(N+1)`` and a real node's key, and the fleet's own multi-key watch (``shared/keyswatch.py``: one consumer
 with a filter per key).
 
-    .venv/bin/python bench/bench_fleet_creds.py [--cases 65536:250,65536:1000,1048576:1000,4194304:3000,4194304:5000]
+    .venv/bin/python bench/bench_fleet_creds.py [--cases 65536:250,65536:1000,1048576:1000,4194304:3000,...]
+
+Results and what follows from them: docs/BUS.md, Security (a fleet credential stays bucket-wide for reads).
 
 Everything on 127.0.0.1; one throw-away nats-server per case.
 """

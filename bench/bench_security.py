@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -83,9 +84,11 @@ class Setup:
         self.cluster = f"bs{'s' if secure else 'p'}{uuid.uuid4().hex[:6]}"
         self.creds: dict[str, str | None] = {"admin": None, "controller": None, "agent": None}
         self.ca: str | None = None
+        self.keys: Path | None = None  # the throw-away CA, account keys and credentials
         config = None
         if secure:
-            sec = SecurityDir(Path(tempfile.mkdtemp(prefix="drover-bench-sec-"))).ensure(["127.0.0.1"])
+            self.keys = Path(tempfile.mkdtemp(prefix="drover-bench-sec-"))
+            sec = SecurityDir(self.keys).ensure(["127.0.0.1"])
             conf = sec.path / "security.conf"
             conf.write_text(sec.security_config() + "\n")
             config = str(conf)
@@ -114,6 +117,8 @@ class Setup:
         stop_daemon(self.ctl)
         remove_labelled(f"drover.cluster={self.cluster}")
         self.nats.stop()
+        if self.keys is not None:
+            shutil.rmtree(self.keys, ignore_errors=True)
 
 
 async def start_services(setup: Setup) -> None:
