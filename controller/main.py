@@ -171,6 +171,7 @@ class Controller:
         self.sup.start("elect", self.elector.run)
         self.sup.start("reconcile", self._reconcile_loop)
         self.sup.start("autoscale", self.autoscaler.run)
+        self.sup.start("replicas", self.store.keep_replicas)  # a cluster that grew since the open (shared/bus.py)
         if self.cfg.ui_port is not None:
             # aiohttp loads only when the UI is wanted, and in a worker thread: its import (0.6 s on a loaded
             # machine) on the event loop held up the API requests a restarted controller already takes.
