@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import random
 import socket
 import time
@@ -170,8 +171,12 @@ class Controller:
         self.sup.start("elect", self.elector.run)
         self.sup.start("reconcile", self._reconcile_loop)
         self.sup.start("autoscale", self.autoscaler.run)
+        self.sup.start("replicas", self.store.keep_replicas)  # a cluster that grew since the open (shared/bus.py)
         if self.cfg.ui_port is not None:
-            from drover.controller.dashboard import Dashboard  # aiohttp loads only when the UI is wanted
+            # aiohttp loads only when the UI is wanted, and in a worker thread: its import (0.6 s on a loaded
+            # machine) on the event loop held up the API requests a restarted controller already takes.
+            await asyncio.to_thread(importlib.import_module, "drover.controller.dashboard.actions")
+            from drover.controller.dashboard import Dashboard
             from drover.controller.dashboard.actions import NatsActor
 
             actor = NatsActor(self.cfg.nats_url, self.names.api, self.cfg.ca) if self.cfg.ui_actions else None

@@ -331,6 +331,37 @@ class ClusterStore:
             log.warning("stream not updated", stream=config.name, changes=changes, error=repr(exc))
             return False
 
+    async def keep_replicas(self, interval: float = 30.0) -> None:
+        """The controller's, for as long as it runs: every ``interval`` s, if the cluster has grown since the open
+        (a controller started while its cluster was still forming saw fewer servers and made its buckets with
+        fewer copies), raise every opened bucket's and the events stream's replicas to match."""
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.raise_replicas()
+            except Exception as exc:  # JetStream away for a moment: the next round tries again
+                log.warning("replicas not checked", error=repr(exc))
+
+    async def raise_replicas(self) -> bool:
+        """Bring the opened streams up to the cluster's replica count if it grew (``cluster_replicas``); whether
+        it did. Raises when a stream could not be read or updated, keeping the old count: the next call tries
+        again."""
+        wanted, had = cluster_replicas(self.nc), self.replicas
+        if wanted <= had or not self.manage:
+            return False
+        self.replicas = wanted  # the count _bring_up_to_date raises to
+        streams = [f"KV_{name}" for name in self._kv] + ([self.names.events_stream] if self._events_open else [])
+        try:
+            for stream in streams:
+                config = (await self.js.stream_info(stream)).config
+                if (config.num_replicas or 1) < wanted and not await self._bring_up_to_date(config):
+                    raise TemporaryError(f"stream {stream} not raised to {wanted} replicas")
+        except BaseException:
+            self.replicas = had  # so the next call tries again
+            raise
+        log.info("replicas raised", replicas=wanted)
+        return True
+
     async def _events_stream(self) -> None:
         n = self.names
         try:

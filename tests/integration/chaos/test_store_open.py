@@ -179,6 +179,32 @@ async def test_the_controllers_store_raises_replicas_to_the_clusters_and_never_l
         await nc.close()
 
 
+async def test_a_running_controller_raises_replicas_once_its_cluster_has_grown(cluster: list[lab.Child]) -> None:
+    """A controller started while its cluster was forming saw one server and made one copy of everything; once
+    the client sees three, ``keep_replicas``'s check raises every opened stream to three."""
+    names = Names("grown")
+    await wait_formed(cluster, "grownprobe")
+    nc = await bus.connect(urls_of(cluster), name="controller")
+    try:
+        store = bus.ClusterStore(nc, names, manage=True)
+        store.replicas = 1  # as cluster_replicas said while the routes were not yet up
+        await store.open()
+        js = nc.jetstream(timeout=5.0)
+        streams = [*streams_of(names)]
+        assert {(await js.stream_info(s)).config.num_replicas for s in streams} == {1}
+        assert await store.raise_replicas()
+        assert store.replicas == 3
+        assert {(await js.stream_info(s)).config.num_replicas for s in streams} == {3}
+        assert not await store.raise_replicas()  # nothing more to do
+        other = bus.ClusterStore(nc, Names("grownother"))  # not the controller's: never updates
+        other.replicas = 1
+        await other.open()
+        assert not await other.raise_replicas()
+        assert (await js.stream_info(f"KV_{other.names.services_bucket}")).config.num_replicas == 1
+    finally:
+        await nc.close()
+
+
 async def test_an_open_that_cannot_reach_jetstream_gives_up_with_a_temporary_error(
     cluster: list[lab.Child], monkeypatch: pytest.MonkeyPatch
 ) -> None:
