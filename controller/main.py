@@ -121,7 +121,8 @@ class Controller:
             self.store.assignments, self.state, self.feeds, self.metrics, kick=self.kick, step_down=self._step_down,
             log=self.log,
         )
-        self.barrier = ReadBarrier([source_of(i) for i in self.feeds.all], notice=self.loopwatch.check)
+        self.barrier = ReadBarrier([source_of(i) for i in self.feeds.all], notice=self.loopwatch.check,
+                                   connected=lambda: self.nc.is_connected)
         self.api = ApiServer(
             lambda verb, body: api.HANDLERS[verb](self, body), lambda verb: verb in api.HANDLERS, self.requests,
             self.metrics, self.sup.spawn, self.log, ready=self._ready_for,

@@ -6,9 +6,15 @@ once, a ``get``/``describe`` would show that old state (a service applied meanwh
 there). So once the controller noticed a stall or reconnect (``LoopWatch``'s ``on_restart``: ``suspect``),
 a read first waits, at most ``BOUND`` seconds, until every informer has applied its bucket's stream up to the
 last sequence that stream had when asked *after* the stall (stream info's ``last_seq``; a KV entry's revision
-is its stream sequence). Proven once, reads go straight through again until the next stall. A controller that
-cannot prove it in time (NATS away, a stream electing a leader) answers ``unavailable`` rather than old state;
-the CLI asks again, reaching another controller, or this one once it caught up.
+is its stream sequence). Proven once, reads go straight through again until the next stall.
+
+Not proven within ``BOUND`` (3 s): a controller cut off from NATS answers ``unavailable`` rather than old state (the
+CLI asks again, reaching another controller, or this one once it is back). A connected one answers from what
+it has, and the next read tries again: what stops the proof then is JetStream itself (a stream electing its
+leader after a nats-server died answers no info, and takes no write either) or a watch that fell behind (its
+informer is told to relist, ``Source.relist``). Refusing in those cases made every read of a 10-minute chaos
+run fail for up to 20 s after a nats-server died during a pause (a read must never be less available than
+the cluster it reads).
 
 The decision is pure (``caught_up``); ``ReadBarrier`` does the waiting with narrow dependencies: for each
 bucket, what its informer applied and how to ask the stream's last sequence.
@@ -24,7 +30,7 @@ from typing import Any
 
 from drover.shared.informer import Informer
 
-BOUND = 2.0  # seconds a read waits for the proof before it is answered "unavailable"
+BOUND = 3.0  # seconds a read waits for the proof (then: answered, or "unavailable" when cut off from NATS)
 POLL = 0.02  # seconds between looks at the informers while waiting
 UNAVAILABLE = "unavailable"
 
@@ -36,11 +42,13 @@ def caught_up(seen: Sequence[int], last: Sequence[int]) -> bool:
 
 @dataclass(frozen=True)
 class Source:
-    """One bucket: the highest stream sequence its informer applied, and how to ask the stream's last one."""
+    """One bucket: the highest stream sequence its informer applied, how to ask the stream's last one, and how
+    to make the informer list the bucket again (its watch fell behind)."""
 
     name: str
     seen: Callable[[], int]
     last: Callable[[], Awaitable[int]]
+    relist: Callable[[], None] = lambda: None
 
 
 async def stream_last_seq(kv: Any) -> int:
@@ -51,25 +59,29 @@ async def stream_last_seq(kv: Any) -> int:
 
 def source_of(informer: Informer[Any]) -> Source:
     """The barrier's view of one informer and its bucket."""
-    return Source(informer.name, lambda: informer.seen, lambda: stream_last_seq(informer.kv))
+    return Source(informer.name, lambda: informer.seen, lambda: stream_last_seq(informer.kv), informer.relist)
 
 
 class ReadBarrier:
     def __init__(
         self, sources: Sequence[Source], *, notice: Callable[[], object] = lambda: None, bound: float = BOUND,
-        poll: float = POLL, clock: Callable[[], float] = time.monotonic,
+        poll: float = POLL, clock: Callable[[], float] = time.monotonic, connected: Callable[[], bool] = lambda: True,
     ) -> None:
         """``notice()`` is called first by every read (``LoopWatch.check``): a read that is the first thing
-        the controller handles after a pause notices the pause itself."""
+        the controller handles after a pause notices the pause itself. ``connected()``: whether the controller
+        is connected to NATS now."""
         self.sources = list(sources)
         self.notice = notice
         self.bound = bound
         self.poll = poll
         self.clock = clock
+        self.connected = connected
         self._suspect = False
         self._epoch = 0  # counts ``suspect`` calls: a proof is good only for the stalls before it was asked
         self._lock = asyncio.Lock()  # one read proves it for all the reads waiting behind it
+        self._last: list[int] | None = None  # the streams' last sequences of the proof under way (None: unknown)
         self.refused = 0  # reads answered "unavailable" (for tests and metrics)
+        self.unproven = 0  # reads answered from what the controller had, the proof not reached in time
 
     @property
     def suspect_now(self) -> bool:
@@ -81,8 +93,9 @@ class ReadBarrier:
         self._epoch += 1
 
     async def ready(self) -> bool:
-        """True when reads may be answered now (at once when nothing is suspect; else once proven current,
-        within ``bound``); False when that could not be proven in time."""
+        """True when a read may be answered now: at once when nothing is suspect, else once proven current or,
+        connected to NATS, after ``bound`` without a proof (see the module's docstring); False (answer
+        ``unavailable``) when not connected by then."""
         self.notice()
         if not self._suspect:
             return True
@@ -93,18 +106,27 @@ class ReadBarrier:
                         await self._prove()
             return True
         except TimeoutError:
-            self.refused += 1
-            return False
+            if not self.connected():
+                self.refused += 1
+                return False
+            self.unproven += 1
+            last = self._last
+            for i, source in enumerate(self.sources):  # a watch behind a stream that answers: list it again
+                if last is not None and source.seen() < last[i]:
+                    source.relist()
+            return True
 
     async def _prove(self) -> None:
         """Clear ``suspect`` once the informers reached the streams' last sequences asked after the last
         stall; returns without clearing when another stall came meanwhile (the caller asks again)."""
         epoch = self._epoch
         try:
-            last = [await source.last() for source in self.sources]
+            # All at once: a stream electing its leader delays only its own answer.
+            self._last = list(await asyncio.gather(*(source.last() for source in self.sources)))
         except Exception:  # NATS away or a stream electing its leader: not proven, ask again shortly
             await asyncio.sleep(self.poll)
             return
+        last = self._last
         while not caught_up([source.seen() for source in self.sources], last):
             if self._epoch != epoch:
                 return
@@ -112,3 +134,4 @@ class ReadBarrier:
             self.notice()
         if self._epoch == epoch:
             self._suspect = False
+            self._last = None

@@ -82,6 +82,7 @@ class Informer(Generic[T]):
         # earlier write by another may still be on its way.
         self.seen = 0
         self.relists = 0
+        self._relist_asked = False  # ``relist``: the watch is ended and the bucket listed again at its next poll
 
     # --- the one decode path ------------------------------------------------------------------------------
     def apply(self, key: str, value: bytes | None, revision: int, op: str | None) -> None:
@@ -135,6 +136,11 @@ class Informer(Generic[T]):
         for key in set(self.damaged) - set(listing):
             del self.damaged[key]
 
+    def relist(self) -> None:
+        """List the bucket again (within one ``poll``): a reader found this informer behind its stream (a watch
+        that fell behind after its stream's leader moved; otherwise only the ``resync`` would mend it)."""
+        self._relist_asked = True
+
     # --- list + watch ---------------------------------------------------------------------------------------
     async def run(self) -> None:
         backoff = Backoff(initial=0.1, cap=2.0)
@@ -162,7 +168,8 @@ class Informer(Generic[T]):
                     if "timeout" not in type(exc).__name__.lower():
                         raise
                     entry = _NOTHING
-                if self.reconnects() != seen_reconnects or self.clock() - started > self.resync:
+                if self.reconnects() != seen_reconnects or self.clock() - started > self.resync or self._relist_asked:
+                    self._relist_asked = False
                     return  # relist: a new watch delivers the whole bucket again
                 if entry is _NOTHING:
                     continue

@@ -52,19 +52,41 @@ async def test_after_a_stall_a_read_waits_until_the_informer_caught_up() -> None
     assert await barrier.ready() and b.asked == asked  # proven: the next reads go straight through
 
 
-async def test_a_controller_that_cannot_prove_it_is_current_is_unavailable() -> None:
-    behind = Bucket(seen=3, last=10)
-    barrier = ReadBarrier([behind.source("services")], bound=0.1, poll=0.005)
-    barrier.suspect()
-    assert not await barrier.ready()
-    assert barrier.suspect_now and barrier.refused == 1
+async def test_cut_off_from_nats_a_controller_that_cannot_prove_it_is_current_is_unavailable() -> None:
     away = Bucket(seen=10, last=10)
-    away.fail = True  # NATS away, or the stream electing a leader: nothing can be proven
-    barrier = ReadBarrier([away.source("nodes")], bound=0.1, poll=0.005)
+    away.fail = True  # NATS away: nothing can be proven
+    barrier = ReadBarrier([away.source("nodes")], bound=0.1, poll=0.005, connected=lambda: False)
     barrier.suspect()
     assert not await barrier.ready()
+    assert barrier.suspect_now and barrier.refused == 1 and barrier.unproven == 0
     away.fail = False
     assert await barrier.ready()
+    assert not barrier.suspect_now
+
+
+async def test_connected_a_read_is_answered_after_the_bound_and_a_lagging_informer_relisted() -> None:
+    relisted: list[str] = []
+    behind = Bucket(seen=3, last=10)  # its watch fell behind: only a relist would catch it up
+    fine = Bucket(seen=7, last=7)
+    sources = [Source("services", lambda: behind.seen, behind.last_seq, lambda: relisted.append("services")),
+               Source("nodes", lambda: fine.seen, fine.last_seq, lambda: relisted.append("nodes"))]
+    barrier = ReadBarrier(sources, bound=0.1, poll=0.005)
+    barrier.suspect()
+    assert await barrier.ready()  # answered from what it has, not refused
+    assert barrier.unproven == 1 and barrier.refused == 0 and relisted == ["services"]
+    assert barrier.suspect_now  # the next read tries to prove it again
+    behind.seen = 10
+    assert await barrier.ready() and not barrier.suspect_now
+
+
+async def test_a_stream_electing_its_leader_delays_a_read_by_the_bound_only() -> None:
+    electing = Bucket(seen=10, last=10)
+    electing.fail = True  # its info unanswered: JetStream takes no write on it either
+    barrier = ReadBarrier([electing.source("assign")], bound=0.1, poll=0.005)
+    barrier.suspect()
+    started = asyncio.get_running_loop().time()
+    assert await barrier.ready()
+    assert asyncio.get_running_loop().time() - started < 1.0 and barrier.unproven == 1
 
 
 async def test_a_stall_during_the_proof_asks_the_streams_again() -> None:

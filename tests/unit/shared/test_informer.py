@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from hypothesis import given, settings
@@ -9,6 +10,7 @@ from hypothesis import strategies as st
 
 from drover.shared.informer import Damage, Informer
 from drover.shared.models import NodeControl
+from tests.fixtures.wait import wait_for
 
 
 def make() -> tuple[Informer[NodeControl], list[tuple[str, Any, int]], list[Damage]]:
@@ -97,3 +99,44 @@ def test_a_value_this_process_wrote_is_held_not_decoded_again() -> None:
     assert inf.items["a"] == (mine, 5)
     inf.apply("a", NodeControl().to_wire(), 6, None)  # someone else's later write: decoded and told
     assert len(decoded) == 1 and changes[-1][2] == 6
+
+
+class _QuietWatch:
+    """A watch that lists an empty bucket and then hears nothing (a watch fallen behind its stream)."""
+
+    def __init__(self) -> None:
+        self.listed = False
+
+    async def updates(self, timeout: float) -> Any:
+        if not self.listed:
+            self.listed = True
+            return None  # end of the (empty) listing
+        await asyncio.sleep(timeout)
+        raise TimeoutError("nats: timeout")
+
+    async def stop(self) -> None:
+        return None
+
+
+class _Bucket:
+    def __init__(self) -> None:
+        self.watches = 0
+
+    async def watchall(self) -> _QuietWatch:
+        self.watches += 1
+        return _QuietWatch()
+
+
+async def test_relist_asked_lists_the_bucket_again_within_a_poll() -> None:
+    kv = _Bucket()
+    inf: Informer[NodeControl] = Informer(
+        "nodectl", kv, NodeControl.from_wire, on_change=lambda k, v, r: None, poll=0.01,  # type: ignore[arg-type]
+    )
+    task = asyncio.ensure_future(inf.run())
+    try:
+        await wait_for(lambda: inf.relists == 1, timeout=5)
+        await wait_for(lambda: kv.watches == 1 and inf.relists == 1, timeout=5)  # no relist unasked
+        inf.relist()
+        await wait_for(lambda: kv.watches == 2 and inf.relists == 2, timeout=5, message="relist not done")
+    finally:
+        task.cancel()
