@@ -302,7 +302,9 @@ def test_pull_policies_report_failures(up: Up) -> None:
 def test_snapshot_delete_restore_and_another_cluster(up: Up, tmp_path: Path) -> None:
     assert up.drover("secret", "create", "snap-pw", "--from-literal", "pw-123").returncode == 0
     manifest = svc("snapsvc", "  files:\n    - {path: /run/pw, secret: snap-pw}\n")
-    node = sorted(n["name"] for n in up.json("get", "nodes"))[1]
+    # The second agent (127.0.0.2): the other cluster below has only a first one, of the same name as ours, so
+    # the restored cordon must not be of that name (a node another test added, sorted first, made it so).
+    node = next(n["name"] for n in up.json("get", "nodes") if n["address"] == "127.0.0.2")
     snap = tmp_path / "snap.json"
     try:
         assert up.drover("apply", "-f", "-", input=manifest).returncode == 0
