@@ -89,6 +89,9 @@ class LoopWatch:
     connected: Callable[[], bool]
     reconnects: Callable[[], int]
     on_restart: Callable[[float], None]
+    # Called (after ``on_restart``) when the loop itself stalled (a pause, a long GC, a busy loop), not for a
+    # reconnect: the read barrier's cue (controller/readbarrier.py).
+    on_stall: Callable[[float], None] = lambda _now: None
     interval: float = 0.1
     stall: float = 1.0
     wall: Callable[[], float] = time.time
@@ -108,9 +111,11 @@ class LoopWatch:
         reconnected = count != self._seen_reconnects
         self._seen_reconnects = count
         if clock_restarts(connected=self.connected(), reconnected=reconnected, lag=lag, stall=self.stall):
+            wall = self.wall()
+            self.on_restart(wall)
             if lag >= self.stall:
                 self.stalls += 1
-            self.on_restart(self.wall())
+                self.on_stall(wall)
             return True
         return False
 

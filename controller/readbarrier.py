@@ -1,12 +1,14 @@
-"""The read barrier: after a stall or a reconnect, API reads wait until the informers have caught up.
+"""The read barrier: after a stall of its own loop, API reads wait until the informers have caught up.
 
-A controller resumed from a pause (SIGSTOP, a long GC) or reconnected to NATS still holds the state it had
-before: what was written to the buckets meanwhile is queued in its socket, or waits for a relist. Answered at
-once, a ``get``/``describe`` would show that old state (a service applied meanwhile missing, a scale not
-there). So once the controller noticed a stall or reconnect (``LoopWatch``'s ``on_restart``: ``suspect``),
-a read first waits, at most ``BOUND`` seconds, until every informer has applied its bucket's stream up to the
-last sequence that stream had when asked *after* the stall (stream info's ``last_seq``; a KV entry's revision
-is its stream sequence). Proven once, reads go straight through again until the next stall.
+A controller resumed from a pause (SIGSTOP, a long GC, a busy loop) still holds the state it had before: what
+was written to the buckets meanwhile is queued in its socket. Answered at once, a ``get``/``describe`` would
+show that old state (a service applied meanwhile missing, a scale not there). So once the controller noticed
+a stall (``LoopWatch``'s ``on_stall``: ``suspect``), a read first waits, at most ``BOUND`` seconds, until every
+informer has applied its bucket's stream up to the last sequence that stream had when asked *after* the stall
+(stream info's ``last_seq``; a KV entry's revision is its stream sequence). Proven once, reads go straight
+through again until the next stall. A NATS reconnect alone is not a cue: the informers list their buckets
+again then, and a proof would need every stream's leader, which a nats-server's death takes seconds to elect
+(the chaos run's recoveries after nats-kills went from under 9 s to 10-17 s with reconnects as cues).
 
 Not proven within ``BOUND`` (3 s): a controller cut off from NATS answers ``unavailable`` rather than old state (the
 CLI asks again, reaching another controller, or this one once it is back). A connected one answers from what

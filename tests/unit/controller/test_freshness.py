@@ -94,13 +94,14 @@ def test_loop_watch_restarts_the_clock_after_a_stall_and_on_reconnect() -> None:
     conn = [True]
     reconnects = [0]
     restarts: list[float] = []
+    stalls: list[float] = []  # the read barrier's cue: stalls of the loop only
     w = LoopWatch(connected=lambda: conn[0], reconnects=lambda: reconnects[0], on_restart=restarts.append,
-                  interval=0.1, stall=1.0, wall=lambda: t[0], mono=lambda: t[0])
+                  on_stall=stalls.append, interval=0.1, stall=1.0, wall=lambda: t[0], mono=lambda: t[0])
     w.last_tick = t[0]
     t[0] += 0.15
     assert not w.check()
     t[0] += 7.0  # SIGSTOP
-    assert w.check() and restarts == [t[0]] and w.stalls == 1
+    assert w.check() and restarts == [t[0]] and w.stalls == 1 and stalls == [t[0]]
     t[0] += 0.1
     reconnects[0] += 1
     assert w.check()
@@ -109,6 +110,7 @@ def test_loop_watch_restarts_the_clock_after_a_stall_and_on_reconnect() -> None:
     conn[0] = False
     t[0] += 0.1
     assert w.check() and len(restarts) == 3
+    assert len(stalls) == 1  # neither the reconnect nor the disconnection
 
 
 # --- heartbeat_time: dated by send time, bounded ---------------------------------------------------------------
