@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from drover.controller.readbarrier import ReadBarrier, Source, caught_up
+from tests.fixtures.wait import ticks, wait_for
 
 
 def test_caught_up_needs_every_informer_at_its_streams_last_sequence() -> None:
@@ -40,10 +41,11 @@ async def test_after_a_stall_a_read_waits_until_the_informer_caught_up() -> None
     barrier = ReadBarrier([b.source("services")], poll=0.005)
     barrier.suspect()
 
-    async def informer_catches_up() -> None:
-        for seq in range(4, 11):
-            await asyncio.sleep(0.01)
-            b.seen = seq
+    async def informer_catches_up() -> None:  # one entry applied every 10 ms
+        async for n in ticks(0.01):
+            b.seen = 4 + n
+            if b.seen == 10:
+                return
 
     ready, _ = await asyncio.gather(barrier.ready(), informer_catches_up())
     assert ready and b.seen == 10
@@ -102,8 +104,8 @@ async def test_a_stall_during_the_proof_asks_the_streams_again() -> None:
     barrier.notice = notice
     barrier.suspect()
 
-    async def informer_catches_up() -> None:
-        await asyncio.sleep(0.05)
+    async def informer_catches_up() -> None:  # once the new stall was noticed and the stream moved on
+        await wait_for(lambda: b.last == 12, timeout=5)
         b.seen = 12
 
     ready, _ = await asyncio.gather(barrier.ready(), informer_catches_up())

@@ -111,8 +111,7 @@ class _QuietWatch:
         if not self.listed:
             self.listed = True
             return None  # end of the (empty) listing
-        await asyncio.sleep(timeout)
-        raise TimeoutError("nats: timeout")
+        await asyncio.wait_for(asyncio.Event().wait(), timeout)  # nothing comes: nats-py's timeout
 
     async def stop(self) -> None:
         return None
