@@ -134,7 +134,10 @@ async def test_the_controllers_store_raises_replicas_to_the_clusters_and_never_l
         services = await js.create_key_value(
             KeyValueConfig(bucket=names.services_bucket, history=1, storage=StorageType.FILE, replicas=1)
         )
-        await services.put("kept", b"1")
+        # A just-made R1 stream's subjects reach the server this client is on a moment after the create
+        # returns (the stream's placement travels through the meta layer): until then a put has no responder.
+        await wait_for(lambda: services.put("kept", b"1"), timeout=20, interval=0.1, ignore=(Exception,),
+                       message="the new bucket never took its first write")
         await js.add_stream(StreamConfig(name=names.events_stream, subjects=[names.events_all],
                                          storage=StorageType.FILE, num_replicas=1))
         services_stream = f"KV_{names.services_bucket}"
