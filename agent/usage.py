@@ -29,7 +29,8 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from drover.agent.drivers.base import Driver
-from drover.agent.drivers.docker import DockerDriver, parse_time
+from drover.agent.drivers.docker import DockerDriver
+from drover.agent.drivers.dockerview import parse_time
 from drover.shared.manifest import ServiceSpec
 from drover.shared.models import Assignment, ContainerState, ContainerStatus, Heartbeat
 from drover.shared.tasks import cancel_all

@@ -11,10 +11,8 @@ import contextlib
 import json
 import math
 import os
-import re
 import struct
 from collections.abc import AsyncIterator, Sequence
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,9 +20,6 @@ import structlog
 
 from drover.agent.drivers import engine
 from drover.agent.drivers.base import (
-    CREATED,
-    EXITED,
-    RUNNING,
     DriverError,
     DriverEvent,
     ImageMissing,
@@ -34,6 +29,15 @@ from drover.agent.drivers.base import (
     published_ports,
     spec_command,
     spec_env,
+)
+from drover.agent.drivers.dockerview import (
+    L_CLUSTER,
+    L_ID,
+    L_NODE,
+    L_REVISION,
+    L_SERVICE,
+    labels_ok,
+    observed_from_inspect,
 )
 from drover.agent.drivers.lines import CHUNK, text_lines
 from drover.agent.drivers.pull import credentials, policy
@@ -66,12 +70,6 @@ def _aiodocker() -> Any:
     DockerError = loaded
     return aiodocker
 
-L_CLUSTER = "drover.cluster"
-L_SERVICE = "drover.service"
-L_NODE = "drover.node"
-L_REVISION = "drover.revision"
-L_ID = "drover.id"
-
 def nano_cpus(cpu: object) -> int:
     """Cores as Docker's NanoCpus; 0 = no limit."""
     if isinstance(cpu, int | float) and not isinstance(cpu, bool) and cpu > 0:
@@ -87,79 +85,6 @@ def nano_cpus(cpu: object) -> int:
 ENGINE_CALLS = 10
 UNTHROTTLED = (os.cpu_count() or 1) * 1_000_000_000  # NanoCpus that cannot throttle on this host
 MIN_MEMORY = 6 * 1024 * 1024  # Docker refuses less
-
-_TS = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)?$")
-
-
-def parse_time(value: Any) -> float | None:
-    """Docker's RFC 3339 nano timestamps -> unix time; None for the zero time or garbage."""
-    if not isinstance(value, str) or value.startswith("0001-"):
-        return None
-    m = _TS.match(value)
-    if not m:
-        return None
-    frac = (m.group(2) or ".0")[:7]
-    tz = m.group(3) or "Z"
-    tz = "+00:00" if tz == "Z" else tz
-    try:
-        return datetime.fromisoformat(f"{m.group(1)}{frac}{tz}").timestamp()
-    except ValueError:
-        return None
-
-
-def _labels_ok(labels: dict[str, str], cluster: str, node: str) -> bool:
-    return labels.get(L_CLUSTER) == cluster and labels.get(L_NODE) == node and bool(labels.get(L_ID))
-
-
-def _revision(labels: dict[str, str]) -> int:
-    try:
-        return int(labels.get(L_REVISION, "0"))
-    except ValueError:
-        return 0
-
-
-def _port_map(info: dict[str, Any]) -> dict[int, int]:
-    out: dict[int, int] = {}
-    ports = ((info.get("NetworkSettings") or {}).get("Ports")) or {}
-    for key, bindings in ports.items():
-        if not bindings or not key.endswith("/tcp"):
-            continue
-        try:
-            cport = int(key.split("/")[0])
-            out[cport] = int(bindings[0]["HostPort"])
-        except (ValueError, KeyError, IndexError, TypeError):
-            continue
-    return out
-
-
-def observed_from_inspect(info: dict[str, Any]) -> Observed:
-    cfg = info.get("Config") or {}
-    labels: dict[str, str] = cfg.get("Labels") or {}
-    state = info.get("State") or {}
-    status = state.get("Status", "")
-    st = RUNNING if state.get("Running") else CREATED if status == "created" else EXITED
-    host = (info.get("HostConfig") or {}).get("NetworkMode") == "host"
-    port_map = _port_map(info)
-    if host:
-        for key in cfg.get("ExposedPorts") or {}:
-            with contextlib.suppress(ValueError):
-                p = int(key.split("/")[0])
-                port_map[p] = p
-    return Observed(
-        id=labels.get(L_ID, ""),
-        container_id=info.get("Id", ""),
-        name=str(info.get("Name", "")).lstrip("/"),
-        service=labels.get(L_SERVICE, ""),
-        revision=_revision(labels),
-        state=st,
-        exit_code=None if st != EXITED else int(state.get("ExitCode", 0)),
-        started_at=parse_time(state.get("StartedAt")),
-        finished_at=parse_time(state.get("FinishedAt")) if st == EXITED else None,
-        oom=bool(state.get("OOMKilled")),
-        port_map=port_map,
-        host_network=host,
-    )
-
 
 class DockerDriver:
     name = "docker"
@@ -215,7 +140,7 @@ class DockerDriver:
         seen: set[str] = set()
         for data in await self._rows():
             labels = data.get("Labels") or {}
-            if not _labels_ok(labels, self.cluster, self.node):
+            if not labels_ok(labels, self.cluster, self.node):
                 continue
             cid = str(data.get("Id", ""))
             seen.add(cid)
@@ -347,7 +272,7 @@ class DockerDriver:
         except DockerError as exc:
             raise DriverError(f"container name {name} is taken: {exc.message}") from exc
         labels = (c._container.get("Config") or {}).get("Labels") or {}
-        if not _labels_ok(labels, self.cluster, self.node):
+        if not labels_ok(labels, self.cluster, self.node):
             raise DriverError(f"container name {name} is taken by a container drover does not own")
         return c
 
@@ -453,7 +378,7 @@ class DockerDriver:
                     continue
                 actor = ev.get("Actor") or {}
                 attrs = actor.get("Attributes") or {}
-                if not _labels_ok(attrs, self.cluster, self.node):
+                if not labels_ok(attrs, self.cluster, self.node):
                     continue
                 cid = str(actor.get("ID") or ev.get("id") or "")
                 self.forget(cid)

@@ -8,7 +8,7 @@ import json
 import aiodocker
 import pytest
 
-from drover.agent.drivers.docker import L_CLUSTER, L_ID, L_NODE, L_REVISION, L_SERVICE
+from drover.agent.drivers.dockerview import L_CLUSTER, L_ID, L_NODE, L_REVISION, L_SERVICE
 from tests.fixtures import wait_for
 from tests.fixtures.nats import NatsServer
 from tests.integration.agent_support import http_get, replica, running, running_agent, tap

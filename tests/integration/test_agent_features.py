@@ -10,7 +10,7 @@ import aiodocker
 import pytest
 
 from drover.agent import logs_api
-from drover.agent.drivers.docker import L_CLUSTER
+from drover.agent.drivers.dockerview import L_CLUSTER
 from drover.shared import wire
 from tests.fixtures import free_tcp_port, wait_for
 from tests.fixtures.nats import NatsServer

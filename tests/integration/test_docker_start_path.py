@@ -16,7 +16,8 @@ import aiodocker
 import pytest
 
 from drover.agent.drivers.base import RUNNING, Observed
-from drover.agent.drivers.docker import L_CLUSTER, DockerDriver
+from drover.agent.drivers.docker import DockerDriver
+from drover.agent.drivers.dockerview import L_CLUSTER
 from tests.fixtures import wait_for
 from tests.integration.agent_support import replica
 

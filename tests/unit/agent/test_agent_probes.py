@@ -9,7 +9,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 
 from drover.agent.drivers.base import Observed
-from drover.agent.drivers.docker import DockerDriver, parse_time
+from drover.agent.drivers.docker import DockerDriver
+from drover.agent.drivers.dockerview import parse_time
 from drover.agent.probes import check_http, check_tcp, probe_spec, probe_target
 from drover.shared.models import AssignedContainer, spec_of
 
