@@ -1,10 +1,16 @@
-"""The chaos run's slowest chain: the leading controller SIGKILLed a moment (``--gap``, 2.6 s by default)
-after one nats-server of three, so the restarted controller opens its store while the killed server's
-streams elect new leaders. Per trial: the time from the controller kill until a controller answers an API
-read again, and until the cluster is converged again (every node ready, every service available: what
-``drover chaos`` counts as recovered).
+"""The chaos run's slowest chains, where a controller comes back while the streams of a just-killed
+nats-server elect new leaders (nats-server's raft: a follower waits a random 4-9 s for a lost leader):
+- ``--chain kill`` (default): the leading controller SIGKILLed ``--gap`` s (2.6 by default) after one
+  nats-server of three, so the restarted controller opens its store during the elections;
+- ``--chain pause``: the leading controller SIGSTOPped, one nats-server SIGKILLed ``--gap`` s later and the
+  controller SIGCONTed ``--hold`` s after the stop (the 10-minute run's 172.9 s chain: a 6.6 s pause with a
+  nats-kill 4.74 s into it).
+Per trial, from the controller's kill (or continue): the time until a controller answers an API read again,
+until the cluster is converged again (every node ready, every service available: what ``drover chaos``
+counts as recovered), and until every stream has a leader again and JetStream a meta leader (the
+elections' end: each answers its info request), so that what drover adds after the last election shows.
 
-    .venv/bin/python bench/bench_chain.py [--trials 4] [--gap 2.6] [--seed 1]
+    .venv/bin/python bench/bench_chain.py [--chain kill|pause] [--trials 4] [--gap 2.6] [--hold 6.6] [--seed 1]
 
 Runs against a fresh `drover up --nats-servers 3 --agents 3` lab on 127.0.0.0/8 and the local Docker engine.
 """
@@ -33,6 +39,7 @@ from drover.chaos.probe import observe
 from drover.chaos.runner import SERVICE, free_port_on, load_state, manifest
 from drover.cli.client import Client
 from drover.cli.context import resolve
+from drover.shared.subjects import Names
 
 POLL = 0.1  # s between probes after the kill
 
@@ -61,7 +68,28 @@ async def wait(pred: Any, timeout: float, what: str) -> None:
     raise SystemExit(f"timed out waiting for {what}")
 
 
-async def trial(c: Client, state: Any, rng: random.Random, gap: float) -> dict[str, Any]:
+async def elected(c: Client, cluster: str) -> bool:
+    """Every drover stream of the cluster has a leader and JetStream a meta leader: each answers its info
+    request (only a stream's leader answers its info; only the meta leader the account's)."""
+    names = Names(cluster)
+    buckets = [names.services_bucket, names.assignments_bucket, names.nodes_bucket, names.nodectl_bucket,
+               names.leader_bucket, names.config_bucket, names.secrets_bucket, names.requests_bucket]
+    subjects = [f"$JS.API.STREAM.INFO.KV_{b}" for b in buckets]
+    subjects += [f"$JS.API.STREAM.INFO.{names.events_stream}", "$JS.API.INFO"]
+
+    async def ask(subject: str) -> bool:
+        try:
+            reply = await c.nc.request(subject, b"", timeout=0.5)
+        except Exception:
+            return False
+        return b'"error"' not in reply.data
+
+    return all(await asyncio.gather(*(ask(s) for s in subjects)))
+
+
+async def trial(
+    c: Client, state: Any, rng: random.Random, gap: float, chain: str, hold: float, cluster: str,
+) -> dict[str, Any]:
     await wait(lambda: converged(c), 120, "convergence before the trial")
     procs = lambda kind: [p for p in state()["processes"] if p["kind"] == kind]  # noqa: E731
 
@@ -73,28 +101,59 @@ async def trial(c: Client, state: Any, rng: random.Random, gap: float) -> dict[s
     ident = await leader(c)
     [ctl] = [p for p in procs("controller") if p.get("id") == ident]
     victim = rng.choice(procs("nats"))
-    os.kill(int(victim["pid"]), signal.SIGKILL)
-    await asyncio.sleep(gap)
-    os.kill(int(ctl["pid"]), signal.SIGKILL)
-    killed = time.monotonic()
-    print(f"controller killed at {time.time():.2f} (unix), nats-server {victim['name']} {gap:g} s before", flush=True)
-    answered = None
-    while time.monotonic() - killed < 60:
+    if chain == "pause":
+        os.kill(int(ctl["pid"]), signal.SIGSTOP)
+        try:
+            await asyncio.sleep(gap)
+            os.kill(int(victim["pid"]), signal.SIGKILL)
+            nats_killed = time.monotonic()
+            await asyncio.sleep(max(0.0, hold - gap))
+        finally:
+            os.kill(int(ctl["pid"]), signal.SIGCONT)
+        what = "continued"
+    else:
+        os.kill(int(victim["pid"]), signal.SIGKILL)
+        nats_killed = time.monotonic()
+        await asyncio.sleep(gap)
+        os.kill(int(ctl["pid"]), signal.SIGKILL)
+        what = "killed"
+    began = time.monotonic()
+    print(f"controller {what} at {time.time():.2f} (unix), nats-server {victim['name']} killed "
+          f"{began - nats_killed:.2f} s before", flush=True)
+    answered = led = done = None
+
+    async def watch_elections() -> None:
+        nonlocal led
+        while time.monotonic() - began < 60:
+            if await elected(c, cluster):
+                led = time.monotonic() - began
+                return
+            await asyncio.sleep(POLL)
+
+    elections = asyncio.ensure_future(watch_elections())
+    while time.monotonic() - began < 60:
         try:
             ok = await converged(c)
             if answered is None:
-                answered = time.monotonic() - killed
+                answered = time.monotonic() - began
             if ok:
+                done = time.monotonic() - began
                 break
         except Exception:
             pass
         await asyncio.sleep(POLL)
-    done = time.monotonic() - killed
+    await elections
+    done = done if done is not None else time.monotonic() - began
     return {"nats": victim["name"], "answered_s": round(answered or -1, 2), "converged_s": round(done, 2),
+            "elected_s": round(led if led is not None else -1, 2),
+            "after_elections_s": round(done - (led or 0.0), 2),
+            "nats_kill_to_converged_s": round(done + began - nats_killed, 2),
             "load_1m": round(os.getloadavg()[0], 2)}
 
 
-async def run(home: Path, url: str, cluster: str, trials: int, gap: float, seed: int) -> list[dict[str, Any]]:
+async def run(
+    home: Path, url: str, cluster: str, trials: int, gap: float, seed: int, chain: str, hold: float,
+) -> list[dict[str, Any]]:
     os.environ["DROVER_HOME"] = str(home)
     state = load_state(home / "lab.json", cluster)
     rng = random.Random(seed)
@@ -107,7 +166,7 @@ async def run(home: Path, url: str, cluster: str, trials: int, gap: float, seed:
         [m] = parse_manifests([("chain", manifest(port, 3, "chain", "local/busybox:latest"))])
         await c.call("apply", {"manifests": [m.model_dump(mode="json")], "sources": ["chain"]}, timeout=10.0)
         for i in range(trials):
-            r = await trial(c, state, rng, gap)
+            r = await trial(c, state, rng, gap, chain, hold, cluster)
             print(f"trial {i + 1}: {json.dumps(r)}", flush=True)
             out.append(r)
         await c.call("delete", {"names": [SERVICE]}, timeout=10.0)
@@ -117,18 +176,23 @@ async def run(home: Path, url: str, cluster: str, trials: int, gap: float, seed:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--trials", type=int, default=4)
-    ap.add_argument("--gap", type=float, default=2.6)
+    ap.add_argument("--chain", choices=("kill", "pause"), default="kill")
+    ap.add_argument("--gap", type=float, default=None, help="s from the first fault to the second "
+                    "(kill: nats-server then controller, 2.6; pause: controller stop then nats-server, 4.74)")
+    ap.add_argument("--hold", type=float, default=6.6, help="pause: s from the stop to the continue")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--log-level", default="warning", help="the lab daemons' (info: their start-up steps)")
     ap.add_argument("--logs", type=Path, help="copy the lab's logs here at the end")
     args = ap.parse_args()
+    if args.gap is None:
+        args.gap = 2.6 if args.chain == "kill" else 4.74
     compile_bytecode()  # as an installed drover has it: a restarted daemon does not recompile drover's sources
     cluster = f"chain{uuid.uuid4().hex[:6]}"
     with tempfile.TemporaryDirectory(prefix="drover-chain-bench-") as tmp:
         home = Path(tmp)
         proc, url = start_lab(home, cluster, "--log-level", args.log_level)
         try:
-            results = asyncio.run(run(home, url, cluster, args.trials, args.gap, args.seed))
+            results = asyncio.run(run(home, url, cluster, args.trials, args.gap, args.seed, args.chain, args.hold))
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(120)
@@ -137,7 +201,7 @@ def main() -> None:
     answered = [r["answered_s"] for r in results]
     conv = [r["converged_s"] for r in results]
     print(json.dumps({
-        "trials": results, "gap_s": args.gap,
+        "trials": results, "chain": args.chain, "gap_s": args.gap, "hold_s": args.hold,
         "answered_s": {"median": statistics.median(answered), "max": max(answered)},
         "converged_s": {"median": statistics.median(conv), "max": max(conv)},
     }, indent=2))

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from drover.controller.leader import Elector, LeaderState, open_leader_bucket
+from drover.shared.bus import with_timeout
 
 if TYPE_CHECKING:
     from nats.aio.client import Client as NATS
@@ -186,8 +187,12 @@ class LeaseKeeper:
         self._task = asyncio.current_task()
         nc = await self._connect()
         try:
-            js = nc.jetstream()
-            kv = await open_leader_bucket(js, self.bucket, self.replicas)
+            opened = await open_leader_bucket(nc.jetstream(), self.bucket, self.replicas)
+            # A lease step is worth nothing after one TTL: a request lost in a socket to a nats-server that died
+            # meanwhile (the first write after a pause, before the client saw the socket close) is given up then,
+            # not after nats-py's default 5 s, and the next step (TTL/4 later) asks again on the new connection.
+            kv = with_timeout(opened, float(self.ttl))
+            js = kv._js
             self.elector = Elector(
                 js, kv, self.bucket, self.id, ttl=self.ttl,
                 on_change=lambda st: self._hop(self._apply, st),

@@ -10,9 +10,12 @@ through again until the next stall. A NATS reconnect alone is not a cue: the inf
 again then, and a proof would need every stream's leader, which a nats-server's death takes seconds to elect
 (the chaos run's recoveries after nats-kills went from under 9 s to 10-17 s with reconnects as cues).
 
-Not proven within ``BOUND`` (3 s): a controller cut off from NATS answers ``unavailable`` rather than old state (the
-CLI asks again, reaching another controller, or this one once it is back). A connected one answers from what
-it has, and the next read tries again: what stops the proof then is JetStream itself (a stream electing its
+Not proven within ``BOUND`` (3 s) of the stall: a controller cut off from NATS answers ``unavailable`` rather than
+old state (the CLI asks again, reaching another controller, or this one once it is back). A connected one answers
+from what it has, and the next read tries again, for at most ``RETRY`` (0.2 s): the bound counts from the stall,
+not from each read (a read asked with a 1-2 s deadline, as the chaos monitor's, was never answered while a
+stream elected its leader: each waited out its own 3 s, and a resumed controller answered no read for 6 s).
+What stops the proof then is JetStream itself (a stream electing its
 leader after a nats-server died answers no info, and takes no write either) or a watch that fell behind (its
 informer is told to relist, ``Source.relist``). Refusing in those cases made every read of a 10-minute chaos
 run fail for up to 20 s after a nats-server died during a pause (a read must never be less available than
@@ -32,7 +35,8 @@ from typing import Any
 
 from drover.shared.informer import Informer
 
-BOUND = 3.0  # seconds a read waits for the proof (then: answered, or "unavailable" when cut off from NATS)
+BOUND = 3.0  # seconds after a stall that reads wait for the proof (then: answered, or "unavailable" when cut off)
+RETRY = 0.2  # seconds a read past the bound still gives the proof (one round of stream infos from live leaders)
 POLL = 0.02  # seconds between looks at the informers while waiting
 UNAVAILABLE = "unavailable"
 
@@ -68,6 +72,7 @@ class ReadBarrier:
     def __init__(
         self, sources: Sequence[Source], *, notice: Callable[[], object] = lambda: None, bound: float = BOUND,
         poll: float = POLL, clock: Callable[[], float] = time.monotonic, connected: Callable[[], bool] = lambda: True,
+        retry: float = RETRY,
     ) -> None:
         """``notice()`` is called first by every read (``LoopWatch.check``): a read that is the first thing
         the controller handles after a pause notices the pause itself. ``connected()``: whether the controller
@@ -75,10 +80,12 @@ class ReadBarrier:
         self.sources = list(sources)
         self.notice = notice
         self.bound = bound
+        self.retry = retry
         self.poll = poll
         self.clock = clock
         self.connected = connected
         self._suspect = False
+        self._since = 0.0  # when the controller last became suspect (clock()): the bound counts from there
         self._epoch = 0  # counts ``suspect`` calls: a proof is good only for the stalls before it was asked
         self._lock = asyncio.Lock()  # one read proves it for all the reads waiting behind it
         self._last: list[int] | None = None  # the streams' last sequences of the proof under way (None: unknown)
@@ -91,18 +98,20 @@ class ReadBarrier:
 
     def suspect(self, _now: float = 0.0) -> None:
         """The controller stalled, reconnected or is disconnected: its state may be behind the buckets."""
+        if not self._suspect:
+            self._since = self.clock()
         self._suspect = True
         self._epoch += 1
 
     async def ready(self) -> bool:
         """True when a read may be answered now: at once when nothing is suspect, else once proven current or,
-        connected to NATS, after ``bound`` without a proof (see the module's docstring); False (answer
-        ``unavailable``) when not connected by then."""
+        connected to NATS, once ``bound`` has passed since the stall without a proof (see the module's
+        docstring); False (answer ``unavailable``) when not connected by then."""
         self.notice()
         if not self._suspect:
             return True
         try:
-            async with asyncio.timeout(self.bound):
+            async with asyncio.timeout(max(self.retry, self.bound - (self.clock() - self._since))):
                 async with self._lock:
                     while self._suspect:
                         await self._prove()

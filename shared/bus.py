@@ -170,6 +170,16 @@ def cluster_replicas(nc: NATS) -> int:
     return max(1, min(3, len(servers)))
 
 
+def with_timeout(kv: KeyValue, timeout: float) -> KeyValue:
+    """The same bucket through a JetStream context whose requests give up after ``timeout`` s (nats-py binds
+    a bucket handle to its context's timeout, 5 s by default). For callers whose request is worthless after
+    a shorter time and is asked again at once: the lease (one TTL) and a watch being set up (a consumer the
+    meta leader did not create while it was being elected)."""
+    js = kv._js
+    return KeyValue(name=kv._name, stream=kv._stream, pre=kv._pre, direct=kv._direct,
+                    js=JetStreamContext(js._nc, prefix=js._prefix, timeout=timeout))
+
+
 @dataclasses.dataclass(frozen=True)
 class BucketSpec:
     """How to create a bucket that is missing: entries kept per key, ``ttl`` (seconds, 0: none), direct gets."""

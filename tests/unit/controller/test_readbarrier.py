@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from drover.controller.readbarrier import ReadBarrier, Source, caught_up
 from tests.fixtures.wait import ticks, wait_for
 
@@ -110,3 +112,29 @@ async def test_a_stall_during_the_proof_asks_the_streams_again() -> None:
 
     ready, _ = await asyncio.gather(barrier.ready(), informer_catches_up())
     assert ready and b.seen == 12 and b.asked >= 1
+
+
+async def test_the_bound_counts_from_the_stall_not_from_each_read() -> None:
+    """A resumed controller whose streams elect leaders answers every read once ``bound`` has passed since the
+    stall, each within ``retry``: a read asked later with a deadline shorter than the bound (the chaos
+    monitor's 2 s) is answered, where each used to wait out a bound of its own."""
+    electing = Bucket(seen=10, last=10)
+    electing.fail = True
+    now = [100.0]
+    barrier = ReadBarrier([electing.source("assign")], bound=3.0, retry=0.05, poll=0.005, clock=lambda: now[0])
+    barrier.suspect()
+    now[0] += 3.5  # the bound has passed since the stall (the proof still impossible)
+    loop = asyncio.get_running_loop()
+    for _ in range(3):
+        started = loop.time()
+        assert await asyncio.wait_for(barrier.ready(), 1.0)
+        assert loop.time() - started < 0.5
+    assert barrier.unproven == 3 and barrier.suspect_now  # still unproven: each read tries again, briefly
+    barrier.suspect()  # a second stall while suspect does not restart the bound
+    assert await asyncio.wait_for(barrier.ready(), 1.0)
+    electing.fail = False
+    assert await barrier.ready() and not barrier.suspect_now
+    barrier.suspect()  # the next stall after a proof: reads wait for the proof again, up to the bound
+    electing.fail = True
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(barrier.ready(), 0.3)

@@ -139,3 +139,47 @@ async def test_relist_asked_lists_the_bucket_again_within_a_poll() -> None:
         await wait_for(lambda: kv.watches == 2 and inf.relists == 2, timeout=5, message="relist not done")
     finally:
         task.cancel()
+
+
+class _ElectingBucket(_Bucket):
+    """JetStream's meta leader being elected: a watch's consumer request is never answered (nats-py would
+    wait 5 s) until ``elected`` is set; after that a watch is set up at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.elected = asyncio.Event()
+        self.given_up = 0
+
+    async def watchall(self) -> _QuietWatch:
+        if not self.elected.is_set():
+            try:
+                await asyncio.Event().wait()  # the request is lost: only the informer's own deadline ends it
+            except asyncio.CancelledError:
+                self.given_up += 1
+                raise
+        return await super().watchall()
+
+
+async def test_a_watch_set_up_during_an_election_is_asked_again_after_its_first_deadline() -> None:
+    """The first set-up gives up after WATCH_SETUP_FIRST (1 s), not nats-py's 5 s, and the deadline grows
+    after each that timed out (a loaded server still gets longer); the informer lists once the meta leader
+    is there."""
+    from drover.shared import informer as mod
+
+    kv = _ElectingBucket()
+    inf: Informer[NodeControl] = Informer(
+        "nodectl", kv, NodeControl.from_wire, on_change=lambda k, v, r: None, poll=0.01,  # type: ignore[arg-type]
+    )
+    assert inf._setup_timeout == mod.WATCH_SETUP_FIRST == 1.0
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    task = asyncio.ensure_future(inf.run())
+    try:
+        await wait_for(lambda: kv.given_up == 1, timeout=3, interval=0.01)
+        assert loop.time() - started < 1.9  # the first deadline, not nats-py's 5 s
+        assert inf._setup_timeout == 2.0  # doubled for the next try
+        kv.elected.set()
+        await wait_for(lambda: inf.relists == 1, timeout=5)
+        assert kv.given_up == 1 and inf._setup_timeout == mod.WATCH_SETUP_FIRST  # back to the first deadline
+    finally:
+        task.cancel()
