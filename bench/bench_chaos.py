@@ -24,7 +24,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from drover.chaos.report import recovery_by_kind, report_json, summary
+from drover.chaos.report import chain_summary, recovery_by_kind, report_json, summary
 from drover.chaos.runner import ChaosOptions, Run, load_state
 from drover.chaos.schedule import KINDS
 from drover.cli.context import resolve
@@ -63,7 +63,8 @@ async def chaos(home: Path, url: str, cluster: str, duration: float, seed: int) 
     finally:
         await docker.close()
     print("\n".join(summary(seed, duration, out.faults, out.checks, out.notes)))
-    return {"report": report_json(seed, duration, out.faults, out.checks), "by_kind": recovery_by_kind(out.faults)}
+    return {"report": report_json(seed, duration, out.faults, out.checks), "by_kind": recovery_by_kind(out.faults),
+            "chains": chain_summary(out.faults)}
 
 
 class LoadSampler:
@@ -115,6 +116,13 @@ def markdown(result: dict[str, Any], load: dict[str, float], started: str) -> st
             f"| {kind} | {r['count']} | {_s(r['median_s'])} | {_s(r['max_s'])} | {r['overlapped']} "
             f"| {_s(r['max_alone_s'])} |"
         )
+    c = result["chains"]
+    lines += [
+        "",
+        f"Chains of overlapping faults (each began before the cluster had recovered from the ones before): "
+        f"{c['of_several_faults']}, faults back to back for up to {c['longest_span_s']:.1f} s; from each chain's "
+        f"last fault (or a fault alone) to convergence: max {_s(c['max_after_last_fault_s'])}.",
+    ]
     return "\n".join(lines)
 
 

@@ -56,6 +56,68 @@ def recovery_by_kind(faults: list[FaultRecord]) -> dict[str, dict[str, Any]]:
     return out
 
 
+@dataclass(frozen=True)
+class Chain:
+    """Faults that followed one another before the cluster had recovered from the earlier ones (one fault
+    alone is a chain of one). ``after_s``: from the end of the chain's last fault to the cluster converged
+    again (None: not within the run) — what the chain's first faults' recovery times also contain, together
+    with every later fault of the chain while it lasted."""
+
+    faults: list[FaultRecord]
+    after_s: float | None
+
+    @property
+    def start(self) -> float:
+        return self.faults[0].at
+
+    @property
+    def last_end(self) -> float:
+        return max(f.ends for f in self.faults)
+
+    @property
+    def span_s(self) -> float:
+        """From the chain's first fault to its last one's end: how long faults came back to back."""
+        return self.last_end - self.start
+
+
+def chains(faults: list[FaultRecord]) -> list[Chain]:
+    """The run's faults as chains (see ``Chain``), in order: a fault joins the chain before it when it began
+    before every fault of that chain had recovered (a fault that never recovered keeps the chain open)."""
+    out: list[Chain] = []
+    current: list[FaultRecord] = []
+    recovered_by = 0.0  # when every fault of ``current`` had recovered (inf: one never did)
+    for f in sorted(faults, key=lambda g: (g.at, g.ends)):
+        if current and f.at >= recovered_by:
+            out.append(_chain(current))
+            current = []
+        current.append(f)
+        done = f.ends + f.recovery_s if f.recovery_s is not None else float("inf")
+        recovered_by = max(recovered_by, done) if len(current) > 1 else done
+    if current:
+        out.append(_chain(current))
+    return out
+
+
+def _chain(faults: list[FaultRecord]) -> Chain:
+    last = max(faults, key=lambda f: f.ends)
+    return Chain(list(faults), last.recovery_s)
+
+
+def chain_summary(faults: list[FaultRecord]) -> dict[str, Any]:
+    """For the report: how many chains (of several faults), the longest span of back-to-back faults, and the
+    longest time from a chain's last fault to convergence (None: a chain never converged)."""
+    cs = chains(faults)
+    several = [c for c in cs if len(c.faults) > 1]
+    afters = [c.after_s for c in cs]
+    known = [a for a in afters if a is not None]
+    return {
+        "chains": len(cs),
+        "of_several_faults": len(several),
+        "longest_span_s": round(max((c.span_s for c in several), default=0.0), 2),
+        "max_after_last_fault_s": round(max(known), 2) if known and len(known) == len(afters) else None,
+    }
+
+
 def _secs(v: float | None) -> str:
     return "-" if v is None else f"{v:.1f}s"
 
@@ -73,6 +135,13 @@ def summary(seed: int, duration: float, faults: list[FaultRecord], checks: Check
             + (f"  ({r['overlapped']} overlapped by another fault; max of the others {_secs(r['max_alone_s'])})"
                if r["overlapped"] else "")
             + (f"  ({r['unrecovered']} not recovered before the end)" if r["unrecovered"] else "")
+        )
+    c = chain_summary(faults)
+    if c["of_several_faults"]:
+        lines.append(
+            f"  chains of overlapping faults: {c['of_several_faults']} (faults back to back for up to "
+            f"{c['longest_span_s']:.1f}s); from each chain's last fault to convergence: max "
+            f"{_secs(c['max_after_last_fault_s'])}"
         )
     total = checks.requests_ok + checks.requests_failed
     share = 100.0 * checks.requests_ok / total if total else 100.0
@@ -92,4 +161,5 @@ def summary(seed: int, duration: float, faults: list[FaultRecord], checks: Check
     return lines
 
 
-__all__ = ["FaultRecord", "overlapped", "recovery_by_kind", "report_json", "summary"]
+__all__ = ["Chain", "FaultRecord", "chain_summary", "chains", "overlapped", "recovery_by_kind", "report_json",
+           "summary"]

@@ -7,7 +7,7 @@ import dataclasses
 
 from drover.chaos.checker import Container, Desired, History, Request, Write, check
 from drover.chaos.probe import Observation, converged_at, first_converged_after, node_ready_after
-from drover.chaos.report import FaultRecord, recovery_by_kind, report_json, summary
+from drover.chaos.report import FaultRecord, chain_summary, chains, recovery_by_kind, report_json, summary
 
 
 def clean() -> History:
@@ -151,3 +151,37 @@ def test_a_recovery_that_includes_the_next_fault_is_marked_overlapped() -> None:
     }
     assert by_kind["agent-kill"]["overlapped"] == 0 and by_kind["agent-kill"]["max_alone_s"] == 7.0
     assert "1 overlapped by another fault" in "\n".join(summary(1, 60.0, faults, check(clean()), []))
+
+
+def test_faults_that_come_before_the_cluster_recovered_form_one_chain() -> None:
+    """The 10-minute run's 256.6 s chain in small: a pause of the only controller, an agent killed during it,
+    the same agent cut off as the pause ends, then a nats-kill; each fault's own recovery contains the later
+    ones, and the chain's is counted from its last fault's end."""
+    faults = [
+        FaultRecord(100.0, "pause", "ctl1", 105.8, None, 15.6),  # converged at 121.4
+        FaultRecord(100.9, "agent-kill", "n3", 100.9, "n3", 20.5),  # 121.4
+        FaultRecord(105.8, "partition", "n3", 110.8, "n3", 10.6),  # 121.4
+        FaultRecord(113.4, "nats-kill", "nats-2", 113.4, None, 8.0),  # 121.4
+        FaultRecord(130.0, "container-kill", "c1", 130.0, None, 0.9),  # after the chain recovered: alone
+        FaultRecord(140.0, "agent-kill", "n1", 140.0, "n1", None),  # never recovered
+    ]
+    cs = chains(faults)
+    assert [len(c.faults) for c in cs] == [4, 1, 1]
+    first = cs[0]
+    assert first.last_end == 113.4 and round(first.span_s, 1) == 13.4 and first.after_s == 8.0
+    assert cs[1].after_s == 0.9 and cs[2].after_s is None
+    assert chain_summary(faults) == {
+        "chains": 3, "of_several_faults": 1, "longest_span_s": 13.4, "max_after_last_fault_s": None,
+    }
+    assert chain_summary(faults[:5])["max_after_last_fault_s"] == 8.0
+    text = "\n".join(summary(1, 200.0, faults[:5], check(clean()), []))
+    assert "chains of overlapping faults: 1 (faults back to back for up to 13.4s)" in text
+    assert "from each chain's last fault to convergence: max 8.0s" in text
+
+
+def test_a_fault_during_another_ones_recovery_joins_its_chain_and_one_after_does_not() -> None:
+    faults = [FaultRecord(10.0, "pause", "ctl1", 15.0, None, 9.0),  # recovering until 24.0
+              FaultRecord(23.9, "agent-kill", "n1", 23.9, "n1", 2.0),  # joins: 23.9 < 24.0
+              FaultRecord(26.0, "nats-kill", "nats-1", 26.0, None, 1.0)]  # 26.0 >= 25.9: a chain of its own
+    assert [len(c.faults) for c in chains(faults)] == [2, 1]
+    assert chains(faults)[0].after_s == 2.0
