@@ -1,6 +1,6 @@
 """CLI start-up and apply → 10 running against Docker Swarm on the same engine, in one run.
 
-    .venv/bin/python bench/bench_cli.py [--runs 10] [--trials 3] [--no-swarm]
+    .venv/bin/python bench/bench_cli.py [--runs 10] [--trials 3] [--no-swarm] [--spec legacy|plain|limits]
 
 1. Wall time of ``drover --help``, ``drover get --help``, an argument error and ``drover get services``
    (against a live controller), each the median of ``--runs`` runs of a fresh process.
@@ -11,6 +11,13 @@
    10 s: busybox's sleep ignores SIGTERM), so that no trial shares the engine with the previous one's removal.
    Swarm is initialised with ``--advertise-addr 127.0.0.1`` only when the engine is not in a swarm already
    (if it is, someone else uses it: the Swarm half is skipped), and left afterwards.
+
+   ``--spec`` says what the 10 replicas are, on both sides:
+   - ``legacy`` (default, as in the earlier rows of docs/BENCHMARKS.md): drover's service has a 0.01 cpu and
+     8Mi memory limit (drover always runs an init), Swarm's has neither limit nor init;
+   - ``plain``: no limits; an init on both (``docker service create --init``);
+   - ``limits``: 0.15 cpu (ten replicas' requests fit on a 2-core host) and 64Mi memory, and an init, on both
+     (``--init --limit-cpu 0.15 --limit-memory 64M``).
 
 Everything runs on 127.0.0.1 against the local engine and the local/busybox image.
 """
@@ -51,15 +58,23 @@ def wall(cmd: list[str], env: dict[str, str], runs: int) -> tuple[float, float]:
     return round(statistics.median(times), 3), round(statistics.median(cpus), 3)
 
 
-def web_yaml(name: str) -> str:
+# The replicas' resources per --spec, for drover's manifest and Swarm's flags (an init on both except legacy).
+DROVER_RESOURCES = {"legacy": "{cpu: 0.01, memory: 8Mi}", "plain": None, "limits": "{cpu: 0.15, memory: 64Mi}"}
+SWARM_FLAGS = {"legacy": [], "plain": ["--init"], "limits": ["--init", "--limit-cpu", "0.15", "--limit-memory", "64M"]}
+
+
+def web_yaml(name: str, spec: str = "legacy") -> str:
+    resources = DROVER_RESOURCES[spec]
     return (f"apiVersion: drover/v1\nkind: Service\nmetadata: {{name: {name}}}\nspec:\n"
             f"  image: local/busybox:latest\n  command: {json.dumps(SLEEP)}\n  replicas: 10\n"
-            "  resources: {cpu: 0.01, memory: 8Mi}\n  stop_grace: 1s\n")
+            + (f"  resources: {resources}\n" if resources else "") + "  stop_grace: 1s\n")
 
 
-async def drover_apply_10(api: Api, env: dict[str, str], name: str, workdir: Path, drover: list[str]) -> float:
+async def drover_apply_10(
+    api: Api, env: dict[str, str], name: str, workdir: Path, drover: list[str], spec: str = "legacy",
+) -> float:
     path = workdir / f"{name}.yaml"
-    path.write_text(web_yaml(name))
+    path.write_text(web_yaml(name, spec))
     t0 = time.monotonic()
     subprocess.run([*drover, "apply", "-f", str(path)], env=env, check=True, stdout=subprocess.DEVNULL)
 
@@ -79,14 +94,14 @@ async def _gone(api: Api, name: str) -> bool:
     return not await api.call("get_containers", service=name)
 
 
-async def swarm_create_10(name: str) -> float:
+async def swarm_create_10(name: str, spec: str = "legacy") -> float:
     import aiodocker
 
     client = aiodocker.Docker()
     try:
         t0 = time.monotonic()
         docker("service", "create", "--detach", "--quiet", "--replicas", "10", "--name", name,
-               "--label", "drover-bench=swarm", "local/busybox:latest", *SLEEP)
+               "--label", "drover-bench=swarm", *SWARM_FLAGS[spec], "local/busybox:latest", *SLEEP)
         while time.monotonic() - t0 < 120:
             tasks = await client.tasks.list(filters={"service": name, "desired-state": "running"})
             if sum(1 for t in tasks if t["Status"]["State"] == "running") >= 10:
@@ -105,6 +120,8 @@ async def main() -> None:
     ap.add_argument("--runs", type=int, default=10)
     ap.add_argument("--trials", type=int, default=3)
     ap.add_argument("--no-swarm", action="store_true")
+    ap.add_argument("--spec", choices=sorted(DROVER_RESOURCES), default="legacy",
+                    help="what the 10 replicas are, on both sides (see the module's docstring)")
     ap.add_argument("--python", default=None,
                     help="run the CLI, controller and agent as PYTHON -m drover (e.g. another tree's venv)")
     args = ap.parse_args()
@@ -137,9 +154,9 @@ async def main() -> None:
                 docker("swarm", "init", "--advertise-addr", "127.0.0.1")
             try:
                 for trial in range(args.trials):
-                    drover_times.append(await drover_apply_10(api, env, f"w{trial}", workdir, drover))
+                    drover_times.append(await drover_apply_10(api, env, f"w{trial}", workdir, drover, args.spec))
                     if swarm:
-                        swarm_times.append(await swarm_create_10(f"drover-bench-{cluster}-{trial}"))
+                        swarm_times.append(await swarm_create_10(f"drover-bench-{cluster}-{trial}", args.spec))
             finally:
                 if swarm:
                     subprocess.run(["docker", "swarm", "leave", "--force"], capture_output=True, check=False)
@@ -148,6 +165,7 @@ async def main() -> None:
         stop_daemon(ctl)
         remove_labelled(f"drover.cluster={cluster}")
         nats.stop()
+    out["spec"] = args.spec
     out["drover_apply_10_s"] = [round(t, 2) for t in drover_times]
     out["swarm_create_10_s"] = [round(t, 2) for t in swarm_times]
     if drover_times and swarm_times:
