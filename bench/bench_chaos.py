@@ -1,7 +1,7 @@
 """A chaos run with every fault kind against a fresh `drover up --nats-servers 3 --agents 3` lab: number of
 faults, recovery time after each fault kind (median, max), requests ok/failed, invariants.
 
-    .venv/bin/python bench/bench_chaos.py [--duration 10m] [--seed 1]
+    .venv/bin/python bench/bench_chaos.py [--duration 10m] [--seed 1] [--log-level info --logs DIR]
 
 Target (issue 11): 0 lost, 0 duplicates, recovery <= 10 s for every fault, >= 99.9 % of requests ok.
 Everything runs on 127.0.0.0/8 against the local Docker engine (needs root for iptables).
@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -134,6 +135,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--duration", default="10m")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--log-level", default=None, help="the lab daemons' (info: their steps, for a slow recovery)")
+    ap.add_argument("--logs", type=Path, help="copy the lab's logs here at the end")
     args = ap.parse_args()
     # Restarted daemons load drover's bytecode as an installed package would, not recompiled sources (this
     # machine sets PYTHONDONTWRITEBYTECODE): an agent's start is on the node grace's clock.
@@ -142,13 +145,15 @@ def main() -> None:
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     with tempfile.TemporaryDirectory(prefix="drover-chaos-bench-") as tmp:
         home = Path(tmp)
-        proc, url = start_lab(home, cluster)
+        proc, url = start_lab(home, cluster, *(["--log-level", args.log_level] if args.log_level else []))
         try:
             with LoadSampler() as load:
                 result = asyncio.run(chaos(home, url, cluster, float(parse_duration(args.duration)), args.seed))
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(120)
+            if args.logs:
+                shutil.copytree(home / "data" / "logs", args.logs, dirs_exist_ok=True)
     result["load_average_1m"] = load.summary()
     print(json.dumps(result, indent=2))
     print(markdown(result, load.summary(), started))
