@@ -20,7 +20,8 @@ from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from drover.controller.eventring import EventRing
-from drover.shared.retry import Backoff
+from drover.shared.informer import WATCH_SETUP_FIRST, WATCH_SETUP_MAX
+from drover.shared.retry import Backoff, Patience
 
 log = structlog.get_logger("drover.controller.eventlog")
 
@@ -46,6 +47,7 @@ class EventLog:
         self.last_seq = 0
         self.ready = asyncio.Event()
         self.resubscribed = 0
+        self.setup = Patience(WATCH_SETUP_FIRST, WATCH_SETUP_MAX)
 
     def _on_message(self, seq: int, subject: str, data: bytes) -> None:
         if seq <= self.last_seq:
@@ -77,13 +79,15 @@ class EventLog:
         async def cb(msg: Msg) -> None:
             self._on_message(msg.metadata.sequence.stream, msg.subject, msg.data)
 
-        sub: Any = await self.js.subscribe(
+        # As an informer's watch: a consumer request that met the meta leader's election is asked again soon.
+        sub: Any = await self.setup.run(self.js.subscribe(
             self.subjects,
+            stream=self.stream,
             cb=cb,
             ordered_consumer=True,
             deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
             config=ConsumerConfig(opt_start_seq=start),
-        )
+        ))
         self.resubscribed += 1
         self.ready.set()
         try:

@@ -24,18 +24,15 @@ import structlog
 from nats.js.kv import KeyValue
 
 from drover.shared.errors import WireError
-from drover.shared.retry import Backoff
+from drover.shared.retry import Backoff, Patience
 
 T = TypeVar("T")
 
 log = structlog.get_logger("drover.informer")
 
 DELETE_OPS = ("DEL", "PURGE")
-# Seconds a watch's set-up (its consumer's creation) may take: the first try, doubled after each that timed
-# out, at most the last. Only JetStream's meta leader creates consumers; a request that met its election (a
-# nats-server died) is never answered, and waiting out nats-py's 5 s then kept a resumed or reconnected
-# controller's informers 5 s behind an election that took 1-2 s. A loaded server that needs longer still gets
-# it on a later try.
+# Seconds a watch's set-up (its consumer's creation) may take (``Patience``): only JetStream's meta leader
+# creates consumers, and a request that met its election (a nats-server died) is never answered.
 WATCH_SETUP_FIRST = 1.0
 WATCH_SETUP_MAX = 5.0
 
@@ -90,7 +87,7 @@ class Informer(Generic[T]):
         self.seen = 0
         self.relists = 0
         self._relist_asked = False  # ``relist``: the watch is ended and the bucket listed again at its next poll
-        self._setup_timeout = WATCH_SETUP_FIRST
+        self.setup = Patience(WATCH_SETUP_FIRST, WATCH_SETUP_MAX)
 
     # --- the one decode path ------------------------------------------------------------------------------
     def apply(self, key: str, value: bytes | None, revision: int, op: str | None) -> None:
@@ -156,7 +153,6 @@ class Informer(Generic[T]):
             try:
                 await self._list_and_watch()
                 backoff.reset()
-                self._setup_timeout = WATCH_SETUP_FIRST
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # NATS away, JetStream not ready: relist after a pause
@@ -165,15 +161,9 @@ class Informer(Generic[T]):
 
     async def _list_and_watch(self) -> None:
         seen_reconnects = self.reconnects()
-        try:
-            # Given up by cancelling: before the consumer exists nothing is left behind here; a consumer the
-            # server makes after all has no subscriber and is removed by its inactivity threshold.
-            watcher = await asyncio.wait_for(self.kv.watchall(), self._setup_timeout)
-        except Exception as exc:
-            if "timeout" in type(exc).__name__.lower():
-                self._setup_timeout = min(WATCH_SETUP_MAX, self._setup_timeout * 2)
-            raise
-        self._setup_timeout = WATCH_SETUP_FIRST
+        # Given up by cancelling: before the consumer exists nothing is left behind here; a consumer the server
+        # makes after all has no subscriber and is removed by its inactivity threshold.
+        watcher = await self.setup.run(self.kv.watchall())
         try:
             listing: dict[str, tuple[bytes | None, int, str | None]] = {}
             listed = False

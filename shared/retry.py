@@ -39,6 +39,37 @@ class Backoff:
         await asyncio.sleep(self.next_delay())
 
 
+@dataclass
+class Patience:
+    """How long to wait for a request that may never be answered and is then simply asked again: ``first``
+    seconds, doubled after each try that timed out, at most ``cap``; ``reset()`` after an answer. For set-ups
+    that a JetStream election can swallow (a consumer the meta leader, being elected, never creates): waiting
+    out nats-py's 5 s each time kept a reader seconds behind an election that took one or two, while a loaded
+    server that needs longer still gets it on a later try."""
+
+    first: float = 1.0
+    cap: float = 5.0
+    _now: float = field(default=0.0, init=False)
+
+    @property
+    def timeout(self) -> float:
+        return self._now or self.first
+
+    async def run(self, op: Awaitable[T]) -> T:
+        """``op`` within ``timeout``; a timeout doubles the next one and is raised (``TimeoutError``). Given up
+        by cancelling: callers pass set-ups that leave nothing behind before the server has answered."""
+        try:
+            result = await asyncio.wait_for(op, self.timeout)
+        except TimeoutError:
+            self._now = min(self.timeout * 2, self.cap)
+            raise
+        self.reset()
+        return result
+
+    def reset(self) -> None:
+        self._now = 0.0
+
+
 async def retrying(
     op: Callable[[], Awaitable[T]],
     *,

@@ -170,16 +170,16 @@ async def test_a_watch_set_up_during_an_election_is_asked_again_after_its_first_
     inf: Informer[NodeControl] = Informer(
         "nodectl", kv, NodeControl.from_wire, on_change=lambda k, v, r: None, poll=0.01,  # type: ignore[arg-type]
     )
-    assert inf._setup_timeout == mod.WATCH_SETUP_FIRST == 1.0
+    assert inf.setup.timeout == mod.WATCH_SETUP_FIRST == 1.0
     loop = asyncio.get_running_loop()
     started = loop.time()
     task = asyncio.ensure_future(inf.run())
     try:
         await wait_for(lambda: kv.given_up == 1, timeout=3, interval=0.01)
         assert loop.time() - started < 1.9  # the first deadline, not nats-py's 5 s
-        assert inf._setup_timeout == 2.0  # doubled for the next try
+        assert inf.setup.timeout == 2.0  # doubled for the next try
         kv.elected.set()
         await wait_for(lambda: inf.relists == 1, timeout=5)
-        assert kv.given_up == 1 and inf._setup_timeout == mod.WATCH_SETUP_FIRST  # back to the first deadline
+        assert kv.given_up == 1 and inf.setup.timeout == mod.WATCH_SETUP_FIRST  # back to the first deadline
     finally:
         task.cancel()
