@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from drover.controller.leader import Elector, LeaderState, open_leader_bucket
-from drover.shared.bus import with_timeout
+from drover.shared.bus import on_context
 
 if TYPE_CHECKING:
     from nats.aio.client import Client as NATS
@@ -191,8 +191,8 @@ class LeaseKeeper:
             # A lease step is worth nothing after one TTL: a request lost in a socket to a nats-server that died
             # meanwhile (the first write after a pause, before the client saw the socket close) is given up then,
             # not after nats-py's default 5 s, and the next step (TTL/4 later) asks again on the new connection.
-            kv = with_timeout(opened, float(self.ttl))
-            js = kv._js
+            js = nc.jetstream(timeout=float(self.ttl))
+            kv = on_context(opened, js)
             self.elector = Elector(
                 js, kv, self.bucket, self.id, ttl=self.ttl,
                 on_change=lambda st: self._hop(self._apply, st),

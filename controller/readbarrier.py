@@ -15,11 +15,10 @@ old state (the CLI asks again, reaching another controller, or this one once it 
 from what it has, and the next read tries again, for at most ``RETRY`` (0.2 s): the bound counts from the stall,
 not from each read (a read asked with a 1-2 s deadline, as the chaos monitor's, was never answered while a
 stream elected its leader: each waited out its own 3 s, and a resumed controller answered no read for 6 s).
-What stops the proof then is JetStream itself (a stream electing its
-leader after a nats-server died answers no info, and takes no write either) or a watch that fell behind (its
-informer is told to relist, ``Source.relist``). Refusing in those cases made every read of a 10-minute chaos
-run fail for up to 20 s after a nats-server died during a pause (a read must never be less available than
-the cluster it reads).
+What stops the proof then is JetStream itself (a stream electing its leader after a nats-server died answers no
+info, and takes no write either) or a watch that fell behind (its informer is told to relist, ``Source.relist``).
+Refusing in those cases made every read of a 10-minute chaos run fail for up to 20 s after a nats-server died
+during a pause (a read must never be less available than the cluster it reads).
 
 The decision is pure (``caught_up``); ``ReadBarrier`` does the waiting with narrow dependencies: for each
 bucket, what its informer applied and how to ask the stream's last sequence.
@@ -97,7 +96,8 @@ class ReadBarrier:
         return self._suspect
 
     def suspect(self, _now: float = 0.0) -> None:
-        """The controller stalled, reconnected or is disconnected: its state may be behind the buckets."""
+        """The controller's loop stalled: its state may be behind the buckets. The bound counts from the first
+        stall not yet proven past."""
         if not self._suspect:
             self._since = self.clock()
         self._suspect = True

@@ -170,14 +170,10 @@ def cluster_replicas(nc: NATS) -> int:
     return max(1, min(3, len(servers)))
 
 
-def with_timeout(kv: KeyValue, timeout: float) -> KeyValue:
-    """The same bucket through a JetStream context whose requests give up after ``timeout`` s (nats-py binds
-    a bucket handle to its context's timeout, 5 s by default). For callers whose request is worthless after
-    a shorter time and is asked again at once: the lease (one TTL) and a watch being set up (a consumer the
-    meta leader did not create while it was being elected)."""
-    js = kv._js
-    return KeyValue(name=kv._name, stream=kv._stream, pre=kv._pre, direct=kv._direct,
-                    js=JetStreamContext(js._nc, prefix=js._prefix, timeout=timeout))
+def on_context(kv: KeyValue, js: JetStreamContext) -> KeyValue:
+    """The same bucket through another JetStream context: nats-py binds a bucket handle to the timeout of the
+    context that opened it (5 s by default). For the lease, whose requests are worthless after one TTL."""
+    return KeyValue(name=kv._name, stream=kv._stream, pre=kv._pre, direct=kv._direct, js=js)
 
 
 @dataclasses.dataclass(frozen=True)

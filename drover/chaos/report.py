@@ -89,10 +89,9 @@ def chains(faults: list[FaultRecord]) -> list[Chain]:
     for f in sorted(faults, key=lambda g: (g.at, g.ends)):
         if current and f.at >= recovered_by:
             out.append(_chain(current))
-            current = []
+            current, recovered_by = [], 0.0
         current.append(f)
-        done = f.ends + f.recovery_s if f.recovery_s is not None else float("inf")
-        recovered_by = max(recovered_by, done) if len(current) > 1 else done
+        recovered_by = max(recovered_by, f.ends + f.recovery_s if f.recovery_s is not None else float("inf"))
     if current:
         out.append(_chain(current))
     return out
