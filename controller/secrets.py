@@ -19,6 +19,7 @@ from nats.js.kv import KeyValue
 
 from drover.controller import records
 from drover.shared import wire
+from drover.shared.bus import bucket_keys
 from drover.shared.errors import NotFoundError, ValidationError, WireError
 from drover.shared.manifest import ServiceSpec
 from drover.shared.models import AssignedContainer, ServiceRecord
@@ -70,12 +71,8 @@ class Secrets:
         return None if got is None else self.box.open(got[0])
 
     async def names(self) -> list[str]:
-        try:
-            return sorted(await self.kv.keys())
-        except Exception as exc:  # nats-py raises NoKeysError on an empty bucket
-            if type(exc).__name__ == "NoKeysError":
-                return []
-            raise
+        """Names with an entry, deleted ones included (``get`` returns None for those)."""
+        return await bucket_keys(self.kv)
 
     async def put(self, name: str, data: bytes, now: float) -> str:
         """Store ``data`` as secret ``name``: ``created``, ``configured`` (new content) or ``unchanged``."""

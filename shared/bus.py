@@ -176,6 +176,15 @@ def on_context(kv: KeyValue, js: JetStreamContext) -> KeyValue:
     return KeyValue(name=kv._name, stream=kv._stream, pre=kv._pre, direct=kv._direct, js=js)
 
 
+async def bucket_keys(kv: KeyValue) -> list[str]:
+    """Every key with an entry in the bucket, deleted ones included (their last entry is a delete marker: the
+    caller's ``get`` tells), from the stream's own subject list. Not nats-py's ``keys()``: its watch ends the
+    listing when the consumer's info says nothing is pending and nothing has been received, which also holds
+    while the first entries are still on their way, so a loaded controller listed an empty bucket."""
+    info = await kv._js.stream_info(kv._stream, subjects_filter=f"{kv._pre}>")
+    return sorted(subject[len(kv._pre):] for subject in (info.state.subjects or {}))
+
+
 @dataclasses.dataclass(frozen=True)
 class BucketSpec:
     """How to create a bucket that is missing: entries kept per key, ``ttl`` (seconds, 0: none), direct gets."""
