@@ -7,6 +7,7 @@ retried from a fresh read when they lose a race.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -234,6 +235,18 @@ async def get_nodes(ctl: Controller, body: dict[str, Any]) -> Any:
     return views.page("nodes", rows, after, size)
 
 
+EVENTS_CATCH_UP = 1.0  # at most this long an events reply waits for the controller's own latest events
+
+
+async def _caught_up(ctl: Controller) -> None:
+    """Read your own events: the events this controller posted before the request (a pause, an undo) are
+    stored and read back before the reply is made. Bounded: while the events stream is away the reply shows
+    what is held (events are a record, not state)."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(EVENTS_CATCH_UP):
+            await ctl.eventlog.reached(await ctl.outbox.settled())
+
+
 def _events(ctl: Controller, *, service: str | None = None, node: str | None = None, limit: int = 200) -> Any:
     out = [
         e.model_dump(mode="json")
@@ -253,6 +266,7 @@ async def describe_service(ctl: Controller, body: dict[str, Any]) -> Any:
         raise NotFoundError(f'service "{name}" not found')
     history = _history_rows(rec)
     containers = views.container_rows(snap, service=name)
+    await _caught_up(ctl)
     return {
         "service": views.service_rows(snap, unplaced=ctl.unplaced, name=name, notes=ctl.problems.messages())[0],
         "spec": {**rec.spec.model_dump(mode="json"), "replicas": rec.replicas},
@@ -278,6 +292,7 @@ async def describe_node(ctl: Controller, body: dict[str, Any]) -> Any:
     if name is None or not rows:
         raise NotFoundError(f'node "{name}" not found')
     containers = views.container_rows(snap, on_node=name)
+    await _caught_up(ctl)
     return {"node": rows[0], "containers": containers, "events": _events(ctl, node=name, limit=30)}
 
 
@@ -289,6 +304,7 @@ async def events(ctl: Controller, body: dict[str, Any]) -> Any:
     if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
         raise ValidationError([("offset", "must be a non-negative integer")])
     _, size = _paging(body)
+    await _caught_up(ctl)
     rows = _events(ctl, service=_opt_name(body, "service"), limit=limit)
     # Paged (``page`` rows from ``offset`` of the selection) so that thousands of events never outgrow a reply.
     return rows[offset:] if size is None else rows[offset : offset + size]

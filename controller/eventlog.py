@@ -48,12 +48,20 @@ class EventLog:
         self.ready = asyncio.Event()
         self.resubscribed = 0
         self.setup = Patience(WATCH_SETUP_FIRST, WATCH_SETUP_MAX)
+        self._advanced = asyncio.Event()
 
     def _on_message(self, seq: int, subject: str, data: bytes) -> None:
         if seq <= self.last_seq:
             return  # already held (a resubscription overlapping what was delivered)
         self.last_seq = seq
         self.events.append((subject, data))  # decoded when read (controller/eventring.py): most of a burst never is
+        self._advanced.set()
+
+    async def reached(self, seq: int) -> None:
+        """Wait until the events up to stream sequence ``seq`` are held. Unbounded: callers bound it."""
+        while self.last_seq < seq:
+            self._advanced.clear()
+            await self._advanced.wait()
 
     async def run(self) -> None:
         backoff = Backoff(initial=0.1, cap=2.0)
