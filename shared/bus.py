@@ -185,6 +185,13 @@ async def bucket_keys(kv: KeyValue) -> list[str]:
     return sorted(subject[len(kv._pre):] for subject in (info.state.subjects or {}))
 
 
+async def bucket_is_empty(kv: KeyValue) -> bool:
+    """True when the bucket's stream holds no message at all (no key, not even a delete marker), so a watch of
+    it delivers nothing until the next write."""
+    info = await kv._js.stream_info(kv._stream)
+    return not info.state.messages
+
+
 @dataclasses.dataclass(frozen=True)
 class BucketSpec:
     """How to create a bucket that is missing: entries kept per key, ``ttl`` (seconds, 0: none), direct gets."""

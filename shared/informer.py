@@ -6,6 +6,12 @@ and every ``resync`` seconds as a safety net. Keys present before a relist and a
 deleted, so a delete missed while disconnected is not kept forever. Every value goes through one decode
 path; a DEL, a PURGE, a TTL expiry marker and an empty value are all "deleted".
 
+The listing ends with the entry that says nothing more is pending (its ``delta`` is 0). nats-py's own
+end-of-listing marker is not trusted when it comes before any entry: nats-py sends it when the consumer's
+info shows nothing pending and nothing received, which also holds while the first entries are on their way
+(so a loaded process listed a full bucket as empty, and a relist reported every key deleted). Such a marker
+ends the listing only if the bucket's stream really holds no message.
+
 An entry that does not decode is *damaged*: it is handed to ``on_damaged`` once per (key, revision) — never
 retried in a loop — and the cache keeps the key's last good value (the owner decides to repair it or to
 ignore it). A later good value or a delete clears the damage.
@@ -16,13 +22,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 import structlog
 from nats.js.kv import KeyValue
 
+from drover.shared.bus import bucket_is_empty
 from drover.shared.errors import WireError
 from drover.shared.retry import Backoff, Patience
 
@@ -49,7 +56,8 @@ class Informer(Generic[T]):
     revision)`` on every change and ``on_damaged(Damage)`` once per undecodable (key, revision).
 
     Narrow dependencies: the bucket, a decoder, and ``reconnects()`` (a counter that grows when the NATS client
-    reconnected, e.g. ``lambda: nc.stats["reconnects"]``)."""
+    reconnected, e.g. ``lambda: nc.stats["reconnects"]``); ``is_empty()`` (default: the bucket's stream info)
+    confirms an empty listing."""
 
     def __init__(
         self,
@@ -63,9 +71,11 @@ class Informer(Generic[T]):
         resync: float = 30.0,
         poll: float = 0.25,
         clock: Callable[[], float] = time.monotonic,
+        is_empty: Callable[[], Awaitable[bool]] | None = None,
     ) -> None:
         self.name = name
         self.kv = kv
+        self.is_empty = is_empty or (lambda: bucket_is_empty(kv))
         self.decode = decode
         self.on_change = on_change
         self.on_damaged = on_damaged
@@ -88,6 +98,7 @@ class Informer(Generic[T]):
         self.relists = 0
         self._relist_asked = False  # ``relist``: the watch is ended and the bucket listed again at its next poll
         self.setup = Patience(WATCH_SETUP_FIRST, WATCH_SETUP_MAX)
+        self.early_markers = 0  # nats-py end-of-listing markers that came before the entries (not trusted)
 
     # --- the one decode path ------------------------------------------------------------------------------
     def apply(self, key: str, value: bytes | None, revision: int, op: str | None) -> None:
@@ -141,6 +152,12 @@ class Informer(Generic[T]):
         for key in set(self.damaged) - set(listing):
             del self.damaged[key]
 
+    def _listed(self, listing: dict[str, tuple[bytes | None, int, str | None]]) -> None:
+        self.relists += 1
+        self._relisted(listing)
+        listing.clear()
+        self.ready.set()
+
     def relist(self) -> None:
         """List the bucket again (within one ``poll``): a reader found this informer behind its stream (a watch
         that fell behind after its stream's leader moved; otherwise only the ``resync`` would mend it)."""
@@ -181,15 +198,17 @@ class Informer(Generic[T]):
                 if entry is _NOTHING:
                     continue
                 if entry is None:
-                    if not listed:
+                    if not listed and (listing or await self.is_empty()):
                         listed = True
-                        self.relists += 1
-                        self._relisted(listing)
-                        listing.clear()
-                        self.ready.set()
+                        self._listed(listing)
+                    elif not listed:
+                        self.early_markers += 1  # the entries are on their way: the last of them ends the listing
                     continue
                 if not listed:
                     listing[entry.key] = (entry.value, entry.revision or 0, entry.operation)
+                    if entry.delta == 0:  # nothing more pending: the listing is complete
+                        listed = True
+                        self._listed(listing)
                 else:
                     self.apply(entry.key, entry.value, entry.revision or 0, entry.operation)
         finally:

@@ -101,6 +101,10 @@ def test_a_value_this_process_wrote_is_held_not_decoded_again() -> None:
     assert len(decoded) == 1 and changes[-1][2] == 6
 
 
+async def _yes() -> bool:
+    return True
+
+
 class _QuietWatch:
     """A watch that lists an empty bucket and then hears nothing (a watch fallen behind its stream)."""
 
@@ -130,6 +134,7 @@ async def test_relist_asked_lists_the_bucket_again_within_a_poll() -> None:
     kv = _Bucket()
     inf: Informer[NodeControl] = Informer(
         "nodectl", kv, NodeControl.from_wire, on_change=lambda k, v, r: None, poll=0.01,  # type: ignore[arg-type]
+        is_empty=_yes,
     )
     task = asyncio.ensure_future(inf.run())
     try:
@@ -169,6 +174,7 @@ async def test_a_watch_set_up_during_an_election_is_asked_again_after_its_first_
     kv = _ElectingBucket()
     inf: Informer[NodeControl] = Informer(
         "nodectl", kv, NodeControl.from_wire, on_change=lambda k, v, r: None, poll=0.01,  # type: ignore[arg-type]
+        is_empty=_yes,
     )
     assert inf.setup.timeout == mod.WATCH_SETUP_FIRST == 1.0
     loop = asyncio.get_running_loop()
@@ -181,5 +187,78 @@ async def test_a_watch_set_up_during_an_election_is_asked_again_after_its_first_
         kv.elected.set()
         await wait_for(lambda: inf.relists == 1, timeout=5)
         assert kv.given_up == 1 and inf.setup.timeout == mod.WATCH_SETUP_FIRST  # back to the first deadline
+    finally:
+        task.cancel()
+
+
+class _Entry:
+    def __init__(self, key: str, value: bytes, revision: int, delta: int) -> None:
+        self.key, self.value, self.revision, self.delta, self.operation = key, value, revision, delta, None
+
+
+class _EarlyMarkerWatch:
+    """nats-py's watch on a loaded process: its end-of-listing marker (``None``) comes before the entries,
+    which were already sent by the server; ``delta`` counts what is still pending after each entry."""
+
+    def __init__(self, entries: list[_Entry]) -> None:
+        self.queue: list[Any] = [None, *entries]
+
+    async def updates(self, timeout: float) -> Any:
+        if self.queue:
+            return self.queue.pop(0)
+        await asyncio.wait_for(asyncio.Event().wait(), timeout)
+
+    async def stop(self) -> None:
+        return None
+
+
+class _FullBucket:
+    def __init__(self, entries: list[_Entry]) -> None:
+        self.entries = entries
+        self.watches = 0
+
+    async def watchall(self) -> _EarlyMarkerWatch:
+        self.watches += 1
+        return _EarlyMarkerWatch(list(self.entries))
+
+
+async def test_an_end_marker_before_the_entries_does_not_end_the_listing() -> None:
+    """A relist whose marker came first must not report the held keys deleted (nor the first listing end
+    empty): the listing ends with the entry that has nothing pending after it."""
+    a, b = NodeControl().to_wire(), NodeControl(cordoned=True).to_wire()
+    kv = _FullBucket([_Entry("a", a, 1, 1), _Entry("b", b, 2, 0)])
+    changes: list[tuple[str, Any, int]] = []
+    asked: list[bool] = []
+
+    async def not_empty() -> bool:
+        asked.append(True)
+        return False
+
+    inf: Informer[NodeControl] = Informer(
+        "nodectl", kv, NodeControl.from_wire,  # type: ignore[arg-type]
+        on_change=lambda k, v, r: changes.append((k, v, r)), poll=0.01, is_empty=not_empty,
+    )
+    task = asyncio.ensure_future(inf.run())
+    try:
+        await wait_for(lambda: inf.relists == 1, timeout=5)
+        assert set(inf.items) == {"a", "b"} and asked == [True] and inf.early_markers == 1
+        inf.relist()
+        await wait_for(lambda: inf.relists == 2, timeout=5)
+        assert [c for c in changes if c[1] is None] == []  # no key ever reported deleted
+        assert set(inf.items) == {"a", "b"} and inf.early_markers == 2
+    finally:
+        task.cancel()
+
+
+async def test_an_end_marker_of_an_empty_bucket_ends_the_listing() -> None:
+    kv = _Bucket()
+    inf: Informer[NodeControl] = Informer(
+        "nodectl", kv, NodeControl.from_wire, on_change=lambda k, v, r: None, poll=0.01,  # type: ignore[arg-type]
+        is_empty=_yes,
+    )
+    task = asyncio.ensure_future(inf.run())
+    try:
+        await wait_for(lambda: inf.ready.is_set(), timeout=5)
+        assert inf.items == {} and inf.early_markers == 0
     finally:
         task.cancel()
