@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -105,6 +106,7 @@ def poisoned(name: str, **fields: object) -> ServiceRecord:
     return ServiceRecord.model_construct(**{**svc(name, 2).__dict__, "spec": spec})
 
 
+@pytest.mark.filterwarnings("ignore:Pydantic serializer warnings")  # the poisoned cpu, made on purpose
 def test_a_poisoned_service_is_skipped_and_the_others_placed() -> None:
     """A service whose rollout step raises (a bad max_surge) and ones whose placement raises (a placement that
     is not a map, a cpu that is not a number) are reported in ``failed``; every other service is still placed
