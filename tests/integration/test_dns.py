@@ -85,7 +85,7 @@ async def test_hand_built_queries_over_udp(
     transport.sendto(codec.build_response(codec.parse_query(packet), codec.NOERROR), ("127.0.0.1", port))
     m = await ask(client, port, codec.build_query(7, "web.drover"))
     assert m.header.id == 7 and len(m.answers) == 1
-    await wait_for(lambda: responder.stats["malformed"] == 4, 2, message=f"malformed counted: {responder.stats}")
+    await wait_for(lambda: responder.stats["malformed"] == 4, 10, message=f"malformed counted: {responder.stats}")
     assert responder.stats["dropped_responses"] == 1
 
 
