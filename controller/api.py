@@ -12,6 +12,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+import nats.errors
+
 from drover.controller import autoscaler, backup, preview, records, secrets, views
 from drover.controller.records import update_service
 from drover.shared.errors import NotFoundError, ValidationError
@@ -240,11 +242,13 @@ EVENTS_CATCH_UP = 1.0  # at most this long an events reply waits for the control
 
 async def _caught_up(ctl: Controller) -> None:
     """Read your own events: the events this controller posted before the request (a pause, an undo) are
-    stored and read back before the reply is made. Bounded: while the events stream is away the reply shows
-    what is held (events are a record, not state)."""
-    with contextlib.suppress(TimeoutError):
+    stored, and every event stored before the reply (also another controller's: requests go to any of them)
+    is read back, before the reply is made. Bounded: while the events stream is away the reply shows what is
+    held (events are a record, not state)."""
+    with contextlib.suppress(TimeoutError, nats.errors.Error):
         async with asyncio.timeout(EVENTS_CATCH_UP):
-            await ctl.eventlog.reached(await ctl.outbox.settled())
+            mine = await ctl.outbox.settled()
+            await ctl.eventlog.reached(max(mine, await ctl.eventlog.stream_last()))
 
 
 def _events(ctl: Controller, *, service: str | None = None, node: str | None = None, limit: int = 200) -> Any:

@@ -57,6 +57,12 @@ class EventLog:
         self.events.append((subject, data))  # decoded when read (controller/eventring.py): most of a burst never is
         self._advanced.set()
 
+    async def stream_last(self) -> int:
+        """The stream's last sequence now: every event stored so far, by any controller or agent (0 when the
+        stream holds none: its last may have aged out, and would never be delivered)."""
+        info = await self.js.stream_info(self.stream)
+        return (info.state.last_seq or 0) if info.state.messages else 0
+
     async def reached(self, seq: int) -> None:
         """Wait until the events up to stream sequence ``seq`` are held. Unbounded: callers bound it."""
         while self.last_seq < seq:

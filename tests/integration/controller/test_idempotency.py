@@ -3,9 +3,10 @@ are compare-and-set and harmless when repeated."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
-from drover.shared.models import NodeControl
+from drover.shared.models import Event, NodeControl
 from tests.fixtures import wait_for
 from tests.integration.controller.test_controller import env, manifest  # noqa: F401 (env: fixture)
 
@@ -57,3 +58,24 @@ async def test_pause_and_resume_events_say_what_happened(env: Any) -> None:  # n
             if e["kind"].startswith("rollout-")]
     assert rows == [("rollout-paused", "rollout paused at revision 1"),
                     ("rollout-resumed", "rollout resumed at revision 1")]
+
+
+async def test_events_stored_by_others_before_a_request_are_in_its_reply(env: Any) -> None:  # noqa: F811
+    """An agent's events (or another controller's) stored before an events request are in its reply: the
+    reply waits (briefly) until the controller's copy reached the stream's last event."""
+    ctl, agents, call = env
+    await agents.add("n1")
+    deliver = ctl.eventlog._on_message
+    held: list[tuple[int, str, bytes]] = []
+
+    def late(seq: int, subject: str, data: bytes) -> None:  # a loaded controller: its copy lags 0.3 s
+        held.append((seq, subject, data))
+        asyncio.get_running_loop().call_later(0.3, lambda: deliver(*held.pop(0)))
+
+    ctl.eventlog._on_message = late
+    subject = agents.names.node_event("n1", "started")
+    for i in range(3):
+        ev = Event(time=float(i), kind="started", node="n1", service="web", message=f"run {i}")
+        await agents.store.js.publish(subject, ev.to_wire())
+        rows = [e["message"] for e in (await call("events", service="web")).data if e["kind"] == "started"]
+        assert rows[-1:] == [f"run {i}"]
