@@ -373,7 +373,9 @@ async def rollout_undo(ctl: Controller, body: dict[str, Any]) -> Any:
         return {"name": name, "revision": new.revision, "skipped": True}
     change = new.history[-1].change if new.history else ""
     await ctl.emit("rollout-undo", service=name, message=f"{change}: desired again as revision {new.revision}")
-    return {"name": name, "revision": new.revision}
+    # Paused: the revision is stored but rolls out only on resume (kubectl refuses such an undo instead; here
+    # the user is told).
+    return {"name": name, "revision": new.revision, "paused": new.paused}
 
 
 async def _pause(ctl: Controller, body: dict[str, Any], paused: bool) -> Any:

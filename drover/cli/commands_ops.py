@@ -241,6 +241,8 @@ def rollout_undo_cmd(name: str, to_revision: int | None) -> None:
         output.echo(f"service/{name} skipped rollback (current spec already matches revision {to_revision or rev})")
         return
     output.echo(f"service/{name} rolled back" + (f" (revision {rev})" if rev is not None else ""))
+    if isinstance(data, dict) and data.get("paused"):
+        output.warn(f"service/{name} is paused: the rollback rolls out after `drover rollout resume {name}`")
 
 
 async def _new_verb(c: Client, verb: str, body: dict[str, Any], what: str) -> Any:

@@ -53,11 +53,15 @@ async def test_pause_and_resume_events_say_what_happened(env: Any) -> None:  # n
     await agents.add("n1")
     assert (await call("apply", manifests=[manifest(replicas=1)])).ok
     assert (await call("rollout_pause", name="web")).ok
+    assert (await call("apply", manifests=[manifest(replicas=1, env={"A": "2"})])).ok
+    undo = await call("rollout_undo", name="web")
+    assert undo.ok and undo.data == {"name": "web", "revision": 3, "paused": True}  # stored, rolls out on resume
     assert (await call("rollout_resume", name="web")).ok
     rows = [(e["kind"], e["message"]) for e in (await call("events", service="web")).data
             if e["kind"].startswith("rollout-")]
     assert rows == [("rollout-paused", "rollout paused at revision 1"),
-                    ("rollout-resumed", "rollout resumed at revision 1")]
+                    ("rollout-undo", "undo to revision 1: desired again as revision 3"),
+                    ("rollout-resumed", "rollout resumed at revision 3")]
 
 
 async def test_events_stored_by_others_before_a_request_are_in_its_reply(env: Any) -> None:  # noqa: F811

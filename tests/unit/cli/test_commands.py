@@ -457,3 +457,14 @@ def test_events_come_in_pages(fake: Callable[..., FakeNats]) -> None:
     nc = fake(events=events)
     got = json.loads(run("events", "--limit", "0", "-o", "json").stdout)
     assert [e["container"] for e in got] == [e["container"] for e in evs] and len(nc.requests) == 3
+
+
+def test_rollout_undo_of_a_paused_service_says_it_waits_for_resume(fake: Callable[..., FakeNats]) -> None:
+    fake(rollout_undo=lambda b: {"name": "web", "revision": 3, "paused": True})
+    result = run("rollout", "undo", "web")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "service/web rolled back (revision 3)\n"
+    assert "paused" in result.stderr and "drover rollout resume web" in result.stderr
+    fake(rollout_undo=lambda b: {"name": "web", "revision": 4, "paused": False})
+    result = run("rollout", "undo", "web")
+    assert result.exit_code == 0 and result.stderr == ""
