@@ -247,8 +247,8 @@ async def _caught_up(ctl: Controller) -> None:
     held (events are a record, not state)."""
     with contextlib.suppress(TimeoutError, nats.errors.Error):
         async with asyncio.timeout(EVENTS_CATCH_UP):
-            mine = await ctl.outbox.settled()
-            await ctl.eventlog.reached(max(mine, await ctl.eventlog.stream_last()))
+            await ctl.outbox.settled()  # then the stream's last sequence covers this controller's own events
+            await ctl.eventlog.reached(await ctl.eventlog.stream_last())
 
 
 def _events(ctl: Controller, *, service: str | None = None, node: str | None = None, limit: int = 200) -> Any:

@@ -201,8 +201,8 @@ class Controller:
         """An API read answered in-process (what the dashboard shows is what the CLI gets)."""
         return await api.HANDLERS[verb](self, body)
 
-    async def _js_publish(self, subject: str, data: bytes, headers: dict[str, str]) -> Any:
-        return await self.store.js.publish(subject, data, headers=headers)
+    async def _js_publish(self, subject: str, data: bytes, headers: dict[str, str]) -> None:
+        await self.store.js.publish(subject, data, headers=headers)
 
     def _suspect_reads(self, now: float) -> None:
         """The loop stalled: reads wait until the informers caught up (controller/readbarrier.py). Not after a

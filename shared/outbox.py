@@ -6,9 +6,9 @@ recovered the events stream, a plain publish is accepted by the client and silen
 of exactly the moments that need explaining were lost. Each event carries a ``Nats-Msg-Id``, so a retry of
 an event whose acknowledgement was lost is stored once (within the stream's duplicate window).
 
-``settled`` lets a reader see its own events: it waits until everything put so far left the outbox and
-answers the highest stream sequence acknowledged, which the reader then waits for in its copy of the stream
-(``drover rollout pause web && drover events --service web`` shows the pause).
+``settled`` lets a reader see its own events: it waits until everything put so far left the outbox, after which
+the stream's last sequence covers them (``drover rollout pause web && drover events --service web`` shows the
+pause).
 """
 
 from __future__ import annotations
@@ -31,8 +31,7 @@ BATCH = 128
 
 class EventOutbox:
     """Narrow dependencies: ``publish(subject, data, headers)`` (a JetStream publish that raises unless the
-    stream acknowledged it, answering its acknowledgement: an object with the stream sequence ``seq``) and
-    ``subject(kind)``."""
+    stream acknowledged it) and ``subject(kind)``."""
 
     def __init__(
         self,
@@ -51,7 +50,6 @@ class EventOutbox:
         self.dropped = 0  # oldest events dropped because the outbox was full (a long outage)
         self.published = 0
         self.posted = 0  # events ever put
-        self.stored_seq = 0  # the highest stream sequence an acknowledgement named
         self._progress = asyncio.Event()  # set whenever events left the queue
 
     def put(self, ev: Event, msg_id: str | None = None) -> None:
@@ -82,7 +80,6 @@ class EventOutbox:
             for r in results:  # in order: stop at the first failure so the stream keeps the events' order
                 if isinstance(r, BaseException):
                     break
-                self.stored_seq = max(self.stored_seq, _seq(r))
                 done += 1
             for _ in range(done):
                 self._queue.popleft()
@@ -96,18 +93,17 @@ class EventOutbox:
             else:
                 backoff.reset()
 
-    async def _send(self, item: tuple[str, str, bytes]) -> Any:
+    async def _send(self, item: tuple[str, str, bytes]) -> None:
         msg_id, subject, data = item
-        return await asyncio.wait_for(self._publish(subject, data, {"Nats-Msg-Id": msg_id}), self._timeout)
+        await asyncio.wait_for(self._publish(subject, data, {"Nats-Msg-Id": msg_id}), self._timeout)
 
-    async def settled(self) -> int:
-        """Wait until every event put before this call left the outbox (stored, or dropped by a full outbox);
-        answer the highest stream sequence stored so far. Unbounded: callers bound it."""
+    async def settled(self) -> None:
+        """Wait until every event put before this call left the outbox (stored, or dropped by a full outbox).
+        Unbounded: callers bound it."""
         mark = self.posted
         while self.published + self.dropped < mark:
             self._progress.clear()
             await self._progress.wait()
-        return self.stored_seq
 
     async def flush(self, timeout: float = 2.0) -> None:
         """Wait (up to ``timeout``) until every queued event is stored (used on a clean stop)."""
@@ -116,8 +112,3 @@ class EventOutbox:
                 if not self._queue:
                     return
                 await asyncio.sleep(0.02)
-
-
-def _seq(ack: Any) -> int:
-    seq = getattr(ack, "seq", 0)
-    return seq if isinstance(seq, int) else 0
